@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` (end to end on SQLite) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned: the CPU wheel on disk; later ranges are satisfied by it.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/gpnas demo
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install
+	./scripts/ensure_services.sh
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/predictors.py
+	$(BIN)/python benchmarks/search.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

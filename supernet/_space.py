@@ -1,0 +1,264 @@
+"""Generic layered search space: per-layer categorical dimensions and a set of depths.
+
+Every preset (UFO ViT spaces, FBNet, NAS-Bench-201) is a :class:`SearchSpace` whose subnets
+are a depth plus, for each active layer, one choice index per :class:`Dimension`. Subclasses
+only add their canonical arch-string syntax (``parse`` / ``format``) and, for the UFO spaces,
+analytic parameter and FLOP counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import product
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+EncodingKind = Literal["onehot", "ordinal"]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One per-layer choice, e.g. ``num_heads`` in ``(12, 11, 10)``.
+
+    Attributes:
+        name: Name used in structured configs.
+        values: Allowed values, in the order of their choice indices.
+    """
+
+    name: str
+    values: tuple[Any, ...]
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+@dataclass(frozen=True, order=True)
+class Subnet:
+    """An immutable, hashable path through a search space.
+
+    Attributes:
+        space: Name of the space the subnet belongs to.
+        depth: Number of active layers.
+        layers: ``depth`` tuples, each holding one choice index per dimension of the space.
+    """
+
+    space: str
+    depth: int
+    layers: tuple[tuple[int, ...], ...]
+
+
+class SearchSpace:
+    """A layered space of ``sum_d (prod_k |dim_k|) ** d`` subnets over the allowed depths ``d``.
+
+    Args:
+        name: Registry name of the space.
+        tasks: Task names scored on this space (may be empty for latency-only spaces).
+        dimensions: Per-layer choice dimensions.
+        depths: Allowed numbers of active layers; layers beyond the depth are absent.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        tasks: Sequence[str],
+        dimensions: Sequence[Dimension],
+        depths: Sequence[int],
+    ) -> None:
+        if not dimensions or not depths:
+            raise ValueError(f"space {name!r} needs at least one dimension and one depth")
+        self.name = name
+        self.tasks: list[str] = list(tasks)
+        self.dimensions: tuple[Dimension, ...] = tuple(dimensions)
+        self.depths: tuple[int, ...] = tuple(sorted(set(depths)))
+        self.max_depth = self.depths[-1]
+
+    # ------------------------------------------------------------------ size and sampling
+    @property
+    def choices_per_layer(self) -> int:
+        """Number of distinct settings of one layer (product of the dimension sizes)."""
+        return math.prod(len(d) for d in self.dimensions)
+
+    @property
+    def cardinality(self) -> int:
+        """Exact number of subnets, as a Python int."""
+        per_layer = self.choices_per_layer
+        return sum(per_layer**depth for depth in self.depths)
+
+    @property
+    def variable_depth(self) -> bool:
+        return len(self.depths) > 1
+
+    def depth_probabilities(self) -> np.ndarray:
+        """Share of the space held by each depth, shape ``len(depths)``."""
+        logs = np.array([d * math.log(self.choices_per_layer) for d in self.depths])
+        weights = np.exp(logs - logs.max())
+        return weights / weights.sum()
+
+    def sample(self, n: int, seed: int | None = None) -> list[Subnet]:
+        """Draw ``n`` distinct subnets uniformly over the whole space.
+
+        Depth is drawn with probability proportional to the number of subnets of that depth,
+        so every subnet is equally likely.
+
+        Raises:
+            ValueError: If ``n`` is negative or exceeds the cardinality.
+        """
+        if n < 0 or n > self.cardinality:
+            raise ValueError(f"cannot draw {n} distinct subnets from a space of {self.cardinality}")
+        rng = np.random.default_rng(seed)
+        if n > self.cardinality // 4:
+            everything = list(self.enumerate())
+            order = rng.permutation(len(everything))[:n]
+            return [everything[i] for i in order]
+        sizes = [len(d) for d in self.dimensions]
+        probabilities = self.depth_probabilities()
+        chosen: dict[Subnet, None] = {}
+        while len(chosen) < n:
+            batch = max(16, 2 * (n - len(chosen)))
+            depth_idx = rng.choice(len(self.depths), size=batch, p=probabilities)
+            codes = np.stack([rng.integers(0, s, size=(batch, self.max_depth)) for s in sizes], -1)
+            for row, di in zip(codes, depth_idx, strict=True):
+                depth = self.depths[di]
+                sub = Subnet(self.name, depth, tuple(tuple(int(v) for v in layer) for layer in row[:depth]))
+                chosen.setdefault(sub)
+                if len(chosen) == n:
+                    break
+        return list(chosen)
+
+    def enumerate(self, limit: int = 2_000_000) -> Iterator[Subnet]:
+        """Yield every subnet, shallowest first.
+
+        Raises:
+            ValueError: If the space holds more than ``limit`` subnets.
+        """
+        if self.cardinality > limit:
+            raise ValueError(f"space {self.name!r} has {self.cardinality} subnets, more than limit={limit}")
+        layer_settings = list(product(*(range(len(d)) for d in self.dimensions)))
+        for depth in self.depths:
+            for layers in product(layer_settings, repeat=depth):
+                yield Subnet(self.name, depth, tuple(layers))
+
+    # ------------------------------------------------------------------ validation and views
+    def validate(self, sub: Subnet) -> Subnet:
+        """Return ``sub`` if it belongs to this space, else raise ValueError saying why."""
+        if not isinstance(sub, Subnet):
+            raise ValueError(f"expected a Subnet, got {type(sub).__name__}")
+        if sub.space != self.name:
+            raise ValueError(f"subnet belongs to space {sub.space!r}, not {self.name!r}")
+        if sub.depth not in self.depths or len(sub.layers) != sub.depth:
+            raise ValueError(f"depth {sub.depth} not allowed in {self.name!r}; allowed: {list(self.depths)}")
+        for i, layer in enumerate(sub.layers):
+            if len(layer) != len(self.dimensions):
+                raise ValueError(f"layer {i} has {len(layer)} choices, expected {len(self.dimensions)}")
+            for dim, choice in zip(self.dimensions, layer, strict=True):
+                if not 0 <= choice < len(dim):
+                    raise ValueError(f"layer {i}: {dim.name} index {choice} out of range 0..{len(dim) - 1}")
+        return sub
+
+    def config(self, sub: Subnet) -> dict[str, Any]:
+        """Structured, human-readable view: ``{"depth": d, "layers": [{dim: value, ...}, ...]}``."""
+        self.validate(sub)
+        return {
+            "depth": sub.depth,
+            "layers": [
+                {dim.name: dim.values[c] for dim, c in zip(self.dimensions, layer, strict=True)}
+                for layer in sub.layers
+            ],
+        }
+
+    def from_config(self, config: dict[str, Any]) -> Subnet:
+        """Inverse of :meth:`config`."""
+        layers = []
+        for i, layer in enumerate(config["layers"]):
+            choice = []
+            for dim in self.dimensions:
+                if dim.name not in layer or layer[dim.name] not in dim.values:
+                    raise ValueError(f"layer {i}: {dim.name} must be one of {list(dim.values)}")
+                choice.append(dim.values.index(layer[dim.name]))
+            layers.append(tuple(choice))
+        return self.validate(Subnet(self.name, len(layers), tuple(layers)))
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description: name, tasks, cardinality (decimal string) and choices."""
+        return {
+            "name": self.name,
+            "tasks": list(self.tasks),
+            "cardinality": str(self.cardinality),
+            "depths": list(self.depths),
+            "choices": {dim.name: list(dim.values) for dim in self.dimensions},
+        }
+
+    # ------------------------------------------------------------------ encoding
+    def encoding_dim(self, kind: EncodingKind = "onehot") -> int:
+        """Width ``d`` of :meth:`encode`'s output."""
+        if kind == "onehot":
+            absent = 1 if self.variable_depth else 0
+            return self.max_depth * sum(len(dim) + absent for dim in self.dimensions)
+        if kind == "ordinal":
+            active = 1 if self.variable_depth else 0
+            return self.max_depth * (len(self.dimensions) + active)
+        raise ValueError(f"unknown encoding {kind!r}; expected 'onehot' or 'ordinal'")
+
+    def encode(
+        self, subs: Sequence[Subnet], kind: EncodingKind = "onehot", dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor:
+        """Encode subnets as a ``n x d`` tensor for predictors.
+
+        ``onehot``: per layer position and dimension, one column per value, plus (variable-depth
+        spaces only) one ``absent`` column that is 1 for layers beyond the depth, so padding is
+        its own category rather than a fake choice.
+        ``ordinal``: per layer position and dimension, the choice index scaled to [0, 1]; for
+        variable-depth spaces one extra ``active`` column per layer, with absent layers at 0.
+        """
+        width = self.encoding_dim(kind)
+        codes = self.choice_matrix(subs)  # n x max_depth x k, -1 where absent
+        n = codes.shape[0]
+        if kind == "onehot":
+            blocks = []
+            for k, dim in enumerate(self.dimensions):
+                size = len(dim) + (1 if self.variable_depth else 0)
+                idx = np.where(codes[:, :, k] < 0, len(dim), codes[:, :, k])
+                onehot = np.zeros((n, self.max_depth, size))
+                np.put_along_axis(onehot, idx[:, :, None], 1.0, axis=2)
+                blocks.append(onehot)
+            out = np.concatenate(blocks, axis=2).reshape(n, width)
+        else:
+            scale = np.array([max(len(dim) - 1, 1) for dim in self.dimensions], dtype=float)
+            active = codes[:, :, :1] >= 0
+            values = np.where(codes >= 0, codes / scale, 0.0)
+            parts = [values, active.astype(float)] if self.variable_depth else [values]
+            out = np.concatenate(parts, axis=2).reshape(n, width)
+        return torch.as_tensor(out, dtype=dtype)
+
+    def choice_matrix(self, subs: Sequence[Subnet]) -> np.ndarray:
+        """Choice indices as an int array ``n x max_depth x n_dims``; -1 marks absent layers."""
+        codes = np.full((len(subs), self.max_depth, len(self.dimensions)), -1, dtype=np.int64)
+        for i, sub in enumerate(subs):
+            self.validate(sub)
+            if sub.depth:
+                codes[i, : sub.depth] = sub.layers
+        return codes
+
+    def from_choice_matrix(self, codes: np.ndarray, depths: Sequence[int]) -> list[Subnet]:
+        """Build subnets from ``n x max_depth x n_dims`` choice indices and their depths."""
+        return [
+            Subnet(self.name, int(d), tuple(tuple(int(v) for v in layer) for layer in row[: int(d)]))
+            for row, d in zip(codes, depths, strict=True)
+        ]
+
+    # ------------------------------------------------------------------ arch strings
+    def parse(self, arch: str) -> Subnet:  # pragma: no cover - every preset overrides
+        raise NotImplementedError
+
+    def format(self, sub: Subnet) -> str:  # pragma: no cover - every preset overrides
+        raise NotImplementedError
+
+    def parse_many(self, archs: Sequence[str]) -> list[Subnet]:
+        return [self.parse(a) for a in archs]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, cardinality={self.cardinality})"

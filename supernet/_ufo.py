@@ -1,0 +1,259 @@
+"""UFO ViT search spaces: the real CVPR'22 track-2 space and the UFO 2.0 task-MoE space.
+
+Both share a ViT geometry (:class:`ViTGeometry`) from which parameter and MAC counts are derived
+analytically; :func:`supernet.build_supernet` builds modules with exactly these shapes, and the
+tests check that an extracted subnet's parameter count equals :meth:`UFOSpace.param_count`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._space import Dimension, SearchSpace, Subnet
+
+
+@dataclass(frozen=True)
+class ViTGeometry:
+    """Shapes of a ViT supernet. Defaults are ViT-Base at 224x224.
+
+    Attributes:
+        embed_dim: Token width ``E``.
+        patch_size: Side of a square patch, in pixels.
+        image_size: Side of the square input image, in pixels.
+        head_dim: Width of one attention head; a layer with ``h`` heads has ``h * head_dim``
+            query/key/value channels.
+        in_chans: Input image channels.
+    """
+
+    embed_dim: int = 768
+    patch_size: int = 16
+    image_size: int = 224
+    head_dim: int = 64
+    in_chans: int = 3
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def num_tokens(self) -> int:
+        """Patches plus the class token."""
+        return self.num_patches + 1
+
+    def attn_dim(self, num_heads: int) -> int:
+        return num_heads * self.head_dim
+
+    def ffn_hidden(self, mlp_ratio: float) -> int:
+        return int(round(mlp_ratio * self.embed_dim))
+
+
+def _linear_params(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out
+
+
+class UFOSpace(SearchSpace):
+    """A ViT space whose layers choose heads and FFN width (and, for UFO 2.0, the FFN path).
+
+    Args:
+        task_outputs: Task name -> width of that task's head. ``None`` widths mean the task uses
+            the backbone embedding directly (no head), as the track-2 re-id tasks do.
+        geometry: ViT shapes used for parameter and MAC counts and by the supernet.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        task_outputs: Mapping[str, int | None],
+        dimensions: Sequence[Dimension],
+        depths: Sequence[int],
+        geometry: ViTGeometry,
+    ) -> None:
+        super().__init__(name, list(task_outputs), dimensions, depths)
+        self.task_outputs: dict[str, int | None] = dict(task_outputs)
+        self.geometry = geometry
+
+    def with_geometry(self, **overrides: Any) -> UFOSpace:
+        """A copy of this space (same name and choices) with some geometry fields replaced."""
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.geometry = dataclasses.replace(self.geometry, **overrides)
+        return clone
+
+    def check_task(self, task: str | None) -> str | None:
+        if task is not None and task not in self.task_outputs:
+            raise ValueError(f"unknown task {task!r} for space {self.name!r}; known: {self.tasks}")
+        return task
+
+    def layer_values(self, sub: Subnet) -> list[dict[str, Any]]:
+        """Per active layer, ``{dimension name: value}``."""
+        return self.config(sub)["layers"]
+
+    def param_count(self, sub: Subnet, task: str | None = None) -> int:
+        """Exact parameter count of the extracted subnet (plus ``task``'s head when it has one)."""
+        self.check_task(task)
+        g = self.geometry
+        e = g.embed_dim
+        total = g.in_chans * g.patch_size**2 * e + e  # patch embedding conv
+        total += e + g.num_tokens * e  # class token, position embedding
+        for layer in self.layer_values(sub):
+            a = g.attn_dim(layer["num_heads"])
+            h = g.ffn_hidden(layer["mlp_ratio"])
+            total += 2 * e + _linear_params(e, 3 * a) + _linear_params(a, e)
+            total += 2 * e + _linear_params(e, h) + _linear_params(h, e)
+        total += 2 * e  # final norm
+        out = self.task_outputs.get(task) if task else None
+        if out:
+            total += _linear_params(e, out)
+        return total
+
+    def flops(self, sub: Subnet, task: str | None = None) -> int:
+        """Multiply-accumulates of one 1-image forward pass (convolutions and matmuls only)."""
+        self.check_task(task)
+        g = self.geometry
+        e, t = g.embed_dim, g.num_tokens
+        total = g.num_patches * e * g.in_chans * g.patch_size**2
+        for layer in self.layer_values(sub):
+            a = g.attn_dim(layer["num_heads"])
+            h = g.ffn_hidden(layer["mlp_ratio"])
+            total += t * e * 3 * a + 2 * t * t * a + t * a * e + 2 * t * e * h
+        out = self.task_outputs.get(task) if task else None
+        if out:
+            total += e * out
+        return total
+
+
+TRACK2_TASKS = ("cplfw", "market1501", "dukemtmc", "msmt17", "veri", "vehicleid", "veriwild", "sop")
+_TRACK2_DEPTH_CHARS = {"j": 10, "k": 11, "l": 12}
+
+
+class Track2Space(UFOSpace):
+    """The VIMER-UFO ViT-Base space of the CVPR 2022 NAS track 2.
+
+    Arch strings have 37 characters: a depth letter (``j``/``k``/``l`` = 10/11/12 layers), then
+    12 groups of three: num_heads ``1``/``2``/``3`` = 12/11/10, mlp_ratio ``1``/``2``/``3`` =
+    4.0/3.5/3.0, embed_dim ``1`` = 768. Layers beyond the depth are ``000``.
+    Cardinality: ``9**10 + 9**11 + 9**12``.
+    """
+
+    def __init__(self, geometry: ViTGeometry | None = None) -> None:
+        super().__init__(
+            "ufo-track2",
+            {task: None for task in TRACK2_TASKS},
+            [Dimension("num_heads", (12, 11, 10)), Dimension("mlp_ratio", (4.0, 3.5, 3.0))],
+            sorted(_TRACK2_DEPTH_CHARS.values()),
+            geometry or ViTGeometry(),
+        )
+
+    def parse(self, arch: str) -> Subnet:
+        if not isinstance(arch, str) or len(arch) != 37:
+            raise ValueError(f"ufo-track2 arch must be a 37-character string, got {arch!r}")
+        if arch[0] not in _TRACK2_DEPTH_CHARS:
+            raise ValueError(f"ufo-track2 arch position 0 (depth) is {arch[0]!r}; allowed: j, k, l")
+        depth = _TRACK2_DEPTH_CHARS[arch[0]]
+        layers = []
+        for layer in range(12):
+            group = arch[1 + 3 * layer : 4 + 3 * layer]
+            pos = 1 + 3 * layer
+            if layer >= depth:
+                if group != "000":
+                    raise ValueError(
+                        f"ufo-track2 arch positions {pos}-{pos + 2} (layer {layer}, beyond depth {depth}) "
+                        f"are {group!r}; allowed: '000'"
+                    )
+                continue
+            for offset, (char, allowed) in enumerate(zip(group, ("123", "123", "1"), strict=True)):
+                if char not in allowed:
+                    what = ("num_heads", "mlp_ratio", "embed_dim")[offset]
+                    raise ValueError(
+                        f"ufo-track2 arch position {pos + offset} (layer {layer} {what}) is {char!r}; "
+                        f"allowed: {', '.join(allowed)}"
+                    )
+            layers.append((int(group[0]) - 1, int(group[1]) - 1))
+        return Subnet(self.name, depth, tuple(layers))
+
+    def format(self, sub: Subnet) -> str:
+        self.validate(sub)
+        letter = {v: k for k, v in _TRACK2_DEPTH_CHARS.items()}[sub.depth]
+        body = "".join(f"{h + 1}{r + 1}1" for h, r in sub.layers)
+        return letter + body + "000" * (self.max_depth - sub.depth)
+
+
+class MultipathSpace(UFOSpace):
+    """The UFO 2.0 task-MoE space: every layer of a task's path picks the shared FFN or the task's
+    own FFN expert, an FFN width ratio and a number of attention heads; the path has a depth.
+
+    For one task the space holds ``sum_{d in depths} (|ffn_path| * |mlp_ratio| * |num_heads|) ** d``
+    subnets (``18**10 + 18**11 + 18**12`` for the preset); the arch string does not name the task,
+    the same path is meaningful for every task (``task`` selects whose expert ``ffn_path=task`` is).
+
+    Arch strings: two digits of depth, then ``max_depth`` groups of three: ffn_path ``s``/``t``
+    (shared / task-specific), mlp_ratio index and num_heads index (1-based); absent layers ``000``.
+    """
+
+    def __init__(
+        self,
+        task_outputs: Mapping[str, int | None],
+        depths: Sequence[int] = (10, 11, 12),
+        mlp_ratios: Sequence[float] = (4.0, 3.5, 3.0),
+        num_heads: Sequence[int] = (12, 11, 10),
+        geometry: ViTGeometry | None = None,
+        name: str = "ufo2-multipath",
+    ) -> None:
+        if len(task_outputs) < 1:
+            raise ValueError("ufo2-multipath needs at least one task")
+        if max(depths) > 99 or len(mlp_ratios) > 9 or len(num_heads) > 9:
+            raise ValueError("ufo2-multipath arch strings allow depth <= 99 and <= 9 choices per dimension")
+        super().__init__(
+            name,
+            task_outputs,
+            [
+                Dimension("ffn_path", ("shared", "task")),
+                Dimension("mlp_ratio", tuple(float(r) for r in mlp_ratios)),
+                Dimension("num_heads", tuple(int(h) for h in num_heads)),
+            ],
+            depths,
+            geometry or ViTGeometry(),
+        )
+
+    def parse(self, arch: str) -> Subnet:
+        expected = 2 + 3 * self.max_depth
+        if not isinstance(arch, str) or len(arch) != expected:
+            raise ValueError(f"{self.name} arch must be a {expected}-character string, got {arch!r}")
+        if not arch[:2].isdigit() or int(arch[:2]) not in self.depths:
+            raise ValueError(
+                f"{self.name} arch positions 0-1 (depth) are {arch[:2]!r}; allowed: "
+                + ", ".join(f"{d:02d}" for d in self.depths)
+            )
+        depth = int(arch[:2])
+        allowed = ("st", "".join(str(i + 1) for i in range(len(self.dimensions[1]))),
+                   "".join(str(i + 1) for i in range(len(self.dimensions[2]))))
+        layers = []
+        for layer in range(self.max_depth):
+            pos = 2 + 3 * layer
+            group = arch[pos : pos + 3]
+            if layer >= depth:
+                if group != "000":
+                    raise ValueError(
+                        f"{self.name} arch positions {pos}-{pos + 2} (layer {layer}, beyond depth {depth}) "
+                        f"are {group!r}; allowed: '000'"
+                    )
+                continue
+            for offset, char in enumerate(group):
+                if char not in allowed[offset]:
+                    raise ValueError(
+                        f"{self.name} arch position {pos + offset} (layer {layer} "
+                        f"{self.dimensions[offset].name}) is {char!r}; allowed: {', '.join(allowed[offset])}"
+                    )
+            layers.append(("st".index(group[0]), int(group[1]) - 1, int(group[2]) - 1))
+        return Subnet(self.name, depth, tuple(layers))
+
+    def format(self, sub: Subnet) -> str:
+        self.validate(sub)
+        body = "".join(f"{'st'[p]}{r + 1}{h + 1}" for p, r, h in sub.layers)
+        return f"{sub.depth:02d}" + body + "000" * (self.max_depth - sub.depth)
+
+
+MULTIPATH_TASKS: dict[str, int | None] = {"face": 512, "person": 512, "vehicle": 512, "product": 512}
