@@ -6,8 +6,6 @@ from ._space import Dimension, SearchSpace, Subnet
 
 FBNET_OPS = ("k3_e1", "k3_e1_g2", "k3_e3", "k3_e6", "k5_e1", "k5_e1_g2", "k5_e3", "k5_e6", "skip")
 NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
-# Edge i->j of the NB201 cell, in the order of its arch string: node 1 <- 0; node 2 <- 0, 1; node 3 <- 0, 1, 2.
-_NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 
 
 class FBNetSpace(SearchSpace):
@@ -58,7 +56,8 @@ class NASBench201Space(SearchSpace):
                 op, _, src = edge.partition("~")
                 if op not in NB201_OPS:
                     raise ValueError(
-                        f"nasbench201 arch edge {node_index}<-{source} op {op!r}; allowed: {', '.join(NB201_OPS)}"
+                        f"nasbench201 arch edge {node_index}<-{source} op {op!r}; "
+                        f"allowed: {', '.join(NB201_OPS)}"
                     )
                 if src != str(source):
                     raise ValueError(f"nasbench201 arch edge {edge!r} must come from node {source}")
