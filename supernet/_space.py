@@ -32,6 +32,12 @@ class Dimension:
     name: str
     values: tuple[Any, ...]
 
+    def __post_init__(self) -> None:
+        # Values are looked up by equality (configs -> indices), so duplicates would make two
+        # indices one subnet and inflate the cardinality.
+        if not self.values or len(set(self.values)) != len(self.values):
+            raise ValueError(f"dimension {self.name!r} needs distinct values, got {list(self.values)}")
+
     def __len__(self) -> int:
         return len(self.values)
 
@@ -110,7 +116,9 @@ class SearchSpace:
         if n < 0 or n > self.cardinality:
             raise ValueError(f"cannot draw {n} distinct subnets from a space of {self.cardinality}")
         rng = np.random.default_rng(seed)
-        if n > self.cardinality // 4:
+        # Rejection sampling slows down as n approaches the cardinality; small spaces are
+        # enumerated instead (large ones cannot hold a comparable n in memory anyway).
+        if n > self.cardinality // 4 and self.cardinality <= 2_000_000:
             everything = list(self.enumerate())
             order = rng.permutation(len(everything))[:n]
             return [everything[i] for i in order]
@@ -171,9 +179,19 @@ class SearchSpace:
         }
 
     def from_config(self, config: dict[str, Any]) -> Subnet:
-        """Inverse of :meth:`config`."""
+        """Inverse of :meth:`config`; a ``depth`` entry, if present, must match the layer count.
+
+        Raises:
+            ValueError: If the config is malformed or names values outside the space.
+        """
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
+            raise ValueError("config must be a dict with a list under 'layers'")
+        if "depth" in config and config["depth"] != len(config["layers"]):
+            raise ValueError(f"config has depth {config['depth']} but {len(config['layers'])} layers")
         layers = []
         for i, layer in enumerate(config["layers"]):
+            if not isinstance(layer, dict):
+                raise ValueError(f"layer {i} must be a dict of {[d.name for d in self.dimensions]}")
             choice = []
             for dim in self.dimensions:
                 if dim.name not in layer or layer[dim.name] not in dim.values:
@@ -244,11 +262,16 @@ class SearchSpace:
         return codes
 
     def from_choice_matrix(self, codes: np.ndarray, depths: Sequence[int]) -> list[Subnet]:
-        """Build subnets from ``n x max_depth x n_dims`` choice indices and their depths."""
-        return [
+        """Build subnets from ``n x max_depth x n_dims`` choice indices and their depths.
+
+        Raises:
+            ValueError: If a resulting subnet is not in the space (bad depth or index).
+        """
+        subs = [
             Subnet(self.name, int(d), tuple(tuple(int(v) for v in layer) for layer in row[: int(d)]))
             for row, d in zip(codes, depths, strict=True)
         ]
+        return [self.validate(sub) for sub in subs]
 
     # ------------------------------------------------------------------ arch strings
     def parse(self, arch: str) -> Subnet:  # pragma: no cover - every preset overrides

@@ -34,6 +34,14 @@ class ViTGeometry:
     head_dim: int = 64
     in_chans: int = 3
 
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"geometry {field.name} must be a positive integer, got {value!r}")
+        if self.patch_size > self.image_size:
+            raise ValueError(f"geometry patch_size {self.patch_size} exceeds image_size {self.image_size}")
+
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
@@ -76,9 +84,19 @@ class UFOSpace(SearchSpace):
         self.geometry = geometry
 
     def with_geometry(self, **overrides: Any) -> UFOSpace:
-        """A copy of this space (same name and choices) with some geometry fields replaced."""
+        """A copy of this space (same name and choices) with some geometry fields replaced.
+
+        Raises:
+            ValueError: If an override is not a :class:`ViTGeometry` field or has a bad value.
+        """
+        known = {field.name for field in dataclasses.fields(ViTGeometry)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown geometry field(s) {unknown}; known: {sorted(known)}")
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
+        # Own copies of the mutable attributes, so editing the clone cannot change the preset.
+        clone.tasks, clone.task_outputs = list(self.tasks), dict(self.task_outputs)
         clone.geometry = dataclasses.replace(self.geometry, **overrides)
         return clone
 
@@ -222,7 +240,8 @@ class MultipathSpace(UFOSpace):
         expected = 2 + 3 * self.max_depth
         if not isinstance(arch, str) or len(arch) != expected:
             raise ValueError(f"{self.name} arch must be a {expected}-character string, got {arch!r}")
-        if not arch[:2].isdigit() or int(arch[:2]) not in self.depths:
+        # str.isdigit() accepts non-ASCII digits such as '²', which int() then rejects.
+        if not all(c in "0123456789" for c in arch[:2]) or int(arch[:2]) not in self.depths:
             raise ValueError(
                 f"{self.name} arch positions 0-1 (depth) are {arch[:2]!r}; allowed: "
                 + ", ".join(f"{d:02d}" for d in self.depths)

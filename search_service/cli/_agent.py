@@ -1,7 +1,47 @@
-"""Placeholder: the owner of this module fills in its commands."""
+"""``gpnas agent``: run a device agent that measures the service's profiling jobs."""
+
+from __future__ import annotations
+
+import logging
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    @app.command("agent")
+    def _agent(
+        server: str = typer.Option(..., "--server", help="service URL, e.g. http://127.0.0.1:8000"),
+        device: str = typer.Option(..., "--device", help="registered device name this machine measures"),
+        token: str = typer.Option(
+            ..., "--token", envvar="GPNAS_TOKEN", help="API token (gpnas token create)"
+        ),
+        max_jobs: int | None = typer.Option(None, "--max-jobs", min=1, help="stop after this many jobs"),
+        exit_when_idle: bool = typer.Option(False, "--exit-when-idle", help="stop when the queue is empty"),
+        lease_seconds: float = typer.Option(60.0, "--lease-seconds", min=1.0, help="lease length per job"),
+        poll_interval: float = typer.Option(5.0, "--poll-interval", min=0.0, help="seconds between polls"),
+        verbose: bool = typer.Option(True, "--verbose/--quiet", help="log each job to standard error"),
+    ) -> None:
+        """Lease jobs for DEVICE, measure them with its registered profiler, heartbeat while
+        measuring and post the results; network errors are retried with backoff."""
+        from profilers import AgentError, DeviceAgent
+
+        logging.basicConfig(
+            level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s"
+        )
+        agent = DeviceAgent(
+            server,
+            device,
+            token,
+            max_jobs=max_jobs,
+            exit_when_idle=exit_when_idle,
+            lease_seconds=lease_seconds,
+            poll_interval=poll_interval,
+        )
+        try:
+            stats = agent.run()
+        except AgentError as error:
+            raise ValueError(str(error)) from None
+        except KeyboardInterrupt:
+            # The job in hand is not lost: its lease expires and the service re-queues it.
+            stats = agent.stats
+        typer.echo(f"jobs done: {stats.done}, failed: {stats.failed}, lost to another agent: {stats.lost}")

@@ -1,7 +1,92 @@
-"""Placeholder: the owner of this module fills in its commands."""
+"""``gpnas export``: extract one subnet of a UFO supernet and write it as ONNX."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
 import typer
+
+from supernet import build_supernet, example_input, export_onnx, resolve_path, ufo_space
+
+
+def _load_state_dict(net: torch.nn.Module, checkpoint: Path) -> None:
+    """Load a supernet ``state_dict`` (plain, or under a ``"state_dict"`` key) into ``net``."""
+    if not checkpoint.is_file():
+        raise ValueError(f"checkpoint {str(checkpoint)!r} is not a file")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for unreadable files
+        raise ValueError(f"checkpoint {str(checkpoint)!r} is not a torch state_dict: {error}") from error
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {str(checkpoint)!r} holds a {type(state).__name__}, not a state_dict")
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())
+        raise ValueError(f"checkpoint does not fit the {net.space.name} supernet: {detail}") from error
+
+
+def _verify(model: torch.nn.Module, path: Path, batch_size: int) -> float:
+    """Largest absolute difference between onnxruntime and torch on a fixed random input."""
+    import onnxruntime
+
+    x = example_input(model.geometry, batch_size)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (onnx_out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        torch_out = model(x).numpy()
+    return float(np.abs(onnx_out - torch_out).max())
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    @app.command("export")
+    def export(
+        space: str = typer.Option(..., "--space", help="UFO space: ufo-track2 or ufo2-multipath."),
+        arch: str = typer.Option(..., "--arch", help="Arch string of the subnet to extract."),
+        out: Path = typer.Option(..., "--out", help="Destination .onnx file."),
+        task: str | None = typer.Option(None, "--task", help="Task path and head (required for multipath)."),
+        checkpoint: Path | None = typer.Option(
+            None, "--checkpoint", help="Supernet state_dict (torch.save); default: random init from --seed."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation without --checkpoint."),
+        batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch dimension of the graph."),
+        embed_dim: int | None = typer.Option(None, "--embed-dim", help="Override the token width."),
+        patch_size: int | None = typer.Option(None, "--patch-size", help="Override the patch side."),
+        image_size: int | None = typer.Option(None, "--image-size", help="Override the input side."),
+        head_dim: int | None = typer.Option(None, "--head-dim", help="Override the attention head width."),
+        in_chans: int | None = typer.Option(None, "--in-chans", help="Override the input channels."),
+        verify: bool = typer.Option(True, "--verify/--no-verify", help="Compare onnxruntime with torch."),
+        dynamo: bool = typer.Option(
+            False, "--dynamo/--torchscript", help="ONNX exporter: torch.export or TorchScript (faster)."
+        ),
+    ) -> None:
+        """Extract ARCH's path from SPACE's supernet and export it to ONNX."""
+        overrides = {
+            name: value
+            for name, value in dict(
+                embed_dim=embed_dim, patch_size=patch_size, image_size=image_size, head_dim=head_dim,
+                in_chans=in_chans,
+            ).items()
+            if value is not None
+        }
+        # Check everything cheap before allocating the (up to GB-sized) supernet.
+        target = ufo_space(space, **overrides)
+        resolve_path(target, arch, task)
+        net = build_supernet(target, seed=seed)
+        if checkpoint is not None:
+            _load_state_dict(net, checkpoint)
+        model = net.extract(arch, task=task).eval()
+        export_onnx(model, out, batch_size=batch_size, dynamo=dynamo)
+        g = net.space.geometry
+        params = sum(p.numel() for p in model.parameters())
+        width = model.head.out_features if model.head is not None else g.embed_dim
+        typer.echo(
+            f"wrote {out}: {space} {model.arch} task={task or '-'} params={params} input "
+            f"[{batch_size}, {g.in_chans}, {g.image_size}, {g.image_size}] -> output [{batch_size}, {width}]"
+        )
+        if verify:
+            typer.echo(f"onnxruntime max |diff| vs torch: {_verify(model, out, batch_size):.3g}")

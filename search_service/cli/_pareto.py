@@ -1,7 +1,179 @@
-"""Placeholder: the owner of this module fills in its commands."""
+"""``gpnas pareto``: print (and optionally plot) the stored predicted front of (space, task, device).
 
+The front comes from ``GET /v1/pareto``: from a running server (``--server``), or from a database
+read in-process through the same route (``--database``), so both print exactly what the API serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
 import typer
+
+DEFAULT_SERVER = "http://127.0.0.1:8000"
+_PAGE = 1000  # the route's largest page
+
+
+async def _fetch_pages(client: httpx.AsyncClient, space: str, task: str, device: str) -> dict[str, Any]:
+    points: list[dict[str, Any]] = []
+    offset, version, total = 0, None, None
+    while total is None or offset < total:
+        params = {"space": space, "task": task, "device": device, "limit": _PAGE, "offset": offset}
+        response = await client.get("/v1/pareto", params=params)
+        if response.status_code >= 400:
+            raise ValueError(f"GET /v1/pareto answered {response.status_code}: {_detail(response)}")
+        page = response.json()
+        if version is not None and page["version"] != version:
+            # A newer front was stored while paging; start over so all points come from one version.
+            points, offset, version, total = [], 0, None, None
+            continue
+        version, total = page["version"], page["total"]
+        points.extend(page["points"])
+        if not page["points"]:
+            break
+        offset += len(page["points"])
+    return {"points": points, "version": version, "total": total}
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        return response.text.strip()[:300]
+    if isinstance(detail, list):  # validation errors: name each field and its reason
+        return "; ".join(f"{'.'.join(str(x) for x in d.get('loc', []))}: {d.get('msg')}" for d in detail)
+    return str(detail)
+
+
+def fetch_front(
+    space: str, task: str, device: str, *, server: str | None = None, database: str | None = None
+) -> dict[str, Any]:
+    """The stored front as ``{"points": [...], "version": int, "total": int}``, every page fetched.
+
+    Args:
+        space, task, device: What to show.
+        server: Base URL of a running service (default :data:`DEFAULT_SERVER`).
+        database: SQLAlchemy URL; the app is built in-process on it (no server needed, read only).
+
+    Raises:
+        ValueError: If the server cannot be reached or answers with an error (its detail is included).
+    """
+
+    async def run() -> dict[str, Any]:
+        if database is not None:
+            from search_service.core import Settings
+            from search_service.main import create_app
+
+            app = create_app(Settings(database_url=database, refit_worker=False))
+            try:
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://gpnas.local"
+                ) as client:
+                    return await _fetch_pages(client, space, task, device)
+            finally:
+                app.state.engine.dispose()
+        url = server or DEFAULT_SERVER
+        try:
+            async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+                return await _fetch_pages(client, space, task, device)
+        except httpx.TransportError as error:
+            raise ValueError(
+                f"cannot reach the gpnas server at {url} ({error}); start it with `gpnas serve` "
+                "or read a database directly with --database URL"
+            ) from None
+
+    return asyncio.run(run())
+
+
+def format_table(points: list[dict[str, Any]]) -> str:
+    """The front as an aligned text table (one row per point, ordered as given)."""
+    header = ("#", "arch", "score", "latency ms", "measured")
+    rows = [
+        (
+            str(i),
+            p["arch"],
+            f"{p['score']:.4g} ± {p['score_std']:.2g}",
+            f"{p['latency_ms']:.4g} ± {p['latency_std']:.2g}",
+            "yes" if p.get("measured") else "no",
+        )
+        for i, p in enumerate(points, start=1)
+    ]
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if k == 1 else cell.rjust(w)
+            for k, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def plot_front(points: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Save the front (latency on x, score on y, ±1 std bars; measured subnets filled) as an image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    lat = [p["latency_ms"] for p in points]
+    score = [p["score"] for p in points]
+    ax.step(lat, score, where="post", color="0.6", linewidth=1, zorder=1)
+    for measured, style in ((False, {"mfc": "white"}), (True, {})):
+        sel = [p for p in points if bool(p.get("measured")) == measured]
+        if sel:
+            ax.errorbar(
+                [p["latency_ms"] for p in sel],
+                [p["score"] for p in sel],
+                xerr=[p["latency_std"] for p in sel],
+                yerr=[p["score_std"] for p in sel],
+                fmt="o",
+                color="C0",
+                capsize=2,
+                markersize=5,
+                zorder=2,
+                label="measured" if measured else "predicted only",
+                **style,
+            )
+    ax.set_xlabel("predicted latency (ms)")
+    ax.set_ylabel("predicted score")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    @app.command("pareto")
+    def _pareto(
+        space: str = typer.Option(..., "--space", help="Search space, e.g. ufo-track2."),
+        task: str = typer.Option(..., "--task", help="Task whose predicted score is maximised."),
+        device: str = typer.Option(..., "--device", help="Device whose predicted latency is minimised."),
+        plot: Path | None = typer.Option(None, "--plot", help="Also save the front as an image (PNG)."),
+        server: str | None = typer.Option(
+            None, "--server", envvar="GPNAS_SERVER", help=f"gpnas server URL [default: {DEFAULT_SERVER}]"
+        ),
+        database: str | None = typer.Option(
+            None, "--database", help="Read this database in-process instead of asking a server."
+        ),
+    ) -> None:
+        """Show the stored predicted Pareto front of SPACE for TASK on DEVICE, ordered by latency."""
+        if server is not None and database is not None:
+            raise ValueError("give either --server or --database, not both")
+        front = fetch_front(space, task, device, server=server, database=database)
+        points = front["points"]
+        typer.echo(
+            f"{space} front v{front['version']}: {len(points)} subnets, task {task}, device {device} "
+            "(predicted mean ± std)"
+        )
+        typer.echo(format_table(points))
+        if plot is not None:
+            plot_front(points, plot, f"{space}: {task} on {device} (front v{front['version']})")
+            typer.echo(f"plot written to {plot}")

@@ -1,7 +1,170 @@
-"""Placeholder: the owner of this module fills in its commands."""
+"""``gpnas profile``: measure sampled subnets with a profiler; ``gpnas profilers``: list them."""
 
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import typer
+
+from supernet import SearchSpace, Subnet, get_space
+
+
+def parse_settings(pairs: list[str]) -> dict[str, str]:
+    """``["threads=1", "batch_size=8"]`` -> ``{"threads": "1", "batch_size": "8"}``.
+
+    Values stay strings; the profiler's settings spec converts and checks them.
+
+    Raises:
+        ValueError: If a pair has no ``=`` or an empty key, or a key repeats.
+    """
+    settings: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        if key in settings:
+            raise ValueError(f"--set {key} is given twice")
+        settings[key] = value.strip()
+    return settings
+
+
+def resolve_device(
+    device: str, settings: dict[str, str], server: str | None, token: str | None
+) -> tuple[str, dict]:
+    """The profiler name and settings for ``--device``.
+
+    Without ``--server`` the device is a profiler name and ``--set`` gives its settings. With
+    ``--server`` it is a device registered on the service (``GET /v1/devices/{name}``), whose
+    settings ``--set`` may override.
+    """
+    if server is None:
+        return device, dict(settings)
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.get(f"{server.rstrip('/')}/v1/devices/{device}", headers=headers, timeout=30)
+    except httpx.TransportError as error:
+        raise ValueError(f"--server {server}: unreachable ({error})") from None
+    if response.status_code == 404:
+        raise ValueError(f"device {device!r} is not registered on {server}")
+    if response.status_code >= 400:
+        raise ValueError(
+            f"GET /v1/devices/{device} on {server}: HTTP {response.status_code} {response.text[:200]}"
+        )
+    info = response.json()
+    return info["profiler"], {**(info.get("settings") or {}), **settings}
+
+
+def _choose_subnets(
+    space: SearchSpace, known: list[Subnet] | None, samples: int | None, seed: int, archs: Path | None
+) -> list[Subnet]:
+    """The subnets to profile: ``--archs``'s, else ``samples`` drawn uniformly from the space, or
+    from the profiler's known subnets when it can only replay a table."""
+    if (samples is None) == (archs is None):
+        raise ValueError("pass exactly one of --samples N or --archs FILE")
+    if archs is not None:
+        with open(archs, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "arch" not in reader.fieldnames:
+                raise ValueError(f"--archs {archs}: needs an 'arch' column")
+            return [space.parse(row["arch"]) for row in reader]
+    assert samples is not None
+    if known is None:
+        return space.sample(samples, seed=seed)
+    if samples > len(known):
+        raise ValueError(f"--samples {samples}: the profiler's table holds only {len(known)} subnets")
+    order = np.random.default_rng(seed).permutation(len(known))[:samples]
+    return [known[i] for i in order]
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    @app.command("profilers")
+    def _profilers() -> None:
+        """List the registered profilers (built-in and plug-in) with their metric and settings."""
+        from profilers import available_profilers, get_profiler_class
+
+        for name in available_profilers():
+            try:
+                cls = get_profiler_class(name)
+            except ValueError as error:
+                typer.echo(f"{name:18s} (broken: {error})")
+                continue
+            typer.echo(f"{name:18s} {cls.metric:10s} v{cls.version}  {cls.__module__}.{cls.__qualname__}")
+            for key, spec in cls.settings_spec.items():
+                default = "required" if spec.required else f"default {spec.default!r}"
+                choices = f" {list(spec.choices)}" if spec.choices else ""
+                typer.echo(f"    {key:14s} {spec.type.__name__:5s} {default}{choices}  {spec.help}")
+
+    @app.command("profile")
+    def _profile(
+        space: str = typer.Option(..., "--space", help="search space, e.g. ufo-track2"),
+        device: str = typer.Option(
+            ...,
+            "--device",
+            help="profiler name (see `gpnas profilers`), or a registered device with --server",
+        ),
+        samples: int | None = typer.Option(
+            None, "--samples", min=1, help="number of uniformly sampled subnets"
+        ),
+        archs: Path | None = typer.Option(
+            None, "--archs", help="CSV with an 'arch' column: profile these instead of sampling"
+        ),
+        seed: int = typer.Option(0, "--seed", help="sampling seed"),
+        out: Path | None = typer.Option(None, "--out", help="CSV file to write (default: standard output)"),
+        set_: list[str] = typer.Option([], "--set", help="profiler setting KEY=VALUE (repeatable)"),
+        task: str | None = typer.Option(None, "--task", help="task to score (accuracy profilers)"),
+        column: str | None = typer.Option(
+            None, "--column", help="name of the value column (default: the metric, latency_ms or score)"
+        ),
+        server: str | None = typer.Option(None, "--server", help="service URL to look the device up on"),
+        token: str | None = typer.Option(
+            None, "--token", envvar="GPNAS_TOKEN", help="API token for --server"
+        ),
+    ) -> None:
+        """Profile N sampled subnets; write CSV `arch,<metric>,std,p10,p90,repeats`.
+
+        The value column is `latency_ms` (median per batch) or `score`, or --column's name, so
+        the file feeds `gpnas predict --train` directly. Rows are written as they are measured.
+        """
+        from tqdm import tqdm
+
+        from profilers import create_profiler
+
+        search_space = get_space(space)
+        name, settings = resolve_device(device, parse_settings(set_), server, token)
+        profiler = create_profiler(name, search_space, **settings)
+        if profiler.metric == "score" and task is None:
+            raise ValueError(f"profiler {name!r} scores a task: pass --task (one of {search_space.tasks})")
+        subs = _choose_subnets(search_space, profiler.known_subnets(), samples, seed, archs)
+        value_column = column or profiler.metric
+        handle: Any = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
+        try:
+            writer = csv.writer(handle)
+            writer.writerow(["arch", value_column, "std", "p10", "p90", "repeats"])
+            bar = tqdm(subs, desc=f"{name} {space}", unit="subnet", file=sys.stderr, dynamic_ncols=True)
+            for sub in bar:
+                result = profiler.profile(sub, task)
+                writer.writerow(
+                    [
+                        search_space.format(sub),
+                        f"{result.value:.6g}",
+                        f"{result.std:.4g}",
+                        "" if result.p10 is None else f"{result.p10:.6g}",
+                        "" if result.p90 is None else f"{result.p90:.6g}",
+                        result.repeats,
+                    ]
+                )
+                handle.flush()
+                bar.set_postfix({value_column: f"{result.value:.4g}"})
+        finally:
+            profiler.close()
+            if out:
+                handle.close()
+        if out:
+            typer.echo(f"wrote {len(subs)} rows to {out}", err=True)

@@ -1,7 +1,30 @@
-"""Placeholder: the owner of this module fills in its commands."""
+"""``gpnas serve``: run the API with uvicorn."""
+
+from __future__ import annotations
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    @app.command("serve")
+    def _serve(
+        host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 for all)."),
+        port: int = typer.Option(8000, help="TCP port."),
+        workers: int = typer.Option(1, min=1, help="uvicorn worker processes (each runs a refit thread)."),
+        log_level: str = typer.Option("info", help="uvicorn log level."),
+    ) -> None:
+        """Serve the REST API (OpenAPI at /docs) on GPNAS_DATABASE_URL; refuses an outdated schema."""
+        import uvicorn
+
+        from search_service import SchemaOutdatedError, create_app
+
+        try:
+            # Built once here so that an outdated schema is one clear line, not a worker traceback.
+            application = create_app()
+        except SchemaOutdatedError as error:
+            raise ValueError(str(error)) from None
+        if workers == 1:
+            uvicorn.run(application, host=host, port=port, log_level=log_level)
+        else:
+            target = "search_service:create_app"
+            uvicorn.run(target, factory=True, host=host, port=port, workers=workers, log_level=log_level)

@@ -1,0 +1,170 @@
+"""The :class:`Predictor` interface, its registry and byte serialisation."""
+
+from __future__ import annotations
+
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal, Self
+
+import torch
+
+from supernet import SearchSpace, Subnet, get_space
+
+FeatureKind = Literal["onehot", "ordinal", "onehot+ordinal"]
+Metric = Literal["latency_ms", "score"]
+
+_REGISTRY: dict[str, type[Predictor]] = {}
+_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+def register_predictor(name: str) -> Callable[[type[Predictor]], type[Predictor]]:
+    """Class decorator: make a predictor class creatable by ``name`` and restorable from bytes."""
+
+    def decorate(cls: type[Predictor]) -> type[Predictor]:
+        cls.registry_name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def register_alias(name: str, target: str, **defaults: Any) -> None:
+    """Make ``name`` create ``target`` with some default options (e.g. a kernel choice)."""
+    _ALIASES[name] = (target, defaults)
+
+
+def list_predictors() -> list[str]:
+    """Names accepted by :func:`create_predictor`."""
+    return sorted([*_REGISTRY, *_ALIASES])
+
+
+def create_predictor(name: str, space: SearchSpace, **options: Any) -> Predictor:
+    """Build the predictor registered as ``name`` for ``space``.
+
+    Args:
+        name: One of :func:`list_predictors` (``gpnas`` is the default GP).
+        space: The search space whose subnets the predictor sees.
+        **options: Passed to the predictor's constructor, e.g. ``metric="latency_ms"``.
+
+    Raises:
+        ValueError: If ``name`` is unknown.
+    """
+    if name in _ALIASES:
+        target, defaults = _ALIASES[name]
+        return _REGISTRY[target](space, **{**defaults, **options})
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown predictor {name!r}; known: {', '.join(list_predictors())}")
+    return _REGISTRY[name](space, **options)
+
+
+def encode_subnets(space: SearchSpace, subnets: Sequence[Subnet], kind: FeatureKind) -> torch.Tensor:
+    """Encode ``subnets`` as an ``n x d`` float64 tensor; ``onehot+ordinal`` concatenates both."""
+    if kind == "onehot+ordinal":
+        return torch.cat([space.encode(subnets, "onehot"), space.encode(subnets, "ordinal")], dim=1)
+    if kind not in ("onehot", "ordinal"):
+        raise ValueError(f"unknown features {kind!r}; expected onehot, ordinal or onehot+ordinal")
+    return space.encode(subnets, kind)
+
+
+def default_transform(metric: str, transform: str | None) -> str:
+    """The output transform for ``metric`` unless ``transform`` names one explicitly."""
+    if transform is not None:
+        return transform
+    if metric == "latency_ms":
+        return "log"
+    if metric == "score":
+        return "rankgauss"
+    raise ValueError(f"unknown metric {metric!r}; expected latency_ms or score")
+
+
+class Predictor(ABC):
+    """Predicts a per-subnet quantity (a latency or a score) with an uncertainty.
+
+    Subclasses implement :meth:`fit_encoded`, :meth:`predict_encoded` and the ``_state`` pair;
+    :meth:`fit` / :meth:`predict` only add the encoding, so a caller that scores many batches
+    (evolutionary search) can encode once with :meth:`encode` and call :meth:`predict_encoded`.
+
+    Args:
+        space: Search space of the subnets.
+        **options: Subclass options; all are stored and restored by :meth:`to_bytes`.
+    """
+
+    registry_name: ClassVar[str] = ""
+    features: FeatureKind = "onehot"
+
+    def __init__(self, space: SearchSpace, **options: Any) -> None:
+        self.space = space
+        self.options = dict(options)
+        self.n_train = 0
+
+    # ------------------------------------------------------------------ public API
+    def encode(self, subnets: Sequence[Subnet]) -> torch.Tensor:
+        """The ``n x d`` features this predictor's :meth:`predict_encoded` expects."""
+        return encode_subnets(self.space, subnets, self.features)
+
+    def fit(self, subnets: Sequence[Subnet], y: torch.Tensor | Sequence[float]) -> Self:
+        """Fit on measured ``subnets`` and their values ``y`` (shape ``n``, original units)."""
+        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        if len(subnets) != y.numel():
+            raise ValueError(f"got {len(subnets)} subnets but {y.numel()} target values")
+        if len(subnets) < 2:
+            raise ValueError(f"need at least 2 measured subnets to fit, got {len(subnets)}")
+        return self.fit_encoded(self.encode(subnets), y)
+
+    def predict(self, subnets: Sequence[Subnet]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Predictive mean and std (both shape ``n``) in the original units of ``y``."""
+        return self.predict_encoded(self.encode(subnets))
+
+    @abstractmethod
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+        """Fit on features ``X`` (``n x d``, from :meth:`encode`) and targets ``y`` (``n``)."""
+
+    @abstractmethod
+    def predict_encoded(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and std (shape ``n``, original units) for features ``X`` (``n x d``)."""
+
+    # ------------------------------------------------------------------ serialisation
+    def to_bytes(self) -> bytes:
+        """Serialise class, space name, options and fitted state (tensors and plain data)."""
+        buffer = io.BytesIO()
+        payload = {
+            "class": self.registry_name,
+            "space": self.space.name,
+            "options": self.options,
+            "state": self._state(),
+        }
+        torch.save(payload, buffer)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, space: SearchSpace | None = None) -> Predictor:
+        """Restore any registered predictor from :meth:`to_bytes` output.
+
+        Args:
+            data: Bytes from :meth:`to_bytes`.
+            space: The space to attach (default: the preset named in ``data``); pass it for
+                spaces that are not presets.
+        """
+        payload = torch.load(io.BytesIO(data), weights_only=True)
+        name = payload["class"]
+        if name not in _REGISTRY:
+            raise ValueError(f"serialised predictor class {name!r} is not registered")
+        target = _REGISTRY[name]
+        if cls is not Predictor and not issubclass(target, cls):
+            raise ValueError(f"bytes hold a {name!r} predictor, not a {cls.__name__}")
+        out = target(space if space is not None else get_space(payload["space"]), **payload["options"])
+        out._load_state(payload["state"])
+        return out
+
+    @abstractmethod
+    def _state(self) -> dict[str, Any]:
+        """Fitted state as tensors and plain Python data (safe for ``torch.load(weights_only=True)``)."""
+
+    @abstractmethod
+    def _load_state(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`_state`."""
+
+    def _check_fitted(self) -> None:
+        if self.n_train == 0:
+            raise ValueError(f"{type(self).__name__} is not fitted; call fit() first")

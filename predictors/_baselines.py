@@ -1,0 +1,218 @@
+"""Baselines for the benchmark tables: original GP-NAS closed form, one-hot ridge, boosted trees."""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+import torch
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.model_selection import KFold
+
+from supernet import SearchSpace, Subnet
+
+from ._base import Predictor, default_transform, register_predictor
+from ._transforms import OutputTransform
+
+
+@register_predictor("ridge")
+class RidgePredictor(Predictor):
+    """Bayesian ridge regression on the one-hot code.
+
+    The penalty is chosen by exact leave-one-out error over a log grid; the std is the
+    Bayesian-linear-model predictive std with the residual variance as noise.
+
+    Args:
+        space: Search space.
+        metric: ``score`` or ``latency_ms``; picks the output transform.
+        transform: Overrides the metric's transform.
+        alphas: Penalty grid (on standardised targets).
+    """
+
+    features = "onehot"
+
+    def __init__(
+        self, space: SearchSpace, metric: str = "score", transform: str | None = None,
+        alphas: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 3, 25)),
+    ) -> None:
+        super().__init__(space, metric=metric, transform=transform, alphas=list(alphas))
+        self.output = OutputTransform(default_transform(metric, transform))
+        self.alphas = tuple(alphas)
+
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+        z = self.output.fit_transform(y)
+        X = X.to(torch.float64)
+        self.x_mean = X.mean(0)
+        Xc = X - self.x_mean
+        U, S, _ = torch.linalg.svd(Xc, full_matrices=False)
+        Uz = U.T @ z
+        best = None
+        for alpha in self.alphas:
+            shrink = S**2 / (S**2 + alpha)
+            fitted = U @ (shrink * Uz)
+            # Leverage of each point (plus 1/n for the intercept) gives the exact LOO residuals.
+            hat = (U**2 * shrink).sum(1) + 1.0 / len(z)
+            loo = ((z - z.mean() - fitted) / (1 - hat).clamp_min(1e-6)).pow(2).mean()
+            if best is None or loo < best[0]:
+                best = (float(loo), alpha)
+        assert best is not None
+        self.alpha = best[1]
+        A = Xc.T @ Xc + self.alpha * torch.eye(X.shape[1], dtype=X.dtype)
+        self.A_inv = torch.linalg.inv(A)
+        self.coef = self.A_inv @ (Xc.T @ z)
+        self.intercept = float(z.mean())
+        resid = z - self.intercept - Xc @ self.coef
+        dof = max(len(z) - float(((S**2) / (S**2 + self.alpha)).sum()) - 1, 1.0)
+        self.noise = float((resid**2).sum() / dof)
+        self.n_train = len(z)
+        return self
+
+    def predict_encoded(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_fitted()
+        Xc = X.to(torch.float64) - self.x_mean
+        mean = Xc @ self.coef + self.intercept
+        var = self.noise * (1 + ((Xc @ self.A_inv) * Xc).sum(1) + 1.0 / self.n_train)
+        return self.output.untransform(mean, var.sqrt())
+
+    def _state(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"output": self.output.state(), "x_mean": self.x_mean, "A_inv": self.A_inv, "coef": self.coef,
+                "intercept": self.intercept, "noise": self.noise, "alpha": self.alpha, "n": self.n_train}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.output = OutputTransform.from_state(state["output"])
+        self.x_mean, self.A_inv, self.coef = state["x_mean"], state["A_inv"], state["coef"]
+        self.intercept, self.noise, self.alpha, self.n_train = (
+            state["intercept"], state["noise"], state["alpha"], state["n"])
+
+
+@register_predictor("gbt")
+class GBTPredictor(Predictor):
+    """Gradient-boosted trees (scikit-learn ``HistGradientBoostingRegressor``) on ordinal codes.
+
+    Trees give no posterior, so the std is a constant: the 5-fold cross-validated residual std.
+
+    Args:
+        space: Search space.
+        metric: ``score`` or ``latency_ms``; picks the output transform.
+        transform: Overrides the metric's transform.
+        max_iter: Boosting rounds. learning_rate, max_leaf_nodes: tree settings.
+        seed: Seeds the folds.
+    """
+
+    features = "ordinal"
+
+    def __init__(
+        self, space: SearchSpace, metric: str = "score", transform: str | None = None, max_iter: int = 300,
+        learning_rate: float = 0.05, max_leaf_nodes: int = 8, seed: int = 0,
+    ) -> None:
+        super().__init__(space, metric=metric, transform=transform, max_iter=max_iter,
+                         learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes, seed=seed)
+        self.output = OutputTransform(default_transform(metric, transform))
+
+    def _new(self) -> HistGradientBoostingRegressor:
+        o = self.options
+        return HistGradientBoostingRegressor(
+            max_iter=o["max_iter"], learning_rate=o["learning_rate"], max_leaf_nodes=o["max_leaf_nodes"],
+            min_samples_leaf=5, l2_regularization=1.0, random_state=o["seed"],
+        )
+
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+        z = self.output.fit_transform(y).numpy()
+        Xn = X.numpy()
+        resid = []
+        if len(z) >= 10:
+            for train, test in KFold(5, shuffle=True, random_state=self.options["seed"]).split(Xn):
+                resid.append(z[test] - self._new().fit(Xn[train], z[train]).predict(Xn[test]))
+        self.resid_std = float(np.concatenate(resid).std()) if resid else 1.0
+        self.model = self._new().fit(Xn, z)
+        self.n_train = len(z)
+        return self
+
+    def predict_encoded(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_fitted()
+        mean = torch.as_tensor(self.model.predict(X.numpy()), dtype=torch.float64)
+        return self.output.untransform(mean, torch.full_like(mean, self.resid_std))
+
+    def _state(self) -> dict[str, Any]:
+        # Trees are not tensors; storing the training set and refitting (deterministic, seeded)
+        # keeps the bytes loadable with torch.load(weights_only=True).
+        return {"output": self.output.state(), "X": self._X, "y": self._y}
+
+    def fit(self, subnets: list[Subnet], y: torch.Tensor | list[float]) -> Self:
+        self._X = self.encode(subnets)
+        self._y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        return super().fit(subnets, self._y)
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self._X, self._y = state["X"], state["y"]
+        self.fit_encoded(self._X, self._y)
+
+
+@register_predictor("gpnas-closed-form")
+class ClosedFormGPNAS(Predictor):
+    """The original GP-NAS estimator as released in PaddleSlim (``GPNAS(c_flag=2, m_flag=2)``).
+
+    Features are the raw choice digits (index + 1, 0 for absent layers) plus the depth and a
+    constant. A ridge fit on half the data gives the prior mean of the weights; their posterior
+    mean uses the other half with the fixed kernel ``exp(-|x - x'| / 12)``; prediction adds the
+    kernel-weighted residuals of all training points (``get_predict_jiont``). No hyperparameter
+    is learned. The std is the fixed kernel's posterior std scaled by the residual variance.
+
+    Args:
+        space: Search space.
+        metric: Accepted for interface parity; the closed form works on raw ``y`` as the paper does.
+        hp_mat: Jitter on the kernel and weight matrices (1e-7 in the release).
+        hp_cov: Prior covariance scale of the weights (0.01 in the release).
+    """
+
+    features = "ordinal"
+
+    def __init__(self, space: SearchSpace, metric: str = "score", hp_mat: float = 1e-7, hp_cov: float = 0.01) -> None:
+        super().__init__(space, metric=metric, hp_mat=hp_mat, hp_cov=hp_cov)
+        self.hp_mat, self.hp_cov = hp_mat, hp_cov
+
+    def encode(self, subnets: list[Subnet]) -> torch.Tensor:
+        codes = self.space.choice_matrix(subnets) + 1  # absent layers become 0
+        depth = np.array([[s.depth] for s in subnets], dtype=float)
+        return torch.as_tensor(np.concatenate([codes.reshape(len(subnets), -1), depth], 1), dtype=torch.float64)
+
+    def _kernel(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        return torch.exp(-torch.cdist(A, B) / 12.0)
+
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+        X1 = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
+        y = y.to(torch.float64)
+        eye_d = torch.eye(X1.shape[1], dtype=X.dtype)
+        first, second = X1[0::2], X1[1::2]
+        w = torch.linalg.solve(first.T @ first + self.hp_mat * eye_d, first.T @ y[0::2])
+        cov_w = self.hp_cov * torch.linalg.pinv(X1.T @ X1)
+        K2 = self._kernel(second, second) + self.hp_mat * torch.eye(len(second), dtype=X.dtype)
+        K2_inv = torch.linalg.inv(K2)
+        prior_prec = torch.linalg.inv(cov_w + self.hp_mat * eye_d)
+        lhs = second.T @ K2_inv @ second + prior_prec + self.hp_mat * eye_d
+        self.w = torch.linalg.solve(lhs, second.T @ K2_inv @ y[1::2] + prior_prec @ w)
+        self.X1 = X1
+        K = self._kernel(X1, X1) + self.hp_mat * torch.eye(len(X1), dtype=X.dtype)
+        self.K_inv = torch.linalg.inv(K)
+        self.resid = y - X1 @ self.w
+        self.scale2 = float(self.resid.var()) if len(y) > 1 else 1.0
+        self.n_train = len(y)
+        return self
+
+    def predict_encoded(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_fitted()
+        Xq = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
+        Ks = self._kernel(Xq, self.X1)
+        mean = Xq @ self.w + Ks @ (self.K_inv @ self.resid)
+        var = (1.0 - ((Ks @ self.K_inv) * Ks).sum(1)).clamp_min(1e-6) * self.scale2
+        return mean, var.sqrt()
+
+    def _state(self) -> dict[str, Any]:
+        self._check_fitted()
+        return {"w": self.w, "X1": self.X1, "K_inv": self.K_inv, "resid": self.resid, "scale2": self.scale2}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.w, self.X1, self.K_inv, self.resid = state["w"], state["X1"], state["K_inv"], state["resid"]
+        self.scale2 = state["scale2"]
+        self.n_train = len(self.X1)

@@ -1,0 +1,260 @@
+"""Abstract profiler classes, their result type and declarative settings.
+
+Modelled on Optuna's ``BaseSampler``: a small abstract base class per role documents the
+contract, concrete profilers subclass it and are registered by name under the entry-point group
+``gpnas.profilers`` (see :mod:`profilers._registry`).
+
+A *device* is a profiler plus its settings (``torch-cpu`` with ``threads=1, batch_size=1`` is a
+different device from ``torch-cpu`` with ``batch_size=8``), so every profiler declares its
+settings in :attr:`Profiler.settings_spec`; unknown names and bad values are rejected with a
+:class:`ValueError` naming the setting, before any hardware is touched.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+from supernet import SearchSpace, Subnet
+
+Metric = Literal["latency_ms", "score"]
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    """One measurement of one subnet.
+
+    Attributes:
+        value: The reported number: median latency in milliseconds per batch for latency
+            profilers, the score (higher is better) for accuracy profilers.
+        std: Spread of a single repeat (``1.4826 * MAD`` of the timings, a robust standard
+            deviation); 0 for replayed tables and deterministic evaluations.
+        repeats: Number of timed repeats (or evaluated batches) behind ``value``.
+        p10: 10th percentile of the repeats (``value`` when there is a single one).
+        p90: 90th percentile of the repeats.
+        rse: Relative standard error of ``value`` (``1.2533 * std / sqrt(repeats) / value``).
+        environment: Where and how it was measured: runtime versions, CPU/GPU model, threads,
+            dtype, batch size, input size ...
+    """
+
+    value: float
+    std: float = 0.0
+    repeats: int = 1
+    p10: float | None = None
+    p90: float | None = None
+    rse: float = 0.0
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary of all fields."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Declaration of one profiler setting.
+
+    Attributes:
+        type: ``int``, ``float``, ``str`` or ``bool``. Strings (e.g. from ``--set k=v`` on the
+            command line) are converted to this type.
+        default: Value used when the setting is not given; ``None`` means "not set".
+        help: One line shown by ``gpnas profile --list``.
+        choices: Allowed values, if the setting is categorical.
+        minimum: Smallest allowed value for numbers.
+        maximum: Largest allowed value for numbers.
+        required: The setting must be given (``default`` is then ignored).
+    """
+
+    type: type
+    default: Any = None
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    required: bool = False
+
+    def convert(self, owner: str, name: str, value: Any) -> Any:
+        """Return ``value`` converted to this setting's type, or raise ValueError naming the setting."""
+        where = f"setting {name!r} of profiler {owner!r}"
+        try:
+            if self.type is bool:
+                if isinstance(value, str):
+                    lowered = value.strip().lower()
+                    if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                        raise ValueError
+                    value = lowered in {"true", "1", "yes"}
+                elif not isinstance(value, bool):
+                    raise ValueError
+            elif self.type is int:
+                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                    raise ValueError
+                value = int(value)
+            elif self.type is float:
+                if isinstance(value, bool):
+                    raise ValueError
+                value = float(value)
+            elif self.type is str and (not isinstance(value, str) or not value):
+                raise ValueError
+        except (TypeError, ValueError):
+            kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a non-empty string"}[
+                self.type
+            ]
+            raise ValueError(f"{where} must be {kind}, got {value!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{where} must be one of {list(self.choices)}, got {value!r}")
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"{where} must be >= {self.minimum}, got {value!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{where} must be <= {self.maximum}, got {value!r}")
+        return value
+
+
+class ProfilerUnavailableError(RuntimeError):
+    """The profiler's hardware or runtime is missing here (e.g. ``torch-cuda`` without a GPU)."""
+
+
+class Profiler(abc.ABC):
+    """Base class of every profiler.
+
+    Subclasses set the class attributes and implement :meth:`profile` through one of the two
+    role classes :class:`LatencyProfiler` or :class:`AccuracyProfiler`.
+
+    Args:
+        space: The search space whose subnets are profiled.
+        **settings: Values for the names declared in :attr:`settings_spec`.
+
+    Raises:
+        ValueError: If a setting is unknown or has a bad value.
+        ProfilerUnavailableError: If the hardware or runtime the profiler needs is missing.
+    """
+
+    name: ClassVar[str] = ""
+    """Registry name (the entry-point name under ``gpnas.profilers``)."""
+    version: ClassVar[str] = "0"
+    """Bumped whenever a change could alter the numbers; stored with every measurement."""
+    metric: ClassVar[Metric]
+    """``"latency_ms"`` or ``"score"``."""
+    settings_spec: ClassVar[Mapping[str, Setting]] = {}
+    """The settings this profiler accepts."""
+
+    def __init__(self, space: SearchSpace, **settings: Any) -> None:
+        self.space = space
+        self.settings: dict[str, Any] = self.validate_settings(settings)
+
+    @classmethod
+    def validate_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``settings`` against :attr:`settings_spec` without touching any hardware.
+
+        Returns:
+            The full settings: given values converted to their declared types, defaults for the
+            others.
+
+        Raises:
+            ValueError: Naming the first unknown setting or bad value.
+        """
+        owner = cls.name or cls.__name__
+        unknown = sorted(set(settings) - set(cls.settings_spec))
+        if unknown:
+            known = ", ".join(cls.settings_spec) or "none"
+            raise ValueError(
+                f"unknown setting {unknown[0]!r} for profiler {owner!r}; known settings: {known}"
+            )
+        out: dict[str, Any] = {}
+        for key, spec in cls.settings_spec.items():
+            if key in settings and settings[key] is not None:
+                out[key] = spec.convert(owner, key, settings[key])
+            elif spec.required:
+                raise ValueError(f"setting {key!r} of profiler {owner!r} is required")
+            else:
+                out[key] = spec.default
+        return out
+
+    def subnet(self, sub: Subnet | str) -> Subnet:
+        """``sub`` as a validated :class:`Subnet` of :attr:`space` (arch strings are parsed)."""
+        return self.space.parse(sub) if isinstance(sub, str) else self.space.validate(sub)
+
+    @abc.abstractmethod
+    def profile(self, sub: Subnet | str, task: str | None = None) -> ProfileResult:
+        """Measure ``sub`` (for ``task`` where the metric needs one); what the device agent calls."""
+
+    def known_subnets(self) -> list[Subnet] | None:
+        """The only subnets this profiler can measure, or ``None`` if it measures any subnet.
+
+        Replay profilers return their table's subnets, so ``gpnas profile`` samples from them.
+        """
+        return None
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most profilers hold nothing
+        """Release held resources (models, sessions, temporary files). Default: nothing."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(space={self.space.name!r}, settings={self.settings!r})"
+
+
+class LatencyProfiler(Profiler):
+    """Measures how long a subnet takes on one device (a chip, a runtime and settings).
+
+    Implementations should warm up, repeat until the statistic is stable, pin and record the
+    thread count, and report the median with its spread (see :func:`profilers.time_repeats`).
+    """
+
+    metric: ClassVar[Metric] = "latency_ms"
+
+    @abc.abstractmethod
+    def measure(self, sub: Subnet | str) -> ProfileResult:
+        """Latency of one forward pass of ``sub``.
+
+        Args:
+            sub: A subnet of :attr:`space` or its arch string.
+
+        Returns:
+            A :class:`ProfileResult` whose ``value`` is the median in milliseconds per batch.
+        """
+
+    def profile(self, sub: Subnet | str, task: str | None = None) -> ProfileResult:
+        return self.measure(sub)
+
+
+class AccuracyProfiler(Profiler):
+    """Scores a subnet on one task (higher is better)."""
+
+    metric: ClassVar[Metric] = "score"
+
+    @abc.abstractmethod
+    def score(self, sub: Subnet | str, task: str) -> ProfileResult:
+        """Score of ``sub`` on ``task``.
+
+        Args:
+            sub: A subnet of :attr:`space` or its arch string.
+            task: One of the space's tasks (or of the profiler's data).
+
+        Returns:
+            A :class:`ProfileResult` whose ``value`` is the score.
+        """
+
+    def profile(self, sub: Subnet | str, task: str | None = None) -> ProfileResult:
+        if task is None:
+            raise ValueError(f"profiler {self.name!r} scores a task; no task was given")
+        return self.score(sub, task)
+
+
+def resolve_import_path(path: str, what: str) -> Callable[..., Any] | Any:
+    """The object named by ``"package.module:attribute"`` (dots after the colon walk attributes).
+
+    Raises:
+        ValueError: If ``path`` is malformed or does not resolve, naming ``what``.
+    """
+    import importlib
+
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{what} must be an import path 'package.module:attribute', got {path!r}")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"{what} {path!r} does not resolve: {error}") from None
+    return obj

@@ -1,0 +1,75 @@
+"""Latency of the exported ONNX subnet under onnxruntime's CPU execution provider."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import nn
+
+from ._base import Setting
+from ._torch import COMMON_SETTINGS, ExtractedModelProfiler
+
+
+class OnnxRuntimeCPUProfiler(ExtractedModelProfiler):
+    """Exports each extracted subnet to ONNX (``supernet.export_onnx``) and times
+    ``InferenceSession.run`` on the CPU execution provider.
+
+    Settings (besides the common ones):
+        threads: ``intra_op_num_threads`` (inter-op is 1, execution sequential); recorded.
+        optimization: onnxruntime graph optimisation level.
+    """
+
+    name: ClassVar[str] = "onnxruntime-cpu"
+    version: ClassVar[str] = "1"
+    settings_spec: ClassVar[dict[str, Setting]] = {
+        **COMMON_SETTINGS,
+        "threads": Setting(int, 1, "onnxruntime intra-op threads", minimum=1),
+        "optimization": Setting(
+            str, "all", "graph optimisation level", choices=("disable", "basic", "extended", "all")
+        ),
+    }
+
+    def _prepare(self, model: nn.Module) -> tuple[Callable[[], float], Callable[[], None]]:
+        import onnxruntime as ort
+
+        from supernet import export_onnx
+
+        workdir = tempfile.TemporaryDirectory(prefix="gpnas-onnx-")
+        path = Path(workdir.name) / "subnet.onnx"
+        x = self.example_input()
+        export_onnx(model, path, batch_size=self.settings["batch_size"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.settings["threads"]
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.settings["optimization"]]
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: x.numpy()}
+
+        def run_once() -> float:
+            start = time.perf_counter()
+            session.run(None, feed)
+            return (time.perf_counter() - start) * 1e3
+
+        return run_once, workdir.cleanup
+
+    def _runtime_environment(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {
+            "runtime": "onnxruntime",
+            "onnxruntime": ort.__version__,
+            "provider": "CPUExecutionProvider",
+            "threads": self.settings["threads"],
+            "optimization": self.settings["optimization"],
+            "dtype": "fp32",
+        }

@@ -1,0 +1,87 @@
+"""FastAPI dependencies: database sessions, settings, services and the caller's token."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from .. import repositories as repo
+from ..core.config import Settings
+from ..errors import ForbiddenError, UnauthorizedError
+from ..fronts import FrontCache
+from ..refit import Refitter
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """A read session (SQLite: a deferred transaction, never blocks the writer)."""
+    with request.app.state.read_sessions() as session:
+        yield session
+
+
+def get_write_db(request: Request) -> Iterator[Session]:
+    """A write session. Routes commit it themselves before answering, so an acknowledged write is
+    durable; anything not committed is rolled back when the request ends."""
+    with request.app.state.write_sessions() as session:
+        yield session
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_refitter(request: Request) -> Refitter:
+    return request.app.state.refitter
+
+
+def get_front_cache(request: Request) -> FrontCache:
+    return request.app.state.front_cache
+
+
+SessionDep = Annotated[Session, Depends(get_db)]
+WriteSessionDep = Annotated[Session, Depends(get_write_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RefitterDep = Annotated[Refitter, Depends(get_refitter)]
+FrontCacheDep = Annotated[FrontCache, Depends(get_front_cache)]
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `gpnas token create [--device NAME]`.")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: an unrestricted token (``device`` None) or one device's token."""
+
+    device: str | None
+
+    def check_device(self, device: str | None, what: str) -> None:
+        """Raise 403 unless this caller may act for ``device``."""
+        if self.device is not None and device != self.device:
+            raise ForbiddenError(f"this token belongs to device {self.device!r} and cannot {what}")
+
+    def require_admin(self, what: str) -> None:
+        if self.device is not None:
+            raise ForbiddenError(f"a device token cannot {what}; use a token made without --device")
+
+
+def get_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller of a write. With GPNAS_AUTH=off everyone is unrestricted."""
+    if not request.app.state.settings.auth:
+        return Principal(device=None)
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise UnauthorizedError(
+            "this route needs an 'Authorization: Bearer <token>' header (gpnas token create)"
+        )
+    with request.app.state.read_sessions() as session:
+        token = repo.find_token(session, credentials.credentials)
+    if token is None:
+        raise UnauthorizedError("unknown token")
+    return Principal(device=token.device)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

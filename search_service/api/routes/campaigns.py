@@ -1,0 +1,85 @@
+"""Campaigns: choose subnets to measure on a device (or score on a task) and queue them as jobs."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, status
+from sqlalchemy.orm import Session
+
+from supernet import get_space
+
+from ... import repositories as repo
+from ...errors import InvalidError
+from ...models import Campaign
+from ...schemas import INT32, CampaignCreate, CampaignPublic
+from ..deps import PrincipalDep, SessionDep, WriteSessionDep
+
+router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+
+STRATEGIES = ("random",)
+
+
+def _public(session: Session, campaign: Campaign) -> CampaignPublic:
+    return CampaignPublic(
+        id=campaign.id,
+        space=campaign.space,
+        device=campaign.device,
+        task=campaign.task,
+        metric=campaign.metric,
+        strategy=campaign.strategy,
+        n=campaign.n,
+        seed=campaign.seed,
+        jobs=repo.campaign_counts(session, campaign.id),
+        created_at=campaign.created_at,
+    )
+
+
+def choose_random(session: Session, body: CampaignCreate) -> list[str]:
+    """``n`` uniformly drawn subnets not yet measured for this target nor already queued."""
+    space = get_space(body.space)
+    metric, target = ("score", body.task) if body.task is not None else ("latency_ms", body.device)
+    taken = repo.measured_archs(session, body.space, metric, target) | repo.pending_archs(
+        session, body.space, body.device, body.task
+    )
+    if body.n > space.cardinality - len(taken):
+        raise InvalidError(
+            f"only {space.cardinality - len(taken)} subnets of {body.space!r} are neither measured "
+            "nor queued",
+            ["body", "n"],
+        )
+    drawn = [space.format(s) for s in space.sample(min(space.cardinality, body.n + len(taken)), body.seed)]
+    return [a for a in drawn if a not in taken][: body.n]
+
+
+@router.post("", response_model=CampaignPublic, status_code=status.HTTP_201_CREATED)
+def create_campaign(
+    body: CampaignCreate, session: WriteSessionDep, principal: PrincipalDep
+) -> CampaignPublic:
+    """Choose ``n`` subnets with ``strategy`` and queue one job per subnet for ``device``'s agent.
+
+    Without ``task`` the jobs time the subnets on the device (metric ``latency_ms``); with
+    ``task`` the device's profiler scores them on that task (metric ``score``).
+    """
+    principal.require_admin("create campaigns")
+    repo.get_device(session, body.device)
+    if body.strategy not in STRATEGIES:
+        raise InvalidError(
+            f"unknown strategy {body.strategy!r}; known: {', '.join(STRATEGIES)}", ["body", "strategy"]
+        )
+    archs = choose_random(session, body)
+    campaign = repo.create_campaign(
+        session, body.space, body.device, body.task, body.strategy, body.seed, archs
+    )
+    out = _public(session, campaign)
+    session.commit()
+    return out
+
+
+@router.get("", response_model=list[CampaignPublic])
+def list_campaigns(session: SessionDep) -> list[CampaignPublic]:
+    return [_public(session, c) for c in repo.list_campaigns(session)]
+
+
+@router.get("/{campaign_id}", response_model=CampaignPublic)
+def get_campaign(session: SessionDep, campaign_id: Annotated[int, Path(ge=1, le=INT32)]) -> CampaignPublic:
+    """A campaign with the number of its jobs per status."""
+    return _public(session, repo.get_campaign(session, campaign_id))

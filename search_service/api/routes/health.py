@@ -1,0 +1,18 @@
+"""Liveness and database check."""
+
+from fastapi import APIRouter
+
+from ...core import current_revision
+from ...schemas import Health
+from ..deps import SessionDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+def healthz(session: SessionDep) -> Health:
+    """The service answers, and its database with it (at the schema revision shown)."""
+    engine = session.get_bind()
+    return Health(
+        status="ok", database=engine.dialect.name, schema_revision=current_revision(engine) or "none"
+    )

@@ -1,0 +1,33 @@
+"""Force a refit of predictors and fronts (normally done in the background after new data)."""
+
+from fastapi import APIRouter
+
+from ...schemas import FrontVersionPublic, PredictorVersionPublic, RefitRequest, RefitResponse
+from ..deps import FrontCacheDep, PrincipalDep, RefitterDep
+
+router = APIRouter(prefix="/v1", tags=["refit"])
+
+
+@router.post("/refit", response_model=RefitResponse)
+def refit(
+    body: RefitRequest, principal: PrincipalDep, refitter: RefitterDep, cache: FrontCacheDep
+) -> RefitResponse:
+    """Refit every target with new measurements and recompute the fronts that depend on them.
+
+    With ``wait`` (default) the answer lists the new versions; otherwise the background worker is
+    woken and the answer returns at once.
+    """
+    principal.require_admin("force a refit")
+    if not body.wait:
+        refitter.notify()
+        return RefitResponse(status="scheduled", predictors=[], fronts=[], errors=[])
+    report = refitter.refit(body.space)
+    cache.forget()
+    return RefitResponse(
+        status="done",
+        predictors=[
+            PredictorVersionPublic.model_validate(p, from_attributes=True) for p in report.predictors
+        ],
+        fronts=[FrontVersionPublic.model_validate(f, from_attributes=True) for f in report.fronts],
+        errors=report.errors,
+    )

@@ -1,0 +1,104 @@
+"""Budget queries and Pareto fronts, answered from the newest stored front (cached in memory)."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from sqlalchemy.orm import Session
+
+from supernet import get_space
+
+from ... import repositories as repo
+from ...errors import ConflictError, InvalidError, NotFoundError
+from ...fronts import LoadedFront
+from ...schemas import INT32, Name, ParetoPage, ParetoPoint, Predicted, QueryRequest, QueryResponse, SpaceName
+from ...search import NothingFitsError, budget_query
+from ..deps import FrontCacheDep, RefitterDep, SessionDep
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+_NOT_COMPUTED = {409: {"description": "Data exists but its front is not computed yet; retry later"}}
+
+
+def _front(
+    session: Session, cache: FrontCacheDep, refitter: RefitterDep, space: str, task: str, device: str
+) -> LoadedFront:
+    """The newest front, or a 4xx saying which data is missing or that it is being computed."""
+    loaded = cache.get(session, space, task, device)
+    if loaded is not None:
+        return loaded
+    repo.get_device(session, device)
+    missing = []
+    if not repo.has_data(session, space, "latency_ms", device):
+        missing.append(f"no latency measurements of device {device!r}")
+    if not repo.has_data(session, space, "score", task):
+        missing.append(f"no score measurements of task {task!r}")
+    if missing:
+        raise NotFoundError(
+            f"cannot search space {space!r}: " + " and ".join(missing) + " (POST /v1/measurements)"
+        )
+    refitter.notify()
+    raise ConflictError(
+        f"the front of {space!r} for task {task!r} on device {device!r} is not computed yet "
+        "(it is fitted in the background after new measurements, or with POST /v1/refit); retry shortly"
+    )
+
+
+@router.post(
+    "/query", response_model=QueryResponse, responses={404: {"description": "No data"}, **_NOT_COMPUTED}
+)
+def query(
+    body: QueryRequest, session: SessionDep, cache: FrontCacheDep, refitter: RefitterDep
+) -> QueryResponse:
+    """The subnet with the best predicted score whose latency meets the budget with probability
+    ``confidence`` (Gaussian latency posterior). 422 when nothing fits, naming the fastest candidate."""
+    loaded = _front(session, cache, refitter, body.space, body.task, body.device)
+    try:
+        choice = budget_query(loaded.result.candidates, body.latency_budget_ms, body.confidence)
+    except NothingFitsError as error:
+        raise InvalidError(str(error), ["body", "latency_budget_ms"]) from None
+    point = choice.point
+    return QueryResponse(
+        arch=point.arch,
+        config=get_space(body.space).config(point.subnet),
+        predicted=Predicted(
+            score=point.score,
+            score_std=point.score_std,
+            latency_ms=point.latency_ms,
+            latency_std=point.latency_std,
+            p_feasible=choice.p_feasible,
+        ),
+        front_version=loaded.version,
+    )
+
+
+@router.get(
+    "/pareto", response_model=ParetoPage, responses={404: {"description": "No data"}, **_NOT_COMPUTED}
+)
+def pareto(
+    session: SessionDep,
+    cache: FrontCacheDep,
+    refitter: RefitterDep,
+    space: Annotated[SpaceName, Query()],
+    task: Annotated[Name, Query()],
+    device: Annotated[Name, Query()],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=INT32)] = 0,
+) -> ParetoPage:
+    """The predicted Pareto front (score up, latency down) ordered by latency, a page at a time.
+
+    ``measured`` is true for subnets with both a measured score on the task and a measured
+    latency on the device; the numbers shown are the predictions in every case.
+    """
+    if task not in get_space(space).tasks:
+        raise InvalidError(f"task {task!r} is not a task of space {space!r}", ["query", "task"])
+    loaded = _front(session, cache, refitter, space, task, device)
+    points = loaded.result.points[offset : offset + limit]
+    archs = [p.arch for p in points]
+    measured = repo.archs_measured_on_both(session, space, task, device, archs)
+    return ParetoPage(
+        points=[ParetoPoint(**p.to_dict(), measured=p.arch in measured) for p in points],
+        total=len(loaded.result.points),
+        limit=limit,
+        offset=offset,
+        version=loaded.version,
+    )

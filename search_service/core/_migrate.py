@@ -1,0 +1,64 @@
+"""Alembic driven from code: the migrations ship inside the installed package (``migrations``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+
+from .db import make_engine, normalise_url
+
+
+class SchemaOutdatedError(RuntimeError):
+    """The database schema is not at the migrations' head; the message says what to run."""
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config pointing at the packaged ``migrations`` directory and ``url``."""
+    import migrations
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    # '%' is ConfigParser interpolation syntax; URLs may contain it (escaped passwords).
+    config.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration's revision id."""
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None, "the migrations package holds no revision"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or None for an empty database."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(url: str, revision: str = "head") -> str:
+    """Apply the migrations to ``url`` up to ``revision``; returns the revision reached."""
+    command.upgrade(alembic_config(url), revision)
+    engine = make_engine(url)
+    try:
+        reached = current_revision(engine)
+    finally:
+        engine.dispose()
+    return reached or "base"
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise :class:`SchemaOutdatedError` unless the database is at the newest migration."""
+    head = head_revision()
+    current = current_revision(engine)
+    if current != head:
+        url = engine.url.render_as_string(hide_password=True)
+        raise SchemaOutdatedError(
+            f"database schema of {url} is at revision {current or 'none (empty database)'}, "
+            f"this gpnas needs {head}: run `gpnas db upgrade` (with the same GPNAS_DATABASE_URL) first"
+        )

@@ -1,0 +1,77 @@
+"""In-memory cache of decoded fronts, so that /v1/query and /v1/pareto answer without decoding.
+
+Two levels: which front id is the newest for (space, task, device) — trusted for
+``front_cache_s`` seconds, then re-checked with one indexed SELECT — and the decoded fronts by id
+(immutable once stored, so they never go stale; the least recently used are dropped).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from . import repositories as repo
+from .models import Front
+from .refit import decode_front
+from .search import FrontResult
+
+
+@dataclass(frozen=True)
+class LoadedFront:
+    id: int
+    version: int
+    result: FrontResult
+
+
+class FrontCache:
+    """Thread-safe cache of the newest front per (space, task, device).
+
+    Args:
+        ttl_s: How long the newest-version lookup is trusted.
+        max_fronts: How many decoded fronts to keep.
+    """
+
+    def __init__(self, ttl_s: float = 1.0, max_fronts: int = 64) -> None:
+        self.ttl_s = ttl_s
+        self.max_fronts = max_fronts
+        self._latest: dict[tuple[str, str, str], tuple[tuple[int, int] | None, float]] = {}
+        self._fronts: OrderedDict[int, LoadedFront] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, space: str, task: str, device: str) -> LoadedFront | None:
+        """The newest front of (space, task, device), or None when none is stored."""
+        key = (space, task, device)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._latest.get(key)
+        if cached is None or now - cached[1] > self.ttl_s:
+            latest = repo.latest_front_id(session, space, task, device)
+            with self._lock:
+                self._latest[key] = (latest, now)
+        else:
+            latest = cached[0]
+        if latest is None:
+            return None
+        front_id, version = latest
+        with self._lock:
+            loaded = self._fronts.get(front_id)
+            if loaded is not None:
+                self._fronts.move_to_end(front_id)
+                return loaded
+        row = session.get(Front, front_id)
+        assert row is not None, "fronts are never deleted"
+        loaded = LoadedFront(front_id, version, decode_front(row.data, space))
+        with self._lock:
+            self._fronts[front_id] = loaded
+            while len(self._fronts) > self.max_fronts:
+                self._fronts.popitem(last=False)
+        return loaded
+
+    def forget(self) -> None:
+        """Drop the newest-version lookups (after a refit in this process)."""
+        with self._lock:
+            self._latest.clear()

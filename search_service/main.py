@@ -1,0 +1,100 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from .api.routes import api_router
+from .core import Settings, check_schema, make_engine, make_sessionmaker
+from .errors import ServiceError
+from .fronts import FrontCache
+from .refit import Refitter
+
+log = logging.getLogger("gpnas.api")
+
+DESCRIPTION = """Hardware-aware subnet search: measurements in, predicted Pareto fronts and
+latency-budget queries out. Reads are open; writes need `Authorization: Bearer <token>`
+(`gpnas token create`) unless the server runs with `GPNAS_AUTH=off`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the API for ``settings`` (default: from the ``GPNAS_*`` environment).
+
+    Raises:
+        SchemaOutdatedError: If the database is not at the newest migration; its message says to
+            run ``gpnas db upgrade``.
+    """
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+    try:
+        check_schema(engine)
+    except Exception:
+        engine.dispose()
+        raise
+    read_sessions = make_sessionmaker(engine)
+    write_sessions = make_sessionmaker(engine, write=True)
+    refitter = Refitter(read_sessions, write_sessions, settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.refit_worker:
+            refitter.start()
+        try:
+            yield
+        finally:
+            refitter.stop()
+            engine.dispose()
+
+    app = FastAPI(title="gpnas", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.read_sessions = read_sessions
+    app.state.write_sessions = write_sessions
+    app.state.refitter = refitter
+    app.state.front_cache = FrontCache(settings.front_cache_s)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, error: ServiceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+        return JSONResponse({"detail": error.detail()}, status_code=error.status_code, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes each offending input, which fails on NaN or infinities
+        # (not JSON); keep loc, msg and type, and the input only where JSON can carry it.
+        detail = []
+        for item in error.errors():
+            out = {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+            try:
+                json.dumps(item.get("input"), allow_nan=False)
+                out["input"] = item.get("input")
+            except (TypeError, ValueError):
+                pass
+            detail.append(out)
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, error: IntegrityError) -> JSONResponse:
+        # Two requests raced for the same unique key (e.g. one device name); the loser retries.
+        log.info("integrity conflict: %s", error.orig)
+        return JSONResponse({"detail": "conflicting concurrent write; retry the request"}, status_code=409)
+
+    @app.exception_handler(OperationalError)
+    async def _unavailable(_: Request, error: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", error.orig)
+        return JSONResponse(
+            {"detail": "database temporarily unavailable; retry"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,190 @@
+"""SQLAlchemy 2 ORM models. The schema changes only through the Alembic migrations in ``migrations/``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so that migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive, as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Device(Base):
+    """A chip + runtime + settings, measured by the named profiler."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    profiler: Mapped[str] = mapped_column(String(128))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiToken(Base):
+    """A Bearer token, stored as its SHA-256; ``device`` restricts it to one device's jobs."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    device: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Measurement(Base):
+    """One measured value. Never updated; re-measuring adds a row."""
+
+    __tablename__ = "measurements"
+    __table_args__ = (
+        Index("ix_measurements_space_device_metric", "space", "device", "metric", "id"),
+        Index("ix_measurements_space_task_metric", "space", "task", "metric", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    space: Mapped[str] = mapped_column(String(64))
+    arch: Mapped[str] = mapped_column(String(256))
+    device: Mapped[str | None] = mapped_column(ForeignKey("devices.name"), nullable=True)
+    task: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    metric: Mapped[str] = mapped_column(String(16))
+    value: Mapped[float] = mapped_column(Float)
+    std: Mapped[float | None] = mapped_column(Float, nullable=True)
+    repeats: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    profiler: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    profiler_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    measured_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Campaign(Base):
+    """A request to measure ``n`` subnets chosen by a sampling strategy; it owns its jobs."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(ForeignKey("devices.name"))
+    task: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    metric: Mapped[str] = mapped_column(String(16))
+    strategy: Mapped[str] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Job(Base):
+    """One subnet to measure on a device, leased by agents (status queued/leased/done/failed)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_device_status", "device", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id"), nullable=True)
+    space: Mapped[str] = mapped_column(String(64))
+    arch: Mapped[str] = mapped_column(String(256))
+    device: Mapped[str] = mapped_column(ForeignKey("devices.name"))
+    task: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    metric: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    failed_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    measurement_id: Mapped[int | None] = mapped_column(ForeignKey("measurements.id"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class PredictorVersion(Base):
+    """A fitted predictor for one (space, metric, target) — target a device or a task — as bytes."""
+
+    __tablename__ = "predictor_versions"
+    __table_args__ = (
+        UniqueConstraint("space", "metric", "target", "version", name="uq_predictor_versions_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(16))
+    target: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(64))
+    n_train: Mapped[int] = mapped_column(Integer)
+    last_measurement_id: Mapped[int] = mapped_column(Integer)
+    blob: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Front(Base):
+    """A computed Pareto front (and candidate archive) for (space, task, device), one row per version."""
+
+    __tablename__ = "fronts"
+    __table_args__ = (UniqueConstraint("space", "task", "device", "version", name="uq_fronts_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(64))
+    device: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    score_predictor_id: Mapped[int] = mapped_column(ForeignKey("predictor_versions.id"))
+    latency_predictor_id: Mapped[int] = mapped_column(ForeignKey("predictor_versions.id"))
+    n_points: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

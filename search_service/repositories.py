@@ -1,0 +1,464 @@
+"""Database operations (the "crud" layer). Functions take a Session and never commit on their own:
+the caller's transaction makes each request all-or-nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from .errors import ConflictError, InvalidError, NotFoundError
+from .models import ApiToken, Campaign, Device, Front, Job, Measurement, PredictorVersion, utcnow
+from .schemas import JOB_ID_PREFIX, DeviceCreate, MeasurementCreate, ResultRequest
+
+# --------------------------------------------------------------------------------------- devices
+
+
+def get_device(session: Session, name: str) -> Device:
+    device = session.scalar(select(Device).where(Device.name == name))
+    if device is None:
+        raise NotFoundError(f"unknown device {name!r}; register it with POST /v1/devices")
+    return device
+
+
+def list_devices(session: Session) -> list[Device]:
+    return list(session.scalars(select(Device).order_by(Device.name)))
+
+
+def create_device(session: Session, body: DeviceCreate) -> Device:
+    if session.scalar(select(Device.id).where(Device.name == body.name)) is not None:
+        raise ConflictError(f"device {body.name!r} already exists")
+    device = Device(name=body.name, profiler=body.profiler, settings=body.settings)
+    session.add(device)
+    session.flush()
+    return device
+
+
+# ---------------------------------------------------------------------------------------- tokens
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(session: Session, device: str | None = None) -> str:
+    """Store a new token (hashed) and return it in clear; it cannot be recovered later."""
+    token = "gpnas_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(token_hash=hash_token(token), device=device))
+    session.flush()
+    return token
+
+
+def find_token(session: Session, token: str) -> ApiToken | None:
+    return session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+
+
+# ---------------------------------------------------------------------------------- measurements
+
+_COMPARED = ("space", "arch", "device", "task", "metric", "value", "std", "repeats")
+
+
+def _insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def insert_measurements(
+    session: Session, items: Sequence[MeasurementCreate], job_id: int | None = None
+) -> tuple[int, int, list[int]]:
+    """Insert a validated batch, idempotently per client id.
+
+    Returns:
+        ``(inserted, duplicate, ids)``: counts, and the database ids of every item of the batch.
+
+    Raises:
+        InvalidError: An item names an unregistered device (nothing is written).
+        ConflictError: An id is already stored, or repeated in the batch, with different content.
+    """
+    devices = {m.device for m in items if m.device is not None}
+    if devices:
+        known = set(session.scalars(select(Device.name).where(Device.name.in_(devices))))
+        for i, m in enumerate(items):
+            if m.device is not None and m.device not in known:
+                raise InvalidError(
+                    f"unknown device {m.device!r}; register it first with POST /v1/devices",
+                    ["body", "measurements", i, "device"],
+                )
+    first: dict[str, int] = {}
+    rows: list[dict[str, Any]] = []
+    for i, m in enumerate(items):
+        if m.id in first:
+            if _content(items[first[m.id]]) != _content(m):
+                raise ConflictError(
+                    f"id {m.id!r} appears twice in the batch with different content",
+                    ["body", "measurements", i, "id"],
+                )
+            continue
+        first[m.id] = i
+        row = m.model_dump(exclude={"id"})
+        row.update(client_id=m.id, job_id=job_id, created_at=utcnow())
+        rows.append(row)
+    stmt = _insert(session)(Measurement).on_conflict_do_nothing(index_elements=["client_id"])
+    inserted = {cid for (cid,) in session.execute(stmt.returning(Measurement.client_id), rows)}
+    existing = [cid for cid in first if cid not in inserted]
+    if existing:
+        stored = {
+            m.client_id: m
+            for m in session.scalars(select(Measurement).where(Measurement.client_id.in_(existing)))
+        }
+        for cid in existing:
+            item = items[first[cid]]
+            if _content(item) != tuple(getattr(stored[cid], k) for k in _COMPARED):
+                raise ConflictError(
+                    f"id {cid!r} is already stored with different content; measurements are never "
+                    "overwritten, use a new id to add a re-measurement",
+                    ["body", "measurements", first[cid], "id"],
+                )
+    ids = dict(
+        session.execute(
+            select(Measurement.client_id, Measurement.id).where(Measurement.client_id.in_(first))
+        ).all()
+    )
+    return len(inserted), len(items) - len(inserted), [ids[m.id] for m in items]
+
+
+def _content(m: MeasurementCreate) -> tuple[Any, ...]:
+    return tuple(getattr(m, k) for k in _COMPARED)
+
+
+def _measurement_filter(stmt: Select[Any], **filters: str | None) -> Select[Any]:
+    for key, value in filters.items():
+        if value is not None:
+            stmt = stmt.where(getattr(Measurement, key) == value)
+    return stmt
+
+
+def list_measurements(
+    session: Session, limit: int, offset: int, **filters: str | None
+) -> tuple[int, list[Measurement]]:
+    total = session.scalar(_measurement_filter(select(func.count(Measurement.id)), **filters)) or 0
+    page = session.scalars(
+        _measurement_filter(select(Measurement), **filters)
+        .order_by(Measurement.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return total, list(page)
+
+
+def training_data(
+    session: Session, space: str, metric: str, target: str
+) -> tuple[list[str], list[float], int]:
+    """Arch strings and values of one target (device for latency, task for score), repeats averaged.
+
+    Returns:
+        ``(archs, values, last_id)``: unique archs, the mean of their measurements, and the largest
+        measurement id used (to tell later whether newer data arrived).
+    """
+    column = Measurement.device if metric == "latency_ms" else Measurement.task
+    rows = session.execute(
+        select(Measurement.arch, func.avg(Measurement.value), func.max(Measurement.id))
+        .where(Measurement.space == space, Measurement.metric == metric, column == target)
+        .group_by(Measurement.arch)
+        .order_by(Measurement.arch)
+    ).all()
+    return [r[0] for r in rows], [float(r[1]) for r in rows], max((r[2] for r in rows), default=0)
+
+
+def measured_targets(session: Session, space: str | None = None) -> list[tuple[str, str, str, int, int]]:
+    """Every (space, metric, target) with data, its number of distinct archs and its largest id."""
+    target = func.coalesce(Measurement.device, Measurement.task)
+    stmt = select(
+        Measurement.space,
+        Measurement.metric,
+        target,
+        func.count(func.distinct(Measurement.arch)),
+        func.max(Measurement.id),
+    ).group_by(Measurement.space, Measurement.metric, target)
+    if space is not None:
+        stmt = stmt.where(Measurement.space == space)
+    return [
+        (r[0], r[1], r[2], int(r[3]), int(r[4]))
+        for r in session.execute(stmt.order_by(*stmt.selected_columns[:3]))
+    ]
+
+
+def has_data(session: Session, space: str, metric: str, target: str) -> bool:
+    column = Measurement.device if metric == "latency_ms" else Measurement.task
+    stmt = select(Measurement.id).where(
+        Measurement.space == space, Measurement.metric == metric, column == target
+    )
+    return session.scalar(stmt.limit(1)) is not None
+
+
+def measured_archs(session: Session, space: str, metric: str, target: str) -> set[str]:
+    column = Measurement.device if metric == "latency_ms" else Measurement.task
+    stmt = select(Measurement.arch).where(
+        Measurement.space == space, Measurement.metric == metric, column == target
+    )
+    return set(session.scalars(stmt.distinct()))
+
+
+# ------------------------------------------------------------------------------- campaigns, jobs
+
+
+def create_campaign(
+    session: Session,
+    space: str,
+    device: str,
+    task: str | None,
+    strategy: str,
+    seed: int | None,
+    archs: Sequence[str],
+) -> Campaign:
+    metric = "score" if task is not None else "latency_ms"
+    campaign = Campaign(
+        space=space, device=device, task=task, metric=metric, strategy=strategy, n=len(archs), seed=seed
+    )
+    session.add(campaign)
+    session.flush()
+    now = utcnow()
+    session.add_all(
+        Job(
+            campaign_id=campaign.id,
+            space=space,
+            arch=a,
+            device=device,
+            task=task,
+            metric=metric,
+            status="queued",
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        for a in archs
+    )
+    session.flush()
+    return campaign
+
+
+def pending_archs(session: Session, space: str, device: str, task: str | None) -> set[str]:
+    """Archs already queued or leased for the same measurement (not to be queued twice)."""
+    stmt = select(Job.arch).where(
+        Job.space == space,
+        Job.device == device,
+        Job.status.in_(("queued", "leased")),
+        Job.task.is_(None) if task is None else Job.task == task,
+    )
+    return set(session.scalars(stmt))
+
+
+def campaign_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    rows = session.execute(
+        select(Job.status, func.count()).where(Job.campaign_id == campaign_id).group_by(Job.status)
+    )
+    return {status: int(n) for status, n in rows}
+
+
+def get_campaign(session: Session, campaign_id: int) -> Campaign:
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise NotFoundError(f"no campaign {campaign_id}")
+    return campaign
+
+
+def list_campaigns(session: Session) -> list[Campaign]:
+    return list(session.scalars(select(Campaign).order_by(Campaign.id)))
+
+
+def list_jobs(
+    session: Session, limit: int, offset: int, campaign_id: int | None, device: str | None, status: str | None
+) -> tuple[int, list[Job]]:
+    conditions = []
+    if campaign_id is not None:
+        conditions.append(Job.campaign_id == campaign_id)
+    if device is not None:
+        conditions.append(Job.device == device)
+    if status is not None:
+        conditions.append(Job.status == status)
+    total = session.scalar(select(func.count(Job.id)).where(*conditions)) or 0
+    jobs = session.scalars(select(Job).where(*conditions).order_by(Job.id).limit(limit).offset(offset))
+    return total, list(jobs)
+
+
+def get_job(session: Session, job_id: int, lock: bool = False) -> Job:
+    stmt = select(Job).where(Job.id == job_id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    job = session.scalar(stmt)
+    if job is None:
+        raise NotFoundError(f"no job {job_id}")
+    return job
+
+
+def lease_job(session: Session, device: str, lease_seconds: int, max_attempts: int) -> Job | None:
+    """Lease the oldest available job of ``device``: queued, or leased with an expired lease.
+
+    On PostgreSQL, candidate rows are locked with ``FOR UPDATE SKIP LOCKED``, so concurrent
+    leasers skip each other's rows; on SQLite the caller's ``BEGIN IMMEDIATE`` transaction makes
+    this the only writer. Expired jobs already leased ``max_attempts`` times fail for good.
+    """
+    now = utcnow()
+    available = or_(Job.status == "queued", and_(Job.status == "leased", Job.lease_expires_at < now))
+    while True:
+        stmt = select(Job).where(Job.device == device, available).order_by(Job.id).limit(16)
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        candidates = list(session.scalars(stmt))
+        if not candidates:
+            return None
+        for job in candidates:
+            if job.status == "leased" and job.attempts >= max_attempts:
+                job.status = "failed"
+                job.last_error = (
+                    f"lease expired on attempt {job.attempts} of {max_attempts}; last error: {job.last_error}"
+                )
+                job.lease_token = None
+                job.updated_at = now
+                continue
+            job.status = "leased"
+            job.attempts += 1
+            job.lease_token = secrets.token_urlsafe(24)
+            job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+            job.updated_at = now
+            session.flush()
+            return job
+        session.flush()
+
+
+def heartbeat(session: Session, job_id: int, token: str, lease_seconds: int) -> Job:
+    job = get_job(session, job_id, lock=True)
+    if job.status != "leased" or job.lease_token != token:
+        raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
+    job.lease_expires_at = utcnow() + dt.timedelta(seconds=lease_seconds)
+    job.updated_at = utcnow()
+    session.flush()
+    return job
+
+
+def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
+    """Store a job's result once. Re-posting with the same lease token returns the same job.
+
+    A result whose lease expired is accepted as long as no other agent leased the job since.
+    """
+    job = get_job(session, job_id, lock=True)
+    if job.lease_token != body.lease_token:
+        if job.status == "done":
+            raise ConflictError(f"job {job_id} was completed under another lease")
+        raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
+    if job.status == "done":
+        return job
+    if job.metric == "latency_ms" and body.value <= 0:
+        raise InvalidError("a latency must be positive", ["body", "value"])
+    item = MeasurementCreate.model_validate(
+        {
+            "id": f"{JOB_ID_PREFIX}{job.id}",
+            "space": job.space,
+            "arch": job.arch,
+            "device": job.device if job.metric == "latency_ms" else None,
+            "task": job.task if job.metric == "score" else None,
+            "metric": job.metric,
+            **body.model_dump(exclude={"lease_token"}),
+        },
+        context={"job_result": True},
+    )
+    _, _, (measurement_id,) = insert_measurements(session, [item], job_id=job.id)
+    job.status = "done"
+    job.measurement_id = measurement_id
+    job.updated_at = utcnow()
+    session.flush()
+    return job
+
+
+def fail_job(session: Session, job_id: int, token: str, error: str, max_attempts: int) -> Job:
+    """Give a leased job back: queued again, or failed for good after ``max_attempts`` leases."""
+    job = get_job(session, job_id, lock=True)
+    if job.failed_token == token and job.status in ("queued", "failed") and job.lease_token is None:
+        return job  # the same failure posted again
+    if job.status != "leased" or job.lease_token != token:
+        raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
+    job.status = "failed" if job.attempts >= max_attempts else "queued"
+    job.failed_token = token
+    job.lease_token = None
+    job.lease_expires_at = None
+    job.last_error = error
+    job.updated_at = utcnow()
+    session.flush()
+    return job
+
+
+# ---------------------------------------------------------------------------- predictors, fronts
+
+
+def latest_predictor(session: Session, space: str, metric: str, target: str) -> PredictorVersion | None:
+    stmt = (
+        select(PredictorVersion)
+        .where(
+            PredictorVersion.space == space,
+            PredictorVersion.metric == metric,
+            PredictorVersion.target == target,
+        )
+        .order_by(PredictorVersion.version.desc())
+        .limit(1)
+    )
+    return session.scalar(stmt)
+
+
+def latest_predictors(session: Session, space: str, metric: str) -> list[PredictorVersion]:
+    """The newest version of every target of ``metric`` in ``space``."""
+    newest = (
+        select(PredictorVersion.target, func.max(PredictorVersion.version).label("v"))
+        .where(PredictorVersion.space == space, PredictorVersion.metric == metric)
+        .group_by(PredictorVersion.target)
+        .subquery()
+    )
+    stmt = (
+        select(PredictorVersion)
+        .join(
+            newest, and_(PredictorVersion.target == newest.c.target, PredictorVersion.version == newest.c.v)
+        )
+        .where(PredictorVersion.space == space, PredictorVersion.metric == metric)
+        .order_by(PredictorVersion.target)
+    )
+    return list(session.scalars(stmt))
+
+
+def latest_front_id(session: Session, space: str, task: str, device: str) -> tuple[int, int] | None:
+    """``(id, version)`` of the newest front of (space, task, device), without loading its data."""
+    stmt = (
+        select(Front.id, Front.version)
+        .where(Front.space == space, Front.task == task, Front.device == device)
+        .order_by(Front.version.desc())
+        .limit(1)
+    )
+    row = session.execute(stmt).first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+def archs_measured_on_both(
+    session: Session, space: str, task: str, device: str, archs: Sequence[str]
+) -> set[str]:
+    """Those of ``archs`` with a measured score on ``task`` and a measured latency on ``device``."""
+    if not archs:
+        return set()
+    base = select(Measurement.arch).where(Measurement.space == space, Measurement.arch.in_(archs))
+    scored = set(session.scalars(base.where(Measurement.metric == "score", Measurement.task == task)))
+    timed = set(session.scalars(base.where(Measurement.metric == "latency_ms", Measurement.device == device)))
+    return scored & timed
+
+
+def latest_front_key(session: Session, space: str, task: str, device: str) -> tuple[int, int, int] | None:
+    """``(version, score_predictor_id, latency_predictor_id)`` of the newest front, or None."""
+    stmt = (
+        select(Front.version, Front.score_predictor_id, Front.latency_predictor_id)
+        .where(Front.space == space, Front.task == task, Front.device == device)
+        .order_by(Front.version.desc())
+        .limit(1)
+    )
+    row = session.execute(stmt).first()
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))

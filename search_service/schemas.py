@@ -1,0 +1,400 @@
+"""Pydantic v2 request (``*Create`` / ``*Request``) and response (``*Public`` / ``*Response``) models.
+
+Everything a client can send is bounded here (lengths, ranges, finite floats, no NUL characters),
+so that the database never sees a value it would reject: bad input is a 422 naming the field.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from supernet import get_space
+
+INT32 = 2**31 - 1
+Metric = Literal["latency_ms", "score"]
+JOB_ID_PREFIX = "job-"  # measurement ids of job results: "job-<job id>", so a result is stored once
+
+# Names of devices, tasks, spaces, profilers: printable, no spaces, usable in URLs and file names.
+Name = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$", min_length=1, max_length=128)
+]
+# Free text (errors, versions, client ids): any characters but NUL, which PostgreSQL cannot store.
+Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=4000)]
+ClientId = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", min_length=1, max_length=64)
+]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(allow_inf_nan=False, ge=0.0)]
+Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
+
+
+def _clean_json(value: Any, path: str = "") -> Any:
+    """Reject what JSON columns cannot hold (NaN, infinities, NUL characters, deep nesting)."""
+    if path.count(".") > 16:
+        raise ValueError("nested more than 16 levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{path or 'value'}: NaN and infinities are not allowed")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        raise ValueError(f"{path or 'value'}: integers beyond 2**53 are not allowed")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{path or 'value'}: NUL characters are not allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                raise ValueError("NUL characters are not allowed in keys")
+            _clean_json(item, f"{path}.{key}" if path else key)
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _clean_json(item, f"{path}[{i}]")
+    return value
+
+
+JSONObject = Annotated[dict[str, Any], AfterValidator(_clean_json)]
+
+
+def _known_space(name: str) -> str:
+    get_space(name)  # ValueError naming the known spaces
+    return name
+
+
+SpaceName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_space)]
+
+
+def canonical_arch(space: str, arch: str) -> str:
+    """``arch`` in its space's canonical spelling; ValueError saying why when it does not parse."""
+    search_space = get_space(space)
+    try:
+        return search_space.format(search_space.parse(arch))
+    except (ValueError, KeyError, IndexError) as error:
+        raise ValueError(f"arch {arch!r} is not a subnet of {space!r}: {error}") from error
+
+
+def check_task(space: str, task: str) -> None:
+    tasks = get_space(space).tasks
+    if task not in tasks:
+        raise ValueError(
+            f"task {task!r} is not a task of space {space!r}; its tasks: {', '.join(tasks) or 'none'}"
+        )
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    database: str
+    schema_revision: str
+
+
+class SpaceSummary(BaseModel):
+    name: str
+    tasks: list[str]
+    cardinality: str = Field(description="Exact number of subnets, as a decimal string.")
+
+
+class SpaceDetail(SpaceSummary):
+    depths: list[int]
+    choices: dict[str, list[Any]]
+
+
+class DeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    profiler: Name = Field(description="A profiler registered under the gpnas.profilers entry points.")
+    settings: JSONObject = Field(default_factory=dict)
+
+
+class DevicePublic(BaseModel):
+    name: str
+    profiler: str
+    settings: dict[str, Any]
+
+
+class MeasurementCreate(BaseModel):
+    """One measured value: a latency on a device, or a score on a task."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: ClientId = Field(description="Client-chosen unique id (e.g. a UUID); re-posting it is a no-op.")
+    space: SpaceName
+    arch: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    device: Name | None = None
+    task: Name | None = None
+    metric: Metric
+    value: FiniteFloat
+    std: NonNegFloat | None = None
+    repeats: Annotated[int, Field(ge=1, le=INT32)] | None = None
+    profiler: Name | None = None
+    profiler_version: Annotated[Text, StringConstraints(max_length=64)] | None = None
+    environment: JSONObject | None = None
+    measured_at: dt.datetime | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, value: str, info: ValidationInfo) -> str:
+        if value.startswith(JOB_ID_PREFIX) and not (info.context or {}).get("job_result"):
+            raise ValueError(f"ids starting with {JOB_ID_PREFIX!r} are reserved for job results")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MeasurementCreate:
+        if (self.device is None) == (self.task is None):
+            raise ValueError("give exactly one of device (for a latency) or task (for a score)")
+        if self.device is not None and self.metric != "latency_ms":
+            raise ValueError("a measurement on a device must have metric 'latency_ms'")
+        if self.task is not None:
+            if self.metric != "score":
+                raise ValueError("a measurement on a task must have metric 'score'")
+            check_task(self.space, self.task)
+        if self.metric == "latency_ms" and self.value <= 0:
+            raise ValueError("a latency must be positive")
+        if self.measured_at is not None and self.measured_at.tzinfo is None:
+            self.measured_at = self.measured_at.replace(tzinfo=dt.UTC)
+        self.arch = canonical_arch(self.space, self.arch)
+        return self
+
+
+class MeasurementBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    measurements: list[MeasurementCreate] = Field(min_length=1, max_length=10_000)
+
+
+class MeasurementBatchResponse(BaseModel):
+    inserted: int
+    duplicate: int
+
+
+class MeasurementPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    client_id: str
+    space: str
+    arch: str
+    device: str | None
+    task: str | None
+    metric: str
+    value: float
+    std: float | None
+    repeats: int | None
+    profiler: str | None
+    profiler_version: str | None
+    environment: dict[str, Any] | None
+    job_id: int | None
+    measured_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+class MeasurementPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    measurements: list[MeasurementPublic]
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    space: SpaceName
+    task: Name
+    device: Name
+    latency_budget_ms: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+
+    @model_validator(mode="after")
+    def _task_in_space(self) -> QueryRequest:
+        check_task(self.space, self.task)
+        return self
+
+
+class Predicted(BaseModel):
+    score: float
+    score_std: float
+    latency_ms: float
+    latency_std: float
+    p_feasible: float
+
+
+class QueryResponse(BaseModel):
+    arch: str
+    config: dict[str, Any]
+    predicted: Predicted
+    front_version: int
+
+
+class ParetoPoint(BaseModel):
+    arch: str
+    score: float
+    score_std: float
+    latency_ms: float
+    latency_std: float
+    measured: bool
+
+
+class ParetoPage(BaseModel):
+    points: list[ParetoPoint]
+    total: int
+    limit: int
+    offset: int
+    version: int
+
+
+class CampaignCreate(BaseModel):
+    """Measure ``n`` subnets on ``device``: their latency, or their score on ``task`` when given."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: SpaceName
+    device: Name = Field(description="The registered device (agent) that runs the jobs.")
+    task: Name | None = Field(None, description="Score this task instead of timing the device.")
+    n: Annotated[int, Field(ge=1, le=10_000)]
+    strategy: Name = "random"
+    seed: Annotated[int, Field(ge=0, le=INT32)] | None = None
+
+    @model_validator(mode="after")
+    def _task_in_space(self) -> CampaignCreate:
+        if self.task is not None:
+            check_task(self.space, self.task)
+        return self
+
+
+class CampaignPublic(BaseModel):
+    id: int
+    space: str
+    device: str
+    task: str | None
+    metric: str
+    strategy: str
+    n: int
+    seed: int | None
+    jobs: dict[str, int] = Field(description="Number of jobs per status.")
+    created_at: dt.datetime
+
+
+class LeaseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device: Name
+    lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+
+
+class JobLease(BaseModel):
+    id: int
+    space: str
+    arch: str
+    device: str | None
+    task: str | None
+    metric: Metric
+    lease_token: str
+    lease_expires_at: dt.datetime
+
+
+class LeaseResponse(BaseModel):
+    job: JobLease | None
+
+
+class HeartbeatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lease_token: Token
+    lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+
+
+class HeartbeatResponse(BaseModel):
+    lease_expires_at: dt.datetime
+
+
+class ResultRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lease_token: Token
+    value: FiniteFloat
+    std: NonNegFloat | None = None
+    repeats: Annotated[int, Field(ge=1, le=INT32)] | None = None
+    profiler: Name | None = None
+    profiler_version: Annotated[Text, StringConstraints(max_length=64)] | None = None
+    environment: JSONObject | None = None
+
+
+class ResultResponse(BaseModel):
+    status: Literal["done"]
+    measurement_id: int
+
+
+class FailRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lease_token: Token
+    error: Text = ""
+
+
+class FailResponse(BaseModel):
+    status: Literal["queued", "failed"]
+    attempts: int
+
+
+class JobPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    campaign_id: int | None
+    space: str
+    arch: str
+    device: str
+    task: str | None
+    metric: str
+    status: str
+    attempts: int
+    lease_expires_at: dt.datetime | None
+    last_error: str | None
+    measurement_id: int | None
+
+
+class JobPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    jobs: list[JobPublic]
+
+
+class RefitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    space: SpaceName | None = Field(None, description="Only this space (default: all).")
+    wait: bool = Field(True, description="Refit now and answer when done; false: wake the worker and return.")
+
+
+class PredictorVersionPublic(BaseModel):
+    space: str
+    metric: str
+    target: str
+    version: int
+    kind: str
+    n_train: int
+
+
+class FrontVersionPublic(BaseModel):
+    space: str
+    task: str
+    device: str
+    version: int
+    n_points: int
+
+
+class RefitResponse(BaseModel):
+    status: Literal["done", "scheduled"]
+    predictors: list[PredictorVersionPublic]
+    fronts: list[FrontVersionPublic]
+    errors: list[str]

@@ -1,0 +1,41 @@
+"""Pareto search on predicted (score, latency): exact fronts, NSGA-II, budget queries.
+
+A pure package (numpy, torch, botorch): no web framework or database imports.
+"""
+
+from ._front import (
+    DEFAULT_CONFIDENCES,
+    CandidateSet,
+    Choice,
+    FrontPoint,
+    FrontResult,
+    NothingFitsError,
+    Predictor,
+    budget_query,
+    compute_front,
+    enumerate_codes,
+)
+from ._nsga2 import Archive, EvolutionConfig, evolve, homogeneous_codes, random_codes
+from ._pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
+
+__all__ = [
+    "DEFAULT_CONFIDENCES",
+    "Archive",
+    "CandidateSet",
+    "Choice",
+    "EvolutionConfig",
+    "FrontPoint",
+    "FrontResult",
+    "NothingFitsError",
+    "Predictor",
+    "budget_query",
+    "compute_front",
+    "crowding_distance",
+    "enumerate_codes",
+    "evolve",
+    "homogeneous_codes",
+    "hypervolume",
+    "non_dominated_sort",
+    "pareto_mask",
+    "random_codes",
+]

@@ -1,0 +1,444 @@
+"""Predicted Pareto fronts per (space, task, device) and latency-budget queries.
+
+A front is computed from two fitted predictors: a score model for the task (higher is better)
+and a latency model for the device (milliseconds). Both only need ``predict(subnets) -> (mean,
+std)``. Small spaces are enumerated; larger ones are searched with NSGA-II on the posterior.
+
+Budget queries ask for the best predicted score subject to
+``P(latency <= budget) >= confidence``, i.e. ``mean + z_c * std <= budget`` with
+``z_c = Phi^{-1}(confidence)``. For any fixed ``z`` the answer is a point of the front on
+(score, ``mean + z * std``), and every such point for ``z`` in ``[z_lo, z_hi]`` is non-dominated
+on the three objectives (score, ``mean + z_lo * std``, ``mean + z_hi * std``), because
+``mean + z * std`` is a convex combination of the other two. The stored candidates are that
+three-objective front of everything evaluated, so queries at any confidence in the configured
+range return the same subnet as a query over the whole evaluated set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from scipy.special import ndtr, ndtri
+
+from supernet import SearchSpace, Subnet
+
+from ._nsga2 import EvolutionConfig, evolve
+from ._pareto import pareto_mask
+
+DEFAULT_CONFIDENCES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+
+
+class Predictor(Protocol):
+    """What the search needs from a fitted predictor."""
+
+    def predict(self, subnets: Sequence[Subnet]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and standard deviation, each of shape ``n``, in original units."""
+        ...
+
+
+class NothingFitsError(ValueError):
+    """No candidate meets the latency budget at the requested confidence."""
+
+
+@dataclass(frozen=True)
+class FrontPoint:
+    """One subnet with its predicted score and latency.
+
+    Attributes:
+        arch: Canonical arch string of ``subnet``.
+        subnet: The subnet.
+        score: Predicted score mean (higher is better).
+        score_std: Predicted score standard deviation.
+        latency_ms: Predicted latency mean, milliseconds.
+        latency_std: Predicted latency standard deviation, milliseconds.
+    """
+
+    arch: str
+    subnet: Subnet
+    score: float
+    score_std: float
+    latency_ms: float
+    latency_std: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: arch, score, score_std, latency_ms, latency_std."""
+        return {
+            "arch": self.arch,
+            "score": self.score,
+            "score_std": self.score_std,
+            "latency_ms": self.latency_ms,
+            "latency_std": self.latency_std,
+        }
+
+
+_COLUMNS = ("score", "score_std", "latency_ms", "latency_std")
+
+
+@dataclass
+class CandidateSet:
+    """Columnar set of subnets kept for budget queries (vectorised, so queries take microseconds).
+
+    Attributes:
+        subnets: The subnets, length ``n``.
+        archs: Their arch strings, length ``n``.
+        score, score_std, latency_ms, latency_std: Predictions, each an array of shape ``n``.
+    """
+
+    subnets: list[Subnet]
+    archs: list[str]
+    score: np.ndarray
+    score_std: np.ndarray
+    latency_ms: np.ndarray
+    latency_std: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.subnets)
+        for name in _COLUMNS:
+            column = np.asarray(getattr(self, name), dtype=np.float64).reshape(-1)
+            if len(column) != n:
+                raise ValueError(f"candidate column {name!r} has {len(column)} values for {n} subnets")
+            if not np.isfinite(column).all():
+                raise ValueError(f"candidate column {name!r} has NaN or infinite values")
+            if name.endswith("_std") and (column < 0).any():
+                raise ValueError(f"candidate column {name!r} has negative standard deviations")
+            setattr(self, name, column)
+        if len(self.archs) != n:
+            raise ValueError(f"{len(self.archs)} archs for {n} subnets")
+
+    def __len__(self) -> int:
+        return len(self.subnets)
+
+    def point(self, i: int) -> FrontPoint:
+        """The ``i``-th candidate as a :class:`FrontPoint`."""
+        return FrontPoint(
+            self.archs[i],
+            self.subnets[i],
+            float(self.score[i]),
+            float(self.score_std[i]),
+            float(self.latency_ms[i]),
+            float(self.latency_std[i]),
+        )
+
+    def points(self) -> list[FrontPoint]:
+        return [self.point(i) for i in range(len(self))]
+
+    def subset(self, index: np.ndarray) -> CandidateSet:
+        """The candidates at integer positions ``index``, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        return CandidateSet(
+            [self.subnets[i] for i in index],
+            [self.archs[i] for i in index],
+            *(getattr(self, name)[index] for name in _COLUMNS),
+        )
+
+    def to_dict(self) -> dict[str, list]:
+        """JSON-ready columns: ``{"arch": [...], "score": [...], ...}``."""
+        return {"arch": list(self.archs), **{name: getattr(self, name).tolist() for name in _COLUMNS}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list], space: SearchSpace) -> CandidateSet:
+        """Inverse of :meth:`to_dict`; arch strings are parsed (and so validated) by ``space``."""
+        missing = [k for k in ("arch", *_COLUMNS) if k not in data]
+        if missing:
+            raise ValueError(f"candidate data lacks {', '.join(missing)}")
+        archs = [str(a) for a in data["arch"]]
+        return cls(space.parse_many(archs), archs, *(np.asarray(data[k], dtype=np.float64) for k in _COLUMNS))
+
+    @classmethod
+    def from_points(cls, points: Sequence[FrontPoint]) -> CandidateSet:
+        return cls(
+            [p.subnet for p in points],
+            [p.arch for p in points],
+            *(np.array([getattr(p, k) for p in points], dtype=np.float64) for k in _COLUMNS),
+        )
+
+
+@dataclass
+class FrontResult:
+    """A predicted front and the candidates for budget queries.
+
+    Attributes:
+        space: Name of the search space.
+        points: The Pareto front on (mean score max, mean latency min), ordered by latency.
+        candidates: Everything a budget query at a confidence in ``confidences``' range can pick.
+        method: ``"exact"`` (whole space enumerated) or ``"nsga2"``.
+        evaluations: Number of distinct subnets whose predictions were computed.
+        generations: NSGA-II generations (0 for exact).
+        elapsed_s: Wall-clock seconds of the search.
+        confidences: The confidences the candidates are built for (queries are exact in their range).
+    """
+
+    space: str
+    points: list[FrontPoint]
+    candidates: CandidateSet
+    method: Literal["exact", "nsga2"]
+    evaluations: int
+    generations: int
+    elapsed_s: float
+    confidences: tuple[float, ...] = field(default=DEFAULT_CONFIDENCES)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (only plain lists, numbers and strings)."""
+        return {
+            "space": self.space,
+            "points": [p.to_dict() for p in self.points],
+            "candidates": self.candidates.to_dict(),
+            "method": self.method,
+            "evaluations": self.evaluations,
+            "generations": self.generations,
+            "elapsed_s": self.elapsed_s,
+            "confidences": list(self.confidences),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], space: SearchSpace) -> FrontResult:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: If ``data`` is for another space or misses a field.
+        """
+        if data.get("space") != space.name:
+            raise ValueError(f"front data is for space {data.get('space')!r}, not {space.name!r}")
+        try:
+            points = [
+                FrontPoint(
+                    p["arch"],
+                    space.parse(p["arch"]),
+                    float(p["score"]),
+                    float(p["score_std"]),
+                    float(p["latency_ms"]),
+                    float(p["latency_std"]),
+                )
+                for p in data["points"]
+            ]
+            return cls(
+                space.name,
+                points,
+                CandidateSet.from_dict(data["candidates"], space),
+                data["method"],
+                int(data["evaluations"]),
+                int(data["generations"]),
+                float(data["elapsed_s"]),
+                tuple(float(c) for c in data["confidences"]),
+            )
+        except KeyError as error:
+            raise ValueError(f"front data lacks field {error.args[0]!r}") from None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Answer of :func:`budget_query`.
+
+    Attributes:
+        point: The chosen subnet and its predictions.
+        p_feasible: ``P(latency <= budget)`` under the latency posterior (Gaussian).
+    """
+
+    point: FrontPoint
+    p_feasible: float
+
+
+def _check_confidence(confidence: float) -> float:
+    confidence = float(confidence)
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    return confidence
+
+
+def _p_within(budget: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Gaussian ``P(latency <= budget)``; a zero std means a certain latency."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = ndtr((budget - mean) / std)
+    return np.where(std > 0, p, (mean <= budget).astype(float))
+
+
+def budget_query(candidates: CandidateSet, latency_budget_ms: float, confidence: float = 0.9) -> Choice:
+    """The candidate with the best predicted score among those with ``P(latency <= budget) >= confidence``.
+
+    Ties in score go to the lower predicted latency.
+
+    Args:
+        candidates: From :attr:`FrontResult.candidates`.
+        latency_budget_ms: The budget, milliseconds (> 0).
+        confidence: Required probability of meeting the budget, in (0, 1).
+
+    Returns:
+        The chosen candidate and its probability of meeting the budget.
+
+    Raises:
+        ValueError: On a non-positive budget or a confidence outside (0, 1).
+        NothingFitsError: If no candidate is feasible; the message names the candidate most likely to fit.
+    """
+    budget = float(latency_budget_ms)
+    if not np.isfinite(budget) or budget <= 0:
+        raise ValueError(f"latency_budget_ms must be a positive number, got {latency_budget_ms}")
+    confidence = _check_confidence(confidence)
+    if len(candidates) == 0:
+        raise NothingFitsError("there are no candidates to choose from")
+    # mean + z * std <= budget is the same test as Phi((budget - mean) / std) >= confidence, without
+    # the saturation of Phi far in the tails.
+    upper = candidates.latency_ms + ndtri(confidence) * candidates.latency_std
+    feasible = upper <= budget
+    if not feasible.any():
+        p = _p_within(budget, candidates.latency_ms, candidates.latency_std)
+        best = int(np.argmax(p))
+        fastest = int(np.argmin(candidates.latency_ms))
+        mean, std = candidates.latency_ms[fastest], candidates.latency_std[fastest]
+        raise NothingFitsError(
+            f"no subnet has P(latency <= {budget:g} ms) >= {confidence:g}; the fastest candidate is "
+            f"predicted at {mean:.4g} ± {std:.2g} ms, and the most likely to fit has P = {p[best]:.3g}"
+        )
+    index = np.flatnonzero(feasible)
+    # Highest score first, then lowest latency.
+    best = index[np.lexsort((candidates.latency_ms[index], -candidates.score[index]))[0]]
+    window = slice(best, best + 1)
+    p_best = _p_within(budget, candidates.latency_ms[window], candidates.latency_std[window])
+    return Choice(candidates.point(int(best)), float(p_best[0]))
+
+
+def _predict(model: Predictor, subnets: list[Subnet], what: str) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = model.predict(subnets)
+    mean = torch.as_tensor(mean).detach().to("cpu", torch.float64).reshape(-1).numpy()
+    std = torch.as_tensor(std).detach().to("cpu", torch.float64).reshape(-1).numpy()
+    if len(mean) != len(subnets) or len(std) != len(subnets):
+        raise ValueError(
+            f"{what} model returned {len(mean)} means and {len(std)} stds for {len(subnets)} subnets"
+        )
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()) or (std < 0).any():
+        raise ValueError(f"{what} model returned NaN, infinite or negative predictions")
+    return mean, std
+
+
+def enumerate_codes(space: SearchSpace, limit: int = 1_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Every subnet of a small space as choice matrices, shallowest first (vectorised).
+
+    Returns:
+        ``(codes n x max_depth x n_dims, depths n)`` with ``n = space.cardinality``.
+
+    Raises:
+        ValueError: If the space holds more than ``limit`` subnets.
+    """
+    if space.cardinality > limit:
+        raise ValueError(f"space {space.name!r} has {space.cardinality} subnets, more than limit={limit}")
+    sizes = [len(d) for d in space.dimensions]
+    per_layer = space.choices_per_layer
+    blocks, depths = [], []
+    for depth in space.depths:
+        index = np.arange(per_layer**depth, dtype=np.int64)
+        codes = np.full((len(index), space.max_depth, len(sizes)), -1, dtype=np.int64)
+        for layer in range(depth):
+            # Mixed radix: the last layer varies fastest, matching SearchSpace.enumerate's order.
+            setting = (index // per_layer ** (depth - 1 - layer)) % per_layer
+            for k in range(len(sizes) - 1, -1, -1):
+                codes[:, layer, k] = setting % sizes[k]
+                setting = setting // sizes[k]
+        blocks.append(codes)
+        depths.append(np.full(len(index), depth))
+    return np.concatenate(blocks), np.concatenate(depths)
+
+
+class _Evaluator:
+    """Predicts batches of choice matrices and records the predictions in evaluation order."""
+
+    def __init__(
+        self, space: SearchSpace, score_model: Predictor, latency_model: Predictor, z_lo: float, z_hi: float
+    ) -> None:
+        self.space, self.score_model, self.latency_model = space, score_model, latency_model
+        self.z_lo, self.z_hi = z_lo, z_hi
+        self.subnets: list[Subnet] = []
+        self.stats: list[np.ndarray] = []  # batches of n x 4: score, score_std, latency, latency_std
+
+    def __call__(self, codes: np.ndarray, depths: np.ndarray) -> np.ndarray:
+        subnets = self.space.from_choice_matrix(codes, depths)
+        score, score_std = _predict(self.score_model, subnets, "score")
+        latency, latency_std = _predict(self.latency_model, subnets, "latency")
+        self.subnets.extend(subnets)
+        self.stats.append(np.column_stack([score, score_std, latency, latency_std]))
+        upper_lo, upper_hi = latency + self.z_lo * latency_std, latency + self.z_hi * latency_std
+        return np.column_stack([score, -upper_lo, -upper_hi])
+
+    def candidate_set(self) -> CandidateSet:
+        stats = np.concatenate(self.stats) if self.stats else np.empty((0, 4))
+        archs = [self.space.format(s) for s in self.subnets]
+        return CandidateSet(self.subnets, archs, *stats.T)
+
+
+def compute_front(
+    space: SearchSpace,
+    score_model: Predictor,
+    latency_model: Predictor,
+    *,
+    seed: int = 0,
+    max_evaluations: int = 20_000,
+    time_limit_s: float | None = None,
+    population_size: int = 256,
+    confidences: Sequence[float] = DEFAULT_CONFIDENCES,
+    exact_limit: int = 1_000_000,
+    batch_size: int = 50_000,
+) -> FrontResult:
+    """The predicted Pareto front of ``space`` on (score max, latency min) and budget-query candidates.
+
+    Spaces with at most ``exact_limit`` subnets are enumerated (predicted in batches of
+    ``batch_size``); others are searched by NSGA-II on three objectives: score, and the latency
+    quantiles at the smallest and largest of ``confidences``, which keeps both the mean front and
+    the subnets that high-confidence budget queries need in the search.
+
+    Args:
+        space: The search space.
+        score_model: Fitted score predictor for the task (higher is better).
+        latency_model: Fitted latency predictor for the device (milliseconds).
+        seed: Seed of the evolutionary search.
+        max_evaluations: Most distinct subnets NSGA-II may predict.
+        time_limit_s: Wall-clock limit of NSGA-II (checked between generations).
+        population_size: NSGA-II population size (at most ``max_evaluations``).
+        confidences: Budget-query confidences; queries are exact (over everything evaluated) for any
+            confidence between their minimum and maximum.
+        exact_limit: Largest cardinality that is enumerated.
+        batch_size: Subnets per predictor call during enumeration.
+
+    Returns:
+        The front (ordered by predicted latency) and the candidates.
+    """
+    confidences = tuple(sorted(_check_confidence(c) for c in confidences))
+    if not confidences:
+        raise ValueError("confidences must name at least one confidence")
+    z_lo, z_hi = float(ndtri(confidences[0])), float(ndtri(confidences[-1]))
+    evaluator = _Evaluator(space, score_model, latency_model, z_lo, z_hi)
+    start = time.perf_counter()
+    if space.cardinality <= exact_limit:
+        codes, depths = enumerate_codes(space, exact_limit)
+        for lo in range(0, len(codes), batch_size):
+            evaluator(codes[lo : lo + batch_size], depths[lo : lo + batch_size])
+        method, generations = "exact", 0
+    else:
+        # A small evaluation budget shrinks the population rather than being refused.
+        config = EvolutionConfig(
+            population_size=min(population_size, max_evaluations),
+            max_evaluations=max_evaluations,
+            time_limit_s=time_limit_s,
+        )
+        generations = evolve(space, evaluator, config=config, seed=seed).generations
+        method = "nsga2"
+    everything = evaluator.candidate_set()
+
+    mean_front = np.flatnonzero(pareto_mask(np.column_stack([everything.score, -everything.latency_ms])))
+    mean_front = mean_front[np.argsort(everything.latency_ms[mean_front], kind="stable")]
+    upper = [everything.latency_ms + z * everything.latency_std for z in (z_lo, z_hi)]
+    keep = np.flatnonzero(pareto_mask(np.column_stack([everything.score, -upper[0], -upper[1]])))
+    keep = np.union1d(keep, mean_front)
+    keep = keep[np.argsort(everything.latency_ms[keep], kind="stable")]
+    return FrontResult(
+        space=space.name,
+        points=everything.subset(mean_front).points(),
+        candidates=everything.subset(keep),
+        method=method,
+        evaluations=len(everything),
+        generations=generations,
+        elapsed_s=time.perf_counter() - start,
+        confidences=confidences,
+    )

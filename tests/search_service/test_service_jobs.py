@@ -1,0 +1,159 @@
+"""Campaigns and the agents' job queue: leases, expiry, heartbeats, idempotent results, failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from fastapi.testclient import TestClient
+from service_helpers import SPACE, make_settings, register
+
+from search_service import create_app
+
+
+def _campaign(client: TestClient, n: int, **extra: object) -> dict:
+    response = client.post(
+        "/v1/campaigns", json={"space": SPACE, "device": "dev1", "n": n, "seed": 1, **extra}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_campaign_queues_distinct_unmeasured_subnets(client: TestClient) -> None:
+    register(client)
+    first = _campaign(client, 5)
+    assert first["jobs"] == {"queued": 5} and first["metric"] == "latency_ms"
+    # The same seed again: the 5 already queued are not queued twice.
+    second = _campaign(client, 5)
+    archs = [j["arch"] for j in client.get("/v1/jobs", params={"limit": 100}).json()["jobs"]]
+    assert len(archs) == 10 and len(set(archs)) == 10
+    scored = _campaign(client, 2, task="market1501")
+    assert scored["metric"] == "score"
+    assert client.get(f"/v1/campaigns/{second['id']}").json()["jobs"] == {"queued": 5}
+    assert client.post("/v1/campaigns", json={"space": SPACE, "device": "nope", "n": 1}).status_code == 404
+    bad = client.post("/v1/campaigns", json={"space": SPACE, "device": "dev1", "n": 1, "strategy": "magic"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "strategy"]
+
+
+def test_lease_result_idempotent_and_conflicts(client: TestClient) -> None:
+    register(client)
+    _campaign(client, 2, task="market1501")
+    job = client.post("/v1/jobs/lease", json={"device": "dev1", "lease_seconds": 60}).json()["job"]
+    assert job["metric"] == "score" and job["task"] == "market1501" and job["device"] == "dev1"
+    other = client.post("/v1/jobs/lease", json={"device": "dev1", "lease_seconds": 60}).json()["job"]
+    assert other["id"] != job["id"]
+    assert client.post("/v1/jobs/lease", json={"device": "dev1"}).json() == {"job": None}
+    beat = client.post(
+        f"/v1/jobs/{job['id']}/heartbeat", json={"lease_token": job["lease_token"], "lease_seconds": 120}
+    )
+    assert beat.status_code == 200 and beat.json()["lease_expires_at"] > job["lease_expires_at"]
+    wrong = client.post(f"/v1/jobs/{job['id']}/heartbeat", json={"lease_token": other["lease_token"]})
+    assert wrong.status_code == 409
+    result = {
+        "lease_token": job["lease_token"],
+        "value": 0.71,
+        "std": 0.0,
+        "repeats": 1,
+        "profiler": "table-score",
+        "profiler_version": "1",
+        "environment": {"host": "x"},
+    }
+    done = client.post(f"/v1/jobs/{job['id']}/result", json=result)
+    assert done.status_code == 200 and done.json()["status"] == "done"
+    again = client.post(f"/v1/jobs/{job['id']}/result", json=result)
+    assert again.json() == done.json()
+    assert (
+        client.post(f"/v1/jobs/{job['id']}/result", json={**result, "lease_token": "other"}).status_code
+        == 409
+    )
+    stored = client.get("/v1/measurements", params={"task": "market1501"}).json()
+    assert stored["total"] == 1
+    m = stored["measurements"][0]
+    assert (m["value"], m["profiler"], m["environment"], m["job_id"]) == (
+        0.71,
+        "table-score",
+        {"host": "x"},
+        job["id"],
+    )
+    assert (
+        client.post(f"/v1/jobs/{job['id']}/heartbeat", json={"lease_token": job["lease_token"]}).status_code
+        == 409
+    )
+    assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "done"
+
+
+def test_expired_lease_goes_to_the_next_agent(client: TestClient) -> None:
+    register(client)
+    _campaign(client, 1)
+    first = client.post("/v1/jobs/lease", json={"device": "dev1", "lease_seconds": 1}).json()["job"]
+    assert client.post("/v1/jobs/lease", json={"device": "dev1"}).json()["job"] is None
+    time.sleep(1.2)
+    # Expired but not re-leased: the late result is still accepted.
+    late = client.post(
+        f"/v1/jobs/{first['id']}/result", json={"lease_token": first["lease_token"], "value": 3.0}
+    )
+    assert late.status_code == 200
+    _campaign(client, 1, seed=5)
+    a = client.post("/v1/jobs/lease", json={"device": "dev1", "lease_seconds": 1}).json()["job"]
+    time.sleep(1.2)
+    b = client.post("/v1/jobs/lease", json={"device": "dev1", "lease_seconds": 60}).json()["job"]
+    assert b["id"] == a["id"] and b["lease_token"] != a["lease_token"]
+    # The first agent lost it: its heartbeat and result are refused; the new holder's counts once.
+    assert (
+        client.post(f"/v1/jobs/{a['id']}/heartbeat", json={"lease_token": a["lease_token"]}).status_code
+        == 409
+    )
+    assert (
+        client.post(
+            f"/v1/jobs/{a['id']}/result", json={"lease_token": a["lease_token"], "value": 1}
+        ).status_code
+        == 409
+    )
+    assert (
+        client.post(
+            f"/v1/jobs/{b['id']}/result", json={"lease_token": b["lease_token"], "value": 2}
+        ).status_code
+        == 200
+    )
+    assert client.get("/v1/measurements", params={"metric": "latency_ms"}).json()["total"] == 2
+    negative = client.post(f"/v1/jobs/{b['id']}/result", json={"lease_token": b["lease_token"], "value": -2})
+    assert negative.status_code == 200  # already done: the stored result is returned, nothing new stored
+
+
+def test_fail_requeues_then_fails_for_good(db_url: str) -> None:
+    with TestClient(create_app(make_settings(db_url, max_job_attempts=2))) as client:
+        register(client)
+        _campaign(client, 1)
+        statuses = []
+        for _ in range(2):
+            job = client.post("/v1/jobs/lease", json={"device": "dev1"}).json()["job"]
+            body = {"lease_token": job["lease_token"], "error": "out of memory"}
+            answer = client.post(f"/v1/jobs/{job['id']}/fail", json=body)
+            assert client.post(f"/v1/jobs/{job['id']}/fail", json=body).json() == answer.json()  # idempotent
+            statuses.append(answer.json()["status"])
+        assert statuses == ["queued", "failed"]
+        assert client.post("/v1/jobs/lease", json={"device": "dev1"}).json()["job"] is None
+        failed = client.get("/v1/jobs", params={"status": "failed"}).json()["jobs"][0]
+        assert failed["attempts"] == 2 and failed["last_error"] == "out of memory"
+
+
+def test_concurrent_leasers_never_share_a_job(client: TestClient) -> None:
+    register(client)
+    _campaign(client, 40)
+    leased: list[int] = []
+    lock = threading.Lock()
+
+    def agent() -> None:
+        while True:
+            job = client.post("/v1/jobs/lease", json={"device": "dev1", "lease_seconds": 300}).json()["job"]
+            if job is None:
+                return
+            with lock:
+                leased.append(job["id"])
+
+    threads = [threading.Thread(target=agent) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(leased) == 40 and len(set(leased)) == 40
