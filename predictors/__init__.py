@@ -4,6 +4,7 @@ from ._base import Predictor, create_predictor, encode_subnets, list_predictors,
 from ._baselines import ClosedFormGPNAS, GBTPredictor, RidgePredictor
 from ._gp import GPNASPredictor
 from ._kernels import KERNELS, GroupHammingKernel, build_kernel
+from ._transfer import TransferPredictor
 from ._transforms import OutputTransform
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "OutputTransform",
     "Predictor",
     "RidgePredictor",
+    "TransferPredictor",
     "build_kernel",
     "create_predictor",
     "encode_subnets",

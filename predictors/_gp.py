@@ -43,6 +43,11 @@ class GPNASPredictor(Predictor):
         observation_noise: If true (default) the std includes the fitted noise, i.e. it covers a
             new measurement rather than the latent mean.
         maxiter: L-BFGS iterations for the hyperparameter fit.
+        outlier_mad: If set, points whose leave-one-out residual is more than this many robust
+            standard deviations (1.4826 MAD) from the median residual are dropped and the GP is
+            refitted once. Real latency tables hold such points (e.g. NAS-Bench-201 cells whose
+            output is disconnected run in ~0 ms on some runtimes); with ten measurements one of
+            them would otherwise set the noise level for all.
         seed: Seeds subset and inducing-point choices.
     """
 
@@ -58,12 +63,15 @@ class GPNASPredictor(Predictor):
         max_exact: int = 1500,
         observation_noise: bool = True,
         maxiter: int = 200,
+        outlier_mad: float | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(
             space, metric=metric, transform=transform, kernel=kernel, max_fit=max_fit,
-            max_exact=max_exact, observation_noise=observation_noise, maxiter=maxiter, seed=seed,
+            max_exact=max_exact, observation_noise=observation_noise, maxiter=maxiter,
+            outlier_mad=outlier_mad, seed=seed,
         )
+        self.outlier_mad = outlier_mad
         self.metric = metric
         self.output = OutputTransform(default_transform(metric, transform))
         self.kernel_name = kernel
@@ -74,15 +82,23 @@ class GPNASPredictor(Predictor):
         self.model: SingleTaskGP | None = None
 
     # ------------------------------------------------------------------ fitting
+    def _build_covar(self) -> gpytorch.kernels.Kernel:
+        """The covariance module; subclasses with other inputs (e.g. transfer features) override it."""
+        return build_kernel(self.kernel_name, self.space)
+
     def _new_model(self, X: torch.Tensor, z: torch.Tensor) -> SingleTaskGP:
         return SingleTaskGP(
-            X, z.unsqueeze(-1), likelihood=new_likelihood(), covar_module=build_kernel(self.kernel_name, self.space),
+            X, z.unsqueeze(-1), likelihood=new_likelihood(), covar_module=self._build_covar(),
             mean_module=ConstantMean(), outcome_transform=None,
         )
 
     def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
         X = X.to(torch.float64)
         z = self.output.fit_transform(y)
+        return self.fit_transformed(X, z)
+
+    def fit_transformed(self, X: torch.Tensor, z: torch.Tensor) -> Self:
+        """Fit on targets already on the standardised transformed scale (``self.output`` fitted)."""
         rng = np.random.default_rng(self.seed)
         fit_idx = torch.as_tensor(np.sort(rng.permutation(len(z))[: self.max_fit]))
         model = self._new_model(X[fit_idx], z[fit_idx])
@@ -92,7 +108,24 @@ class GPNASPredictor(Predictor):
             fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.maxiter}})
         model.eval()
         self._condition(model, X, z)
+        if self.outlier_mad is not None and self.inducing is None and len(z) >= 8:
+            keep = self._inliers(z)
+            if not bool(keep.all()):
+                self.outlier_mad, outlier_mad = None, self.outlier_mad
+                try:
+                    return self.fit_transformed(X[keep], z[keep])
+                finally:
+                    self.outlier_mad = outlier_mad
         return self
+
+    def _inliers(self, z: torch.Tensor) -> torch.Tensor:
+        """Mask of points whose exact leave-one-out residual is not a robust outlier."""
+        assert self.outlier_mad is not None
+        K_inv = torch.cholesky_inverse(self.L)
+        loo = self.alpha / K_inv.diagonal()
+        centre = loo.median()
+        mad = 1.4826 * (loo - centre).abs().median()
+        return (loo - centre).abs() <= self.outlier_mad * mad.clamp_min(1e-9)
 
     def _condition(self, model: SingleTaskGP, X: torch.Tensor, z: torch.Tensor) -> None:
         """Condition the fitted hyperparameters on all of ``(X, z)`` and cache the solves."""
@@ -101,9 +134,9 @@ class GPNASPredictor(Predictor):
         self.model, self.X, self.z = model, X, z
         self.n_train = len(z)
         kernel = model.covar_module
-        noise = float(model.likelihood.noise)
+        noise = float(model.likelihood.noise.detach())
         self.noise = noise
-        self.const = float(model.mean_module.constant)
+        self.const = float(model.mean_module.constant.detach())
         r = z - self.const
         with torch.no_grad(), gpytorch.settings.lazily_evaluate_kernels(False):
             if self.n_train <= self.max_exact:
@@ -165,8 +198,8 @@ class GPNASPredictor(Predictor):
         """Fitted hyperparameters by name (for reports and debugging)."""
         assert self.model is not None
         out: dict[str, float | list[float]] = {}
-        for name, _, constraint in self.model.named_parameters_and_constraints():
-            value = constraint.transform(dict(self.model.named_parameters())[name]).detach().reshape(-1)
+        for name, parameter, constraint in self.model.named_parameters_and_constraints():
+            value = (constraint.transform(parameter) if constraint is not None else parameter).detach().reshape(-1)
             out[name.replace("raw_", "")] = value.tolist() if value.numel() > 1 else float(value)
         return out
 

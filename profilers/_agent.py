@@ -85,7 +85,7 @@ class DeviceAgent:
         profiler: Profiler | None = None,
         max_jobs: int | None = None,
         exit_when_idle: bool = False,
-        lease_seconds: float = 60.0,
+        lease_seconds: int = 60,
         poll_interval: float = 5.0,
         max_retries: int = 8,
         backoff: float = 0.5,

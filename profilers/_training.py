@@ -21,14 +21,14 @@ DIGITS_TASKS: dict[str, tuple[int, ...]] = {"low": (0, 1, 2, 3, 4), "high": (5, 
 
 
 def digits_space() -> MultipathSpace:
-    """A tiny ``ufo2-multipath`` space for the digits tasks: 1-channel 8x8 images, patch 2,
-    embed 32, head width 8; per layer shared/task FFN, ratio 4/2/1, 4/2/1 heads; depth 1-4."""
+    """A tiny ``ufo2-multipath`` space for the digits tasks: 1-channel 8x8 images, patch 4,
+    embed 32, head width 8; per layer shared/task FFN, ratio 4/2/0.5, 4/2/1 heads; depth 1-4."""
     return MultipathSpace(
         {task: len(classes) for task, classes in DIGITS_TASKS.items()},
         depths=(1, 2, 3, 4),
-        mlp_ratios=(4.0, 2.0, 1.0),
+        mlp_ratios=(4.0, 2.0, 0.5),
         num_heads=(4, 2, 1),
-        geometry=ViTGeometry(embed_dim=32, patch_size=2, image_size=8, head_dim=8, in_chans=1),
+        geometry=ViTGeometry(embed_dim=32, patch_size=4, image_size=8, head_dim=8, in_chans=1),
         name="ufo2-multipath-digits",
     )
 
@@ -133,7 +133,7 @@ def train_sandwich(
                     loss = loss_fn(net(x, sub, task=task), y)
                     (loss / len(subs)).backward()
                     if i == 0:
-                        largest_losses.append(float(loss))
+                        largest_losses.append(float(loss.detach()))
             optimizer.step()
             schedule.step()
         history.append(float(np.mean(largest_losses)))

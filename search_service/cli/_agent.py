@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         ),
         max_jobs: int | None = typer.Option(None, "--max-jobs", min=1, help="stop after this many jobs"),
         exit_when_idle: bool = typer.Option(False, "--exit-when-idle", help="stop when the queue is empty"),
-        lease_seconds: float = typer.Option(60.0, "--lease-seconds", min=1.0, help="lease length per job"),
+        lease_seconds: int = typer.Option(60, "--lease-seconds", min=1, help="lease length per job, seconds"),
         poll_interval: float = typer.Option(5.0, "--poll-interval", min=0.0, help="seconds between polls"),
         verbose: bool = typer.Option(True, "--verbose/--quiet", help="log each job to standard error"),
     ) -> None:

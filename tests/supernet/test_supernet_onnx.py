@@ -34,7 +34,7 @@ def tiny_args(tiny: dict[str, int]) -> list[str]:
         ("ufo-track2", TRACK2_ARCH, None, False),
         ("ufo2-multipath", MULTIPATH_ARCH, "product", False),
         # The torch.export-based exporter takes seconds even for a tiny model: one case.
-        ("ufo2-multipath", MULTIPATH_ARCH, "product", True),
+        pytest.param("ufo2-multipath", MULTIPATH_ARCH, "product", True, marks=pytest.mark.slow),
     ],
 )
 def test_onnxruntime_reproduces_torch(

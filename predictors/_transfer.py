@@ -1,0 +1,205 @@
+"""Transfer across chips and tasks: a new target borrows from related, better-measured outputs.
+
+Two stages, both Gaussian processes with hyperparameters by marginal likelihood:
+
+1. **Sources.** Every related column (another device's latency, another task's score) gets a GP on
+   the architecture encoding. The columns share one set of kernel hyperparameters, fitted once on
+   their consensus (the row-wise mean of the standardised columns), then each column is conditioned
+   on its own measurements. The posterior means give every architecture, measured or not, an
+   ``S``-dimensional embedding ``F(x)``: how the known chips or tasks see it.
+2. **Target.** A GP on the few target measurements with kernel
+   ``v * F(x).F(x') / S + s * k_src(x, x')``: a Bayesian linear map from the source embedding (the
+   target is "some mix of the known chips") plus a residual with the sources' architecture kernel,
+   whose internal hyperparameters are reused (frozen); only ``v``, ``s``, the mean and the noise are
+   learned, which ten points can support.
+
+This is an intrinsic-coregionalisation-style multi-output GP in which the target's coregionalisation
+weights are integrated out under a Gaussian prior instead of being point-estimated.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any, Self
+
+import gpytorch
+import torch
+from gpytorch.kernels import LinearKernel, ScaleKernel
+from gpytorch.priors import GammaPrior
+
+from supernet import SearchSpace, Subnet
+
+from ._base import Predictor, default_transform, register_predictor
+from ._gp import GPNASPredictor
+from ._transforms import OutputTransform
+
+
+class _TargetGP(GPNASPredictor):
+    """GP-NAS on ``[encoding | source embedding]`` inputs (the transfer model's second stage)."""
+
+    def __init__(self, space: SearchSpace, n_sources: int, **options: Any) -> None:
+        super().__init__(space, **options)
+        self.options["n_sources"] = n_sources
+        self.n_sources = n_sources
+        self.frozen: gpytorch.kernels.Kernel | None = None
+
+    def _build_covar(self) -> gpytorch.kernels.Kernel:
+        d_enc = self.space.encoding_dim("onehot") + self.space.encoding_dim("ordinal")
+        source_cols = tuple(range(d_enc, d_enc + self.n_sources))
+        linear = LinearKernel(active_dims=source_cols, variance_prior=GammaPrior(2.0, 2.0))
+        linear.variance = 1.0 / self.n_sources
+        residual = self.frozen if self.frozen is not None else super()._build_covar()
+        residual = copy.deepcopy(residual)
+        for parameter in residual.parameters():
+            parameter.requires_grad_(False)
+        scaled = ScaleKernel(residual)
+        scaled.outputscale = 0.1
+        return linear + scaled
+
+
+@register_predictor("gpnas-transfer")
+class TransferPredictor(Predictor):
+    """Multi-output GP-NAS: predicts one target column from few values plus related columns.
+
+    Use :meth:`fit_multi` with a matrix of all columns; plain :meth:`fit` (no related columns)
+    is single-task GP-NAS.
+
+    Args:
+        space: Search space.
+        metric: ``latency_ms`` or ``score``: picks each column's output transform.
+        transform: Overrides the metric's transform.
+        kernel: Architecture kernel of the source GPs (see :data:`predictors._kernels.KERNELS`).
+        source_fit: Most consensus rows used to fit the shared source hyperparameters.
+        min_source_values: Related columns with fewer values are ignored.
+        outlier_mad: Robust outlier rule for the few target values (see :class:`GPNASPredictor`).
+        seed: Seeds subsets.
+    """
+
+    features = "onehot+ordinal"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        metric: str = "score",
+        transform: str | None = None,
+        kernel: str = "hamming",
+        source_fit: int = 600,
+        min_source_values: int = 5,
+        outlier_mad: float | None = 6.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(space, metric=metric, transform=transform, kernel=kernel, source_fit=source_fit,
+                         min_source_values=min_source_values, outlier_mad=outlier_mad, seed=seed)
+        self.outlier_mad = outlier_mad
+        self.transform_kind = default_transform(metric, transform)
+        self.kernel_name, self.source_fit = kernel, source_fit
+        self.min_source_values, self.seed = min_source_values, seed
+        self.sources: list[GPNASPredictor] = []
+        self.target: GPNASPredictor | None = None
+
+    def _gp(self, **options: Any) -> GPNASPredictor:
+        return GPNASPredictor(self.space, transform="identity", kernel=self.kernel_name, seed=self.seed, **options)
+
+    # ------------------------------------------------------------------ fitting
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+        return self.fit_multi_encoded(X, y.reshape(-1, 1), 0)
+
+    def fit_multi(self, subnets: Sequence[Subnet], Y: torch.Tensor, target_index: int) -> Self:
+        """Fit on all columns of ``Y``; predictions are for column ``target_index``.
+
+        Args:
+            subnets: ``n`` subnets, the rows of ``Y``.
+            Y: ``n x T`` values in original units, NaN where a subnet was not measured.
+            target_index: The column to predict; the others are related outputs.
+        """
+        Y = torch.as_tensor(Y, dtype=torch.float64)
+        if Y.ndim != 2 or Y.shape[0] != len(subnets):
+            raise ValueError(f"Y must be {len(subnets)} x T, got shape {tuple(Y.shape)}")
+        return self.fit_multi_encoded(self.encode(subnets), Y, target_index)
+
+    def fit_multi_encoded(self, X: torch.Tensor, Y: torch.Tensor, target_index: int) -> Self:
+        """:meth:`fit_multi` on features from :meth:`encode`."""
+        if not 0 <= target_index < Y.shape[1]:
+            raise ValueError(f"target_index {target_index} out of range for {Y.shape[1]} columns")
+        observed = ~torch.isnan(Y)
+        target_rows = observed[:, target_index]
+        if int(target_rows.sum()) < 2:
+            raise ValueError(f"target column {target_index} needs at least 2 values, got {int(target_rows.sum())}")
+        self.source_columns = [
+            j for j in range(Y.shape[1])
+            if j != target_index and int(observed[:, j].sum()) >= self.min_source_values
+        ]
+        self.sources = []
+        shared = None
+        if self.source_columns:
+            standardised = torch.full((len(Y), len(self.source_columns)), float("nan"), dtype=torch.float64)
+            for c, j in enumerate(self.source_columns):
+                rows = observed[:, j]
+                standardised[rows, c] = OutputTransform(self.transform_kind).fit_transform(Y[rows, j])
+            has_any = ~torch.isnan(standardised).all(1)
+            consensus = torch.nanmean(standardised[has_any], dim=1)
+            shared = self._gp(max_fit=self.source_fit).fit_encoded(X[has_any], consensus)
+            assert shared.model is not None
+            for c, j in enumerate(self.source_columns):
+                rows = observed[:, j]
+                source = self._gp()
+                z = source.output.fit_transform(standardised[rows, c])
+                model = source._new_model(X[rows], z)
+                model.load_state_dict(shared.model.state_dict())
+                source._condition(model, X[rows], z)
+                self.sources.append(source)
+        target = _TargetGP(self.space, len(self.sources), transform=self.transform_kind, kernel=self.kernel_name,
+                           outlier_mad=self.outlier_mad, seed=self.seed)
+        if shared is not None:
+            assert shared.model is not None
+            target.frozen = shared.model.covar_module
+            target.fit_encoded(self._inputs(X[target_rows]), Y[target_rows, target_index])
+        else:
+            target = GPNASPredictor(self.space, transform=self.transform_kind, kernel=self.kernel_name,
+                                    outlier_mad=self.outlier_mad, seed=self.seed).fit_encoded(X[target_rows], Y[target_rows, target_index])
+        self.target = target
+        self.n_train = int(target_rows.sum())
+        return self
+
+    # ------------------------------------------------------------------ prediction
+    def source_embedding(self, X: torch.Tensor) -> torch.Tensor:
+        """Posterior means of the source GPs, ``n x S`` on their standardised scales."""
+        if not self.sources:
+            return X.new_zeros(len(X), 0)
+        return torch.stack([source.predict_latent(X)[0] for source in self.sources], dim=1)
+
+    def _inputs(self, X: torch.Tensor) -> torch.Tensor:
+        return torch.cat([X, self.source_embedding(X)], dim=1) if self.sources else X
+
+    def predict_encoded(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._check_fitted()
+        assert self.target is not None
+        return self.target.predict_encoded(self._inputs(X.to(torch.float64)))
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> dict[str, Any]:
+        self._check_fitted()
+        assert self.target is not None
+        return {
+            "source_columns": self.source_columns,
+            "sources": [source._state() for source in self.sources],
+            "target": self.target._state(),
+            "n_train": self.n_train,
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.source_columns = state["source_columns"]
+        self.sources = []
+        for source_state in state["sources"]:
+            source = self._gp()
+            source._load_state(source_state)
+            self.sources.append(source)
+        if self.sources:
+            target: GPNASPredictor = _TargetGP(self.space, len(self.sources), transform=self.transform_kind,
+                                               kernel=self.kernel_name, seed=self.seed)
+        else:
+            target = GPNASPredictor(self.space, transform=self.transform_kind, kernel=self.kernel_name, seed=self.seed)
+        target._load_state(state["target"])
+        self.target = target
+        self.n_train = state["n_train"]

@@ -1,0 +1,250 @@
+"""The device agent against the real service (FastAPI app on SQLite, served by uvicorn)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from profilers import AgentError, DeviceAgent, LatencyProfiler, TableLatencyProfiler
+from supernet import get_space
+
+NB201 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "device_latency" / "nasbench201.csv"
+needs_data = pytest.mark.skipif(not NB201.exists(), reason="../shared/data is not beside the checkout")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def service(tmp_path):
+    """A live service: migrated SQLite database, an admin token, uvicorn on a free port."""
+    from search_service import Settings, create_app
+    from search_service import repositories as repo
+    from search_service.core import make_engine, make_sessionmaker, upgrade
+
+    url = f"sqlite:///{tmp_path / 'gpnas.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with make_sessionmaker(engine, write=True)() as session:
+        token = repo.create_token(session)
+        session.commit()
+    engine.dispose()
+    app = create_app(Settings(database_url=url, refit_worker=False))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    yield base, token, client
+    client.close()
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _device(client, name, profiler, settings, space, n, task=None):
+    response = client.post("/v1/devices", json={"name": name, "profiler": profiler, "settings": settings})
+    assert response.status_code == 201, response.text
+    body = {"space": space, "device": name, "n": n, "seed": 0}
+    if task:
+        body["task"] = task
+    response = client.post("/v1/campaigns", json=body)
+    assert response.status_code == 201, response.text
+
+
+def _jobs(client, device):
+    return client.get("/v1/jobs", params={"device": device}).json()["jobs"]
+
+
+def _measurements(client, device):
+    return client.get("/v1/measurements", params={"device": device}).json()["measurements"]
+
+
+def test_agent_measures_torch_cpu_jobs_end_to_end(service):
+    base, token, client = service
+    settings = {"threads": 1, "image_size": 32, "warmup": 1, "min_repeats": 3, "max_repeats": 5}
+    _device(client, "cpu-b1", "torch-cpu", settings, "ufo-track2", 3)
+    # A 3 s lease is shorter than building ViT-Base and timing it here: only heartbeats keep it.
+    agent = DeviceAgent(base, "cpu-b1", token, exit_when_idle=True, lease_seconds=3)
+    stats = agent.run()
+    assert (stats.done, stats.failed, stats.lost) == (3, 0, 0)
+    jobs = _jobs(client, "cpu-b1")
+    assert [j["status"] for j in jobs] == ["done"] * 3
+    assert all(j["attempts"] == 1 for j in jobs)  # never re-leased: the heartbeats held
+    rows = _measurements(client, "cpu-b1")
+    assert sorted(m["arch"] for m in rows) == sorted(j["arch"] for j in jobs)
+    for m in rows:
+        assert m["metric"] == "latency_ms" and m["value"] > 0 and m["profiler"] == "torch-cpu"
+        assert m["environment"]["threads"] == 1 and m["environment"]["input_shape"] == [1, 3, 32, 32]
+
+
+class _Faulty(httpx.BaseTransport):
+    """Real HTTP transport that first refuses ``refuse`` connections, and once swallows the
+    response of the first result post after the server stored it (a reply lost in transit)."""
+
+    def __init__(self, refuse: int, drop_paths: tuple[str, ...] = ()) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.refuse = refuse
+        self.dropped_result = False
+        self.drop_paths = drop_paths
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.refuse > 0:
+            self.refuse -= 1
+            raise httpx.ConnectError("connection refused (injected)", request=request)
+        if any(request.url.path.endswith(p) for p in self.drop_paths):
+            raise httpx.ConnectError("heartbeat dropped (injected)", request=request)
+        response = self.inner.handle_request(request)
+        if request.url.path.endswith("/result") and not self.dropped_result:
+            self.dropped_result = True
+            response.read()
+            raise httpx.ReadTimeout("response lost (injected)", request=request)
+        return response
+
+
+@needs_data
+def test_agent_retries_with_backoff_and_never_counts_twice(service):
+    base, token, client = service
+    _device(client, "nb201-pixel2", "table", {"path": str(NB201), "column": "pixel2"}, "nasbench201", 4)
+    delays: list[float] = []
+    transport = _Faulty(refuse=3)
+    agent = DeviceAgent(
+        base,
+        "nb201-pixel2",
+        token,
+        exit_when_idle=True,
+        backoff=1.0,
+        client=httpx.Client(base_url=base, transport=transport),
+        sleep=delays.append,
+    )
+    stats = agent.run()
+    assert transport.dropped_result and (stats.done, stats.failed, stats.lost) == (4, 0, 0)
+    assert len(delays) == 4  # 3 refused connections + 1 lost reply, each retried once
+    assert delays[1] > delays[0] * 0.9 and delays[2] > delays[1] * 0.9  # growing backoff (jittered)
+    rows = _measurements(client, "nb201-pixel2")
+    assert len(rows) == 4 and len({m["arch"] for m in rows}) == 4  # the re-posted result counted once
+    table = TableLatencyProfiler(get_space("nasbench201"), path=str(NB201), column="pixel2")
+    for m in rows:
+        assert m["value"] == table.measure(m["arch"]).value
+
+
+@needs_data
+def test_expired_lease_goes_to_another_agent_and_the_late_result_is_dropped(service):
+    base, token, client = service
+    _device(client, "nb201-raspi4", "table", {"path": str(NB201), "column": "raspi4"}, "nasbench201", 1)
+    space = get_space("nasbench201")
+
+    class StolenWhileMeasuring(LatencyProfiler):
+        """Replays the table, but meanwhile the lease expires and a second agent finishes the job."""
+
+        name = "stolen"
+
+        def measure(self, sub):
+            time.sleep(1.6)  # the 1 s lease lapses: this agent's heartbeats are being dropped
+            other = DeviceAgent(base, "nb201-raspi4", token, max_jobs=1, lease_seconds=30)
+            assert other.run().done == 1
+            return TableLatencyProfiler(space, path=str(NB201), column="raspi4").measure(sub)
+
+    agent = DeviceAgent(
+        base,
+        "nb201-raspi4",
+        token,
+        max_jobs=1,
+        lease_seconds=1,
+        profiler=StolenWhileMeasuring(space),
+        client=httpx.Client(base_url=base, transport=_Faulty(0, drop_paths=("/heartbeat",))),
+    )
+    stats = agent.run()
+    assert (stats.done, stats.lost) == (0, 1)
+    assert len(_measurements(client, "nb201-raspi4")) == 1
+    (job,) = _jobs(client, "nb201-raspi4")
+    assert job["status"] == "done" and job["attempts"] == 2
+
+
+@needs_data
+def test_a_failing_measurement_is_reported_and_the_job_requeued(service):
+    base, token, client = service
+    # fbnet's table cannot hold ufo-track2 archs: every measurement fails.
+    fbnet = NB201.with_name("fbnet.csv")
+    _device(client, "wrong-table", "table", {"path": str(fbnet), "column": "pixel2"}, "ufo-track2", 1)
+    stats = DeviceAgent(base, "wrong-table", token, max_jobs=1).run()
+    assert (stats.done, stats.failed) == (0, 1)
+    (job,) = _jobs(client, "wrong-table")
+    assert job["status"] == "queued" and "is not in space 'ufo-track2'" in job["last_error"]
+    assert _measurements(client, "wrong-table") == []
+
+
+def test_bad_token_and_unknown_device_stop_the_agent(service):
+    base, token, client = service
+    with pytest.raises(AgentError, match="not registered"):
+        DeviceAgent(base, "no-such-device", token).run()
+    _device(client, "cpu-x", "torch-cpu", {}, "ufo-track2", 1)
+    with pytest.raises(AgentError, match="rejected the token"):
+        DeviceAgent(base, "cpu-x", "gpnas_wrong").run()
+    with pytest.raises(AgentError, match="unreachable after 3 attempts"):
+        DeviceAgent(
+            f"http://127.0.0.1:{_free_port()}", "cpu-x", token, max_retries=2, sleep=lambda s: None
+        ).run()
+
+
+@needs_data
+def test_gpnas_agent_command(service):
+    import subprocess
+    import sys
+
+    base, token, client = service
+    _device(client, "nb201-cli", "table", {"path": str(NB201), "column": "gold_6226"}, "nasbench201", 2)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from search_service.cli import main; main()",
+            "agent",
+            "--server",
+            base,
+            "--device",
+            "nb201-cli",
+            "--token",
+            token,
+            "--exit-when-idle",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "jobs done: 2, failed: 0" in done.stdout
+    assert len(_measurements(client, "nb201-cli")) == 2
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from search_service.cli import main; main()",
+            "agent",
+            "--server",
+            base,
+            "--device",
+            "nb201-cli",
+            "--token",
+            "gpnas_wrong",
+            "--exit-when-idle",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -1,0 +1,88 @@
+"""supernet-eval is real: a sandwich-trained ufo2-multipath supernet on two digits tasks ranks
+its large subnets above its smallest ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from profilers import (
+    DIGITS_TASKS,
+    create_profiler,
+    digits_batches,
+    digits_space,
+    extreme_subnet,
+    train_sandwich,
+)
+from supernet import build_supernet
+
+DATA = "profilers:digits_batches"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.set_num_threads(1)
+    space = digits_space()
+    net = build_supernet(space, seed=0)
+    train = {task: digits_batches(task, "train", batch_size=32) for task in DIGITS_TASKS}
+    history = train_sandwich(net, space, train, epochs=8, lr=5e-3, seed=0)
+    assert history[-1] < 0.5 * history[0]  # the largest subnet's loss fell
+    path = tmp_path_factory.mktemp("ckpt") / "digits.pt"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_digits_tasks_are_disjoint_real_data():
+    low, high = (digits_batches(t, "val") for t in ("low", "high"))
+    n_low, n_high = sum(len(y) for _, y in low), sum(len(y) for _, y in high)
+    assert 200 < n_low < 260 and 200 < n_high < 260  # 25% of ~900 images per task
+    x, y = low[0]
+    assert x.shape[1:] == (1, 8, 8) and set(y.tolist()) <= set(range(5))
+    with pytest.raises(ValueError, match="unknown digits task 'cats'"):
+        digits_batches("cats")
+
+
+def test_larger_subnets_evaluate_better_than_the_smallest(checkpoint):
+    space = digits_space()
+    profiler = create_profiler("supernet-eval", space, checkpoint=str(checkpoint), data=DATA)
+    rng = np.random.default_rng(1)
+    means = {}
+    for task in DIGITS_TASKS:
+        large = [profiler.score(extreme_subnet(space, True, rng), task) for _ in range(3)]
+        small = [profiler.score(extreme_subnet(space, False, rng), task) for _ in range(3)]
+        means[task] = (np.mean([r.value for r in large]), np.mean([r.value for r in small]))
+        assert means[task][0] > means[task][1], (task, means[task])
+        result = large[0]
+        assert result.repeats == sum(len(y) for _, y in digits_batches(task))
+        assert result.std == pytest.approx(np.sqrt(result.value * (1 - result.value) / result.repeats))
+    large_mean = np.mean([m[0] for m in means.values()])
+    small_mean = np.mean([m[1] for m in means.values()])
+    assert large_mean > 0.8  # chance is 0.2 (five classes per task)
+    assert large_mean > small_mean + 0.03, means
+
+
+def test_score_matches_the_supernet_forward(checkpoint):
+    space = digits_space()
+    net = build_supernet(space)
+    net.load_state_dict(torch.load(checkpoint, weights_only=True))
+    net.eval()
+    sub = space.sample(1, seed=5)[0]
+    with torch.no_grad():
+        x, y = (torch.cat(parts) for parts in zip(*digits_batches("high"), strict=True))
+        expected = float((net(x, sub, task="high").argmax(-1) == y).float().mean())
+    profiler = create_profiler("supernet-eval", space, checkpoint=str(checkpoint), data=DATA)
+    assert profiler.score(space.format(sub), "high").value == pytest.approx(expected)
+
+
+def test_bad_supernet_eval_settings():
+    space = digits_space()
+    with pytest.raises(ValueError, match="setting 'data' .*does not resolve"):
+        create_profiler("supernet-eval", space, data="profilers:no_such_loader")
+    with pytest.raises(ValueError, match="import path 'package.module:attribute'"):
+        create_profiler("supernet-eval", space, data="profilers.digits_batches")
+    profiler = create_profiler("supernet-eval", space, data=DATA, checkpoint="/nonexistent.pt")
+    with pytest.raises(ValueError, match="no such file"):
+        profiler.score(space.sample(1, seed=0)[0], "low")
+    with pytest.raises(ValueError, match="unknown task 'cats'"):
+        create_profiler("supernet-eval", space, data=DATA).score(space.sample(1, seed=0)[0], "cats")

@@ -1,0 +1,231 @@
+"""Reliability against a real uvicorn server process: concurrent ingest with retries stored exactly
+once, an agent dying mid-job, and the server killed with SIGKILL during ingest."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from service_helpers import measurements
+from sqlalchemy import func, select
+
+from profilers import DeviceAgent
+from search_service.core import make_engine
+from search_service.models import Job, Measurement
+from supernet import get_space
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def server(db_url: str, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``gpnas serve`` on ``db_url`` in a child process; yields its base URL and the process."""
+    port = port or _free_port()
+    env = {**os.environ, "GPNAS_DATABASE_URL": db_url, "GPNAS_AUTH": "off", "GPNAS_REFIT_WORKER": "off"}
+    command = [
+        sys.executable,
+        "-c",
+        "from search_service.cli import main; main()",
+        "serve",
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(
+        [*command, "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            time.sleep(0.1)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(30)
+
+
+def _count(db_url: str, *where: Any) -> int:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            return connection.scalar(select(func.count()).select_from(Measurement).where(*where)) or 0
+    finally:
+        engine.dispose()
+
+
+def _register(
+    url: str, name: str = "dev1", profiler: str = "torch-cpu", settings: dict | None = None
+) -> None:
+    body = {"name": name, "profiler": profiler, "settings": settings or {}}
+    assert httpx.post(f"{url}/v1/devices", json=body).status_code == 201
+
+
+def test_concurrent_clients_with_retries_store_each_measurement_once(db_url: str) -> None:
+    """8 clients x 500 measurements, batches of 50; some first tries time out client-side (the
+    server may or may not have stored them) and every batch is re-sent at least once."""
+    clients, per_client, batch = 8, 500, 50
+    with server(db_url) as (url, _):
+        _register(url)
+        data = [measurements(per_client, seed=100 + c) for c in range(clients)]
+        inserted = [0] * clients
+        errors: list[str] = []
+
+        def client(c: int) -> None:
+            rng = random.Random(c)
+            with httpx.Client(base_url=url, timeout=60) as http:
+                for start in range(0, per_client, batch):
+                    body = {"measurements": data[c][start : start + batch]}
+                    if rng.random() < 0.3:
+                        try:  # a lost answer: the client cannot know whether this was stored
+                            http.post("/v1/measurements", json=body, timeout=0.005)
+                        except httpx.TimeoutException:
+                            pass
+                    for _ in range(2):  # the retry, then a duplicate re-send
+                        for attempt in range(20):
+                            response = http.post("/v1/measurements", json=body)
+                            if response.status_code == 200:
+                                inserted[c] += response.json()["inserted"]
+                                break
+                            time.sleep(0.05 * (attempt + 1))
+                        else:
+                            errors.append(f"client {c}: {response.status_code} {response.text}")
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+    total = clients * per_client
+    assert _count(db_url) == total
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count(func.distinct(Measurement.client_id)))) == total
+    engine.dispose()
+    # Answers that did arrive never counted a row twice (lost first tries may hide some inserts).
+    assert sum(inserted) <= total
+
+
+def test_agent_dies_mid_job_and_another_completes_it(db_url: str, tmp_path: Path) -> None:
+    space = get_space("fbnet")
+    arch = space.format(space.sample(1, seed=1)[0])
+    table = tmp_path / "latency.csv"
+    with table.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["arch", "chip"], [arch, "4.25"]])
+    with server(db_url) as (url, _):
+        _register(url, "chip", "table", {"path": str(table), "column": "chip"})
+        campaign = httpx.post(
+            f"{url}/v1/campaigns", json={"space": "fbnet", "device": "chip", "n": 1, "seed": 1}
+        )
+        assert campaign.status_code == 201
+        # Agent A: a process that leases the job with a 2 s lease, starts "measuring" and is killed.
+        script = (
+            "import httpx, sys, time; r = httpx.post(sys.argv[1] + '/v1/jobs/lease', "
+            "json={'device': 'chip', 'lease_seconds': 2}); print(r.json()['job']['lease_token'], flush=True); "
+            "time.sleep(600)"
+        )
+        agent_a = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
+        token_a = agent_a.stdout.readline().strip()  # type: ignore[union-attr]
+        assert token_a
+        agent_a.send_signal(signal.SIGKILL)
+        agent_a.wait(10)
+        job = httpx.get(f"{url}/v1/jobs", params={"device": "chip"}).json()["jobs"][0]
+        assert job["status"] == "leased" and job["attempts"] == 1
+        # Agent B (the real device agent) gets nothing until the lease has expired, then does the job.
+        agent_b = DeviceAgent(url, "chip", token="unused", exit_when_idle=True, lease_seconds=30)
+        assert agent_b.run().done == 0
+        time.sleep(2.2)
+        stats = DeviceAgent(url, "chip", token="unused", exit_when_idle=True, lease_seconds=30).run()
+        assert (stats.done, stats.failed, stats.lost) == (1, 0, 0)
+        late = httpx.post(f"{url}/v1/jobs/{job['id']}/result", json={"lease_token": token_a, "value": 9.0})
+        assert late.status_code == 409
+        done = httpx.get(f"{url}/v1/jobs/{job['id']}").json()
+        assert done["status"] == "done" and done["attempts"] == 2
+    assert _count(db_url, Measurement.job_id == job["id"]) == 1
+    assert _count(db_url) == 1
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        value = connection.scalar(select(Measurement.value).where(Measurement.job_id == job["id"]))
+        assert value == pytest.approx(4.25)
+        assert connection.scalar(select(Job.measurement_id).where(Job.id == job["id"])) is not None
+    engine.dispose()
+
+
+def test_sigkill_during_ingest_keeps_every_acknowledged_measurement(db_url: str) -> None:
+    port = _free_port()
+    acknowledged: list[str] = []
+    attempted: list[list[str]] = []
+    stop = threading.Event()
+    with server(db_url, port) as (url, process):
+        _register(url)
+
+        def client(c: int) -> None:
+            with httpx.Client(base_url=url, timeout=10) as http:
+                for seed in range(1000 + 100 * c, 1000 + 100 * (c + 1)):
+                    if stop.is_set():
+                        return
+                    items = measurements(50, seed=seed)
+                    for item in items:
+                        item["id"] = f"{c}-{uuid.uuid4()}"
+                    attempted.append([m["id"] for m in items])
+                    try:
+                        response = http.post("/v1/measurements", json={"measurements": items})
+                    except httpx.TransportError:
+                        return
+                    if response.status_code == 200:
+                        acknowledged.extend(m["id"] for m in items)
+
+        threads = [threading.Thread(target=client, args=(c,)) for c in range(4)]
+        for t in threads:
+            t.start()
+        while len(acknowledged) < 1000:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        stop.set()
+        for t in threads:
+            t.join()
+    with server(db_url, port) as (url, _):
+        assert httpx.get(f"{url}/healthz").status_code == 200
+    engine = make_engine(db_url)
+    with engine.connect() as connection:
+        stored = set(connection.scalars(select(Measurement.client_id)))
+    engine.dispose()
+    assert len(acknowledged) >= 1000
+    assert set(acknowledged) <= stored
+    # Batches are atomic: each one that was in flight at the kill is either all there or absent.
+    for ids in attempted:
+        present = sum(i in stored for i in ids)
+        assert present in (0, len(ids))
