@@ -32,7 +32,10 @@ class RidgePredictor(Predictor):
     features = "onehot"
 
     def __init__(
-        self, space: SearchSpace, metric: str = "score", transform: str | None = None,
+        self,
+        space: SearchSpace,
+        metric: str = "score",
+        transform: str | None = None,
         alphas: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 3, 25)),
     ) -> None:
         super().__init__(space, metric=metric, transform=transform, alphas=list(alphas))
@@ -76,14 +79,26 @@ class RidgePredictor(Predictor):
 
     def _state(self) -> dict[str, Any]:
         self._check_fitted()
-        return {"output": self.output.state(), "x_mean": self.x_mean, "A_inv": self.A_inv, "coef": self.coef,
-                "intercept": self.intercept, "noise": self.noise, "alpha": self.alpha, "n": self.n_train}
+        return {
+            "output": self.output.state(),
+            "x_mean": self.x_mean,
+            "A_inv": self.A_inv,
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "noise": self.noise,
+            "alpha": self.alpha,
+            "n": self.n_train,
+        }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.output = OutputTransform.from_state(state["output"])
         self.x_mean, self.A_inv, self.coef = state["x_mean"], state["A_inv"], state["coef"]
         self.intercept, self.noise, self.alpha, self.n_train = (
-            state["intercept"], state["noise"], state["alpha"], state["n"])
+            state["intercept"],
+            state["noise"],
+            state["alpha"],
+            state["n"],
+        )
 
 
 @register_predictor("gbt")
@@ -103,18 +118,35 @@ class GBTPredictor(Predictor):
     features = "ordinal"
 
     def __init__(
-        self, space: SearchSpace, metric: str = "score", transform: str | None = None, max_iter: int = 300,
-        learning_rate: float = 0.05, max_leaf_nodes: int = 8, seed: int = 0,
+        self,
+        space: SearchSpace,
+        metric: str = "score",
+        transform: str | None = None,
+        max_iter: int = 300,
+        learning_rate: float = 0.05,
+        max_leaf_nodes: int = 8,
+        seed: int = 0,
     ) -> None:
-        super().__init__(space, metric=metric, transform=transform, max_iter=max_iter,
-                         learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes, seed=seed)
+        super().__init__(
+            space,
+            metric=metric,
+            transform=transform,
+            max_iter=max_iter,
+            learning_rate=learning_rate,
+            max_leaf_nodes=max_leaf_nodes,
+            seed=seed,
+        )
         self.output = OutputTransform(default_transform(metric, transform))
 
     def _new(self) -> HistGradientBoostingRegressor:
         o = self.options
         return HistGradientBoostingRegressor(
-            max_iter=o["max_iter"], learning_rate=o["learning_rate"], max_leaf_nodes=o["max_leaf_nodes"],
-            min_samples_leaf=5, l2_regularization=1.0, random_state=o["seed"],
+            max_iter=o["max_iter"],
+            learning_rate=o["learning_rate"],
+            max_leaf_nodes=o["max_leaf_nodes"],
+            min_samples_leaf=5,
+            l2_regularization=1.0,
+            random_state=o["seed"],
         )
 
     def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
@@ -168,14 +200,18 @@ class ClosedFormGPNAS(Predictor):
 
     features = "ordinal"
 
-    def __init__(self, space: SearchSpace, metric: str = "score", hp_mat: float = 1e-7, hp_cov: float = 0.01) -> None:
+    def __init__(
+        self, space: SearchSpace, metric: str = "score", hp_mat: float = 1e-7, hp_cov: float = 0.01
+    ) -> None:
         super().__init__(space, metric=metric, hp_mat=hp_mat, hp_cov=hp_cov)
         self.hp_mat, self.hp_cov = hp_mat, hp_cov
 
     def encode(self, subnets: list[Subnet]) -> torch.Tensor:
         codes = self.space.choice_matrix(subnets) + 1  # absent layers become 0
         depth = np.array([[s.depth] for s in subnets], dtype=float)
-        return torch.as_tensor(np.concatenate([codes.reshape(len(subnets), -1), depth], 1), dtype=torch.float64)
+        return torch.as_tensor(
+            np.concatenate([codes.reshape(len(subnets), -1), depth], 1), dtype=torch.float64
+        )
 
     def _kernel(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         return torch.exp(-torch.cdist(A, B) / 12.0)

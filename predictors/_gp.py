@@ -67,9 +67,16 @@ class GPNASPredictor(Predictor):
         seed: int = 0,
     ) -> None:
         super().__init__(
-            space, metric=metric, transform=transform, kernel=kernel, max_fit=max_fit,
-            max_exact=max_exact, observation_noise=observation_noise, maxiter=maxiter,
-            outlier_mad=outlier_mad, seed=seed,
+            space,
+            metric=metric,
+            transform=transform,
+            kernel=kernel,
+            max_fit=max_fit,
+            max_exact=max_exact,
+            observation_noise=observation_noise,
+            maxiter=maxiter,
+            outlier_mad=outlier_mad,
+            seed=seed,
         )
         self.outlier_mad = outlier_mad
         self.metric = metric
@@ -88,8 +95,12 @@ class GPNASPredictor(Predictor):
 
     def _new_model(self, X: torch.Tensor, z: torch.Tensor) -> SingleTaskGP:
         return SingleTaskGP(
-            X, z.unsqueeze(-1), likelihood=new_likelihood(), covar_module=self._build_covar(),
-            mean_module=ConstantMean(), outcome_transform=None,
+            X,
+            z.unsqueeze(-1),
+            likelihood=new_likelihood(),
+            covar_module=self._build_covar(),
+            mean_module=ConstantMean(),
+            outcome_transform=None,
         )
 
     def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
@@ -151,7 +162,9 @@ class GPNASPredictor(Predictor):
                 idx = torch.as_tensor(np.sort(rng.permutation(self.n_train)[: self.max_exact]))
                 Z = X[idx]
                 Kmm = kernel(Z, Z).to_dense()
-                Kmn = torch.cat([kernel(Z, X[i : i + _BLOCK]).to_dense() for i in range(0, self.n_train, _BLOCK)], 1)
+                Kmn = torch.cat(
+                    [kernel(Z, X[i : i + _BLOCK]).to_dense() for i in range(0, self.n_train, _BLOCK)], 1
+                )
                 Lmm = _cholesky(Kmm)
                 A = Kmm + Kmn @ Kmn.T / noise
                 La = _cholesky(A)
@@ -190,6 +203,26 @@ class GPNASPredictor(Predictor):
             var = var + self.noise
         return mean, var.sqrt()
 
+    def posterior_covariance(self, X: torch.Tensor) -> torch.Tensor:
+        """Joint posterior covariance of the latent function at ``X`` (``m x d``), shape ``m x m``.
+
+        On the standardised transformed scale, without observation noise; used by the
+        variance / mutual-information sampling strategy.
+        """
+        self._check_fitted()
+        assert self.model is not None
+        X = X.to(torch.float64)
+        kernel = self.model.covar_module
+        with torch.no_grad(), gpytorch.settings.lazily_evaluate_kernels(False):
+            prior = kernel(X, X).to_dense()
+            if self.inducing is None:
+                V = torch.linalg.solve_triangular(self.L, kernel(X, self.X).to_dense().T, upper=False)
+                return prior - V.T @ V
+            Kmc = kernel(self.inducing, X).to_dense()
+            Vm = torch.linalg.solve_triangular(self.Lmm, Kmc, upper=False)
+            Va = torch.linalg.solve_triangular(self.La, Kmc, upper=False)
+            return prior - Vm.T @ Vm + Va.T @ Va
+
     def predict_encoded(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = self.predict_latent(X)
         return self.output.untransform(mean, std)
@@ -199,7 +232,11 @@ class GPNASPredictor(Predictor):
         assert self.model is not None
         out: dict[str, float | list[float]] = {}
         for name, parameter, constraint in self.model.named_parameters_and_constraints():
-            value = (constraint.transform(parameter) if constraint is not None else parameter).detach().reshape(-1)
+            value = (
+                (constraint.transform(parameter) if constraint is not None else parameter)
+                .detach()
+                .reshape(-1)
+            )
             out[name.replace("raw_", "")] = value.tolist() if value.numel() > 1 else float(value)
         return out
 

@@ -50,8 +50,10 @@ class GroupHammingKernel(Kernel):
         a, b = x1 * scale, x2 * scale
         if diag:
             return torch.exp(-((a - b) ** 2).sum(-1))
-        sq = (a**2).sum(-1, keepdim=True) + (b**2).sum(-1, keepdim=True).transpose(-1, -2) - 2 * a @ b.transpose(
-            -1, -2
+        sq = (
+            (a**2).sum(-1, keepdim=True)
+            + (b**2).sum(-1, keepdim=True).transpose(-1, -2)
+            - 2 * a @ b.transpose(-1, -2)
         )
         return torch.exp(-sq.clamp_min(0.0))
 
@@ -97,7 +99,9 @@ def build_kernel(name: str, space: SearchSpace) -> Kernel:
     elif name == "hamming+ordinal":
         groups, n_groups = onehot_groups(space, "dimension")
         ham = ScaleKernel(GroupHammingKernel(groups, n_groups, active_dims=onehot))
-        ordk = RBFKernel(ard_num_dims=d_ordinal, active_dims=ordinal, lengthscale_constraint=GreaterThan(0.05))
+        ordk = RBFKernel(
+            ard_num_dims=d_ordinal, active_dims=ordinal, lengthscale_constraint=GreaterThan(0.05)
+        )
         ordk.lengthscale = 2.0
         return linear + ham + ScaleKernel(ordk)
     else:

@@ -84,13 +84,21 @@ class TransferPredictor(Predictor):
         metric: str = "score",
         transform: str | None = None,
         kernel: str = "hamming",
-        source_fit: int = 600,
+        source_fit: int = 300,
         min_source_values: int = 5,
         outlier_mad: float | None = 6.0,
         seed: int = 0,
     ) -> None:
-        super().__init__(space, metric=metric, transform=transform, kernel=kernel, source_fit=source_fit,
-                         min_source_values=min_source_values, outlier_mad=outlier_mad, seed=seed)
+        super().__init__(
+            space,
+            metric=metric,
+            transform=transform,
+            kernel=kernel,
+            source_fit=source_fit,
+            min_source_values=min_source_values,
+            outlier_mad=outlier_mad,
+            seed=seed,
+        )
         self.outlier_mad = outlier_mad
         self.transform_kind = default_transform(metric, transform)
         self.kernel_name, self.source_fit = kernel, source_fit
@@ -99,7 +107,9 @@ class TransferPredictor(Predictor):
         self.target: GPNASPredictor | None = None
 
     def _gp(self, **options: Any) -> GPNASPredictor:
-        return GPNASPredictor(self.space, transform="identity", kernel=self.kernel_name, seed=self.seed, **options)
+        return GPNASPredictor(
+            self.space, transform="identity", kernel=self.kernel_name, seed=self.seed, **options
+        )
 
     # ------------------------------------------------------------------ fitting
     def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
@@ -125,9 +135,12 @@ class TransferPredictor(Predictor):
         observed = ~torch.isnan(Y)
         target_rows = observed[:, target_index]
         if int(target_rows.sum()) < 2:
-            raise ValueError(f"target column {target_index} needs at least 2 values, got {int(target_rows.sum())}")
+            raise ValueError(
+                f"target column {target_index} needs at least 2 values, got {int(target_rows.sum())}"
+            )
         self.source_columns = [
-            j for j in range(Y.shape[1])
+            j
+            for j in range(Y.shape[1])
             if j != target_index and int(observed[:, j].sum()) >= self.min_source_values
         ]
         self.sources = []
@@ -149,15 +162,26 @@ class TransferPredictor(Predictor):
                 model.load_state_dict(shared.model.state_dict())
                 source._condition(model, X[rows], z)
                 self.sources.append(source)
-        target = _TargetGP(self.space, len(self.sources), transform=self.transform_kind, kernel=self.kernel_name,
-                           outlier_mad=self.outlier_mad, seed=self.seed)
+        target = _TargetGP(
+            self.space,
+            len(self.sources),
+            transform=self.transform_kind,
+            kernel=self.kernel_name,
+            outlier_mad=self.outlier_mad,
+            seed=self.seed,
+        )
         if shared is not None:
             assert shared.model is not None
             target.frozen = shared.model.covar_module
             target.fit_encoded(self._inputs(X[target_rows]), Y[target_rows, target_index])
         else:
-            target = GPNASPredictor(self.space, transform=self.transform_kind, kernel=self.kernel_name,
-                                    outlier_mad=self.outlier_mad, seed=self.seed).fit_encoded(X[target_rows], Y[target_rows, target_index])
+            target = GPNASPredictor(
+                self.space,
+                transform=self.transform_kind,
+                kernel=self.kernel_name,
+                outlier_mad=self.outlier_mad,
+                seed=self.seed,
+            ).fit_encoded(X[target_rows], Y[target_rows, target_index])
         self.target = target
         self.n_train = int(target_rows.sum())
         return self
@@ -176,6 +200,24 @@ class TransferPredictor(Predictor):
         self._check_fitted()
         assert self.target is not None
         return self.target.predict_encoded(self._inputs(X.to(torch.float64)))
+
+    def predict_latent(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target mean and std on the target's standardised transformed scale, shape ``n`` each."""
+        self._check_fitted()
+        assert self.target is not None
+        return self.target.predict_latent(self._inputs(X.to(torch.float64)))
+
+    def posterior_covariance(self, X: torch.Tensor) -> torch.Tensor:
+        """Joint latent posterior covariance of the target at ``X`` (``m x d``), shape ``m x m``."""
+        self._check_fitted()
+        assert self.target is not None
+        return self.target.posterior_covariance(self._inputs(X.to(torch.float64)))
+
+    @property
+    def noise(self) -> float:
+        """Fitted observation-noise variance of the target (standardised scale)."""
+        assert self.target is not None
+        return self.target.noise
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:
@@ -196,10 +238,17 @@ class TransferPredictor(Predictor):
             source._load_state(source_state)
             self.sources.append(source)
         if self.sources:
-            target: GPNASPredictor = _TargetGP(self.space, len(self.sources), transform=self.transform_kind,
-                                               kernel=self.kernel_name, seed=self.seed)
+            target: GPNASPredictor = _TargetGP(
+                self.space,
+                len(self.sources),
+                transform=self.transform_kind,
+                kernel=self.kernel_name,
+                seed=self.seed,
+            )
         else:
-            target = GPNASPredictor(self.space, transform=self.transform_kind, kernel=self.kernel_name, seed=self.seed)
+            target = GPNASPredictor(
+                self.space, transform=self.transform_kind, kernel=self.kernel_name, seed=self.seed
+            )
         target._load_state(state["target"])
         self.target = target
         self.n_train = state["n_train"]

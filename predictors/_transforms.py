@@ -115,8 +115,13 @@ class OutputTransform:
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict[str, Any]:
-        return {"kind": self.kind, "loc": self.loc, "scale": self.scale,
-                "knots_z": self.knots_z, "knots_y": self.knots_y}
+        return {
+            "kind": self.kind,
+            "loc": self.loc,
+            "scale": self.scale,
+            "knots_z": self.knots_z,
+            "knots_y": self.knots_y,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> OutputTransform:

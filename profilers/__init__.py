@@ -35,7 +35,7 @@ from ._registry import (
 )
 from ._supernet_eval import SupernetEvalProfiler
 from ._table import TableLatencyProfiler, TableScoreProfiler
-from ._timing import TimingStats, base_environment, summarize, time_repeats
+from ._timing import TimingStats, base_environment, cpu_model, summarize, time_repeats
 from ._torch import ExtractedModelProfiler, TorchCPUProfiler, TorchCUDAProfiler
 from ._training import DIGITS_TASKS, digits_batches, digits_space, extreme_subnet, train_sandwich
 
@@ -60,6 +60,7 @@ __all__ = [
     "TorchCUDAProfiler",
     "available_profilers",
     "base_environment",
+    "cpu_model",
     "create_profiler",
     "digits_batches",
     "digits_space",

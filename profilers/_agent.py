@@ -24,7 +24,7 @@ import httpx
 
 from supernet import get_space
 
-from ._base import Profiler
+from ._base import Profiler, ProfilerUnavailableError
 from ._registry import create_profiler
 
 logger = logging.getLogger("gpnas.agent")
@@ -217,7 +217,15 @@ class DeviceAgent:
         beat = threading.Thread(target=self._heartbeat, args=(job, done), daemon=True)
         beat.start()
         try:
-            profiler = self.profiler_for(job["space"])
+            try:
+                profiler = self.profiler_for(job["space"])
+            except ProfilerUnavailableError as error:
+                # This machine lacks the device's hardware: hand the job back and stop, rather
+                # than drain the queue by failing every job.
+                done.set()
+                beat.join()
+                self._fail(job, f"ProfilerUnavailableError: {error}")
+                raise AgentError(f"device {self.device!r} cannot be measured here: {error}") from None
             if profiler.metric != job["metric"]:
                 raise ValueError(
                     f"job wants {job['metric']!r} but profiler {profiler.name!r} measures {profiler.metric!r}"
@@ -226,12 +234,7 @@ class DeviceAgent:
         except Exception as error:  # any profiler failure is the job's, not the agent's
             done.set()
             beat.join()
-            message = f"{type(error).__name__}: {error}"
-            logger.warning("job %s failed: %s", job["id"], message)
-            self._request(
-                "POST", f"/v1/jobs/{job['id']}/fail", {"lease_token": job["lease_token"], "error": message}
-            )
-            self.stats.failed += 1
+            self._fail(job, f"{type(error).__name__}: {error}")
             return True
         done.set()
         beat.join()
@@ -253,6 +256,13 @@ class DeviceAgent:
             self._json(response, f"POST /v1/jobs/{job['id']}/result")
             self.stats.done += 1
         return True
+
+    def _fail(self, job: dict[str, Any], message: str) -> None:
+        """Give ``job`` back with ``message`` (the service re-queues it or fails it for good)."""
+        logger.warning("job %s failed: %s", job["id"], message)
+        body = {"lease_token": job["lease_token"], "error": message.replace("\x00", "")[:2000]}
+        self._request("POST", f"/v1/jobs/{job['id']}/fail", body)
+        self.stats.failed += 1
 
     def _heartbeat(self, job: dict[str, Any], done: threading.Event) -> None:
         """Extend the lease every third of its length until ``done``.

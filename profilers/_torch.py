@@ -216,8 +216,8 @@ class TorchCUDAProfiler(ExtractedModelProfiler):
 
     def _prepare(self, model: nn.Module) -> tuple[Callable[[], float], Callable[[], None]]:
         dtype = DTYPES[self.settings["dtype"]]
-        previous_tf32 = torch.backends.cuda.matmul.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = self.settings["tf32"]
+        previous_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.settings["tf32"]
         model = model.to(self.device, dtype)
         x = self.example_input(self.device, dtype)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -232,7 +232,7 @@ class TorchCUDAProfiler(ExtractedModelProfiler):
                 return float(start.elapsed_time(end))
 
         def restore() -> None:
-            torch.backends.cuda.matmul.allow_tf32 = previous_tf32
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous_tf32
             torch.cuda.empty_cache()
 
         return run_once, restore

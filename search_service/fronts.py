@@ -42,6 +42,15 @@ class FrontCache:
         self._fronts: OrderedDict[int, LoadedFront] = OrderedDict()
         self._lock = threading.Lock()
 
+    def peek(self, space: str, task: str, device: str) -> LoadedFront | None:
+        """The cached newest front if its lookup is fresh and it is decoded, else None (no I/O)."""
+        key = (space, task, device)
+        with self._lock:
+            cached = self._latest.get(key)
+            if cached is None or cached[0] is None or time.monotonic() - cached[1] > self.ttl_s:
+                return None
+            return self._fronts.get(cached[0][0])
+
     def get(self, session: Session, space: str, task: str, device: str) -> LoadedFront | None:
         """The newest front of (space, task, device), or None when none is stored."""
         key = (space, task, device)

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from .api.routes import api_router
+from .api.routes import routers
 from .core import Settings, check_schema, make_engine, make_sessionmaker
 from .errors import ServiceError
 from .fronts import FrontCache
@@ -96,5 +96,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             headers={"Retry-After": "1"},
         )
 
-    app.include_router(api_router)
+    for router in routers:
+        app.include_router(router)
     return app

@@ -30,15 +30,15 @@ def get_write_db(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_refitter(request: Request) -> Refitter:
+async def get_refitter(request: Request) -> Refitter:
     return request.app.state.refitter
 
 
-def get_front_cache(request: Request) -> FrontCache:
+async def get_front_cache(request: Request) -> FrontCache:
     return request.app.state.front_cache
 
 

@@ -38,7 +38,9 @@ def _parse_archs(space: SearchSpace, header: list[str], body: list[list[str]], l
         try:
             subnets.append(space.parse(cell))
         except ValueError as error:
-            raise ValueError(f"{label} row {i} (line {i + 1}), column 'arch': unknown arch {cell!r}: {error}") from None
+            raise ValueError(
+                f"{label} row {i} (line {i + 1}), column 'arch': unknown arch {cell!r}: {error}"
+            ) from None
     return subnets
 
 
@@ -56,7 +58,9 @@ def read_measurements(space: SearchSpace, path: Path) -> tuple[list[Subnet], lis
     Y = torch.full((len(body), len(columns)), float("nan"), dtype=torch.float64)
     for i, row in enumerate(body, start=1):
         if len(row) > len(header):
-            raise ValueError(f"train row {i} (line {i + 1}) has {len(row)} cells but the header has {len(header)}")
+            raise ValueError(
+                f"train row {i} (line {i + 1}) has {len(row)} cells but the header has {len(header)}"
+            )
         for c, name in enumerate(columns):
             position = header.index(name)
             cell = row[position].strip() if position < len(row) else ""
@@ -65,9 +69,13 @@ def read_measurements(space: SearchSpace, path: Path) -> tuple[list[Subnet], lis
             try:
                 value = float(cell)
             except ValueError:
-                raise ValueError(f"train row {i} (line {i + 1}), column {name!r}: {cell!r} is not a number") from None
+                raise ValueError(
+                    f"train row {i} (line {i + 1}), column {name!r}: {cell!r} is not a number"
+                ) from None
             if not math.isfinite(value):
-                raise ValueError(f"train row {i} (line {i + 1}), column {name!r}: {cell!r} is not a finite number")
+                raise ValueError(
+                    f"train row {i} (line {i + 1}), column {name!r}: {cell!r} is not a finite number"
+                )
             Y[i - 1, c] = value
     return subnets, columns, Y
 
@@ -84,19 +92,23 @@ def register(app: typer.Typer) -> None:
     @app.command("predict")
     def _predict(
         space: str = typer.Option(..., "--space", help="Search space preset, e.g. fbnet or ufo-track2."),
-        train: Path = typer.Option(..., "--train", help="CSV: column 'arch' plus one numeric column per device/task."),
+        train: Path = typer.Option(
+            ..., "--train", help="CSV: column 'arch' plus one numeric column per device/task."
+        ),
         query: Path = typer.Option(..., "--query", help="CSV with column 'arch': the subnets to predict."),
         out: Path = typer.Option(..., "--out", help="Output CSV: arch,mean,std in the query's order."),
         target: str = typer.Option(..., "--target", help="The TRAIN column to predict."),
         model: str = typer.Option(
-            "gpnas-transfer", "--model",
+            "gpnas-transfer",
+            "--model",
             help="Predictor name; the default uses the other columns as related outputs. "
-                 "Others fit the target column alone.",
+            "Others fit the target column alone.",
         ),
         metric: str = typer.Option(
-            "auto", "--metric",
+            "auto",
+            "--metric",
             help="latency_ms (log scale) or score (rank-Gauss scale); auto: score when a value is <= 0 "
-                 "or the column name looks like a score (rank, acc, score, ...), else latency_ms.",
+            "or the column name looks like a score (rank, acc, score, ...), else latency_ms.",
         ),
         seed: int = typer.Option(0, "--seed", help="Seed for subset choices."),
     ) -> None:
@@ -106,7 +118,9 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"--model {model!r} is unknown; known: {', '.join(list_predictors())}")
         subnets, columns, Y = read_measurements(search_space, train)
         if target not in columns:
-            raise ValueError(f"--target {target!r} is not a column of the train file; columns: {', '.join(columns)}")
+            raise ValueError(
+                f"--target {target!r} is not a column of the train file; columns: {', '.join(columns)}"
+            )
         t = columns.index(target)
         measured = ~torch.isnan(Y[:, t])
         if int(measured.sum()) == 0:
@@ -119,7 +133,9 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"--metric must be auto, latency_ms or score, got {metric!r}")
         if metric == "latency_ms" and (Y[measured, t] <= 0).any():
             row = int(torch.nonzero(measured & (Y[:, t] <= 0))[0]) + 1
-            raise ValueError(f"train row {row} (line {row + 1}), column {target!r}: latency_ms must be positive")
+            raise ValueError(
+                f"train row {row} (line {row + 1}), column {target!r}: latency_ms must be positive"
+            )
         q_header, q_body = _read_csv(query, "query")
         queries = _parse_archs(search_space, q_header, q_body, "query")
         predictor = create_predictor(model, search_space, metric=metric, seed=seed)

@@ -66,9 +66,9 @@ def _choose_subnets(
 ) -> list[Subnet]:
     """The subnets to profile: ``--archs``'s, else ``samples`` drawn uniformly from the space, or
     from the profiler's known subnets when it can only replay a table."""
-    if (samples is None) == (archs is None):
-        raise ValueError("pass exactly one of --samples N or --archs FILE")
     if archs is not None:
+        if not archs.is_file():
+            raise ValueError(f"--archs {archs}: no such file")
         with open(archs, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or "arch" not in reader.fieldnames:
@@ -136,6 +136,8 @@ def register(app: typer.Typer) -> None:
 
         from profilers import create_profiler
 
+        if (samples is None) == (archs is None):
+            raise ValueError("pass exactly one of --samples N or --archs FILE")
         search_space = get_space(space)
         name, settings = resolve_device(device, parse_settings(set_), server, token)
         profiler = create_profiler(name, search_space, **settings)

@@ -127,15 +127,6 @@ class CandidateSet:
     def points(self) -> list[FrontPoint]:
         return [self.point(i) for i in range(len(self))]
 
-    def subset(self, index: np.ndarray) -> CandidateSet:
-        """The candidates at integer positions ``index``, in that order."""
-        index = np.asarray(index, dtype=np.int64)
-        return CandidateSet(
-            [self.subnets[i] for i in index],
-            [self.archs[i] for i in index],
-            *(getattr(self, name)[index] for name in _COLUMNS),
-        )
-
     def to_dict(self) -> dict[str, list]:
         """JSON-ready columns: ``{"arch": [...], "score": [...], ...}``."""
         return {"arch": list(self.archs), **{name: getattr(self, name).tolist() for name in _COLUMNS}}
@@ -148,14 +139,6 @@ class CandidateSet:
             raise ValueError(f"candidate data lacks {', '.join(missing)}")
         archs = [str(a) for a in data["arch"]]
         return cls(space.parse_many(archs), archs, *(np.asarray(data[k], dtype=np.float64) for k in _COLUMNS))
-
-    @classmethod
-    def from_points(cls, points: Sequence[FrontPoint]) -> CandidateSet:
-        return cls(
-            [p.subnet for p in points],
-            [p.arch for p in points],
-            *(np.array([getattr(p, k) for p in points], dtype=np.float64) for k in _COLUMNS),
-        )
 
 
 @dataclass
@@ -362,10 +345,11 @@ class _Evaluator:
         upper_lo, upper_hi = latency + self.z_lo * latency_std, latency + self.z_hi * latency_std
         return np.column_stack([score, -upper_lo, -upper_hi])
 
-    def candidate_set(self) -> CandidateSet:
-        stats = np.concatenate(self.stats) if self.stats else np.empty((0, 4))
-        archs = [self.space.format(s) for s in self.subnets]
-        return CandidateSet(self.subnets, archs, *stats.T)
+    def candidates(self, index: np.ndarray) -> CandidateSet:
+        """The evaluated subnets at positions ``index`` (only these get arch strings)."""
+        stats = np.concatenate(self.stats)[index]
+        subnets = [self.subnets[i] for i in index]
+        return CandidateSet(subnets, [self.space.format(s) for s in subnets], *stats.T)
 
 
 def compute_front(
@@ -424,20 +408,19 @@ def compute_front(
         )
         generations = evolve(space, evaluator, config=config, seed=seed).generations
         method = "nsga2"
-    everything = evaluator.candidate_set()
+    score, _, latency, latency_std = np.concatenate(evaluator.stats).T
 
-    mean_front = np.flatnonzero(pareto_mask(np.column_stack([everything.score, -everything.latency_ms])))
-    mean_front = mean_front[np.argsort(everything.latency_ms[mean_front], kind="stable")]
-    upper = [everything.latency_ms + z * everything.latency_std for z in (z_lo, z_hi)]
-    keep = np.flatnonzero(pareto_mask(np.column_stack([everything.score, -upper[0], -upper[1]])))
-    keep = np.union1d(keep, mean_front)
-    keep = keep[np.argsort(everything.latency_ms[keep], kind="stable")]
+    mean_front = np.flatnonzero(pareto_mask(np.column_stack([score, -latency])))
+    mean_front = mean_front[np.argsort(latency[mean_front], kind="stable")]
+    upper = [latency + z * latency_std for z in (z_lo, z_hi)]
+    keep = np.union1d(np.flatnonzero(pareto_mask(np.column_stack([score, -upper[0], -upper[1]]))), mean_front)
+    keep = keep[np.argsort(latency[keep], kind="stable")]
     return FrontResult(
         space=space.name,
-        points=everything.subset(mean_front).points(),
-        candidates=everything.subset(keep),
+        points=evaluator.candidates(mean_front).points(),
+        candidates=evaluator.candidates(keep),
         method=method,
-        evaluations=len(everything),
+        evaluations=len(score),
         generations=generations,
         elapsed_s=time.perf_counter() - start,
         confidences=confidences,

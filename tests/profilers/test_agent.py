@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import torch
 import uvicorn
 
 from profilers import AgentError, DeviceAgent, LatencyProfiler, TableLatencyProfiler
@@ -248,3 +249,13 @@ def test_gpnas_agent_command(service):
         timeout=120,
     )
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks an agent on a machine without the device's GPU")
+def test_agent_without_the_hardware_hands_the_job_back_and_stops(service):
+    base, token, client = service
+    _device(client, "h100-fp16", "torch-cuda", {"dtype": "fp16"}, "ufo-track2", 2)
+    with pytest.raises(AgentError, match="cannot be measured here.*needs a CUDA device"):
+        DeviceAgent(base, "h100-fp16", token, exit_when_idle=True).run()
+    statuses = sorted(j["status"] for j in _jobs(client, "h100-fp16"))
+    assert statuses == ["queued", "queued"]  # one handed back, the other never leased

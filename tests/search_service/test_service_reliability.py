@@ -3,6 +3,7 @@ once, an agent dying mid-job, and the server killed with SIGKILL during ingest."
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import random
@@ -108,10 +109,9 @@ def test_concurrent_clients_with_retries_store_each_measurement_once(db_url: str
                 for start in range(0, per_client, batch):
                     body = {"measurements": data[c][start : start + batch]}
                     if rng.random() < 0.3:
-                        try:  # a lost answer: the client cannot know whether this was stored
+                        # A lost answer: the client cannot know whether this was stored.
+                        with contextlib.suppress(httpx.TimeoutException):
                             http.post("/v1/measurements", json=body, timeout=0.005)
-                        except httpx.TimeoutException:
-                            pass
                     for _ in range(2):  # the retry, then a duplicate re-send
                         for attempt in range(20):
                             response = http.post("/v1/measurements", json=body)
@@ -153,8 +153,8 @@ def test_agent_dies_mid_job_and_another_completes_it(db_url: str, tmp_path: Path
         # Agent A: a process that leases the job with a 2 s lease, starts "measuring" and is killed.
         script = (
             "import httpx, sys, time; r = httpx.post(sys.argv[1] + '/v1/jobs/lease', "
-            "json={'device': 'chip', 'lease_seconds': 2}); print(r.json()['job']['lease_token'], flush=True); "
-            "time.sleep(600)"
+            "json={'device': 'chip', 'lease_seconds': 2}); "
+            "print(r.json()['job']['lease_token'], flush=True); time.sleep(600)"
         )
         agent_a = subprocess.Popen([sys.executable, "-c", script, url], stdout=subprocess.PIPE, text=True)
         token_a = agent_a.stdout.readline().strip()  # type: ignore[union-attr]

@@ -26,7 +26,9 @@ def test_no_server_errors(db_url: str) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @settings(
+            max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+        )
         def check(case: schemathesis.Case) -> None:
             case.call_and_validate(checks=[not_a_server_error])
 

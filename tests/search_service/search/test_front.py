@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from search_service.search import (
+    CandidateSet,
     EvolutionConfig,
     FrontResult,
     budget_query,
@@ -12,6 +13,7 @@ from search_service.search import (
     hypervolume,
     pareto_mask,
 )
+from supernet import get_space
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +61,6 @@ def test_candidates_answer_like_the_whole_space(nb201, nb201_models, exact_nb201
     everything = compute_front(nb201, *nb201_models, confidences=(0.5, 0.999))
     score_model, latency_model = nb201_models
     subs = list(nb201.enumerate())
-    from search_service.search import CandidateSet
-
     s, s_std = (t.numpy() for t in score_model.predict(subs))
     lat, lat_std = (t.numpy() for t in latency_model.predict(subs))
     full = CandidateSet(subs, [nb201.format(x) for x in subs], s, s_std, lat, lat_std)
@@ -81,8 +81,6 @@ def test_candidates_answer_like_the_whole_space(nb201, nb201_models, exact_nb201
 
 
 def test_track2_nsga2_front_is_valid_and_reproducible(track2_models):
-    from supernet import get_space
-
     space = get_space("ufo-track2")
     a = compute_front(space, *track2_models, seed=3, max_evaluations=1200, population_size=100)
     b = compute_front(space, *track2_models, seed=3, max_evaluations=1200, population_size=100)
@@ -99,8 +97,6 @@ def test_track2_nsga2_front_is_valid_and_reproducible(track2_models):
 
 
 def test_evolve_keeps_depths_valid_and_never_repeats(track2_models):
-    from supernet import get_space
-
     space = get_space("ufo-track2")
 
     def objective(codes, depths):

@@ -14,14 +14,14 @@ def brute_force_mask(Y: np.ndarray) -> np.ndarray:
     return ~dominated
 
 
-@pytest.mark.parametrize("n,m", [(60, 2), (60, 3), (2500, 2)])
+@pytest.mark.parametrize("n,m", [(60, 2), (60, 3), (2500, 2), (2500, 3)])
 def test_pareto_mask_matches_brute_force(n, m):
     rng = np.random.default_rng(n + m)
     # Small integer grids produce ties and exact duplicates.
     Y = rng.integers(0, 12 if n < 1000 else 60, size=(n, m)).astype(float)
     expected = brute_force_mask(Y) if n < 1000 else None
     kept = pareto_mask(Y, deduplicate=False)
-    if expected is None:  # large 2-D case: compare the sort sweep with a vectorised brute force
+    if expected is None:  # large inputs (sort sweep, greedy peel): a vectorised brute force
         dom = (Y[:, None] >= Y[None]).all(-1) & (Y[:, None] > Y[None]).any(-1)
         expected = ~dom.any(0)
     np.testing.assert_array_equal(kept, expected)
