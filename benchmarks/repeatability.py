@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="torch-cpu 'clock' setting")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/repeatability.md"))
     parser.add_argument("--csv", type=Path, default=Path("benchmarks/results/repeatability.csv"))
     args = parser.parse_args(argv)
@@ -41,7 +42,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     space = get_space("ufo-track2")
     subs = space.sample(args.samples, seed=args.seed)
-    settings = {"threads": args.threads, "batch_size": args.batch_size, "image_size": args.image_size}
+    settings = {
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "image_size": args.image_size,
+        "clock": args.clock,
+    }
     loads = [os.getloadavg()[0]]
     runs: list[list] = []
     seconds: list[float] = []
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     used = TorchCPUProfiler.validate_settings(settings)
     conditions = (
         f"Conditions: torch-cpu profiler (eager PyTorch {torch.__version__}), batch {args.batch_size}, "
-        f"{args.image_size}x{args.image_size} input, fp32, {args.threads} thread(s), "
+        f"{args.image_size}x{args.image_size} input, fp32, {args.threads} thread(s), {args.clock} clock, "
         f"warm-up {used['warmup']}, "
         f"{used['min_repeats']}-{used['max_repeats']} repeats until the median's relative standard error "
         f"<= {used['target_rse']:.0%} (cap {used['max_seconds']:.0f} s per subnet); CPU {cpu_model()} "
@@ -114,7 +120,16 @@ def main(argv: list[str] | None = None) -> None:
         f"{min(loads):.1f}-{max(loads):.1f} during the run."
     )
     text = "\n".join(
-        ["# torch-cpu repeatability", "", f"Command: `{command}`", "", *table, "", conditions, ""]
+        [
+            f"# torch-cpu repeatability ({args.clock} clock)",
+            "",
+            f"Command: `{command}`",
+            "",
+            *table,
+            "",
+            conditions,
+            "",
+        ]
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

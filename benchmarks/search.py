@@ -148,7 +148,8 @@ def part_nb201(data: Path, devices: list[str], seeds: list[int], fractions: list
                 )
             lines.append(
                 f"| {device} | {len(E)} | {exact.elapsed_s:.1f} | {budget:,} ({fraction:.0%}) "
-                f"| {statistics.median(ratios):.4f} | {min(ratios):.4f} | {statistics.median(found):g}/{len(E)} "
+                f"| {statistics.median(ratios):.4f} | {min(ratios):.4f} "
+                f"| {statistics.median(found):g}/{len(E)} "
                 f"| {statistics.median(times):.1f} |"
             )
     return [*lines, ""]

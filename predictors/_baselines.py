@@ -6,8 +6,6 @@ from typing import Any, Self
 
 import numpy as np
 import torch
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.model_selection import KFold
 
 from supernet import SearchSpace, Subnet
 
@@ -138,7 +136,10 @@ class GBTPredictor(Predictor):
         )
         self.output = OutputTransform(default_transform(metric, transform))
 
-    def _new(self) -> HistGradientBoostingRegressor:
+    def _new(self) -> Any:
+        # Imported here: scikit-learn's ensemble module costs seconds at CLI start-up.
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
         o = self.options
         return HistGradientBoostingRegressor(
             max_iter=o["max_iter"],
@@ -150,6 +151,8 @@ class GBTPredictor(Predictor):
         )
 
     def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+        from sklearn.model_selection import KFold
+
         z = self.output.fit_transform(y).numpy()
         Xn = X.numpy()
         resid = []

@@ -30,8 +30,8 @@ class GPNASPredictor(Predictor):
     Hyperparameters (kernel weights, lengthscales, noise) maximise the exact marginal likelihood
     (botorch's L-BFGS fit) on at most ``max_fit`` training points; the posterior then conditions on
     all points: exactly up to ``max_exact`` points, beyond that with the deterministic training
-    conditional (DTC) on ``max_exact`` inducing points drawn from the training set, so fitting and
-    prediction stay O(n m^2) instead of O(n^3).
+    conditional (DTC) on ``n_inducing`` inducing points drawn from the training set, so
+    conditioning costs O(n m^2) instead of O(n^3) and a prediction O(m^2) instead of O(n^2).
 
     Args:
         space: Search space.
@@ -39,7 +39,8 @@ class GPNASPredictor(Predictor):
         transform: Overrides the metric's transform: ``identity``, ``log`` or ``rankgauss``.
         kernel: One of :data:`predictors._kernels.KERNELS`.
         max_fit: Most points used for the hyperparameter fit.
-        max_exact: Most points for the exact posterior; also the number of inducing points.
+        max_exact: Most points for the exact posterior.
+        n_inducing: Inducing points (drawn from the training set) beyond ``max_exact``.
         observation_noise: If true (default) the std includes the fitted noise, i.e. it covers a
             new measurement rather than the latent mean.
         maxiter: L-BFGS iterations for the hyperparameter fit.
@@ -59,8 +60,9 @@ class GPNASPredictor(Predictor):
         metric: str = "score",
         transform: str | None = None,
         kernel: str = "hamming",
-        max_fit: int = 1000,
-        max_exact: int = 1500,
+        max_fit: int = 500,
+        max_exact: int = 1000,
+        n_inducing: int = 500,
         observation_noise: bool = True,
         maxiter: int = 200,
         outlier_mad: float | None = None,
@@ -73,6 +75,7 @@ class GPNASPredictor(Predictor):
             kernel=kernel,
             max_fit=max_fit,
             max_exact=max_exact,
+            n_inducing=n_inducing,
             observation_noise=observation_noise,
             maxiter=maxiter,
             outlier_mad=outlier_mad,
@@ -83,7 +86,7 @@ class GPNASPredictor(Predictor):
         self.output = OutputTransform(default_transform(metric, transform))
         self.kernel_name = kernel
         build_kernel(kernel, space)  # fail fast on an unknown kernel name
-        self.max_fit, self.max_exact = max_fit, max_exact
+        self.max_fit, self.max_exact, self.n_inducing = max_fit, max_exact, n_inducing
         self.observation_noise = observation_noise
         self.maxiter, self.seed = maxiter, seed
         self.model: SingleTaskGP | None = None
@@ -116,7 +119,13 @@ class GPNASPredictor(Predictor):
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            fit_gpytorch_mll(mll, optimizer_kwargs={"options": {"maxiter": self.maxiter}})
+            # One attempt: botorch would otherwise refit up to 5 times when L-BFGS stops on maxiter.
+            fit_gpytorch_mll(
+                mll,
+                optimizer_kwargs={"options": {"maxiter": self.maxiter}},
+                max_attempts=1,
+                warning_handler=lambda _: True,
+            )
         model.eval()
         self._condition(model, X, z)
         if self.outlier_mad is not None and self.inducing is None and len(z) >= 8:
@@ -159,7 +168,7 @@ class GPNASPredictor(Predictor):
             else:
                 # DTC: Sigma = (K_mm + K_mn K_nm / noise)^-1; mean = K_*m Sigma K_mn r / noise.
                 rng = np.random.default_rng(self.seed + 1)
-                idx = torch.as_tensor(np.sort(rng.permutation(self.n_train)[: self.max_exact]))
+                idx = torch.as_tensor(np.sort(rng.permutation(self.n_train)[: self.n_inducing]))
                 Z = X[idx]
                 Kmm = kernel(Z, Z).to_dense()
                 Kmn = torch.cat(

@@ -162,28 +162,41 @@ class TransferPredictor(Predictor):
                 model.load_state_dict(shared.model.state_dict())
                 source._condition(model, X[rows], z)
                 self.sources.append(source)
-        target = _TargetGP(
-            self.space,
-            len(self.sources),
+        self._shared_kernel = shared.model.covar_module if shared is not None else None
+        return self._fit_target(X[target_rows], Y[target_rows, target_index])
+
+    def refit_target(self, subnets: Sequence[Subnet], y: torch.Tensor | Sequence[float]) -> Self:
+        """Refit only the target stage on new target values, keeping the fitted source GPs.
+
+        Cheap when a chip's measurements arrive one batch at a time: the related columns have
+        not changed, so their GPs are reused.
+
+        Args:
+            subnets: The subnets measured on the target.
+            y: Their values (shape ``n``, original units).
+        """
+        if not hasattr(self, "_shared_kernel"):
+            raise ValueError("refit_target needs a model fitted with fit_multi in this process")
+        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        if len(subnets) != y.numel() or y.numel() < 2:
+            raise ValueError(f"need >= 2 subnets with one value each, got {len(subnets)} and {y.numel()}")
+        return self._fit_target(self.encode(subnets), y)
+
+    def _fit_target(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+        options = dict(
             transform=self.transform_kind,
             kernel=self.kernel_name,
             outlier_mad=self.outlier_mad,
             seed=self.seed,
         )
-        if shared is not None:
-            assert shared.model is not None
-            target.frozen = shared.model.covar_module
-            target.fit_encoded(self._inputs(X[target_rows]), Y[target_rows, target_index])
+        if self._shared_kernel is not None:
+            target: GPNASPredictor = _TargetGP(self.space, len(self.sources), **options)
+            target.frozen = self._shared_kernel
+            target.fit_encoded(self._inputs(X), y)
         else:
-            target = GPNASPredictor(
-                self.space,
-                transform=self.transform_kind,
-                kernel=self.kernel_name,
-                outlier_mad=self.outlier_mad,
-                seed=self.seed,
-            ).fit_encoded(X[target_rows], Y[target_rows, target_index])
+            target = GPNASPredictor(self.space, **options).fit_encoded(X, y)
         self.target = target
-        self.n_train = int(target_rows.sum())
+        self.n_train = len(y)
         return self
 
     # ------------------------------------------------------------------ prediction

@@ -260,7 +260,7 @@ class CampaignCreate(BaseModel):
     device: Name = Field(description="The registered device (agent) that runs the jobs.")
     task: Name | None = Field(None, description="Score this task instead of timing the device.")
     n: Annotated[int, Field(ge=1, le=10_000)]
-    strategy: Name = "random"
+    strategy: Name = Field("random", description="A sampling strategy of predictors.list_strategies().")
     seed: Annotated[int, Field(ge=0, le=INT32)] | None = None
 
     @model_validator(mode="after")

@@ -129,7 +129,7 @@ class _Evolution:
     # -------------------------------------------------------------- bookkeeping
     def _new_only(self, codes: np.ndarray, depths: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """Drop rows already evaluated (or repeated within the batch); keep at most ``limit``."""
-        flat = codes.reshape(len(codes), -1).astype(np.int8)
+        flat = codes.reshape(len(codes), -1).astype(np.int16)
         keep = []
         for i, row in enumerate(flat):
             key = row.tobytes()

@@ -139,17 +139,17 @@ def test_concurrent_clients_with_retries_store_each_measurement_once(db_url: str
 
 
 def test_agent_dies_mid_job_and_another_completes_it(db_url: str, tmp_path: Path) -> None:
-    space = get_space("fbnet")
-    arch = space.format(space.sample(1, seed=1)[0])
     table = tmp_path / "latency.csv"
-    with table.open("w", newline="") as handle:
-        csv.writer(handle).writerows([["arch", "chip"], [arch, "4.25"]])
+    table.write_text("arch,chip\n")
     with server(db_url) as (url, _):
         _register(url, "chip", "table", {"path": str(table), "column": "chip"})
         campaign = httpx.post(
             f"{url}/v1/campaigns", json={"space": "fbnet", "device": "chip", "n": 1, "seed": 1}
         )
         assert campaign.status_code == 201
+        arch = httpx.get(f"{url}/v1/jobs").json()["jobs"][0]["arch"]
+        with table.open("a", newline="") as handle:
+            csv.writer(handle).writerow([arch, "4.25"])
         # Agent A: a process that leases the job with a 2 s lease, starts "measuring" and is killed.
         script = (
             "import httpx, sys, time; r = httpx.post(sys.argv[1] + '/v1/jobs/lease', "
@@ -188,6 +188,8 @@ def test_sigkill_during_ingest_keeps_every_acknowledged_measurement(db_url: str)
     acknowledged: list[str] = []
     attempted: list[list[str]] = []
     stop = threading.Event()
+    fbnet = get_space("fbnet")
+    archs = [fbnet.format(s) for s in fbnet.sample(500, seed=0)]
     with server(db_url, port) as (url, process):
         _register(url)
 
@@ -196,9 +198,15 @@ def test_sigkill_during_ingest_keeps_every_acknowledged_measurement(db_url: str)
                 for seed in range(1000 + 100 * c, 1000 + 100 * (c + 1)):
                     if stop.is_set():
                         return
-                    items = measurements(50, seed=seed)
-                    for item in items:
-                        item["id"] = f"{c}-{uuid.uuid4()}"
+                    items = [
+                        {
+                            "id": f"{c}-{uuid.uuid4()}",
+                            "space": "fbnet",
+                            "arch": archs[(seed + k) % len(archs)],
+                        }
+                        | {"device": "dev1", "metric": "latency_ms", "value": 1.0 + k}
+                        for k in range(50)
+                    ]
                     attempted.append([m["id"] for m in items])
                     try:
                         response = http.post("/v1/measurements", json={"measurements": items})

@@ -47,7 +47,13 @@ def _query(client: TestClient, budget: float, confidence: float = 0.9, task: str
     return client.post("/v1/query", json=body)
 
 
-def test_front_query_pareto_versions(client: TestClient, db_url: str) -> None:
+def test_front_query_pareto_versions(db_url: str) -> None:
+    # Ridge keeps this test fast; the background-worker test below fits the default GP.
+    with TestClient(create_app(make_settings(db_url, predictor="ridge"))) as client:
+        _front_query_pareto_versions(client, db_url)
+
+
+def _front_query_pareto_versions(client: TestClient, db_url: str) -> None:
     register(client)
     assert _query(client, 14.0).status_code == 404  # no data at all
     measured = set(_post_pairs(client, 30, seed=0))
@@ -86,20 +92,20 @@ def test_front_query_pareto_versions(client: TestClient, db_url: str) -> None:
     ]
     assert halves[0] + halves[1] == points[:4]
 
-    # A budget between the fastest and slowest predicted subnets.
-    budget = float(np.median(latencies))
+    # A budget that half of the front meets with 90 % confidence.
+    z = ndtri(0.9)
+    budget = float(np.median([p["latency_ms"] + z * p["latency_std"] for p in points]))
     answer = _query(client, budget, 0.9)
     assert answer.status_code == 200, answer.text
     chosen = answer.json()
     predicted = chosen["predicted"]
-    z = ndtri(0.9)
     assert predicted["latency_ms"] + z * predicted["latency_std"] <= budget + 1e-9
     assert predicted["p_feasible"] >= 0.9 - 1e-9
     assert chosen["config"]["depth"] == {"j": 10, "k": 11, "l": 12}[chosen["arch"][0]]
     feasible = [p["score"] for p in points if p["latency_ms"] + z * p["latency_std"] <= budget]
     assert predicted["score"] >= max(feasible) - 1e-9
     # The predictor was fitted on latency = FLOPs / 1e9: the chosen subnet's true latency is close.
-    assert abs(latency_of(chosen["arch"]) - predicted["latency_ms"]) < 0.05 * budget
+    assert abs(latency_of(chosen["arch"]) - predicted["latency_ms"]) < 0.1 * budget
     looser = _query(client, budget * 1.2, 0.9).json()["predicted"]
     assert looser["score"] >= predicted["score"]
 
@@ -121,10 +127,29 @@ def test_front_query_pareto_versions(client: TestClient, db_url: str) -> None:
     engine.dispose()
     # Nothing new: a refit does nothing.
     assert client.post("/v1/refit", json={}).json()["predictors"] == []
+    # Model-based campaigns use the newest fitted predictors and skip measured subnets.
+    body = {
+        "space": SPACE,
+        "device": "dev1",
+        "task": "market1501",
+        "n": 6,
+        "strategy": "max-variance",
+        "seed": 0,
+    }
+    assert client.post("/v1/campaigns", json=body).status_code == 201
+    # qlognehvi needs GP posteriors: with ridge predictors the reason comes back as a 422.
+    refused = client.post("/v1/campaigns", json={**body, "strategy": "qlognehvi"})
+    assert refused.status_code == 422 and "qlognehvi" in refused.json()["detail"][0]["msg"]
+    queued = [j["arch"] for j in client.get("/v1/jobs", params={"limit": 100}).json()["jobs"]]
+    assert len(set(queued)) == 6 and not set(queued) & measured
 
 
 def test_background_worker_refits_after_ingest(db_url: str) -> None:
-    settings = make_settings(db_url, refit_worker=True, refit_delay_s=0.2, refit_poll_s=0.5)
+    # The default GP predictor on SQLite; ridge on PostgreSQL to keep the suite fast.
+    predictor = "gpnas" if db_url.startswith("sqlite") else "ridge"
+    settings = make_settings(
+        db_url, predictor=predictor, refit_worker=True, refit_delay_s=0.2, refit_poll_s=0.5
+    )
     with TestClient(create_app(settings)) as client:
         register(client)
         _post_pairs(client, 12, seed=2)

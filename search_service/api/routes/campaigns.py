@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, status
 from sqlalchemy.orm import Session
 
+from predictors import Predictor, create_strategy, list_strategies
 from supernet import get_space
 
 from ... import repositories as repo
@@ -14,8 +15,6 @@ from ...schemas import INT32, CampaignCreate, CampaignPublic
 from ..deps import PrincipalDep, SessionDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
-
-STRATEGIES = ("random",)
 
 
 def _public(session: Session, campaign: Campaign) -> CampaignPublic:
@@ -33,8 +32,32 @@ def _public(session: Session, campaign: Campaign) -> CampaignPublic:
     )
 
 
-def choose_random(session: Session, body: CampaignCreate) -> list[str]:
-    """``n`` uniformly drawn subnets not yet measured for this target nor already queued."""
+def _predictors(session: Session, body: CampaignCreate) -> Predictor | tuple[Predictor, Predictor] | None:
+    """The newest fitted predictors the strategy uses (None before any fit: a cold start).
+
+    ``qlognehvi`` improves the (score of ``task``, latency on ``device``) front and needs both;
+    the other model-based strategies use the predictor of what the campaign measures.
+    """
+    space = get_space(body.space)
+
+    def load(metric: str, target: str | None) -> Predictor | None:
+        row = repo.latest_predictor(session, body.space, metric, target) if target else None
+        return None if row is None else Predictor.from_bytes(row.blob, space)
+
+    if body.strategy == "random":
+        return None
+    if body.strategy == "qlognehvi":
+        score, latency = load("score", body.task), load("latency_ms", body.device)
+        return None if score is None or latency is None else (score, latency)
+    return load("score", body.task) if body.task is not None else load("latency_ms", body.device)
+
+
+def choose(session: Session, body: CampaignCreate) -> list[str]:
+    """``n`` subnets picked by the campaign's strategy among those neither measured nor queued."""
+    if body.strategy not in list_strategies():
+        raise InvalidError(
+            f"unknown strategy {body.strategy!r}; known: {', '.join(list_strategies())}", ["body", "strategy"]
+        )
     space = get_space(body.space)
     metric, target = ("score", body.task) if body.task is not None else ("latency_ms", body.device)
     taken = repo.measured_archs(session, body.space, metric, target) | repo.pending_archs(
@@ -46,8 +69,13 @@ def choose_random(session: Session, body: CampaignCreate) -> list[str]:
             "nor queued",
             ["body", "n"],
         )
-    drawn = [space.format(s) for s in space.sample(min(space.cardinality, body.n + len(taken)), body.seed)]
-    return [a for a in drawn if a not in taken][: body.n]
+    try:
+        picks = create_strategy(body.strategy).select(
+            space, _predictors(session, body), space.parse_many(sorted(taken)), body.n, seed=body.seed
+        )
+    except ValueError as error:
+        raise InvalidError(str(error), ["body", "strategy"]) from None
+    return [space.format(s) for s in picks]
 
 
 @router.post("", response_model=CampaignPublic, status_code=status.HTTP_201_CREATED)
@@ -61,11 +89,7 @@ def create_campaign(
     """
     principal.require_admin("create campaigns")
     repo.get_device(session, body.device)
-    if body.strategy not in STRATEGIES:
-        raise InvalidError(
-            f"unknown strategy {body.strategy!r}; known: {', '.join(STRATEGIES)}", ["body", "strategy"]
-        )
-    archs = choose_random(session, body)
+    archs = choose(session, body)
     campaign = repo.create_campaign(
         session, body.space, body.device, body.task, body.strategy, body.seed, archs
     )
