@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal, Self
 
+import numpy as np
 import torch
 
 from supernet import SearchSpace, Subnet, get_space
@@ -78,6 +79,13 @@ def default_transform(metric: str, transform: str | None) -> str:
     raise ValueError(f"unknown metric {metric!r}; expected latency_ms or score")
 
 
+def as_vector(y: torch.Tensor | Sequence[float] | np.ndarray) -> torch.Tensor:
+    """``y`` as a float64 tensor of shape ``n`` (copies read-only arrays, e.g. from pandas)."""
+    if isinstance(y, torch.Tensor):
+        return y.to(torch.float64).reshape(-1)
+    return torch.tensor(np.asarray(y, dtype=np.float64)).reshape(-1)
+
+
 class Predictor(ABC):
     """Predicts a per-subnet quantity (a latency or a score) with an uncertainty.
 
@@ -105,7 +113,7 @@ class Predictor(ABC):
 
     def fit(self, subnets: Sequence[Subnet], y: torch.Tensor | Sequence[float]) -> Self:
         """Fit on measured ``subnets`` and their values ``y`` (shape ``n``, original units)."""
-        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        y = as_vector(y)
         if len(subnets) != y.numel():
             raise ValueError(f"got {len(subnets)} subnets but {y.numel()} target values")
         if len(subnets) < 2:

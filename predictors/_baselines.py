@@ -153,6 +153,7 @@ class GBTPredictor(Predictor):
     def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
         from sklearn.model_selection import KFold
 
+        self._X, self._y = X, y
         z = self.output.fit_transform(y).numpy()
         Xn = X.numpy()
         resid = []
@@ -174,14 +175,8 @@ class GBTPredictor(Predictor):
         # keeps the bytes loadable with torch.load(weights_only=True).
         return {"output": self.output.state(), "X": self._X, "y": self._y}
 
-    def fit(self, subnets: list[Subnet], y: torch.Tensor | list[float]) -> Self:
-        self._X = self.encode(subnets)
-        self._y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
-        return super().fit(subnets, self._y)
-
     def _load_state(self, state: dict[str, Any]) -> None:
-        self._X, self._y = state["X"], state["y"]
-        self.fit_encoded(self._X, self._y)
+        self.fit_encoded(state["X"], state["y"])
 
 
 @register_predictor("gpnas-closed-form")

@@ -30,7 +30,7 @@ from gpytorch.priors import GammaPrior
 
 from supernet import SearchSpace, Subnet
 
-from ._base import Predictor, default_transform, register_predictor
+from ._base import Predictor, as_vector, default_transform, register_predictor
 from ._gp import GPNASPredictor
 from ._transforms import OutputTransform
 
@@ -177,7 +177,7 @@ class TransferPredictor(Predictor):
         """
         if not hasattr(self, "_shared_kernel"):
             raise ValueError("refit_target needs a model fitted with fit_multi in this process")
-        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        y = as_vector(y)
         if len(subnets) != y.numel() or y.numel() < 2:
             raise ValueError(f"need >= 2 subnets with one value each, got {len(subnets)} and {y.numel()}")
         return self._fit_target(self.encode(subnets), y)

@@ -217,21 +217,20 @@ class DeviceAgent:
         beat = threading.Thread(target=self._heartbeat, args=(job, done), daemon=True)
         beat.start()
         try:
-            try:
-                profiler = self.profiler_for(job["space"])
-            except ProfilerUnavailableError as error:
-                # This machine lacks the device's hardware: hand the job back and stop, rather
-                # than drain the queue by failing every job.
-                done.set()
-                beat.join()
-                self._fail(job, f"ProfilerUnavailableError: {error}")
-                raise AgentError(f"device {self.device!r} cannot be measured here: {error}") from None
+            profiler = self.profiler_for(job["space"])
             if profiler.metric != job["metric"]:
                 raise ValueError(
                     f"job wants {job['metric']!r} but profiler {profiler.name!r} measures {profiler.metric!r}"
                 )
             result = profiler.profile(job["arch"], job.get("task"))
-        except Exception as error:  # any profiler failure is the job's, not the agent's
+        except ProfilerUnavailableError as error:
+            # This machine lacks the device's hardware: hand the job back and stop, rather than
+            # drain the queue by failing every job.
+            done.set()
+            beat.join()
+            self._fail(job, f"ProfilerUnavailableError: {error}")
+            raise AgentError(f"device {self.device!r} cannot be measured here: {error}") from None
+        except Exception as error:  # any other profiler failure is the job's, not the agent's
             done.set()
             beat.join()
             self._fail(job, f"{type(error).__name__}: {error}")

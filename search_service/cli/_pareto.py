@@ -134,6 +134,8 @@ def plot_front(points: list[dict[str, Any]], path: Path, title: str) -> None:
                 yerr=[p["score_std"] for p in sel],
                 fmt="o",
                 color="C0",
+                ecolor=(0.12, 0.47, 0.71, 0.35),  # faint bars keep the front itself readable
+                elinewidth=0.8,
                 capsize=2,
                 markersize=5,
                 zorder=2,

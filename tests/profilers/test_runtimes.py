@@ -82,3 +82,12 @@ def test_torch_cuda_vit_base_half_precision_is_faster():
     fp32 = create_profiler("torch-cuda", space, dtype="fp32", batch_size=32).measure(arch)
     fp16 = create_profiler("torch-cuda", space, dtype="fp16", batch_size=32).measure(arch)
     assert fp16.value < fp32.value
+
+
+@pytest.mark.parametrize("name", ["torch-cpu", "onnxruntime-cpu"])
+def test_cpu_clock_times_the_single_compute_thread(tiny_track2, name):
+    small = _extremes(tiny_track2)[1]
+    result = create_profiler(name, tiny_track2, clock="cpu", threads=1, **FAST).measure(small)
+    assert result.environment["clock"] == "cpu" and result.value > 0
+    with pytest.raises(ValueError, match="setting 'clock' of profiler .*'cpu' needs threads=1"):
+        create_profiler(name, tiny_track2, clock="cpu", threads=2)
