@@ -200,6 +200,8 @@ def main() -> None:
         budgets = list(np.linspace(min(latencies) * 1.05, max(latencies), 17))
 
         asyncio.run(query_load(port, args.clients, args.warmup, budgets))
+        # The machine may be shared: record how busy it was when the measured run started.
+        load_before = os.getloadavg()[0]
         samples, errors = asyncio.run(query_load(port, args.clients, args.seconds, budgets))
         ms = np.array(samples) * 1000
         result = {
@@ -219,6 +221,7 @@ def main() -> None:
             "p50_ms": round(float(np.percentile(ms, 50)), 1),
             "p99_ms": round(float(np.percentile(ms, 99)), 1),
             "cpus": os.cpu_count(),
+            "load_avg_1m_before": round(load_before, 1),
             "machine": platform.processor() or platform.machine(),
         }
         print(json.dumps(result))

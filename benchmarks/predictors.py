@@ -389,12 +389,14 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
         for name in sections:
             start = time.perf_counter()
-            if name in ("scale", "cli"):
-                text = section_scale(data) if name == "scale" else section_cli(data)
+            if name == "scale":
+                text = section_scale(data)
+            elif name == "cli":
+                text = section_cli(data)
+            elif name == "efficiency":
+                text = section_efficiency(data, pool, args.folds)
             else:
-                text = {"ufo": section_ufo, "efficiency": section_efficiency, "latency": section_latency}[
-                    name
-                ](data, pool)
+                text = {"ufo": section_ufo, "latency": section_latency}[name](data, pool)
             text += f"\n\n(section took {time.perf_counter() - start:.0f} s with --jobs {args.jobs})\n"
             print(text, flush=True)
             parts.append(text)

@@ -182,17 +182,22 @@ class TransferPredictor(Predictor):
             raise ValueError(f"need >= 2 subnets with one value each, got {len(subnets)} and {y.numel()}")
         return self._fit_target(self.encode(subnets), y)
 
+    def _target_options(self) -> dict[str, Any]:
+        # Few target points: drop gross outliers and recalibrate the std by leave-one-out.
+        return {
+            "transform": self.transform_kind,
+            "kernel": self.kernel_name,
+            "outlier_mad": self.outlier_mad,
+            "loo_calibrate": True,
+            "seed": self.seed,
+        }
+
     def _fit_target(self, X: torch.Tensor, y: torch.Tensor) -> Self:
-        options = dict(
-            transform=self.transform_kind,
-            kernel=self.kernel_name,
-            outlier_mad=self.outlier_mad,
-            seed=self.seed,
-        )
+        options = self._target_options()
         if self._shared_kernel is not None:
             target: GPNASPredictor = _TargetGP(self.space, len(self.sources), **options)
             target.frozen = self._shared_kernel
-            target.fit_encoded(self._inputs(X), y)
+            target.fit_encoded(torch.cat([X, self._training_embedding(X)], dim=1), y)
         else:
             target = GPNASPredictor(self.space, **options).fit_encoded(X, y)
         self.target = target
@@ -205,6 +210,27 @@ class TransferPredictor(Predictor):
         if not self.sources:
             return X.new_zeros(len(X), 0)
         return torch.stack([source.predict_latent(X)[0] for source in self.sources], dim=1)
+
+    def _training_embedding(self, X: torch.Tensor) -> torch.Tensor:
+        """Source embedding for the target's training rows, ``n x S``.
+
+        Where a row was measured on a source, that source's leave-one-out mean is used instead of
+        its posterior mean: at a measured row the posterior mean nearly equals the measurement,
+        while a query gets a genuine prediction. Training on the leave-one-out values gives the
+        target GP features as noisy as those it will see at prediction time, so it neither
+        over-trusts them nor reports too small a std.
+        """
+        columns = []
+        for source in self.sources:
+            values = source.predict_latent(X)[0]
+            loo = source.loo_latent_mean()
+            index = {tuple(row.tolist()): i for i, row in enumerate(source.X)}
+            for r, row in enumerate(X):
+                i = index.get(tuple(row.tolist()))
+                if i is not None:
+                    values[r] = loo[i]
+            columns.append(values)
+        return torch.stack(columns, dim=1)
 
     def _inputs(self, X: torch.Tensor) -> torch.Tensor:
         return torch.cat([X, self.source_embedding(X)], dim=1) if self.sources else X
@@ -250,18 +276,11 @@ class TransferPredictor(Predictor):
             source = self._gp()
             source._load_state(source_state)
             self.sources.append(source)
+        options = self._target_options()
         if self.sources:
-            target: GPNASPredictor = _TargetGP(
-                self.space,
-                len(self.sources),
-                transform=self.transform_kind,
-                kernel=self.kernel_name,
-                seed=self.seed,
-            )
+            target: GPNASPredictor = _TargetGP(self.space, len(self.sources), **options)
         else:
-            target = GPNASPredictor(
-                self.space, transform=self.transform_kind, kernel=self.kernel_name, seed=self.seed
-            )
+            target = GPNASPredictor(self.space, **options)
         target._load_state(state["target"])
         self.target = target
         self.n_train = state["n_train"]

@@ -29,8 +29,6 @@ from ._registry import create_profiler
 
 logger = logging.getLogger("gpnas.agent")
 
-_RETRY_STATUS = {429, 502, 503, 504}
-
 
 class AgentError(RuntimeError):
     """The agent cannot go on: bad token, unknown device, or the server stayed unreachable."""
@@ -69,8 +67,8 @@ class DeviceAgent:
         exit_when_idle: Stop as soon as the queue has no job for this device.
         lease_seconds: Lease length asked for; heartbeats are sent every third of it.
         poll_interval: Seconds between lease attempts while the queue is empty.
-        max_retries: Attempts per request on network errors and 429/502/503/504 before giving up
-            with :class:`AgentError`.
+        max_retries: Retries per request on network errors, 429 and 5xx answers before giving up
+            with :class:`AgentError` (every endpoint is safe to repeat: results are idempotent).
         backoff: First retry delay in seconds; doubled per attempt (with jitter) up to
             ``max_backoff``.
         client: HTTP client to use (e.g. a test's); by default an ``httpx.Client`` on ``server``.
@@ -116,13 +114,13 @@ class DeviceAgent:
 
     # ------------------------------------------------------------------ HTTP with retries
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-        """Send one request, retrying network errors and 429/5xx-gateway answers with backoff.
+        """Send one request, retrying network errors, 429 and 5xx answers with backoff.
 
         Returns:
-            The response, whose status is < 400 or a 4xx other than 401/403.
+            The response, whose status is < 400 or a 4xx other than 401/403 and 429.
 
         Raises:
-            AgentError: On 401/403, a 500, or when every retry failed.
+            AgentError: On 401/403, or when every retry failed.
         """
         last = ""
         for attempt in range(self.max_retries + 1):
@@ -133,13 +131,12 @@ class DeviceAgent:
             else:
                 if response.status_code in (401, 403):
                     raise AgentError(
-                        f"{method} {path}: the server rejected the token ({response.status_code})"
+                        f"{method} {path}: the server rejected the token "
+                        f"({response.status_code}: {response.text[:200]})"
                     )
-                if response.status_code not in _RETRY_STATUS and response.status_code < 500:
+                if response.status_code < 500 and response.status_code != 429:
                     return response
                 last = f"HTTP {response.status_code}: {response.text[:200]}"
-                if response.status_code not in _RETRY_STATUS:
-                    raise AgentError(f"{method} {path} failed: {last}")
             if attempt < self.max_retries:
                 delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
                 logger.warning("%s %s failed (%s); retry %d in %.1fs", method, path, last, attempt + 1, delay)

@@ -306,29 +306,29 @@ def lease_job(session: Session, device: str, lease_seconds: int, max_attempts: i
     now = utcnow()
     available = or_(Job.status == "queued", and_(Job.status == "leased", Job.lease_expires_at < now))
     while True:
-        stmt = select(Job).where(Job.device == device, available).order_by(Job.id).limit(16)
+        # One row at a time: locking more would hide them from concurrent leasers (SKIP LOCKED).
+        stmt = select(Job).where(Job.device == device, available).order_by(Job.id).limit(1)
         if session.get_bind().dialect.name == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True)
-        candidates = list(session.scalars(stmt))
-        if not candidates:
+        job = session.scalars(stmt).first()
+        if job is None:
             return None
-        for job in candidates:
-            if job.status == "leased" and job.attempts >= max_attempts:
-                job.status = "failed"
-                job.last_error = (
-                    f"lease expired on attempt {job.attempts} of {max_attempts}; last error: {job.last_error}"
-                )
-                job.lease_token = None
-                job.updated_at = now
-                continue
-            job.status = "leased"
-            job.attempts += 1
-            job.lease_token = secrets.token_urlsafe(24)
-            job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+        if job.status == "leased" and job.attempts >= max_attempts:
+            job.status = "failed"
+            job.last_error = (
+                f"lease expired after attempt {job.attempts} of {max_attempts}; last error: {job.last_error}"
+            )
+            job.lease_token = None
             job.updated_at = now
             session.flush()
-            return job
+            continue
+        job.status = "leased"
+        job.attempts += 1
+        job.lease_token = secrets.token_urlsafe(24)
+        job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
+        job.updated_at = now
         session.flush()
+        return job
 
 
 def heartbeat(session: Session, job_id: int, token: str, lease_seconds: int) -> Job:

@@ -267,9 +267,11 @@ class SearchSpace:
         Raises:
             ValueError: If a resulting subnet is not in the space (bad depth or index).
         """
+        # tolist() first: converting numpy scalars one by one dominates evolutionary search time.
+        rows, depth_list = np.asarray(codes).tolist(), np.asarray(depths).tolist()
         subs = [
-            Subnet(self.name, int(d), tuple(tuple(int(v) for v in layer) for layer in row[: int(d)]))
-            for row, d in zip(codes, depths, strict=True)
+            Subnet(self.name, d, tuple(tuple(layer) for layer in row[:d]))
+            for row, d in zip(rows, depth_list, strict=True)
         ]
         return [self.validate(sub) for sub in subs]
 

@@ -157,3 +157,14 @@ def test_concurrent_leasers_never_share_a_job(client: TestClient) -> None:
     for t in threads:
         t.join()
     assert len(leased) == 40 and len(set(leased)) == 40
+
+
+def test_lease_expiring_on_the_last_attempt_fails_the_job(db_url: str) -> None:
+    with TestClient(create_app(make_settings(db_url, max_job_attempts=1))) as client:
+        register(client)
+        _campaign(client, 1)
+        job = client.post("/v1/jobs/lease", json={"device": "dev1", "lease_seconds": 1}).json()["job"]
+        time.sleep(1.2)
+        assert client.post("/v1/jobs/lease", json={"device": "dev1"}).json() == {"job": None}
+        failed = client.get(f"/v1/jobs/{job['id']}").json()
+        assert failed["status"] == "failed" and "lease expired" in failed["last_error"]
