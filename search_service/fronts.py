@@ -41,19 +41,39 @@ class FrontCache:
         self._latest: dict[tuple[str, str, str], tuple[tuple[int, int] | None, float]] = {}
         self._fronts: OrderedDict[int, LoadedFront] = OrderedDict()
         self._lock = threading.Lock()
+        self._refreshing: set[tuple[str, str, str]] = set()
 
     def peek(self, space: str, task: str, device: str) -> LoadedFront | None:
-        """The cached newest front if its lookup is fresh and it is decoded, else None (no I/O)."""
+        """The cached front without I/O, or None when the caller must call :meth:`get`.
+
+        When the lookup has gone stale, only the first caller gets None (and refreshes it through
+        :meth:`get`); the others keep getting the cached front meanwhile, so a burst of queries
+        does not turn into a burst of database reads each time the lookup expires.
+        """
         key = (space, task, device)
         with self._lock:
             cached = self._latest.get(key)
-            if cached is None or cached[0] is None or time.monotonic() - cached[1] > self.ttl_s:
+            if cached is None or cached[0] is None:
                 return None
-            return self._fronts.get(cached[0][0])
+            loaded = self._fronts.get(cached[0][0])
+            if loaded is None:
+                return None
+            if time.monotonic() - cached[1] > self.ttl_s and key not in self._refreshing:
+                self._refreshing.add(key)
+                return None
+            return loaded
 
     def get(self, session: Session, space: str, task: str, device: str) -> LoadedFront | None:
         """The newest front of (space, task, device), or None when none is stored."""
         key = (space, task, device)
+        try:
+            return self._get(session, key)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _get(self, session: Session, key: tuple[str, str, str]) -> LoadedFront | None:
+        space, task, device = key
         now = time.monotonic()
         with self._lock:
             cached = self._latest.get(key)

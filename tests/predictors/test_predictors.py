@@ -137,9 +137,12 @@ def test_transfer_beats_single_task_on_new_device(nb201):
     tau_single = kendalltau(single.predict(subs[1000:])[0].numpy(), truth)[0]
     assert tau_transfer > 0.75
     assert tau_transfer > tau_single + 0.1
+    mean, std = transfer.predict(subs[1000:])
+    inside2 = float(np.mean(np.abs(mean.numpy() - truth) / std.numpy() <= 2))
+    assert 0.8 <= inside2 <= 1.0  # leave-one-out recalibration keeps the few-shot std honest
     restored = Predictor.from_bytes(transfer.to_bytes())
     assert torch.equal(restored.predict(subs[1000:])[0], transfer.predict(subs[1000:])[0])
+    lonely = Y.clone()
+    lonely[1:, target] = float("nan")
     with pytest.raises(ValueError, match="at least 2 values"):
-        lonely = Y.clone()
-        lonely[1:, target] = float("nan")
         TransferPredictor(space).fit_multi(subs[:400], lonely, target)
