@@ -73,6 +73,8 @@ class TransferPredictor(Predictor):
         source_fit: Most consensus rows used to fit the shared source hyperparameters.
         min_source_values: Related columns with fewer values are ignored.
         outlier_mad: Robust outlier rule for the few target values (see :class:`GPNASPredictor`).
+        loo_embedding: Train the target on leave-one-out source means at measured rows (see
+            :meth:`_training_embedding`); if false, on the posterior means.
         seed: Seeds subsets.
     """
 
@@ -87,6 +89,7 @@ class TransferPredictor(Predictor):
         source_fit: int = 300,
         min_source_values: int = 5,
         outlier_mad: float | None = 6.0,
+        loo_embedding: bool = True,
         seed: int = 0,
     ) -> None:
         super().__init__(
@@ -97,9 +100,11 @@ class TransferPredictor(Predictor):
             source_fit=source_fit,
             min_source_values=min_source_values,
             outlier_mad=outlier_mad,
+            loo_embedding=loo_embedding,
             seed=seed,
         )
         self.outlier_mad = outlier_mad
+        self.loo_embedding = loo_embedding
         self.transform_kind = default_transform(metric, transform)
         self.kernel_name, self.source_fit = kernel, source_fit
         self.min_source_values, self.seed = min_source_values, seed
@@ -197,7 +202,8 @@ class TransferPredictor(Predictor):
         if self._shared_kernel is not None:
             target: GPNASPredictor = _TargetGP(self.space, len(self.sources), **options)
             target.frozen = self._shared_kernel
-            target.fit_encoded(torch.cat([X, self._training_embedding(X)], dim=1), y)
+            embedding = self._training_embedding(X) if self.loo_embedding else self.source_embedding(X)
+            target.fit_encoded(torch.cat([X, embedding], dim=1), y)
         else:
             target = GPNASPredictor(self.space, **options).fit_encoded(X, y)
         self.target = target
