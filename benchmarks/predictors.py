@@ -326,9 +326,14 @@ def section_scale(data: Path) -> str:
         predict_s = time.perf_counter() - start
         mean, _ = predictor.predict([subs[i] for i in held])
         rho = spearmanr(mean.numpy(), df.loc[held, device])[0]
+        posterior = (
+            f"DTC posterior on {predictor.n_inducing} inducing points"
+            if predictor.inducing is not None
+            else "exact posterior"
+        )
         lines.append(
-            f"| {space_name} | gpnas (exact, {predictor.n_train} points; hyperparameters on "
-            f"{predictor.max_fit}) | {fit_s:.1f} | {encode_s:.1f} | {predict_s:.1f} | {rho:.3f} |"
+            f"| {space_name} | gpnas, {predictor.n_train} points: hyperparameters on {predictor.max_fit}, "
+            f"{posterior} | {fit_s:.1f} | {encode_s:.1f} | {predict_s:.1f} | {rho:.3f} |"
         )
     return "\n".join(lines)
 

@@ -190,6 +190,9 @@ class GPNASPredictor(Predictor):
                 L = _cholesky(K)
                 self.L = L
                 self.alpha = torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
+                # Variance of a query is prior - k^T K^-1 k: one matmul per block with K^-1 cached
+                # runs several times faster than a triangular solve of the same size.
+                self.var_matrix = torch.cholesky_inverse(L)
             else:
                 # DTC: Sigma = (K_mm + K_mn K_nm / noise)^-1; mean = K_*m Sigma K_mn r / noise.
                 rng = np.random.default_rng(self.seed + 1)
@@ -204,6 +207,8 @@ class GPNASPredictor(Predictor):
                 La = _cholesky(A)
                 self.inducing, self.Lmm, self.La = Z, Lmm, La
                 self.alpha = torch.cholesky_solve((Kmn @ r / noise).unsqueeze(-1), La).squeeze(-1)
+                # DTC variance: prior - k^T (K_mm^-1 - A^-1) k, with the middle matrix cached.
+                self.var_matrix = torch.cholesky_inverse(Lmm) - torch.cholesky_inverse(La)
 
     # ------------------------------------------------------------------ prediction
     def predict_latent(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,17 +225,9 @@ class GPNASPredictor(Predictor):
             for i in range(0, len(X), _BLOCK):
                 Xq = X[i : i + _BLOCK]
                 prior = kernel(Xq, diag=True)
-                if self.inducing is None:
-                    Ks = kernel(Xq, self.X).to_dense()
-                    means.append(Ks @ self.alpha)
-                    V = torch.linalg.solve_triangular(self.L, Ks.T, upper=False)
-                    variances.append(prior - (V**2).sum(0))
-                else:
-                    Ks = kernel(Xq, self.inducing).to_dense()
-                    means.append(Ks @ self.alpha)
-                    Vm = torch.linalg.solve_triangular(self.Lmm, Ks.T, upper=False)
-                    Va = torch.linalg.solve_triangular(self.La, Ks.T, upper=False)
-                    variances.append(prior - (Vm**2).sum(0) + (Va**2).sum(0))
+                Ks = kernel(Xq, self.X if self.inducing is None else self.inducing).to_dense()
+                means.append(Ks @ self.alpha)
+                variances.append(prior - ((Ks @ self.var_matrix) * Ks).sum(1))
         mean = torch.cat(means) + self.const
         var = torch.cat(variances).clamp_min(1e-12)
         if self.observation_noise:

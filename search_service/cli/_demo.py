@@ -1,7 +1,143 @@
-"""Placeholder: the owner of this module fills in its commands."""
+"""``gpnas demo``: the whole GP-NAS loop on this machine, on the embedded SQLite default.
+
+Registers this CPU as a device, loads the shipped UFO track-2 task scores, measures a few sampled
+ufo-track2 subnets live, fits the predictors, computes the Pareto fronts and serves them. Every
+step is idempotent, so a second run reuses what is stored and only tops up what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from importlib import resources
 
 import typer
 
+SPACE = "ufo-track2"
+DEVICE = "local-cpu"
+# A fixed namespace makes the score ids deterministic: re-running the demo inserts nothing twice.
+_IDS = uuid.UUID("5d4f5d0e-7a43-4c39-9f0a-2f9b7c0e6a11")
+
+
+def _shipped_scores() -> list[tuple[str, str, float]]:
+    """(arch, task, rank) rows of the shipped copy of ufo_track2/train.json."""
+    text = resources.files("search_service").joinpath("demo_data/ufo_track2_train.json").read_text()
+    rows = []
+    for record in json.loads(text).values():
+        for key, value in record.items():
+            if key.endswith("_rank"):
+                rows.append((record["arch"], key.removesuffix("_rank"), float(value)))
+    return rows
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    @app.command("demo")
+    def _demo(
+        samples: int = typer.Option(30, min=3, help="ufo-track2 subnets to measure on this CPU."),
+        threads: int = typer.Option(0, min=0, help="torch threads for profiling (0: all cores)."),
+        seed: int = typer.Option(0, help="Seed of the sampled subnets."),
+        host: str = typer.Option("127.0.0.1", help="Interface to serve on."),
+        port: int = typer.Option(8000, help="TCP port to serve on."),
+        serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the server at the end."),
+    ) -> None:
+        """Profile, fit, search and serve: end to end on GPNAS_DATABASE_URL (default ./gpnas.db)."""
+        from tqdm import tqdm
+
+        from profilers import create_profiler
+        from search_service import Settings, create_app
+        from search_service import repositories as repo
+        from search_service.core import make_engine, make_sessionmaker, upgrade
+        from search_service.refit import Refitter
+        from search_service.schemas import DeviceCreate, MeasurementCreate
+        from supernet import get_space
+
+        started = time.monotonic()
+        settings = Settings()
+        space = get_space(SPACE)
+        typer.echo(f"[1/5] database {settings.database_url}: migrating")
+        upgrade(settings.database_url)
+        engine = make_engine(settings.database_url)
+        reads, writes = make_sessionmaker(engine), make_sessionmaker(engine, write=True)
+
+        profiler_settings = {"batch_size": 1, "threads": threads or os.cpu_count() or 1}
+        with writes() as session:
+            if DEVICE not in {d.name for d in repo.list_devices(session)}:
+                repo.create_device(
+                    session, DeviceCreate(name=DEVICE, profiler="torch-cpu", settings=profiler_settings)
+                )
+            else:
+                profiler_settings = repo.get_device(session, DEVICE).settings
+            scores = [
+                MeasurementCreate(
+                    id=str(uuid.uuid5(_IDS, f"{arch}/{task}")), space=SPACE, arch=arch, task=task,
+                    metric="score", value=rank, profiler="table-score", profiler_version="ufo_track2",
+                )
+                for arch, task, rank in _shipped_scores()
+            ]
+            inserted, duplicate, _ = repo.insert_measurements(session, scores)
+            session.commit()
+        typer.echo(
+            f"[2/5] device {DEVICE!r} (torch-cpu, {profiler_settings}); UFO task scores: "
+            f"{inserted} new, {duplicate} already stored"
+        )
+
+        with reads() as session:
+            measured = repo.measured_archs(session, SPACE, "latency_ms", DEVICE)
+        todo = [s for s in space.sample(samples, seed=seed) if space.format(s) not in measured]
+        typer.echo(f"[3/5] measuring {len(todo)} subnets on this CPU ({samples - len(todo)} already measured)")
+        if todo:
+            profiler = create_profiler("torch-cpu", space, **profiler_settings)
+            try:
+                for sub in tqdm(todo, unit="subnet", dynamic_ncols=True):
+                    result = profiler.measure(sub)
+                    arch = space.format(sub)
+                    with writes() as session:
+                        repo.insert_measurements(session, [MeasurementCreate(
+                            id=str(uuid.uuid4()), space=SPACE, arch=arch, device=DEVICE,
+                            metric="latency_ms", value=result.value, std=result.std, repeats=result.repeats,
+                            profiler=profiler.name, profiler_version=profiler.version,
+                            environment={k: v for k, v in result.environment.items() if k != "samples_ms"},
+                        )])
+                        session.commit()
+            finally:
+                profiler.close()
+
+        typer.echo("[4/5] fitting predictors and computing Pareto fronts (one per task x device)")
+        report = Refitter(reads, writes, settings).refit(SPACE)
+        for line in report.errors:
+            typer.echo(f"  warning: {line}", err=True)
+        typer.echo(f"  {len(report.predictors)} predictors and {len(report.fronts)} fronts updated")
+        with writes() as session:
+            token = repo.create_token(session)
+            session.commit()
+        engine.dispose()
+
+        base = f"http://{host}:{port}"
+        body = json.dumps({"space": SPACE, "task": "market1501", "device": DEVICE,
+                           "latency_budget_ms": _median_latency(settings.database_url), "confidence": 0.9})
+        typer.echo(f"[5/5] ready after {time.monotonic() - started:.0f} s")
+        typer.echo(f"  web page:  {base}/\n  API docs:  {base}/docs\n  front:     "
+                   f"{base}/v1/pareto?space={SPACE}&task=market1501&device={DEVICE}")
+        typer.echo(f"  query:     curl -s -X POST {base}/v1/query -H 'Content-Type: application/json' -d '{body}'")
+        typer.echo(f"  write token (for POST /v1/measurements, /v1/devices, ...): {token}")
+        if serve:
+            import uvicorn
+
+            uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def _median_latency(url: str) -> float:
+    """A budget for the example query: the median measured latency, rounded up."""
+    from search_service import repositories as repo
+    from search_service.core import make_engine, make_sessionmaker
+
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            _, values, _ = repo.training_data(session, SPACE, "latency_ms", DEVICE)
+    finally:
+        engine.dispose()
+    values = sorted(values)
+    return float(int(values[len(values) // 2]) + 1) if values else 100.0
