@@ -335,6 +335,7 @@ def section_scale(data: Path) -> str:
             f"| {space_name} | gpnas, {predictor.n_train} points: hyperparameters on {predictor.max_fit}, "
             f"{posterior} | {fit_s:.1f} | {encode_s:.1f} | {predict_s:.1f} | {rho:.3f} |"
         )
+    lines += ["", f"1-min load average {os.getloadavg()[0]:.1f} at the end (2-core machine, shared CPU)."]
     return "\n".join(lines)
 
 

@@ -18,7 +18,10 @@ async function getJSON(url) {
   return body;
 }
 
-function setStatus(text) { $("status").textContent = text; }
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
 
 function fillSelect(select, values, preferred) {
   const previous = preferred ?? select.value;
@@ -52,11 +55,11 @@ async function loadFront() {
       const query = new URLSearchParams({ space, task, device, offset, limit: 500 });
       const page = await getJSON(`/v1/pareto?${query}`);
       state.points.push(...page.points);
-      if (!page.next_offset) break;
-      offset = page.next_offset;
+      offset += page.points.length;
+      if (!page.points.length || offset >= page.total) break;
     }
   } catch (error) {
-    setStatus(`No front for this choice: ${error.message}`);
+    setStatus(`No front for this choice: ${error.message}`, true);
     $("budget").disabled = true;
     return;
   }
@@ -65,6 +68,7 @@ async function loadFront() {
   const slider = $("budget");
   slider.min = Math.min(...latencies) * 0.9;
   slider.max = Math.max(...latencies) * 1.1;
+  slider.step = (slider.max - slider.min) / 200; // keyboard and drag move in 0.5% steps
   slider.value = slider.max;
   slider.disabled = false;
   drawPlot();
@@ -190,4 +194,4 @@ $("device").addEventListener("change", loadFront);
 $("confidence").addEventListener("change", scheduleQuery);
 $("budget").addEventListener("input", () => { drawPlot($("chosen-arch").textContent); scheduleQuery(); });
 
-loadChoices().then(loadFront).catch((error) => setStatus(`Could not load: ${error.message}`));
+loadChoices().then(loadFront).catch((error) => setStatus(`Could not load: ${error.message}`, true));
