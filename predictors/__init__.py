@@ -1,6 +1,32 @@
-"""GP-NAS predictors (gpytorch / botorch), baselines, transfer across chips and tasks, active sampling."""
+"""GP-NAS predictors (gpytorch / botorch), baselines, transfer across chips and tasks, active sampling.
 
-from ._base import Predictor, create_predictor, encode_subnets, list_predictors, register_predictor
+Usage::
+
+    model = create_predictor("gpnas", space, metric="latency_ms").fit(subnets, y)  # y in ms
+    mean, std = model.predict(other_subnets)           # both shape n, milliseconds
+    X = model.encode(pool)                              # encode once ...
+    mean, std = model.predict_encoded(X)                # ... score many times (search loops)
+    restored = Predictor.from_bytes(model.to_bytes())   # any registered class
+
+    transfer = TransferPredictor(space, metric="latency_ms").fit_multi(subnets, Y, target_index)
+    # Y: n x T, NaN where unmeasured; predictions are for column target_index.
+
+    picks = create_strategy("max-variance").select(space, model, measured, n=8, candidates=pool, seed=0)
+    picks = create_strategy("qlognehvi").select(space, (score_model, latency_model), measured, n=8)
+
+Names: predictors ``gpnas`` (default kernel ``hamming``), ``gpnas-rbf``, ``gpnas-ordinal``,
+``gpnas-closed-form``, ``ridge``, ``gbt``, ``gpnas-transfer``; strategies ``random``,
+``max-variance`` (alias ``mutual-information``), ``qlognehvi``.
+"""
+
+from ._base import (
+    Predictor,
+    create_predictor,
+    encode_subnets,
+    list_predictors,
+    predictor_class,
+    register_predictor,
+)
 from ._baselines import ClosedFormGPNAS, GBTPredictor, RidgePredictor
 from ._gp import GPNASPredictor
 from ._kernels import KERNELS, GroupHammingKernel, build_kernel
@@ -35,5 +61,6 @@ __all__ = [
     "encode_subnets",
     "list_predictors",
     "list_strategies",
+    "predictor_class",
     "register_predictor",
 ]

@@ -40,6 +40,15 @@ def list_predictors() -> list[str]:
     return sorted([*_REGISTRY, *_ALIASES])
 
 
+def predictor_class(name: str) -> type[Predictor]:
+    """The class that :func:`create_predictor` builds for ``name`` (aliases resolved)."""
+    if name in _ALIASES:
+        return _REGISTRY[_ALIASES[name][0]]
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown predictor {name!r}; known: {', '.join(list_predictors())}")
+    return _REGISTRY[name]
+
+
 def create_predictor(name: str, space: SearchSpace, **options: Any) -> Predictor:
     """Build the predictor registered as ``name`` for ``space``.
 

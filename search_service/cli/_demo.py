@@ -71,8 +71,14 @@ def register(app: typer.Typer) -> None:
                 profiler_settings = repo.get_device(session, DEVICE).settings
             scores = [
                 MeasurementCreate(
-                    id=str(uuid.uuid5(_IDS, f"{arch}/{task}")), space=SPACE, arch=arch, task=task,
-                    metric="score", value=rank, profiler="table-score", profiler_version="ufo_track2",
+                    id=str(uuid.uuid5(_IDS, f"{arch}/{task}")),
+                    space=SPACE,
+                    arch=arch,
+                    task=task,
+                    metric="score",
+                    value=rank,
+                    profiler="table-score",
+                    profiler_version="ufo_track2",
                 )
                 for arch, task, rank in _shipped_scores()
             ]
@@ -86,7 +92,9 @@ def register(app: typer.Typer) -> None:
         with reads() as session:
             measured = repo.measured_archs(session, SPACE, "latency_ms", DEVICE)
         todo = [s for s in space.sample(samples, seed=seed) if space.format(s) not in measured]
-        typer.echo(f"[3/5] measuring {len(todo)} subnets on this CPU ({samples - len(todo)} already measured)")
+        typer.echo(
+            f"[3/5] measuring {len(todo)} subnets on this CPU ({samples - len(todo)} already measured)"
+        )
         if todo:
             profiler = create_profiler("torch-cpu", space, **profiler_settings)
             try:
@@ -94,12 +102,26 @@ def register(app: typer.Typer) -> None:
                     result = profiler.measure(sub)
                     arch = space.format(sub)
                     with writes() as session:
-                        repo.insert_measurements(session, [MeasurementCreate(
-                            id=str(uuid.uuid4()), space=SPACE, arch=arch, device=DEVICE,
-                            metric="latency_ms", value=result.value, std=result.std, repeats=result.repeats,
-                            profiler=profiler.name, profiler_version=profiler.version,
-                            environment={k: v for k, v in result.environment.items() if k != "samples_ms"},
-                        )])
+                        repo.insert_measurements(
+                            session,
+                            [
+                                MeasurementCreate(
+                                    id=str(uuid.uuid4()),
+                                    space=SPACE,
+                                    arch=arch,
+                                    device=DEVICE,
+                                    metric="latency_ms",
+                                    value=result.value,
+                                    std=result.std,
+                                    repeats=result.repeats,
+                                    profiler=profiler.name,
+                                    profiler_version=profiler.version,
+                                    environment={
+                                        k: v for k, v in result.environment.items() if k != "samples_ms"
+                                    },
+                                )
+                            ],
+                        )
                         session.commit()
             finally:
                 profiler.close()
@@ -115,12 +137,23 @@ def register(app: typer.Typer) -> None:
         engine.dispose()
 
         base = f"http://{host}:{port}"
-        body = json.dumps({"space": SPACE, "task": "market1501", "device": DEVICE,
-                           "latency_budget_ms": _median_latency(settings.database_url), "confidence": 0.9})
+        body = json.dumps(
+            {
+                "space": SPACE,
+                "task": "market1501",
+                "device": DEVICE,
+                "latency_budget_ms": _median_latency(settings.database_url),
+                "confidence": 0.9,
+            }
+        )
         typer.echo(f"[5/5] ready after {time.monotonic() - started:.0f} s")
-        typer.echo(f"  web page:  {base}/\n  API docs:  {base}/docs\n  front:     "
-                   f"{base}/v1/pareto?space={SPACE}&task=market1501&device={DEVICE}")
-        typer.echo(f"  query:     curl -s -X POST {base}/v1/query -H 'Content-Type: application/json' -d '{body}'")
+        typer.echo(
+            f"  web page:  {base}/\n  API docs:  {base}/docs\n  front:     "
+            f"{base}/v1/pareto?space={SPACE}&task=market1501&device={DEVICE}"
+        )
+        typer.echo(
+            f"  query:     curl -s -X POST {base}/v1/query -H 'Content-Type: application/json' -d '{body}'"
+        )
         typer.echo(f"  write token (for POST /v1/measurements, /v1/devices, ...): {token}")
         if serve:
             import uvicorn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import inspect
 import math
 import re
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import torch
 import typer
 
-from predictors import TransferPredictor, create_predictor, list_predictors
+from predictors import TransferPredictor, create_predictor, list_predictors, predictor_class
 from supernet import SearchSpace, Subnet, get_space
 
 _SCORE_NAME = re.compile(r"rank|score|acc|top1|top5|map|mAP|miou|f1", re.IGNORECASE)
@@ -138,7 +139,10 @@ def register(app: typer.Typer) -> None:
             )
         q_header, q_body = _read_csv(query, "query")
         queries = _parse_archs(search_space, q_header, q_body, "query")
-        predictor = create_predictor(model, search_space, metric=metric, seed=seed)
+        options: dict[str, object] = {"metric": metric}
+        if "seed" in inspect.signature(predictor_class(model)).parameters:
+            options["seed"] = seed
+        predictor = create_predictor(model, search_space, **options)
         if isinstance(predictor, TransferPredictor):
             predictor.fit_multi(subnets, Y, t)
         else:

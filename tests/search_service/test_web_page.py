@@ -11,9 +11,9 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
+from service_helpers import make_settings, measurements
 
 from search_service import create_app
-from service_helpers import make_settings, measurements
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -53,15 +53,22 @@ def server_url(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) 
 def test_page_draws_front_and_slider_changes_the_choice(server_url: str) -> None:
     playwright_api = pytest.importorskip("playwright.sync_api")
     front = httpx.get(
-        f"{server_url}/v1/pareto", params={"space": "ufo-track2", "task": TASK, "device": "cpu-a", "limit": 1000}
+        f"{server_url}/v1/pareto",
+        params={"space": "ufo-track2", "task": TASK, "device": "cpu-a", "limit": 1000},
     ).json()
     assert len(front["points"]) >= 2, "the fixture must give a front with a trade-off"
 
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         try:
             page = browser.new_page()
@@ -73,7 +80,9 @@ def test_page_draws_front_and_slider_changes_the_choice(server_url: str) -> None
             page.wait_for_function(
                 f"document.querySelectorAll('#front-plot circle.point').length === {len(front['points'])}"
             )
-            drawn = page.eval_on_selector_all("#front-plot circle.point", "els => els.map(e => e.dataset.arch)")
+            drawn = page.eval_on_selector_all(
+                "#front-plot circle.point", "els => els.map(e => e.dataset.arch)"
+            )
             assert drawn == [p["arch"] for p in front["points"]]
             measured = {p["arch"] for p in front["points"] if p["measured"]}
             marked = page.eval_on_selector_all(
