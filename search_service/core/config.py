@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         3, ge=2, description="Fit a target once it has this many distinct measured subnets."
     )
     front_max_evaluations: int = Field(20_000, ge=10, description="Most subnets one front search predicts.")
-    front_time_limit_s: float = Field(120.0, gt=0.0, description="Wall-clock limit of one front search.")
+    front_time_limit_s: float = Field(25.0, gt=0.0, description="Wall-clock limit of one front search.")
     front_cache_s: float = Field(
         1.0, ge=0.0, description="How long /v1/query trusts its cached 'latest front' before re-checking."
     )
