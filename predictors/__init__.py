@@ -15,7 +15,8 @@ Usage::
     picks = create_strategy("qlognehvi").select(space, (score_model, latency_model), measured, n=8)
 
 Names: predictors ``gpnas`` (default kernel ``hamming``), ``gpnas-rbf``, ``gpnas-ordinal``,
-``gpnas-closed-form``, ``ridge``, ``gbt``, ``gpnas-transfer``; strategies ``random``,
+``gpnas-closed-form``, ``ridge``, ``ridge-summary`` (one-hot plus :func:`summary_features`; best with
+few measured subnets), ``gbt``, ``gpnas-transfer``; strategies ``random``,
 ``max-variance`` (alias ``mutual-information``), ``qlognehvi``.
 """
 
@@ -28,6 +29,7 @@ from ._base import (
     register_predictor,
 )
 from ._baselines import ClosedFormGPNAS, GBTPredictor, RidgePredictor
+from ._features import summary_dim, summary_features
 from ._gp import GPNASPredictor
 from ._kernels import KERNELS, GroupHammingKernel, build_kernel
 from ._sampling import (
@@ -63,4 +65,6 @@ __all__ = [
     "list_strategies",
     "predictor_class",
     "register_predictor",
+    "summary_dim",
+    "summary_features",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Self
 
 import numpy as np
@@ -9,7 +10,8 @@ import torch
 
 from supernet import SearchSpace, Subnet
 
-from ._base import Predictor, default_transform, register_predictor
+from ._base import Predictor, default_transform, encode_subnets, register_alias, register_predictor
+from ._features import summary_features
 from ._transforms import OutputTransform
 
 
@@ -25,6 +27,8 @@ class RidgePredictor(Predictor):
         metric: ``score`` or ``latency_ms``; picks the output transform.
         transform: Overrides the metric's transform.
         alphas: Penalty grid (on standardised targets).
+        summary: If true, append :func:`predictors._features.summary_features` (depth, choice
+            counts, per-block choice sums) to the one-hot code; better with few measurements.
     """
 
     features = "onehot"
@@ -35,10 +39,17 @@ class RidgePredictor(Predictor):
         metric: str = "score",
         transform: str | None = None,
         alphas: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 3, 25)),
+        summary: bool = False,
     ) -> None:
-        super().__init__(space, metric=metric, transform=transform, alphas=list(alphas))
+        super().__init__(space, metric=metric, transform=transform, alphas=list(alphas), summary=summary)
         self.output = OutputTransform(default_transform(metric, transform))
         self.alphas = tuple(alphas)
+        self.summary = summary
+
+    def encode(self, subnets: Sequence[Subnet]) -> torch.Tensor:
+        """One-hot code (``n x d``), followed by the summary columns when ``summary`` is set."""
+        onehot = encode_subnets(self.space, subnets, "onehot")
+        return torch.cat([onehot, summary_features(self.space, subnets)], 1) if self.summary else onehot
 
     def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
         z = self.output.fit_transform(y)
@@ -97,6 +108,9 @@ class RidgePredictor(Predictor):
             state["alpha"],
             state["n"],
         )
+
+
+register_alias("ridge-summary", "ridge", summary=True)
 
 
 @register_predictor("gbt")

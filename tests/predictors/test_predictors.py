@@ -11,10 +11,12 @@ from predictors import (
     TransferPredictor,
     create_predictor,
     list_predictors,
+    summary_dim,
+    summary_features,
 )
 from supernet import get_space
 
-FAST = ["gpnas", "gpnas-closed-form", "ridge", "gbt"]
+FAST = ["gpnas", "gpnas-closed-form", "ridge", "ridge-summary", "gbt"]
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,9 @@ def fitted(ufo):
 
 
 def test_registry_names():
-    assert {"gpnas", "gpnas-closed-form", "ridge", "gbt", "gpnas-transfer"} <= set(list_predictors())
+    assert {"gpnas", "gpnas-closed-form", "ridge", "ridge-summary", "gbt", "gpnas-transfer"} <= set(
+        list_predictors()
+    )
     with pytest.raises(ValueError, match="unknown predictor"):
         create_predictor("nope", get_space("fbnet"))
 
@@ -146,3 +150,54 @@ def test_transfer_beats_single_task_on_new_device(nb201):
     lonely[1:, target] = float("nan")
     with pytest.raises(ValueError, match="at least 2 values"):
         TransferPredictor(space).fit_multi(subs[:400], lonely, target)
+
+
+def test_summary_features_by_hand():
+    space = get_space("ufo-track2")
+    # depth 10; num_heads choice indices per layer, then mlp_ratio choice indices (0-based).
+    heads = [0, 0, 1, 2, 0, 1, 2, 2, 0, 1]
+    ratios = [2, 2, 2, 2, 1, 1, 1, 1, 0, 0]
+    sub = space.from_choice_matrix(
+        np.array([[[h, r] for h, r in zip(heads, ratios, strict=True)] + [[-1, -1]] * 2]), [10]
+    )[0]
+    F = summary_features(space, [sub])
+    assert F.shape == (1, summary_dim(space)) == (1, 3 + 2 * (3 + 3))
+    expected = [1, 0, 0]  # depth one-hot over (10, 11, 12)
+    expected += [4, 3, 3, 1 + 1 + 2 + 3, 1 + 2 + 3 + 3, 1 + 2]  # heads: counts, block sums (1-based)
+    expected += [2, 4, 4, 3 + 3 + 3 + 3, 2 + 2 + 2 + 2, 1 + 1]  # mlp_ratio
+    assert F[0].tolist() == expected
+
+
+def test_summary_features_fixed_depth_space():
+    space = get_space("fbnet")
+    subs = space.sample(5, seed=0)
+    F = summary_features(space, subs)
+    assert F.shape == (5, summary_dim(space))
+    # No depth columns: each dimension's choice counts add up to the (fixed) number of layers.
+    assert torch.equal(F[:, : len(space.dimensions[0])].sum(1), torch.full((5,), float(space.max_depth)))
+
+
+def test_ridge_summary_helps_with_few_subnets(ufo):
+    """With 50 measured subnets the summary features improve ranking on the 7 non-noise tasks."""
+    subs, Y = ufo
+    space = get_space("ufo-track2")
+    gains = []
+    for seed in range(3):
+        order = np.random.default_rng(seed).permutation(len(subs))
+        train, test = order[:50], order[200:]
+        taus = {}
+        for name in ("ridge", "ridge-summary"):
+            taus[name] = np.mean(
+                [
+                    kendalltau(
+                        create_predictor(name, space)
+                        .fit([subs[i] for i in train], Y[train, task])
+                        .predict([subs[i] for i in test])[0]
+                        .numpy(),
+                        Y[test, task].numpy(),
+                    )[0]
+                    for task in range(1, 8)
+                ]
+            )
+        gains.append(taus["ridge-summary"] - taus["ridge"])
+    assert np.mean(gains) > 0.02
