@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
                 "space": SPACE,
                 "task": "market1501",
                 "device": DEVICE,
-                "latency_budget_ms": _median_latency(settings.database_url),
+                "latency_budget_ms": _example_budget(settings.database_url, "market1501"),
                 "confidence": 0.9,
             }
         )
@@ -178,16 +178,28 @@ def register(app: typer.Typer) -> None:
             uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
-def _median_latency(url: str) -> float:
-    """A budget for the example query: the median measured latency, rounded up."""
-    from search_service import repositories as repo
+def _example_budget(url: str, task: str) -> float:
+    """A budget for the example query that the stored front can meet at 90% confidence: the
+    middle front point's latency plus two standard deviations, rounded up."""
+    from sqlalchemy import select
+
     from search_service.core import make_engine, make_sessionmaker
+    from search_service.models import Front
+    from search_service.refit import decode_front
 
     engine = make_engine(url)
     try:
         with make_sessionmaker(engine)() as session:
-            _, values, _ = repo.training_data(session, SPACE, "latency_ms", DEVICE)
+            front = session.scalars(
+                select(Front)
+                .where(Front.space == SPACE, Front.task == task, Front.device == DEVICE)
+                .order_by(Front.version.desc())
+                .limit(1)
+            ).first()
     finally:
         engine.dispose()
-    values = sorted(values)
-    return float(int(values[len(values) // 2]) + 1) if values else 100.0
+    if front is None:
+        return 100.0
+    points = decode_front(front.data, SPACE).points
+    middle = points[len(points) // 2]
+    return float(int(middle.latency_ms + 2 * middle.latency_std) + 1)
