@@ -35,6 +35,25 @@ def test_campaign_queues_distinct_unmeasured_subnets(client: TestClient) -> None
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "strategy"]
 
 
+def test_campaign_on_a_table_device_picks_only_rows_of_its_table(client: TestClient, tmp_path) -> None:
+    # fbnet holds 9**22 subnets; a replay device can only answer the archs of its table.
+    from supernet import get_space
+
+    space = get_space("fbnet")
+    table = [space.format(s) for s in space.sample(12, seed=3)]
+    path = tmp_path / "latency.csv"
+    path.write_text("arch,chip\n" + "".join(f"{arch},{i + 1.5}\n" for i, arch in enumerate(table)))
+    device = {"name": "replay", "profiler": "table", "settings": {"path": str(path), "column": "chip"}}
+    assert client.post("/v1/devices", json=device).status_code == 201
+    body = {"space": "fbnet", "device": "replay", "seed": 0}
+    created = client.post("/v1/campaigns", json={**body, "n": 8})
+    assert created.status_code == 201, created.text
+    jobs = client.get("/v1/jobs", params={"limit": 100}).json()["jobs"]
+    assert len(jobs) == 8 and {j["arch"] for j in jobs} <= set(table)
+    too_many = client.post("/v1/campaigns", json={**body, "n": 5})
+    assert too_many.status_code == 422 and "only 4 subnets" in too_many.text
+
+
 def test_lease_result_idempotent_and_conflicts(client: TestClient) -> None:
     register(client)
     _campaign(client, 2, task="market1501")

@@ -6,7 +6,8 @@ from fastapi import APIRouter, Path, status
 from sqlalchemy.orm import Session
 
 from predictors import Predictor, create_strategy, list_strategies
-from supernet import get_space
+from profilers import ProfilerUnavailableError, create_profiler
+from supernet import SearchSpace, Subnet, get_space
 
 from ... import repositories as repo
 from ...errors import InvalidError
@@ -52,6 +53,21 @@ def _predictors(session: Session, body: CampaignCreate) -> Predictor | tuple[Pre
     return load("score", body.task) if body.task is not None else load("latency_ms", body.device)
 
 
+def _measurable(session: Session, body: CampaignCreate, space: SearchSpace) -> list[Subnet] | None:
+    """The only subnets the device's profiler can measure (a ``table`` device: its table's rows),
+    or ``None`` when it can measure any subnet or the server cannot tell (e.g. the table lives on
+    the agent's machine)."""
+    device = repo.get_device(session, body.device)
+    try:
+        profiler = create_profiler(device.profiler, space, **device.settings)
+    except (ValueError, OSError, ProfilerUnavailableError):
+        return None
+    try:
+        return profiler.known_subnets()
+    finally:
+        profiler.close()
+
+
 def choose(session: Session, body: CampaignCreate) -> list[str]:
     """``n`` subnets picked by the campaign's strategy among those neither measured nor queued."""
     if body.strategy not in list_strategies():
@@ -63,15 +79,23 @@ def choose(session: Session, body: CampaignCreate) -> list[str]:
     taken = repo.measured_archs(session, body.space, metric, target) | repo.pending_archs(
         session, body.space, body.device, body.task
     )
-    if body.n > space.cardinality - len(taken):
+    candidates = _measurable(session, body, space)
+    available = space.cardinality if candidates is None else len(set(candidates))
+    taken_here = len(taken) if candidates is None else len({space.format(c) for c in candidates} & taken)
+    if body.n > available - taken_here:
         raise InvalidError(
-            f"only {space.cardinality - len(taken)} subnets of {body.space!r} are neither measured "
-            "nor queued",
+            f"only {available - taken_here} subnets of {body.space!r} that device {body.device!r} can "
+            "measure are neither measured nor queued",
             ["body", "n"],
         )
     try:
         picks = create_strategy(body.strategy).select(
-            space, _predictors(session, body), space.parse_many(sorted(taken)), body.n, seed=body.seed
+            space,
+            _predictors(session, body),
+            space.parse_many(sorted(taken)),
+            body.n,
+            candidates=candidates,
+            seed=body.seed,
         )
     except ValueError as error:
         raise InvalidError(str(error), ["body", "strategy"]) from None
