@@ -13,8 +13,12 @@ import os
 import time
 import uuid
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 SPACE = "ufo-track2"
 DEVICE = "local-cpu"
@@ -151,6 +155,8 @@ def register(app: typer.Typer) -> None:
         with writes() as session:
             token = repo.create_token(session)
             session.commit()
+        with reads() as session:
+            budget = _example_budget(session, "market1501")
         engine.dispose()
 
         base = f"http://{host}:{port}"
@@ -159,7 +165,7 @@ def register(app: typer.Typer) -> None:
                 "space": SPACE,
                 "task": "market1501",
                 "device": DEVICE,
-                "latency_budget_ms": _example_budget(settings.database_url, "market1501"),
+                "latency_budget_ms": budget,
                 "confidence": 0.9,
             }
         )
@@ -178,28 +184,14 @@ def register(app: typer.Typer) -> None:
             uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
 
 
-def _example_budget(url: str, task: str) -> float:
+def _example_budget(session: Session, task: str) -> float:
     """A budget for the example query that the stored front can meet at 90% confidence: the
     middle front point's latency plus two standard deviations, rounded up."""
-    from sqlalchemy import select
+    from search_service.fronts import FrontCache
 
-    from search_service.core import make_engine, make_sessionmaker
-    from search_service.models import Front
-    from search_service.refit import decode_front
-
-    engine = make_engine(url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            front = session.scalars(
-                select(Front)
-                .where(Front.space == SPACE, Front.task == task, Front.device == DEVICE)
-                .order_by(Front.version.desc())
-                .limit(1)
-            ).first()
-    finally:
-        engine.dispose()
-    if front is None:
+    loaded = FrontCache(ttl_s=0.0).get(session, SPACE, task, DEVICE)
+    if loaded is None:
         return 100.0
-    points = decode_front(front.data, SPACE).points
+    points = loaded.result.points
     middle = points[len(points) // 2]
     return float(int(middle.latency_ms + 2 * middle.latency_std) + 1)
