@@ -11,7 +11,7 @@ from supernet import SearchSpace, Subnet, get_space
 
 from ... import repositories as repo
 from ...errors import InvalidError
-from ...models import Campaign
+from ...models import Campaign, Device
 from ...schemas import INT32, CampaignCreate, CampaignPublic
 from ..deps import PrincipalDep, SessionDep, WriteSessionDep
 
@@ -53,11 +53,10 @@ def _predictors(session: Session, body: CampaignCreate) -> Predictor | tuple[Pre
     return load("score", body.task) if body.task is not None else load("latency_ms", body.device)
 
 
-def _measurable(session: Session, body: CampaignCreate, space: SearchSpace) -> list[Subnet] | None:
+def _measurable(device: Device, space: SearchSpace) -> list[Subnet] | None:
     """The only subnets the device's profiler can measure (a ``table`` device: its table's rows),
     or ``None`` when it can measure any subnet or the server cannot tell (e.g. the table lives on
     the agent's machine)."""
-    device = repo.get_device(session, body.device)
     try:
         profiler = create_profiler(device.profiler, space, **device.settings)
     except (ValueError, OSError, ProfilerUnavailableError):
@@ -68,7 +67,7 @@ def _measurable(session: Session, body: CampaignCreate, space: SearchSpace) -> l
         profiler.close()
 
 
-def choose(session: Session, body: CampaignCreate) -> list[str]:
+def choose(session: Session, body: CampaignCreate, device: Device) -> list[str]:
     """``n`` subnets picked by the campaign's strategy among those neither measured nor queued."""
     if body.strategy not in list_strategies():
         raise InvalidError(
@@ -79,7 +78,7 @@ def choose(session: Session, body: CampaignCreate) -> list[str]:
     taken = repo.measured_archs(session, body.space, metric, target) | repo.pending_archs(
         session, body.space, body.device, body.task
     )
-    candidates = _measurable(session, body, space)
+    candidates = _measurable(device, space)
     available = space.cardinality if candidates is None else len(set(candidates))
     taken_here = len(taken) if candidates is None else len({space.format(c) for c in candidates} & taken)
     if body.n > available - taken_here:
@@ -112,8 +111,7 @@ def create_campaign(
     ``task`` the device's profiler scores them on that task (metric ``score``).
     """
     principal.require_admin("create campaigns")
-    repo.get_device(session, body.device)
-    archs = choose(session, body)
+    archs = choose(session, body, repo.get_device(session, body.device))
     campaign = repo.create_campaign(
         session, body.space, body.device, body.task, body.strategy, body.seed, archs
     )
