@@ -6,11 +6,6 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const PLOT = { width: 720, height: 420, left: 64, right: 16, top: 16, bottom: 48 };
 const state = { spaces: [], points: [], queryTimer: null, querySeq: 0 };
 
-function listOf(body, key) {
-  if (Array.isArray(body)) return body;
-  return body[key] || body.items || [];
-}
-
 async function getJSON(url) {
   const response = await fetch(url);
   const body = await response.json().catch(() => ({}));
@@ -31,10 +26,10 @@ function fillSelect(select, values, preferred) {
 
 async function loadChoices() {
   const [spaces, devices] = await Promise.all([getJSON("/v1/spaces"), getJSON("/v1/devices")]);
-  state.spaces = listOf(spaces, "spaces");
+  state.spaces = spaces;
   const params = new URLSearchParams(location.search);
   fillSelect($("space"), state.spaces.map((s) => s.name), params.get("space") || "ufo-track2");
-  fillSelect($("device"), listOf(devices, "devices").map((d) => d.name), params.get("device"));
+  fillSelect($("device"), devices.map((d) => d.name), params.get("device"));
   updateTasks(params.get("task"));
 }
 
