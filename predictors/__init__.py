@@ -17,7 +17,8 @@ Usage::
 Names: predictors ``gpnas`` (default kernel ``hamming``), ``gpnas-rbf``, ``gpnas-ordinal``,
 ``gpnas-closed-form``, ``ridge``, ``ridge-summary`` (one-hot plus :func:`summary_features`; best with
 few measured subnets), ``gbt``, ``gpnas-transfer``; strategies ``random``,
-``max-variance`` (alias ``mutual-information``), ``qlognehvi``.
+``max-variance`` (alias ``mutual-information``), ``integrated-variance`` (alias ``alc``; best for
+a new chip's first measurements, given a :meth:`TransferPredictor.fit_sources` model), ``qlognehvi``.
 """
 
 from ._base import (
@@ -33,6 +34,7 @@ from ._features import summary_dim, summary_features
 from ._gp import GPNASPredictor
 from ._kernels import KERNELS, GroupHammingKernel, build_kernel
 from ._sampling import (
+    IntegratedVarianceStrategy,
     MaxVarianceStrategy,
     QLogNEHVIStrategy,
     RandomStrategy,
@@ -49,6 +51,7 @@ __all__ = [
     "GBTPredictor",
     "GPNASPredictor",
     "GroupHammingKernel",
+    "IntegratedVarianceStrategy",
     "MaxVarianceStrategy",
     "OutputTransform",
     "Predictor",

@@ -52,7 +52,7 @@ def list_strategies() -> list[str]:
 
 def create_strategy(name: str, **options: Any) -> SamplingStrategy:
     """The sampling strategy called ``name`` (``random``, ``max-variance`` / ``mutual-information``,
-    ``qlognehvi``).
+    ``integrated-variance`` / ``alc``, ``qlognehvi``).
 
     Raises:
         ValueError: If ``name`` is unknown.
@@ -88,7 +88,8 @@ class SamplingStrategy(ABC):
         Args:
             space: The search space.
             predictors: Fitted predictor(s) of the campaign; ``random`` ignores them,
-                ``max-variance`` uses the first, ``qlognehvi`` needs ``(score, latency)``.
+                ``max-variance`` and ``integrated-variance`` use the first, ``qlognehvi`` needs
+                ``(score, latency)``.
                 ``None`` (cold start) makes the model-based strategies spread the picks out.
             measured: Subnets already measured; never picked again.
             n: How many to pick.
@@ -157,37 +158,87 @@ def _first(predictors: PredictorArg) -> Predictor | None:
     return predictors[0] if len(predictors) else None
 
 
-@_register("max-variance", "mutual-information")
-class MaxVarianceStrategy(SamplingStrategy):
-    """GP-NAS mutual-information sampling: greedily maximise ``I(y_S; f)``.
+class _GreedyVarianceStrategy(SamplingStrategy):
+    """Greedy GP design: pick the best candidate by :meth:`_gain`, condition, repeat.
 
-    For a GP, ``I(y_S; f) = 1/2 log det(I + Sigma_S / noise)``; its greedy maximiser takes the
-    candidate with the largest posterior variance, conditions the joint covariance on it (the
-    variance does not depend on the unseen value) and repeats, so a batch does not pile up in one
-    uncertain region. Needs a fitted GP-NAS or transfer predictor; without one (cold start) it
-    picks points far apart in the one-hot code.
+    The posterior covariance of a GP does not depend on the values measured, so a whole batch
+    can be chosen before any of it is measured, and a batch does not pile up in one region.
+    Needs a fitted GP-NAS or transfer predictor. A target with no values yet (cold start) uses,
+    if given one, a transfer predictor fitted with :meth:`~predictors.TransferPredictor.fit_sources`:
+    its prior covariance relates architectures the known chips or tasks see alike. Without one
+    the picks are points far apart in the one-hot code.
+
+    Args:
+        pool_size: Candidate pool size when none is given.
+        prior_noise: Observation-noise variance assumed at a cold start, relative to the target's
+            prior variance (about 1). Small: a latency or score measurement repeats far more
+            closely than architectures differ.
     """
+
+    def __init__(self, pool_size: int = 2000, prior_noise: float = 1e-2) -> None:
+        super().__init__(pool_size)
+        self.prior_noise = prior_noise
+
+    @staticmethod
+    @abstractmethod
+    def _gain(cov: torch.Tensor, noise: float) -> torch.Tensor:
+        """Value of measuring each candidate next, shape ``m``, from the ``m x m`` covariance."""
 
     def _select(self, space, predictors, measured, n, pool, rng) -> list[int]:
         predictor = _first(predictors)
-        if not isinstance(predictor, GPNASPredictor | TransferPredictor) or predictor.n_train == 0:
+        if isinstance(predictor, TransferPredictor) and predictor.n_train == 0 and predictor.sources:
+            # Values already taken condition the prior; the covariance does not depend on them.
+            m = len(measured)
+            joint = predictor.prior_covariance(predictor.encode([*measured, *pool]))
+            cov, noise = joint[m:, m:], self.prior_noise
+            if m:
+                K_mm = joint[:m, :m] + noise * torch.eye(m, dtype=joint.dtype)
+                cov = cov - joint[m:, :m] @ torch.linalg.solve(K_mm, joint[:m, m:])
+        elif isinstance(predictor, GPNASPredictor | TransferPredictor) and predictor.n_train > 0:
+            cov = predictor.posterior_covariance(predictor.encode(pool))
+            noise = max(predictor.noise, 1e-9)
+        else:
             X = space.encode(pool)
             anchors = space.encode(measured) if measured else X[:0]
             return _farthest_points(X, anchors, n, rng)
-        X = predictor.encode(pool)
-        cov = predictor.posterior_covariance(X)
-        noise = max(predictor.noise, 1e-9)
         picks: list[int] = []
-        variance = cov.diagonal().clone()
         for _ in range(n):
-            masked = variance.clone()
-            masked[picks] = -float("inf")
-            i = int(torch.argmax(masked))
+            gain = self._gain(cov, noise)
+            gain[picks] = -float("inf")
+            i = int(torch.argmax(gain))
             picks.append(i)
             column = cov[:, i].clone()
             cov = cov - torch.outer(column, column) / (column[i] + noise)
-            variance = cov.diagonal().clone()
         return picks
+
+
+@_register("max-variance", "mutual-information")
+class MaxVarianceStrategy(_GreedyVarianceStrategy):
+    """GP-NAS mutual-information sampling: greedily maximise ``I(y_S; f)``.
+
+    For a GP, ``I(y_S; f) = 1/2 log det(I + Sigma_S / noise)``; its greedy maximiser takes the
+    candidate with the largest posterior variance. It favours the edges of the space (at a cold
+    start with a transfer prior, a D-optimal design in the source embedding).
+    """
+
+    @staticmethod
+    def _gain(cov: torch.Tensor, noise: float) -> torch.Tensor:
+        return cov.diagonal().clone()
+
+
+@_register("integrated-variance", "alc")
+class IntegratedVarianceStrategy(_GreedyVarianceStrategy):
+    """Active learning Cohn (ALC): greedily minimise the posterior variance summed over the pool.
+
+    Measuring candidate ``i`` lowers the total variance by ``||Sigma[:, i]||^2 / (Sigma_ii +
+    noise)``: it prefers candidates that are uncertain *and* like many others, so the picks
+    represent the bulk of the pool rather than its edges. That suits predicting (ranking) the
+    whole pool, e.g. the first measurements of a new chip.
+    """
+
+    @staticmethod
+    def _gain(cov: torch.Tensor, noise: float) -> torch.Tensor:
+        return cov.pow(2).sum(0) / (cov.diagonal() + noise)
 
 
 class _AppendSourceEmbedding(InputTransform, torch.nn.Module):

@@ -108,7 +108,9 @@ class TransferPredictor(Predictor):
         self.transform_kind = default_transform(metric, transform)
         self.kernel_name, self.source_fit = kernel, source_fit
         self.min_source_values, self.seed = min_source_values, seed
+        self.source_columns: list[int] | None = None
         self.sources: list[GPNASPredictor] = []
+        self._shared_kernel: gpytorch.kernels.Kernel | None = None
         self.target: GPNASPredictor | None = None
 
     def _gp(self, **options: Any) -> GPNASPredictor:
@@ -137,38 +139,65 @@ class TransferPredictor(Predictor):
         """:meth:`fit_multi` on features from :meth:`encode`."""
         if not 0 <= target_index < Y.shape[1]:
             raise ValueError(f"target_index {target_index} out of range for {Y.shape[1]} columns")
-        observed = ~torch.isnan(Y)
-        target_rows = observed[:, target_index]
+        target_rows = ~torch.isnan(Y[:, target_index])
         if int(target_rows.sum()) < 2:
             raise ValueError(
                 f"target column {target_index} needs at least 2 values, got {int(target_rows.sum())}"
             )
+        self._fit_sources(X, Y, exclude=target_index)
+        return self._fit_target(X[target_rows], Y[target_rows, target_index])
+
+    def fit_sources(self, subnets: Sequence[Subnet], Y: torch.Tensor) -> Self:
+        """Fit the related columns only, for a target not measured yet.
+
+        The result cannot predict the target, but :meth:`prior_covariance` gives the target's
+        covariance before its first value, which is what choosing its first measurements needs
+        (the variance sampling strategies use it). Fit the target later with
+        :meth:`refit_target`.
+
+        Args:
+            subnets: ``n`` subnets, the rows of ``Y``.
+            Y: ``n x S`` values of the related columns in original units, NaN where unmeasured.
+        """
+        Y = torch.as_tensor(Y, dtype=torch.float64)
+        if Y.ndim != 2 or Y.shape[0] != len(subnets):
+            raise ValueError(f"Y must be {len(subnets)} x S, got shape {tuple(Y.shape)}")
+        self._fit_sources(self.encode(subnets), Y, exclude=None)
+        if not self.sources:
+            raise ValueError(f"no related column has {self.min_source_values} or more values")
+        self.target = None
+        self.n_train = 0
+        return self
+
+    def _fit_sources(self, X: torch.Tensor, Y: torch.Tensor, exclude: int | None) -> None:
+        """Fit one GP per related column of ``Y`` (all but ``exclude``) with shared hyperparameters."""
+        observed = ~torch.isnan(Y)
         self.source_columns = [
             j
             for j in range(Y.shape[1])
-            if j != target_index and int(observed[:, j].sum()) >= self.min_source_values
+            if j != exclude and int(observed[:, j].sum()) >= self.min_source_values
         ]
         self.sources = []
-        shared = None
-        if self.source_columns:
-            standardised = torch.full((len(Y), len(self.source_columns)), float("nan"), dtype=torch.float64)
-            for c, j in enumerate(self.source_columns):
-                rows = observed[:, j]
-                standardised[rows, c] = OutputTransform(self.transform_kind).fit_transform(Y[rows, j])
-            has_any = ~torch.isnan(standardised).all(1)
-            consensus = torch.nanmean(standardised[has_any], dim=1)
-            shared = self._gp(max_fit=self.source_fit).fit_encoded(X[has_any], consensus)
-            assert shared.model is not None
-            for c, j in enumerate(self.source_columns):
-                rows = observed[:, j]
-                source = self._gp()
-                z = source.output.fit_transform(standardised[rows, c])
-                model = source._new_model(X[rows], z)
-                model.load_state_dict(shared.model.state_dict())
-                source._condition(model, X[rows], z)
-                self.sources.append(source)
-        self._shared_kernel = shared.model.covar_module if shared is not None else None
-        return self._fit_target(X[target_rows], Y[target_rows, target_index])
+        self._shared_kernel = None
+        if not self.source_columns:
+            return
+        standardised = torch.full((len(Y), len(self.source_columns)), float("nan"), dtype=torch.float64)
+        for c, j in enumerate(self.source_columns):
+            rows = observed[:, j]
+            standardised[rows, c] = OutputTransform(self.transform_kind).fit_transform(Y[rows, j])
+        has_any = ~torch.isnan(standardised).all(1)
+        consensus = torch.nanmean(standardised[has_any], dim=1)
+        shared = self._gp(max_fit=self.source_fit).fit_encoded(X[has_any], consensus)
+        assert shared.model is not None
+        for c, j in enumerate(self.source_columns):
+            rows = observed[:, j]
+            source = self._gp()
+            z = source.output.fit_transform(standardised[rows, c])
+            model = source._new_model(X[rows], z)
+            model.load_state_dict(shared.model.state_dict())
+            source._condition(model, X[rows], z)
+            self.sources.append(source)
+        self._shared_kernel = shared.model.covar_module
 
     def refit_target(self, subnets: Sequence[Subnet], y: torch.Tensor | Sequence[float]) -> Self:
         """Refit only the target stage on new target values, keeping the fitted source GPs.
@@ -180,8 +209,8 @@ class TransferPredictor(Predictor):
             subnets: The subnets measured on the target.
             y: Their values (shape ``n``, original units).
         """
-        if not hasattr(self, "_shared_kernel"):
-            raise ValueError("refit_target needs a model fitted with fit_multi in this process")
+        if self.source_columns is None:
+            raise ValueError("refit_target needs a model fitted with fit_multi or fit_sources first")
         y = as_vector(y)
         if len(subnets) != y.numel() or y.numel() < 2:
             raise ValueError(f"need >= 2 subnets with one value each, got {len(subnets)} and {y.numel()}")
@@ -197,15 +226,21 @@ class TransferPredictor(Predictor):
             "seed": self.seed,
         }
 
-    def _fit_target(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+    def _new_target(self) -> GPNASPredictor:
         options = self._target_options()
-        if self._shared_kernel is not None:
-            target: GPNASPredictor = _TargetGP(self.space, len(self.sources), **options)
-            target.frozen = self._shared_kernel
+        if not self.sources:
+            return GPNASPredictor(self.space, **options)
+        target = _TargetGP(self.space, len(self.sources), **options)
+        target.frozen = self._shared_kernel
+        return target
+
+    def _fit_target(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+        target = self._new_target()
+        if self.sources:
             embedding = self._training_embedding(X) if self.loo_embedding else self.source_embedding(X)
             target.fit_encoded(torch.cat([X, embedding], dim=1), y)
         else:
-            target = GPNASPredictor(self.space, **options).fit_encoded(X, y)
+            target.fit_encoded(X, y)
         self.target = target
         self.n_train = len(y)
         return self
@@ -258,6 +293,21 @@ class TransferPredictor(Predictor):
         assert self.target is not None
         return self.target.posterior_covariance(self._inputs(X.to(torch.float64)))
 
+    def prior_covariance(self, X: torch.Tensor) -> torch.Tensor:
+        """Covariance of the target at ``X`` (``m x d``) before any target value, shape ``m x m``.
+
+        The target kernel at its initial hyperparameters: the source embedding's linear kernel
+        (weight ``1 / S``) plus a tenth of the sources' architecture kernel. Architectures that
+        the known chips or tasks see alike covary, so a design that maximises this prior's
+        information spreads the first measurements over the directions in which chips differ.
+        """
+        if not self.sources:
+            raise ValueError("prior_covariance needs related columns (fit_sources or fit_multi)")
+        X = X.to(torch.float64)
+        kernel = self._new_target()._build_covar()
+        with torch.no_grad(), gpytorch.settings.lazily_evaluate_kernels(False):
+            return kernel(self._inputs(X)).to_dense()
+
     @property
     def noise(self) -> float:
         """Fitted observation-noise variance of the target (standardised scale)."""
@@ -282,11 +332,11 @@ class TransferPredictor(Predictor):
             source = self._gp()
             source._load_state(source_state)
             self.sources.append(source)
-        options = self._target_options()
-        if self.sources:
-            target: GPNASPredictor = _TargetGP(self.space, len(self.sources), **options)
-        else:
-            target = GPNASPredictor(self.space, **options)
+        target = self._new_target()
         target._load_state(state["target"])
+        if self.sources:
+            # The target's residual is the sources' frozen kernel: recover it for refit_target.
+            assert target.model is not None
+            self._shared_kernel = target.model.covar_module.kernels[1].base_kernel
         self.target = target
         self.n_train = state["n_train"]
