@@ -170,6 +170,30 @@ def training_data(
     return [r[0] for r in rows], [float(r[1]) for r in rows], max((r[2] for r in rows), default=0)
 
 
+def related_training_data(
+    session: Session, space: str, metric: str, exclude: str
+) -> tuple[list[str], list[str], list[list[float]]]:
+    """Every other target of ``metric`` in ``space`` as one matrix (the related columns of transfer).
+
+    Returns:
+        ``(archs, targets, rows)``: the archs measured on any of the targets, the target names,
+        and per arch one value per target (the mean of its measurements; NaN where unmeasured).
+    """
+    column = Measurement.device if metric == "latency_ms" else Measurement.task
+    pairs = session.execute(
+        select(Measurement.arch, column, func.avg(Measurement.value))
+        .where(Measurement.space == space, Measurement.metric == metric, column != exclude)
+        .group_by(Measurement.arch, column)
+        .order_by(Measurement.arch, column)
+    ).all()
+    targets = sorted({target for _, target, _ in pairs})
+    index = {target: j for j, target in enumerate(targets)}
+    rows: dict[str, list[float]] = {}
+    for arch, target, value in pairs:
+        rows.setdefault(arch, [float("nan")] * len(targets))[index[target]] = float(value)
+    return list(rows), targets, list(rows.values())
+
+
 def measured_targets(session: Session, space: str | None = None) -> list[tuple[str, str, str, int, int]]:
     """Every (space, metric, target) with data, its number of distinct archs and its largest id."""
     target = func.coalesce(Measurement.device, Measurement.task)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,8 @@ from search_service import Settings
 from supernet import get_space
 
 SPACE = "ufo-track2"
+# Real reference data (../shared/data, see its README).
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def latency_of(arch: str) -> float:

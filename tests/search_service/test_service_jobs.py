@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
+import pandas as pd
+import torch
 from fastapi.testclient import TestClient
-from service_helpers import SPACE, make_settings, register
+from service_helpers import DATA, SPACE, make_settings, register
 
+from predictors import TransferPredictor, create_strategy
 from search_service import create_app
+from supernet import get_space
 
 
 def _campaign(client: TestClient, n: int, **extra: object) -> dict:
@@ -37,7 +42,6 @@ def test_campaign_queues_distinct_unmeasured_subnets(client: TestClient) -> None
 
 def test_campaign_on_a_table_device_picks_only_rows_of_its_table(client: TestClient, tmp_path) -> None:
     # fbnet holds 9**22 subnets; a replay device can only answer the archs of its table.
-    from supernet import get_space
 
     space = get_space("fbnet")
     table = [space.format(s) for s in space.sample(12, seed=3)]
@@ -187,3 +191,37 @@ def test_lease_expiring_on_the_last_attempt_fails_the_job(db_url: str) -> None:
         assert client.post("/v1/jobs/lease", json={"device": "dev1"}).json() == {"job": None}
         failed = client.get(f"/v1/jobs/{job['id']}").json()
         assert failed["status"] == "failed" and "lease expired" in failed["last_error"]
+
+
+def test_first_campaign_of_a_new_chip_designs_from_the_chips_measured_before(client: TestClient) -> None:
+    """No latency predictor for the new chip yet: a variance-strategy campaign picks among the
+    subnets other chips measured, by the transfer prior those chips define."""
+    space = get_space("nasbench201")
+    table = pd.read_csv(DATA / "device_latency" / "nasbench201.csv").sample(60, random_state=0)
+    chips = ["gold_6226", "pixel2", "titan_rtx_1"]
+    for chip in [*chips, "raspi4"]:
+        register(client, chip)
+    items = [
+        {
+            "id": str(uuid.uuid4()),
+            "space": "nasbench201",
+            "arch": arch,
+            "device": chip,
+            "metric": "latency_ms",
+            "value": float(value),
+        }
+        for chip in chips
+        for arch, value in zip(table.arch, table[chip], strict=True)
+    ]
+    assert client.post("/v1/measurements", json={"measurements": items}).status_code == 200
+    body = {"space": "nasbench201", "device": "raspi4", "n": 6, "strategy": "integrated-variance", "seed": 0}
+    assert client.post("/v1/campaigns", json=body).status_code == 201
+    queued = [j["arch"] for j in client.get("/v1/jobs", params={"limit": 100}).json()["jobs"]]
+
+    archs = sorted(table.arch)
+    Y = torch.tensor(table.set_index("arch").loc[archs, chips].to_numpy(), dtype=torch.float64)
+    prior = TransferPredictor(space, metric="latency_ms").fit_sources(space.parse_many(archs), Y)
+    expected = create_strategy("integrated-variance").select(
+        space, prior, [], 6, candidates=space.parse_many(archs), seed=0
+    )
+    assert queued == [space.format(s) for s in expected]

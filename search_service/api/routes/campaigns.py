@@ -2,10 +2,11 @@
 
 from typing import Annotated
 
+import torch
 from fastapi import APIRouter, Path, status
 from sqlalchemy.orm import Session
 
-from predictors import Predictor, create_strategy, list_strategies
+from predictors import Predictor, TransferPredictor, create_strategy, list_strategies
 from profilers import ProfilerUnavailableError, create_profiler
 from supernet import SearchSpace, Subnet, get_space
 
@@ -16,6 +17,8 @@ from ...schemas import INT32, CampaignCreate, CampaignPublic
 from ..deps import PrincipalDep, SessionDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
+# Strategies that can start from the transfer prior of related targets (GP covariance designs).
+_VARIANCE_STRATEGIES = {"max-variance", "mutual-information", "integrated-variance", "alc"}
 
 
 def _public(session: Session, campaign: Campaign) -> CampaignPublic:
@@ -50,7 +53,33 @@ def _predictors(session: Session, body: CampaignCreate) -> Predictor | tuple[Pre
     if body.strategy == "qlognehvi":
         score, latency = load("score", body.task), load("latency_ms", body.device)
         return None if score is None or latency is None else (score, latency)
-    return load("score", body.task) if body.task is not None else load("latency_ms", body.device)
+    return load(*_measured_quantity(body))
+
+
+def _measured_quantity(body: CampaignCreate) -> tuple[str, str]:
+    """(metric, target) a campaign measures: a task's score if it names one, else latency."""
+    return ("score", body.task) if body.task is not None else ("latency_ms", body.device)
+
+
+def _transfer_prior(
+    session: Session, space: SearchSpace, metric: str, target: str
+) -> tuple[TransferPredictor | None, list[Subnet]]:
+    """Sources-only transfer model of a target with no predictor yet, and the subnets it knows.
+
+    The related targets are the other devices for a latency campaign, the other tasks for a
+    score campaign; ``(None, [])`` when none has enough measurements.
+    """
+    archs, _, rows = repo.related_training_data(session, space.name, metric, exclude=target)
+    if not archs:
+        return None, []
+    subnets = space.parse_many(archs)
+    try:
+        prior = TransferPredictor(space, metric=metric).fit_sources(
+            subnets, torch.tensor(rows, dtype=torch.float64)
+        )
+    except ValueError:  # no related target with enough values yet
+        return None, []
+    return prior, subnets
 
 
 def _measurable(device: Device, space: SearchSpace) -> list[Subnet] | None:
@@ -74,11 +103,19 @@ def choose(session: Session, body: CampaignCreate, device: Device) -> list[str]:
             f"unknown strategy {body.strategy!r}; known: {', '.join(list_strategies())}", ["body", "strategy"]
         )
     space = get_space(body.space)
-    metric, target = ("score", body.task) if body.task is not None else ("latency_ms", body.device)
+    metric, target = _measured_quantity(body)
     taken = repo.measured_archs(session, body.space, metric, target) | repo.pending_archs(
         session, body.space, body.device, body.task
     )
     candidates = _measurable(device, space)
+    predictors = _predictors(session, body)
+    if predictors is None and body.strategy in _VARIANCE_STRATEGIES:
+        predictors, related = _transfer_prior(session, space, metric, target)
+        fresh = [s for s in related if space.format(s) not in taken]
+        if candidates is None and len(fresh) >= body.n:
+            # Subnets the related targets measured have the best-known embedding, and measuring
+            # them on this target too is what lets transfer compare it with the others.
+            candidates = fresh
     available = space.cardinality if candidates is None else len(set(candidates))
     taken_here = len(taken) if candidates is None else len({space.format(c) for c in candidates} & taken)
     if body.n > available - taken_here:
@@ -90,7 +127,7 @@ def choose(session: Session, body: CampaignCreate, device: Device) -> list[str]:
     try:
         picks = create_strategy(body.strategy).select(
             space,
-            _predictors(session, body),
+            predictors,
             space.parse_many(sorted(taken)),
             body.n,
             candidates=candidates,
