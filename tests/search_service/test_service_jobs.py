@@ -42,7 +42,6 @@ def test_campaign_queues_distinct_unmeasured_subnets(client: TestClient) -> None
 
 def test_campaign_on_a_table_device_picks_only_rows_of_its_table(client: TestClient, tmp_path) -> None:
     # fbnet holds 9**22 subnets; a replay device can only answer the archs of its table.
-
     space = get_space("fbnet")
     table = [space.format(s) for s in space.sample(12, seed=3)]
     path = tmp_path / "latency.csv"
