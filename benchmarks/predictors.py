@@ -42,6 +42,7 @@ from predictors import (  # noqa: E402
     Predictor,
     TransferPredictor,
     create_predictor,
+    create_strategy,
 )
 from supernet import TRACK2_TASKS, get_space  # noqa: E402
 
@@ -128,6 +129,19 @@ def _efficiency_job(args: tuple) -> list[tuple]:
     order = rng.permutation(len(train))
     chosen: list[int] = []
     out = []
+    designs: dict[int, list[int]] = {}
+    if scheme.startswith("design-"):
+        # One design per task before any of its values: the transfer prior of the other 7 tasks
+        # (measured on the whole pool); greedy picks are nested, so each size extends the last.
+        index = {s: i for i, s in enumerate(pool)}
+        strategy = create_strategy(scheme.removeprefix("design-"))
+        for task in range(8):
+            others = [j for j in range(8) if j != task]
+            prior = TransferPredictor(space, kernel=EFFICIENCY_KERNEL).fit_sources(
+                pool, torch.as_tensor(Y[train][:, others])
+            )
+            picks = strategy.select(space, prior, [], max(SIZES), candidates=pool)
+            designs[task] = [index[s] for s in picks]
     for size in SIZES:
         if scheme == "max-variance" and chosen:
             # A measured subnet is scored on all 8 tasks; the GP that guides sampling is fitted to
@@ -143,11 +157,12 @@ def _efficiency_job(args: tuple) -> list[tuple]:
             chosen = order[:size].tolist()
         rows = train[chosen]
         for task in range(8):
-            if scheme == "transfer-all":
+            if scheme == "transfer-all" or scheme.startswith("design-"):
                 # Other tasks measured on the whole 320-subnet pool, the target on `size` of them.
+                measured = designs[task][:size] if designs else chosen
                 Ym = Y[train].copy()
                 mask = np.ones(len(train), bool)
-                mask[chosen] = False
+                mask[measured] = False
                 Ym[mask, task] = np.nan
                 predictor = TransferPredictor(space, kernel=EFFICIENCY_KERNEL).fit_multi(
                     pool, torch.as_tensor(Ym), task
@@ -176,6 +191,8 @@ def section_efficiency(data: Path, pool: ProcessPoolExecutor, folds: int) -> str
         "max-variance",
         "transfer-same",
         "transfer-all",
+        "design-max-variance",
+        "design-integrated-variance",
         "random-ridge",
         "random-ridge-summary",
     )
@@ -186,6 +203,9 @@ def section_efficiency(data: Path, pool: ProcessPoolExecutor, folds: int) -> str
         "max-variance": "max-variance (GP-NAS mutual information) sampling, GP-NAS",
         "transfer-same": "random, transfer GP; other 7 tasks measured on the same subnets",
         "transfer-all": "random, transfer GP; other 7 tasks measured on all 320 pool subnets",
+        "design-max-variance": "max-variance picks under the other 7 tasks' transfer prior, transfer GP "
+        "(as above)",
+        "design-integrated-variance": "integrated-variance picks under that prior, transfer GP (as above)",
         "random-ridge": "random subnets (same as GP-NAS rows), ridge on the one-hot code",
         "random-ridge-summary": "random subnets (same), `ridge-summary`: one-hot + depth, counts, block sums",
     }
@@ -195,7 +215,8 @@ def section_efficiency(data: Path, pool: ProcessPoolExecutor, folds: int) -> str
         f"Pool = the 320 training subnets of a CV fold, test = its 80 others; mean over {folds} of the 5 "
         f"folds. GP-NAS with the `{EFFICIENCY_KERNEL}` kernel in the GP rows. "
         "Sizes grow 25 -> 50 -> 100 -> 200 "
-        "(max-variance adds to the previous picks, starting from 25 random).",
+        "(max-variance adds to the previous picks, starting from 25 random; the two design rows pick "
+        "each task's subnets before any of its values, from the other tasks' transfer prior).",
         "",
         "| scheme | " + " | ".join(str(s) for s in SIZES) + " |",
         "|---" * (len(SIZES) + 1) + "|",
@@ -212,7 +233,7 @@ def _latency_split(n: int) -> tuple[np.ndarray, np.ndarray]:
     return perm[:900], perm[900:1900]
 
 
-LATENCY_METHODS = ("transfer", "transfer-design", "single-task")
+LATENCY_METHODS = ("transfer", "transfer-design", "transfer-design-0.1", "single-task")
 
 
 def _latency_job(args: tuple) -> list[tuple]:
@@ -236,10 +257,16 @@ def _latency_job(args: tuple) -> list[tuple]:
     # Greedy picks are nested: the first 10 of the 20 are the 10-pick design.
     design = IntegratedVarianceStrategy().select(space, sources, [], max(KS), candidates=train_subs)
     source_s = time.perf_counter() - start
+    designs = {
+        "transfer-design": design,
+        "transfer-design-0.1": IntegratedVarianceStrategy(prior_noise=0.1).select(
+            space, sources, [], max(KS), candidates=train_subs
+        ),
+    }
     out = []
     for k in KS:
         for method in LATENCY_METHODS:
-            picks = design[:k] if method == "transfer-design" else [train_subs[i] for i in order[:k]]
+            picks = designs[method][:k] if method in designs else [train_subs[i] for i in order[:k]]
             values = [latency[s] for s in picks]
             start = time.perf_counter()
             if method == "single-task":
@@ -280,9 +307,10 @@ def section_latency(data: Path, pool: ProcessPoolExecutor) -> str:
         "`transfer` = transfer GP, k archs picked at random; `transfer-design` = transfer GP, k archs "
         "picked before any measurement of the device by the `integrated-variance` strategy under the "
         "transfer prior (`fit_sources`; label-free, the 10-arch design is the first half of the "
-        "20-arch one); `single-task` = GP-NAS on k random archs only. Seconds per device: `fit s` = "
-        "target fit + predict; `sources s` = fitting the other devices' GPs and the design, once per "
-        "device. HELP's six: "
+        "20-arch one), with the strategy's default `prior_noise` 0.01; `transfer-design-0.1` = the same "
+        "with `prior_noise` 0.1; `single-task` = GP-NAS on k random archs only. Seconds per device: "
+        "`fit s` = target fit + predict; `sources s` = fitting the other devices' GPs and the design, "
+        "once per device. HELP's six: "
         + ", ".join(HELP_DEVICES)
         + " (fbnet has no titan_rtx_256; titan_rtx_64 stands in).",
         "",
