@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from . import _agent, _db, _demo, _export, _pareto, _predict, _profile, _serve, _spaces, _token
+from . import _agent, _db, _demo, _export, _pareto, _predict, _profile, _serve, _spaces, _suggest, _token
 
 app = typer.Typer(
     name="gpnas",
@@ -14,7 +14,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for _module in (_spaces, _export, _predict, _profile, _agent, _db, _serve, _token, _pareto, _demo):
+for _module in (_spaces, _export, _predict, _suggest, _profile, _agent, _db, _serve, _token, _pareto, _demo):
     _module.register(app)
 
 

@@ -11,7 +11,9 @@ def register(app: typer.Typer) -> None:
     @db.command("upgrade")
     def _upgrade(
         revision: str = typer.Argument("head", help="Target revision."),
-        database_url: str = typer.Option(None, envvar="GPNAS_DATABASE_URL", help="Default: sqlite:///./gpnas.db"),
+        database_url: str = typer.Option(
+            None, envvar="GPNAS_DATABASE_URL", help="Default: sqlite:///./gpnas.db"
+        ),
     ) -> None:
         """Apply the migrations up to REVISION (default: the newest)."""
         from search_service.core import Settings, upgrade
@@ -22,7 +24,9 @@ def register(app: typer.Typer) -> None:
 
     @db.command("current")
     def _current(
-        database_url: str = typer.Option(None, envvar="GPNAS_DATABASE_URL", help="Default: sqlite:///./gpnas.db"),
+        database_url: str = typer.Option(
+            None, envvar="GPNAS_DATABASE_URL", help="Default: sqlite:///./gpnas.db"
+        ),
     ) -> None:
         """Print the database's revision and the newest one this gpnas ships."""
         from search_service.core import Settings, current_revision, head_revision, make_engine

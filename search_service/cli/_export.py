@@ -71,7 +71,10 @@ def register(app: typer.Typer) -> None:
         overrides = {
             name: value
             for name, value in dict(
-                embed_dim=embed_dim, patch_size=patch_size, image_size=image_size, head_dim=head_dim,
+                embed_dim=embed_dim,
+                patch_size=patch_size,
+                image_size=image_size,
+                head_dim=head_dim,
                 in_chans=in_chans,
             ).items()
             if value is not None

@@ -11,7 +11,9 @@ def register(app: typer.Typer) -> None:
     @token.command("create")
     def _create(
         device: str = typer.Option(None, help="Restrict the token to leasing and posting for this device."),
-        database_url: str = typer.Option(None, envvar="GPNAS_DATABASE_URL", help="Default: sqlite:///./gpnas.db"),
+        database_url: str = typer.Option(
+            None, envvar="GPNAS_DATABASE_URL", help="Default: sqlite:///./gpnas.db"
+        ),
     ) -> None:
         """Create a token and print it (the last word of the output); it cannot be shown again."""
         from search_service import repositories as repo
