@@ -15,10 +15,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import torch
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from predictors import Predictor, create_predictor
+from predictors import Predictor, TransferPredictor, create_predictor
 from supernet import get_space
 
 from . import repositories as repo
@@ -27,6 +28,17 @@ from .models import Front, PredictorVersion, utcnow
 from .search import FrontResult, compute_front
 
 log = logging.getLogger("gpnas.refit")
+
+
+def _append_column(
+    archs: list[str], rows: list[list[float]], new_archs: list[str], new_values: list[float]
+) -> tuple[list[str], torch.Tensor]:
+    """The matrix ``rows`` (one row per arch) with one more column, NaN where it has no value."""
+    width = len(rows[0]) if rows else 0
+    merged = {arch: [*row, float("nan")] for arch, row in zip(archs, rows, strict=True)}
+    for arch, value in zip(new_archs, new_values, strict=True):
+        merged.setdefault(arch, [float("nan")] * (width + 1))[-1] = value
+    return list(merged), torch.tensor(list(merged.values()), dtype=torch.float64)
 
 
 def encode_front(result: FrontResult) -> bytes:
@@ -101,12 +113,23 @@ class Refitter:
         return report
 
     def _fit(self, space: str, metric: str, target: str) -> PredictorVersion:
+        search_space = get_space(space)
+        predictor = create_predictor(self.settings.predictor, search_space, metric=metric)
         with self.read_sessions() as session:
             archs, values, last_id = repo.training_data(session, space, metric, target)
             latest = repo.latest_predictor(session, space, metric, target)
-        search_space = get_space(space)
-        predictor = create_predictor(self.settings.predictor, search_space, metric=metric)
-        predictor.fit(search_space.parse_many(archs), values)
+            related = (
+                repo.related_training_data(session, space, metric, exclude=target)
+                if isinstance(predictor, TransferPredictor)
+                else ([], [], [])
+            )
+        related_archs, related_targets, related_rows = related
+        if isinstance(predictor, TransferPredictor) and related_targets:
+            # The other devices (or tasks) are the related outputs of a transfer predictor.
+            all_archs, Y = _append_column(related_archs, related_rows, archs, values)
+            predictor.fit_multi(search_space.parse_many(all_archs), Y, len(related_targets))
+        else:
+            predictor.fit(search_space.parse_many(archs), values)
         row = PredictorVersion(
             space=space,
             metric=metric,

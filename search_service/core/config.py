@@ -32,7 +32,13 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(3, ge=1, description="A job fails for good after this many leases.")
     max_lease_seconds: int = Field(3600, ge=1, description="Upper bound on a requested lease duration.")
     max_batch: int = Field(10_000, ge=1, description="Most measurements accepted in one POST.")
-    predictor: str = Field("gpnas", description="Predictor fitted per device and task (predictors registry).")
+    predictor: str = Field(
+        "gpnas",
+        description="Predictor fitted per device and task (predictors registry). With gpnas-transfer "
+        "each device (task) uses the other devices (tasks) as related outputs, so a new chip with a "
+        "few measurements borrows from those measured before; a target is refitted when its own "
+        "data changes.",
+    )
     min_train: int = Field(
         3, ge=2, description="Fit a target once it has this many distinct measured subnets."
     )

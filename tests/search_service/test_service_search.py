@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 import numpy as np
+import pandas as pd
+import torch
 from fastapi.testclient import TestClient
 from scipy.special import ndtri
-from service_helpers import SPACE, latency_of, make_settings, measurements, register, score_of
+from scipy.stats import kendalltau
+from service_helpers import DATA, SPACE, latency_of, make_settings, measurements, register, score_of
 from sqlalchemy import func, select
 
+from predictors import GPNASPredictor, Predictor, TransferPredictor
 from search_service import create_app
-from search_service.core import make_engine
+from search_service import repositories as repo
+from search_service.core import make_engine, make_sessionmaker
 from search_service.models import Front, PredictorVersion
+from supernet import get_space
 
 
 def _post_pairs(client: TestClient, n: int, seed: int) -> list[str]:
@@ -158,3 +165,42 @@ def test_background_worker_refits_after_ingest(db_url: str) -> None:
             time.sleep(0.3)
         assert answer.status_code == 200, answer.text
         assert answer.json()["front_version"] == 1
+
+
+def test_transfer_refit_borrows_from_the_chips_measured_before(db_url: str) -> None:
+    """With GPNAS_PREDICTOR=gpnas-transfer a chip with 10 latencies is fitted with the other
+    chips as related outputs, and ranks its unmeasured subnets far better than alone."""
+    table = pd.read_csv(DATA / "device_latency" / "nasbench201.csv").sample(300, random_state=1)
+    train, held = table.iloc[:80], table.iloc[80:]
+    chips = ["gold_6226", "pixel2", "titan_rtx_1", "raspi4"]
+    items = [
+        {"id": str(uuid.uuid4()), "space": "nasbench201", "arch": a, "device": c, "metric": "latency_ms",
+         "value": float(v)}
+        for c in chips
+        for a, v in zip(train.arch, train[c], strict=True)
+    ] + [
+        {"id": str(uuid.uuid4()), "space": "nasbench201", "arch": a, "device": "silver_4210r",
+         "metric": "latency_ms", "value": float(v)}
+        for a, v in zip(train.arch[:10], train.silver_4210r[:10], strict=True)
+    ]  # fmt: skip
+    with TestClient(create_app(make_settings(db_url, predictor="gpnas-transfer", min_train=5))) as client:
+        for chip in [*chips, "silver_4210r"]:
+            register(client, chip)
+        assert client.post("/v1/measurements", json={"measurements": items}).status_code == 200
+        report = client.post("/v1/refit", json={"space": "nasbench201"}).json()
+        assert sorted(p["target"] for p in report["predictors"]) == sorted([*chips, "silver_4210r"])
+    space = get_space("nasbench201")
+    engine = make_engine(db_url)
+    with make_sessionmaker(engine)() as session:
+        row = repo.latest_predictor(session, "nasbench201", "latency_ms", "silver_4210r")
+        assert row is not None and row.n_train == 10
+        stored = Predictor.from_bytes(row.blob, space)
+    engine.dispose()
+    assert isinstance(stored, TransferPredictor) and len(stored.source_columns) == 4
+    held_subnets = space.parse_many(held.arch.tolist())
+    alone = GPNASPredictor(space, metric="latency_ms").fit(
+        space.parse_many(train.arch[:10].tolist()), torch.tensor(train.silver_4210r[:10].to_numpy())
+    )
+    tau_transfer = kendalltau(stored.predict(held_subnets)[0].numpy(), held.silver_4210r)[0]
+    tau_alone = kendalltau(alone.predict(held_subnets)[0].numpy(), held.silver_4210r)[0]
+    assert tau_transfer > tau_alone + 0.1
