@@ -70,6 +70,8 @@ class SamplingStrategy(ABC):
     """
 
     name: ClassVar[str] = ""
+    #: Whether a cold start can use a sources-only transfer model (``TransferPredictor.fit_sources``).
+    uses_transfer_prior: ClassVar[bool] = False
 
     def __init__(self, pool_size: int = 2000) -> None:
         self.pool_size = pool_size
@@ -170,11 +172,14 @@ class _GreedyVarianceStrategy(SamplingStrategy):
 
     Args:
         pool_size: Candidate pool size when none is given.
-        prior_noise: Observation-noise variance assumed at a cold start, relative to the target's
-            prior variance (about 1). Small: a latency measurement repeats to a few percent, while
-            architectures differ by tens of percent. (On the few-shot latency benchmark's devices
-            outside HELP's six, 0.01 and 0.1 tie.)
+        prior_noise: Observation-noise variance assumed at a cold start, on the target's
+            standardised scale (its prior variance there is a few units: the embedding's linear
+            part, the residual and the unit bias). Small: a latency measurement repeats to a few
+            percent, while architectures differ by tens of percent. (On the few-shot latency
+            benchmark's devices outside HELP's six, 0.01 and 0.1 tie.)
     """
+
+    uses_transfer_prior = True
 
     def __init__(self, pool_size: int = 2000, prior_noise: float = 0.01) -> None:
         super().__init__(pool_size)

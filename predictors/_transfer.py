@@ -305,14 +305,15 @@ class TransferPredictor(Predictor):
         """Covariance of the target at ``X`` (``m x d``) before any target value, shape ``m x m``.
 
         The target kernel at its initial hyperparameters: the source embedding's linear kernel
-        (weight ``1 / S``) plus a tenth of the sources' architecture kernel. Architectures that
+        (weight ``1 / S``), a tenth of the sources' architecture kernel and the unit bias, on the
+        standardised scale. Architectures that
         the known chips or tasks see alike covary, so a design that maximises this prior's
         information spreads the first measurements over the directions in which chips differ.
         """
         if not self.sources:
             raise ValueError("prior_covariance needs related columns (fit_sources or fit_multi)")
         X = X.to(torch.float64)
-        kernel = self._new_target()._build_covar()
+        kernel = self._new_target()._build_covar().to(torch.float64)
         with torch.no_grad(), gpytorch.settings.lazily_evaluate_kernels(False):
             return kernel(self._inputs(X)).to_dense()
 

@@ -35,7 +35,10 @@ def register(app: typer.Typer) -> None:
             "integrated-variance", "--strategy", help=f"One of: {', '.join(list_strategies())}."
         ),
         metric: str = typer.Option(
-            "auto", "--metric", help="latency_ms, score, or auto (as for gpnas predict)."
+            "auto",
+            "--metric",
+            help="latency_ms, score, or auto (as for gpnas predict; a target with no values is a "
+            "score if any other column is).",
         ),
         seed: int = typer.Option(0, "--seed", help="Seed for random picks and subsets."),
     ) -> None:
@@ -56,8 +59,13 @@ def register(app: typer.Typer) -> None:
             Y = torch.cat([Y, torch.full((len(Y), 1), float("nan"), dtype=torch.float64)], dim=1)
         t = columns.index(target)
         measured_rows = ~torch.isnan(Y[:, t])
+        others = [j for j in range(Y.shape[1]) if j != t]
         if metric == "auto":
             metric = infer_metric(target, Y[:, t])
+            if not bool(measured_rows.any()) and any(
+                infer_metric(columns[j], Y[:, j]) == "score" for j in others
+            ):
+                metric = "score"  # a new target is measured like the related columns
         if metric not in ("latency_ms", "score"):
             raise ValueError(f"--metric must be auto, latency_ms or score, got {metric!r}")
         measured = [s for s, m in zip(subnets, measured_rows.tolist(), strict=True) if m]
@@ -69,12 +77,13 @@ def register(app: typer.Typer) -> None:
         model: Predictor | None = None
         if strategy != "random":
             transfer = TransferPredictor(search_space, metric=metric, seed=seed)
-            has_related = Y.shape[1] > 1
             if len(measured) >= 2:
                 model = transfer.fit_multi(subnets, Y, t)
-            elif has_related:
-                others = [j for j in range(Y.shape[1]) if j != t]
-                model = transfer.fit_sources(subnets, Y[:, others])
+            elif others:
+                try:
+                    model = transfer.fit_sources(subnets, Y[:, others])
+                except ValueError:  # no related column with enough values: spread the picks out
+                    model = None
         picks = create_strategy(strategy).select(search_space, model, measured, n, candidates=pool, seed=seed)
         with out.open("w", newline="") as handle:
             writer = csv.writer(handle)

@@ -10,7 +10,7 @@ import torch
 
 from predictors import TransferPredictor, create_strategy
 from search_service.cli import main
-from supernet import get_space
+from supernet import TRACK2_TASKS, get_space
 
 DEVICES = ["gold_6226", "fpga", "eyeriss", "titan_rtx_256"]
 
@@ -68,3 +68,24 @@ def test_errors_name_the_problem(tmp_path, nb201, monkeypatch, capsys):
     assert "only 10 unmeasured candidates" in capsys.readouterr().err
     assert _run(monkeypatch, *args, "--n", "2", "--strategy", "qlognehvi") == 2
     assert "single-target strategy" in capsys.readouterr().err
+
+
+def test_small_or_score_trains_still_suggest(tmp_path, ufo, nb201, monkeypatch):
+    """Too few related values for a transfer prior: picks are spread out instead of failing; a new
+    task among score columns is treated as a score (ranks include 0, which a log would refuse)."""
+    subs, Y = ufo
+    space = get_space("ufo-track2")
+    rows = [[space.format(s), *y.tolist()] for s, y in zip(subs[:40], Y[:40], strict=True)]
+    with (tmp_path / "scores.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["arch", *TRACK2_TASKS], *rows])
+    out = tmp_path / "next.csv"
+    args = ["--target", "cifar100", "--n", "3", "--out", str(out), "--train", str(tmp_path / "scores.csv")]
+    monkeypatch.setattr(sys, "argv", ["gpnas", "suggest", "--space", "ufo-track2", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code in (0, None)
+    assert len(set(_archs(out))) == 3
+    nb201.loc[:3, ["arch", "fpga"]].to_csv(tmp_path / "tiny.csv", index=False)
+    tiny = ["--train", str(tmp_path / "tiny.csv"), "--target", "raspi4", "--n", "2", "--out", str(out)]
+    assert _run(monkeypatch, *tiny) in (0, None)
+    assert len(set(_archs(out))) == 2 and set(_archs(out)) <= set(nb201.arch[:4])

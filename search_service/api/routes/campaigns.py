@@ -2,6 +2,7 @@
 
 from typing import Annotated
 
+import numpy as np
 import torch
 from fastapi import APIRouter, Path, status
 from sqlalchemy.orm import Session
@@ -17,8 +18,6 @@ from ...schemas import INT32, CampaignCreate, CampaignPublic
 from ..deps import PrincipalDep, SessionDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
-# Strategies that can start from the transfer prior of related targets (GP covariance designs).
-_VARIANCE_STRATEGIES = {"max-variance", "mutual-information", "integrated-variance", "alc"}
 
 
 def _public(session: Session, campaign: Campaign) -> CampaignPublic:
@@ -102,20 +101,28 @@ def choose(session: Session, body: CampaignCreate, device: Device) -> list[str]:
         raise InvalidError(
             f"unknown strategy {body.strategy!r}; known: {', '.join(list_strategies())}", ["body", "strategy"]
         )
+    strategy = create_strategy(body.strategy)
     space = get_space(body.space)
     metric, target = _measured_quantity(body)
     taken = repo.measured_archs(session, body.space, metric, target) | repo.pending_archs(
         session, body.space, body.device, body.task
     )
     candidates = _measurable(device, space)
-    predictors = _predictors(session, body)
-    if predictors is None and body.strategy in _VARIANCE_STRATEGIES:
-        predictors, related = _transfer_prior(session, space, metric, target)
-        fresh = [s for s in related if space.format(s) not in taken]
-        if candidates is None and len(fresh) >= body.n:
-            # Subnets the related targets measured have the best-known embedding, and measuring
-            # them on this target too is what lets transfer compare it with the others.
-            candidates = fresh
+    try:
+        predictors = _predictors(session, body)
+        if predictors is None and strategy.uses_transfer_prior:
+            predictors, related = _transfer_prior(session, space, metric, target)
+            fresh = [s for s in related if space.format(s) not in taken]
+            if candidates is None and len(fresh) >= body.n:
+                # Subnets the related targets measured have the best-known embedding, and measuring
+                # them on this target too is what lets transfer compare it with the others. A
+                # strategy-sized sample of them bounds the design's n x n covariance.
+                keep = np.random.default_rng(body.seed).permutation(len(fresh))
+                candidates = [fresh[i] for i in sorted(keep[: max(strategy.pool_size, body.n)])]
+    except (ValueError, RuntimeError) as error:
+        raise InvalidError(
+            f"the campaign's model could not be loaded or fitted: {error}", ["body", "strategy"]
+        ) from None
     available = space.cardinality if candidates is None else len(set(candidates))
     taken_here = len(taken) if candidates is None else len({space.format(c) for c in candidates} & taken)
     if body.n > available - taken_here:
@@ -125,7 +132,7 @@ def choose(session: Session, body: CampaignCreate, device: Device) -> list[str]:
             ["body", "n"],
         )
     try:
-        picks = create_strategy(body.strategy).select(
+        picks = strategy.select(
             space,
             predictors,
             space.parse_many(sorted(taken)),
