@@ -309,8 +309,8 @@ def section_latency(data: Path, pool: ProcessPoolExecutor) -> str:
         "transfer prior (`fit_sources`; label-free, the 10-arch design is the first half of the "
         "20-arch one), with the strategy's default `prior_noise` 0.01; `transfer-design-0.1` = the same "
         "with `prior_noise` 0.1; `single-task` = GP-NAS on k random archs only. Seconds per device: "
-        "`fit s` = target fit + predict; `sources s` = fitting the other devices' GPs and the default design, "
-        "once per device. HELP's six: "
+        "`fit s` = target fit + predict; `sources s` = fitting the other devices' GPs and the default "
+        "design, once per device. HELP's six: "
         + ", ".join(HELP_DEVICES)
         + " (fbnet has no titan_rtx_256; titan_rtx_64 stands in).",
         "",
