@@ -30,17 +30,6 @@ from .search import FrontResult, compute_front
 log = logging.getLogger("gpnas.refit")
 
 
-def _append_column(
-    archs: list[str], rows: list[list[float]], new_archs: list[str], new_values: list[float]
-) -> tuple[list[str], torch.Tensor]:
-    """The matrix ``rows`` (one row per arch) with one more column, NaN where it has no value."""
-    width = len(rows[0]) if rows else 0
-    merged = {arch: [*row, float("nan")] for arch, row in zip(archs, rows, strict=True)}
-    for arch, value in zip(new_archs, new_values, strict=True):
-        merged.setdefault(arch, [float("nan")] * (width + 1))[-1] = value
-    return list(merged), torch.tensor(list(merged.values()), dtype=torch.float64)
-
-
 def encode_front(result: FrontResult) -> bytes:
     """Front (and candidate archive) as gzip-compressed JSON, the form stored in ``fronts.data``."""
     return gzip.compress(json.dumps(result.to_dict(), separators=(",", ":")).encode(), compresslevel=6)
@@ -118,16 +107,19 @@ class Refitter:
         with self.read_sessions() as session:
             archs, values, last_id = repo.training_data(session, space, metric, target)
             latest = repo.latest_predictor(session, space, metric, target)
-            related = (
-                repo.related_training_data(session, space, metric, exclude=target)
+            # A transfer predictor takes every device (or task) of the metric, this one included.
+            matrix = (
+                repo.training_matrix(session, space, metric)
                 if isinstance(predictor, TransferPredictor)
                 else ([], [], [])
             )
-        related_archs, related_targets, related_rows = related
-        if isinstance(predictor, TransferPredictor) and related_targets:
-            # The other devices (or tasks) are the related outputs of a transfer predictor.
-            all_archs, Y = _append_column(related_archs, related_rows, archs, values)
-            predictor.fit_multi(search_space.parse_many(all_archs), Y, len(related_targets))
+        matrix_archs, targets, rows = matrix
+        if isinstance(predictor, TransferPredictor) and len(targets) > 1:
+            predictor.fit_multi(
+                search_space.parse_many(matrix_archs),
+                torch.tensor(rows, dtype=torch.float64),
+                targets.index(target),
+            )
         else:
             predictor.fit(search_space.parse_many(archs), values)
         row = PredictorVersion(

@@ -170,22 +170,25 @@ def training_data(
     return [r[0] for r in rows], [float(r[1]) for r in rows], max((r[2] for r in rows), default=0)
 
 
-def related_training_data(
-    session: Session, space: str, metric: str, exclude: str
+def training_matrix(
+    session: Session, space: str, metric: str, exclude: str | None = None
 ) -> tuple[list[str], list[str], list[list[float]]]:
-    """Every other target of ``metric`` in ``space`` as one matrix (the related columns of transfer).
+    """Every target of ``metric`` in ``space`` (but ``exclude``) as one matrix, for transfer.
 
     Returns:
         ``(archs, targets, rows)``: the archs measured on any of the targets, the target names,
         and per arch one value per target (the mean of its measurements; NaN where unmeasured).
     """
     column = Measurement.device if metric == "latency_ms" else Measurement.task
-    pairs = session.execute(
+    stmt = (
         select(Measurement.arch, column, func.avg(Measurement.value))
-        .where(Measurement.space == space, Measurement.metric == metric, column != exclude)
+        .where(Measurement.space == space, Measurement.metric == metric)
         .group_by(Measurement.arch, column)
         .order_by(Measurement.arch, column)
-    ).all()
+    )
+    if exclude is not None:
+        stmt = stmt.where(column != exclude)
+    pairs = session.execute(stmt).all()
     targets = sorted({target for _, target, _ in pairs})
     index = {target: j for j, target in enumerate(targets)}
     rows: dict[str, list[float]] = {}

@@ -74,8 +74,9 @@ def register(app: typer.Typer) -> None:
         else:
             header, body = _read_csv(candidates, "candidates")
             pool = _parse_archs(search_space, header, body, "candidates")
+        chooser = create_strategy(strategy)
         model: Predictor | None = None
-        if strategy != "random":
+        if chooser.uses_transfer_prior:
             transfer = TransferPredictor(search_space, metric=metric, seed=seed)
             if len(measured) >= 2:
                 model = transfer.fit_multi(subnets, Y, t)
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
                     model = transfer.fit_sources(subnets, Y[:, others])
                 except ValueError:  # no related column with enough values: spread the picks out
                     model = None
-        picks = create_strategy(strategy).select(search_space, model, measured, n, candidates=pool, seed=seed)
+        picks = chooser.select(search_space, model, measured, n, candidates=pool, seed=seed)
         with out.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["arch"])

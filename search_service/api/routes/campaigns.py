@@ -68,7 +68,7 @@ def _transfer_prior(
     The related targets are the other devices for a latency campaign, the other tasks for a
     score campaign; ``(None, [])`` when none has enough measurements.
     """
-    archs, _, rows = repo.related_training_data(session, space.name, metric, exclude=target)
+    archs, _, rows = repo.training_matrix(session, space.name, metric, exclude=target)
     if not archs:
         return None, []
     subnets = space.parse_many(archs)
