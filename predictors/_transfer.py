@@ -306,9 +306,9 @@ class TransferPredictor(Predictor):
 
         The target kernel at its initial hyperparameters: the source embedding's linear kernel
         (weight ``1 / S``), a tenth of the sources' architecture kernel and the unit bias, on the
-        standardised scale. Architectures that
-        the known chips or tasks see alike covary, so a design that maximises this prior's
-        information spreads the first measurements over the directions in which chips differ.
+        standardised scale. Architectures that the known chips or tasks see alike covary, so a
+        design that maximises this prior's information spreads the first measurements over the
+        directions in which chips differ.
         """
         if not self.sources:
             raise ValueError("prior_covariance needs related columns (fit_sources or fit_multi)")
