@@ -100,6 +100,7 @@ class SpaceSummary(BaseModel):
     name: str
     tasks: list[str]
     cardinality: str = Field(description="Exact number of subnets, as a decimal string.")
+    score_label: str = Field(description="What a score on this space's tasks means (higher is better).")
 
 
 class SpaceDetail(SpaceSummary):

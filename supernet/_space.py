@@ -67,6 +67,9 @@ class SearchSpace:
         depths: Allowed numbers of active layers; layers beyond the depth are absent.
     """
 
+    #: What a ``score`` measured on this space's tasks means, for axis labels and docs.
+    score_label: str = "score (higher is better)"
+
     def __init__(
         self,
         name: str,
@@ -206,6 +209,7 @@ class SearchSpace:
             "name": self.name,
             "tasks": list(self.tasks),
             "cardinality": str(self.cardinality),
+            "score_label": self.score_label,
             "depths": list(self.depths),
             "choices": {dim.name: list(dim.values) for dim in self.dimensions},
         }
@@ -274,6 +278,17 @@ class SearchSpace:
             for row, d in zip(rows, depth_list, strict=True)
         ]
         return [self.validate(sub) for sub in subs]
+
+    # ------------------------------------------------------------------ analytic costs
+    def macs(self, subs: Sequence[Subnet]) -> np.ndarray:
+        """Multiply-accumulates of one forward pass of each subnet, shape ``n`` (float64).
+
+        The scalar analytic cost used to spread first measurements over the cost range.
+
+        Raises:
+            NotImplementedError: If the space knows no analytic cost.
+        """
+        raise NotImplementedError(f"space {self.name!r} has no analytic cost model")
 
     # ------------------------------------------------------------------ arch strings
     def parse(self, arch: str) -> Subnet:  # pragma: no cover - every preset overrides

@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ._space import Dimension, SearchSpace, Subnet
 
 
@@ -142,6 +144,9 @@ class UFOSpace(SearchSpace):
             total += e * out
         return total
 
+    def macs(self, subs: Sequence[Subnet]) -> np.ndarray:
+        return np.array([self.flops(sub) for sub in subs], dtype=np.float64)
+
 
 TRACK2_TASKS = ("cplfw", "market1501", "dukemtmc", "msmt17", "veri", "vehicleid", "veriwild", "sop")
 _TRACK2_DEPTH_CHARS = {"j": 10, "k": 11, "l": 12}
@@ -155,6 +160,8 @@ class Track2Space(UFOSpace):
     4.0/3.5/3.0, embed_dim ``1`` = 768. Layers beyond the depth are ``000``.
     Cardinality: ``9**10 + 9**11 + 9**12``.
     """
+
+    score_label = "rank among the 500 track-2 subnets (0-499, higher is better)"
 
     def __init__(self, geometry: ViTGeometry | None = None) -> None:
         super().__init__(
