@@ -13,7 +13,7 @@ settings in :attr:`Profiler.settings_spec`; unknown names and bad values are rej
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -37,6 +37,12 @@ class ProfileResult:
         rse: Relative standard error of ``value`` (``1.2533 * std / sqrt(repeats) / value``).
         environment: Where and how it was measured: runtime versions, CPU/GPU model, threads,
             dtype, batch size, input size ...
+        raw_value: For interleaved batches, the median of the subnet's own times (ms); ``value``
+            is then the reference-normalised estimate unless the profiler's estimator is ``raw``.
+        rounds_dropped: Rounds left out because the reference was an outlier in them.
+        reference_spread: The batch's drift: ``(p90 - p10) / median`` of the reference subnet's
+            times across the batch's rounds (``None`` when no reference was timed).
+        flagged: The batch drifted beyond the profiler's threshold; refits trust it less.
     """
 
     value: float
@@ -46,6 +52,10 @@ class ProfileResult:
     p90: float | None = None
     rse: float = 0.0
     environment: dict[str, Any] = field(default_factory=dict)
+    raw_value: float | None = None
+    rounds_dropped: int = 0
+    reference_spread: float | None = None
+    flagged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary of all fields."""
@@ -177,7 +187,34 @@ class Profiler(abc.ABC):
 
     @abc.abstractmethod
     def profile(self, sub: Subnet | str, task: str | None = None) -> ProfileResult:
-        """Measure ``sub`` (for ``task`` where the metric needs one); what the device agent calls."""
+        """Measure ``sub`` (for ``task`` where the metric needs one)."""
+
+    def profile_many(
+        self, subs: Sequence[Subnet | str], task: str | None = None
+    ) -> list[ProfileResult | Exception]:
+        """Measure a batch; what the device agent and ``gpnas profile`` call.
+
+        One subnet that cannot be measured (it does not parse, cannot be built, its run fails)
+        does not sink the batch: its entry is the exception, the others are results.
+
+        Returns:
+            One entry per subnet, in order: a :class:`ProfileResult` or the exception it raised.
+
+        Raises:
+            ValueError: If ``subs`` is empty.
+            ProfilerUnavailableError: If this machine cannot run the profiler at all.
+        """
+        if not subs:
+            raise ValueError(f"profiler {self.name!r} got an empty batch; give at least one subnet")
+        out: list[ProfileResult | Exception] = []
+        for sub in subs:
+            try:
+                out.append(self.profile(sub, task))
+            except ProfilerUnavailableError:
+                raise
+            except Exception as error:  # the subnet's failure, reported in its entry
+                out.append(error)
+        return out
 
     def known_subnets(self) -> list[Subnet] | None:
         """The only subnets this profiler can measure, or ``None`` if it measures any subnet.
@@ -197,7 +234,10 @@ class LatencyProfiler(Profiler):
     """Measures how long a subnet takes on one device (a chip, a runtime and settings).
 
     Implementations should warm up, repeat until the statistic is stable, pin and record the
-    thread count, and report the median with its spread (see :func:`profilers.time_repeats`).
+    thread count, and report the median with its spread. Profilers that time real hardware
+    should override :meth:`measure_many` to time a batch in interleaved rounds with a reference
+    subnet (see :class:`profilers.ExtractedModelProfiler`), so that the machine's drift does not
+    become the data; the default measures the subnets one after another.
     """
 
     metric: ClassVar[Metric] = "latency_ms"
@@ -213,8 +253,20 @@ class LatencyProfiler(Profiler):
             A :class:`ProfileResult` whose ``value`` is the median in milliseconds per batch.
         """
 
+    def measure_many(self, subs: Sequence[Subnet | str]) -> list[ProfileResult | Exception]:
+        """Latencies of a batch (see :meth:`Profiler.profile_many` for the failure contract).
+
+        The default calls :meth:`measure` for each subnet in turn.
+        """
+        return Profiler.profile_many(self, subs)
+
     def profile(self, sub: Subnet | str, task: str | None = None) -> ProfileResult:
         return self.measure(sub)
+
+    def profile_many(
+        self, subs: Sequence[Subnet | str], task: str | None = None
+    ) -> list[ProfileResult | Exception]:
+        return self.measure_many(subs)
 
 
 class AccuracyProfiler(Profiler):

@@ -26,7 +26,7 @@ class OnnxRuntimeCPUProfiler(ExtractedModelProfiler):
     """
 
     name: ClassVar[str] = "onnxruntime-cpu"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     settings_spec: ClassVar[dict[str, Setting]] = {
         **COMMON_SETTINGS,
         "threads": Setting(int, 1, "onnxruntime intra-op threads", minimum=1),
@@ -40,15 +40,28 @@ class OnnxRuntimeCPUProfiler(ExtractedModelProfiler):
         super().__init__(space, **settings)
         self.clock = cpu_clock(self.name, self.settings)
 
-    def _prepare(self, model: nn.Module) -> tuple[Callable[[], float], Callable[[], None]]:
-        import onnxruntime as ort
-
+    def _prepare(self, model: nn.Module) -> Callable[[], float]:
         from supernet import export_onnx
 
-        workdir = tempfile.TemporaryDirectory(prefix="gpnas-onnx-")
-        path = Path(workdir.name) / "subnet.onnx"
         x = self.example_input()
-        export_onnx(model, path, batch_size=self.settings["batch_size"])
+        with tempfile.TemporaryDirectory(prefix="gpnas-onnx-") as workdir:
+            # The session holds the graph in memory once created, so the file can go at once.
+            path = Path(workdir) / "subnet.onnx"
+            export_onnx(model, path, batch_size=self.settings["batch_size"])
+            session = self._session_for(path)
+        feed = {session.get_inputs()[0].name: x.numpy()}
+        clock = self.clock
+
+        def run_once() -> float:
+            start = clock()
+            session.run(None, feed)
+            return (clock() - start) * 1e3
+
+        return run_once
+
+    def _session_for(self, path: Path) -> Any:
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.settings["threads"]
         options.inter_op_num_threads = 1
@@ -59,16 +72,7 @@ class OnnxRuntimeCPUProfiler(ExtractedModelProfiler):
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[self.settings["optimization"]]
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        feed = {session.get_inputs()[0].name: x.numpy()}
-        clock = self.clock
-
-        def run_once() -> float:
-            start = clock()
-            session.run(None, feed)
-            return (clock() - start) * 1e3
-
-        return run_once, workdir.cleanup
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def _runtime_environment(self) -> dict[str, Any]:
         import onnxruntime as ort

@@ -3,32 +3,68 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from supernet import SearchSpace, Subnet, UFOSpace
 
 from ._base import LatencyProfiler, ProfileResult, ProfilerUnavailableError, Setting
-from ._timing import TimingStats, base_environment, time_repeats
+from ._interleave import ESTIMATORS, RoundTimings, estimate, summarise_reference, time_rounds
+from ._timing import base_environment, time_repeats
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+PROTOCOLS = ("interleaved", "sequential")
 
 # Settings every runtime shares: what the device is (batch, input size) and how to time it.
 COMMON_SETTINGS: dict[str, Setting] = {
     "batch_size": Setting(int, 1, "images per forward pass", minimum=1),
     "image_size": Setting(int, None, "input side in pixels (default: the space's geometry)", minimum=1),
     "task": Setting(str, None, "task whose path is extracted (multi-task spaces; default: the first)"),
-    "warmup": Setting(int, 3, "untimed forward passes before timing", minimum=0),
-    "min_repeats": Setting(int, 5, "timed passes at least", minimum=1),
-    "max_repeats": Setting(int, 50, "timed passes at most", minimum=1),
-    "target_rse": Setting(
-        float, 0.02, "stop once the median's relative standard error is below this", minimum=0.0
+    "protocol": Setting(
+        str,
+        "interleaved",
+        "interleaved: a batch is timed in rounds, each model once per round in random order, with "
+        "the reference in every round; sequential: each subnet timed on its own (drift-prone)",
+        choices=PROTOCOLS,
     ),
-    "max_seconds": Setting(float, 20.0, "stop timing a subnet after this many seconds", minimum=0.0),
-    "seed": Setting(int, 0, "seed of the random supernet weights and inputs"),
+    "reference": Setting(
+        str, None, "arch timed in every round as the yardstick (default: the space's mid-cost subnet)"
+    ),
+    "estimator": Setting(
+        str,
+        "normalised",
+        "normalised: median of time / the round's reference time, times the reference's median; "
+        "raw: median of the subnet's own times",
+        choices=ESTIMATORS,
+    ),
+    "warmup": Setting(int, 3, "untimed forward passes of each model before timing", minimum=0),
+    "min_repeats": Setting(int, 7, "timed passes of each subnet at least (interleaved: rounds)", minimum=1),
+    "max_repeats": Setting(int, 30, "timed passes of each subnet at most (interleaved: rounds)", minimum=1),
+    "target_rse": Setting(
+        float, 0.01, "stop once every estimate's relative standard error is below this", minimum=0.0
+    ),
+    "max_seconds": Setting(
+        float, 20.0, "timing budget per subnet: a batch of n stops after n times this", minimum=0.0
+    ),
+    "drift_threshold": Setting(
+        float,
+        0.10,
+        "flag a batch whose reference's (p90 - p10) / median across rounds exceeds this",
+        minimum=0.0,
+    ),
+    "memory_mb": Setting(
+        float,
+        4096.0,
+        "weights one chunk of a batch may hold; larger batches are timed in chunks",
+        minimum=1.0,
+    ),
+    "seed": Setting(int, 0, "seed of the random supernet weights, inputs and round orders"),
 }
 
 
@@ -59,11 +95,26 @@ def cpu_clock(profiler: str, settings: dict[str, Any]) -> Callable[[], float]:
     return time.perf_counter
 
 
+def mid_cost_subnet(space: SearchSpace) -> Subnet:
+    """The middle depth with the middle choice of every dimension in every layer."""
+    depth = space.depths[len(space.depths) // 2]
+    layer = tuple(len(dim) // 2 for dim in space.dimensions)
+    return space.validate(Subnet(space.name, depth, (layer,) * depth))
+
+
 class ExtractedModelProfiler(LatencyProfiler):
     """Shared machinery: build the supernet once, extract each subnet, time its forward pass.
 
+    A batch (:meth:`measure_many`) is timed in interleaved rounds with a reference subnet (see
+    :mod:`profilers._interleave`): every model is prepared once (in chunks whose weights fit in
+    ``memory_mb``, the reference in each), warmed up, then each round times every model once in
+    a fresh random order. :meth:`measure` is a batch of one. ``protocol=sequential`` times each
+    subnet on its own instead, as gpnas did before (kept for comparison and for dedicated
+    hardware).
+
     Subclasses implement :meth:`_prepare` (move/convert/compile the extracted model and return a
-    ``run_once`` closure that returns milliseconds) and :meth:`_runtime_environment`.
+    ``run_once`` closure that returns milliseconds), :meth:`_session` (process-wide state such as
+    thread counts, set while timing) and :meth:`_runtime_environment`.
     Weights are random: latency does not depend on their values.
     """
 
@@ -85,6 +136,13 @@ class ExtractedModelProfiler(LatencyProfiler):
         elif space.tasks and "ffn_path" in {d.name for d in space.dimensions}:
             task = space.tasks[0]  # every task's expert has the same shape, so the same latency
         self.task = task
+        reference = self.settings["reference"]
+        try:
+            self.reference = space.parse(reference) if reference else mid_cost_subnet(space)
+        except ValueError as error:
+            raise ValueError(
+                f"setting 'reference' of profiler {self.name!r} is not a subnet of {space.name!r}: {error}"
+            ) from None
         self._net: nn.Module | None = None
 
     @property
@@ -116,24 +174,150 @@ class ExtractedModelProfiler(LatencyProfiler):
         generator = torch.Generator().manual_seed(self.settings["seed"])
         return torch.randn(self.input_shape(), generator=generator).to(device=device, dtype=dtype)
 
+    # ------------------------------------------------------------------ measuring
     def measure(self, sub: Subnet | str) -> ProfileResult:
-        sub = self.subnet(sub)
-        run_once, restore = self._prepare(self.extract(sub))
-        try:
-            stats = time_repeats(
-                run_once,
-                warmup=self.settings["warmup"],
-                min_repeats=self.settings["min_repeats"],
-                max_repeats=self.settings["max_repeats"],
-                target_rse=self.settings["target_rse"],
-                max_seconds=self.settings["max_seconds"],
-            )
-        finally:
-            restore()
-        return self._result(stats)
+        (outcome,) = self.measure_many([sub])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    def _result(self, stats: TimingStats) -> ProfileResult:
-        environment = {
+    def measure_many(self, subs: Sequence[Subnet | str]) -> list[ProfileResult | Exception]:
+        """Latencies of a batch, timed in interleaved rounds (or one by one, ``protocol=sequential``).
+
+        Returns:
+            Per subnet, in order, its :class:`ProfileResult` or the exception that kept it from
+            being measured (it does not parse, cannot be built, or its first run fails).
+
+        Raises:
+            ValueError: If ``subs`` is empty.
+        """
+        if not subs:
+            raise ValueError(f"profiler {self.name!r} got an empty batch; give at least one subnet")
+        outcomes: list[ProfileResult | Exception | None] = [None] * len(subs)
+        todo: list[tuple[int, Subnet]] = []
+        for i, sub in enumerate(subs):
+            try:
+                todo.append((i, self.subnet(sub)))
+            except ValueError as error:
+                outcomes[i] = error
+        load_start = _load_average()
+        with self._session():
+            if self.settings["protocol"] == "sequential":
+                for i, sub in todo:
+                    outcomes[i] = self._measure_alone(sub, load_start)
+            elif todo:
+                self._measure_interleaved(todo, outcomes, load_start)
+        return [o if o is not None else RuntimeError("not measured") for o in outcomes]
+
+    def _prepared(self, sub: Subnet) -> Callable[[], float]:
+        """``run_once`` of ``sub``, run once so that a model that cannot run fails here."""
+        run_once = self._prepare(self.extract(sub))
+        run_once()
+        return run_once
+
+    def _measure_alone(self, sub: Subnet, load_start: float | None) -> ProfileResult | Exception:
+        try:
+            run_once = self._prepared(sub)
+        except ProfilerUnavailableError:
+            raise
+        except Exception as error:  # this subnet's failure only
+            return error
+        stats = time_repeats(
+            run_once,
+            warmup=self.settings["warmup"],
+            min_repeats=self.settings["min_repeats"],
+            max_repeats=self.settings["max_repeats"],
+            target_rse=self.settings["target_rse"],
+            max_seconds=self.settings["max_seconds"],
+        )
+        environment = self._environment(load_start, stats.samples)
+        return ProfileResult(
+            stats.median, stats.std, stats.repeats, stats.p10, stats.p90, stats.rse, environment
+        )
+
+    def _chunks(self, todo: list[tuple[int, Subnet]]) -> list[list[tuple[int, Subnet]]]:
+        """Consecutive chunks whose weights, with the reference's, fit in ``memory_mb``."""
+        assert isinstance(self.space, UFOSpace)
+        budget = self.settings["memory_mb"] * 2**20 / self._bytes_per_param()
+        budget -= self.space.param_count(self.reference, self.task)
+        chunks: list[list[tuple[int, Subnet]]] = [[]]
+        used = 0.0
+        for item in todo:
+            size = self.space.param_count(item[1], self.task)
+            if chunks[-1] and used + size > budget:
+                chunks.append([])
+                used = 0.0
+            chunks[-1].append(item)
+            used += size
+        return chunks
+
+    def _measure_interleaved(
+        self,
+        todo: list[tuple[int, Subnet]],
+        outcomes: list[ProfileResult | Exception | None],
+        load_start: float | None,
+    ) -> None:
+        rng = np.random.default_rng(self.settings["seed"])
+        reference = self._prepared(self.reference)
+        timed: list[tuple[list[int], RoundTimings]] = []
+        for chunk in self._chunks(todo):
+            indices, runners = [], []
+            for i, sub in chunk:
+                try:
+                    runners.append(self._prepared(sub))
+                    indices.append(i)
+                except ProfilerUnavailableError:
+                    raise
+                except Exception as error:  # this subnet's failure only
+                    outcomes[i] = error
+            if not runners:
+                continue
+            timings = time_rounds(
+                runners,
+                reference,
+                rng,
+                warmup=self.settings["warmup"],
+                min_rounds=self.settings["min_repeats"],
+                max_rounds=self.settings["max_repeats"],
+                target_rse=self.settings["target_rse"],
+                max_seconds=self.settings["max_seconds"] * (len(runners) + 1),
+            )
+            timed.append((indices, timings))
+            del runners  # free the chunk's models before preparing the next
+            self._release()
+        if not timed:
+            return
+        summary = summarise_reference([t for _, t in timed])
+        flagged = summary.spread > self.settings["drift_threshold"]
+        batch = {
+            "protocol": "interleaved",
+            "estimator": self.settings["estimator"],
+            "reference": self.space.format(self.reference),
+            "reference_median_ms": round(summary.median, 4),
+            "reference_spread": round(summary.spread, 4),
+            "batch_subnets": len(todo),
+            "chunks": len(timed),
+            "rounds_timed": summary.rounds,
+        }
+        for indices, timings in timed:
+            estimates = estimate(timings, summary.median, self.settings["estimator"])
+            for i, est in zip(indices, estimates, strict=True):
+                outcomes[i] = ProfileResult(
+                    value=est.value,
+                    std=est.std,
+                    repeats=est.rounds,
+                    p10=est.p10,
+                    p90=est.p90,
+                    rse=est.rse,
+                    environment={**self._environment(load_start, est.samples), **batch},
+                    raw_value=est.raw,
+                    rounds_dropped=est.dropped,
+                    reference_spread=summary.spread,
+                    flagged=flagged,
+                )
+
+    def _environment(self, load_start: float | None, samples: Sequence[float]) -> dict[str, Any]:
+        return {
             **base_environment(),
             **self._runtime_environment(),
             "profiler": self.name,
@@ -141,15 +325,29 @@ class ExtractedModelProfiler(LatencyProfiler):
             "batch_size": self.settings["batch_size"],
             "input_shape": list(self.input_shape()),
             "warmup": self.settings["warmup"],
-            "samples_ms": [round(s, 4) for s in stats.samples],
+            "protocol": self.settings["protocol"],
+            "load_avg_1m_start": load_start,
+            "samples_ms": [round(s, 4) for s in samples],
         }
-        return ProfileResult(
-            stats.median, stats.std, stats.repeats, stats.p10, stats.p90, stats.rse, environment
-        )
+
+    def _bytes_per_param(self) -> int:
+        """Bytes a prepared model holds per parameter (for the chunks' memory bound)."""
+        return 4
 
     @abc.abstractmethod
-    def _prepare(self, model: nn.Module) -> tuple[Callable[[], float], Callable[[], None]]:
-        """Return ``(run_once, restore)``: one timed forward in ms, and undo of global state."""
+    def _prepare(self, model: nn.Module) -> Callable[[], float]:
+        """``run_once``: one timed forward pass of ``model`` in milliseconds.
+
+        Called inside :meth:`_session`; the model's resources are freed when the closure is.
+        """
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
+        """Process-wide settings (thread counts, math modes) held while a batch is timed."""
+        yield
+
+    def _release(self) -> None:  # noqa: B027 - optional hook
+        """Return memory freed by a finished chunk to the runtime (e.g. the CUDA cache)."""
 
     @abc.abstractmethod
     def _runtime_environment(self) -> dict[str, Any]:
@@ -159,18 +357,22 @@ class ExtractedModelProfiler(LatencyProfiler):
         self._net = None
 
 
+def _load_average() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 class TorchCPUProfiler(ExtractedModelProfiler):
     """Eager PyTorch on the CPU, with the intra-op thread count pinned for the measurement.
 
-    Settings (besides batch_size, image_size, task, warmup, min/max_repeats, target_rse,
-    max_seconds, seed):
+    Settings (besides the common ones: batch_size, image_size, task, protocol, reference,
+    estimator, warmup, min/max_repeats, target_rse, max_seconds, drift_threshold, memory_mb, seed):
         threads: ``torch.set_num_threads`` while timing (restored afterwards); recorded.
         clock: ``wall`` (default) or ``cpu`` (the timing thread's CPU time, for shared machines).
         dtype: ``fp32`` or ``bf16``.
     """
 
     name: ClassVar[str] = "torch-cpu"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     settings_spec: ClassVar[dict[str, Setting]] = {
         **COMMON_SETTINGS,
         "threads": Setting(int, 1, "intra-op threads (torch.set_num_threads)", minimum=1),
@@ -182,13 +384,23 @@ class TorchCPUProfiler(ExtractedModelProfiler):
         super().__init__(space, **settings)
         self.clock = cpu_clock(self.name, self.settings)
 
-    def _prepare(self, model: nn.Module) -> tuple[Callable[[], float], Callable[[], None]]:
+    def _bytes_per_param(self) -> int:
+        return DTYPES[self.settings["dtype"]].itemsize
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.settings["threads"])
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+    def _prepare(self, model: nn.Module) -> Callable[[], float]:
         dtype = DTYPES[self.settings["dtype"]]
         clock = self.clock
         model = model.to(dtype)
         x = self.example_input(dtype=dtype)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.settings["threads"])
 
         def run_once() -> float:
             with torch.inference_mode():
@@ -196,7 +408,7 @@ class TorchCPUProfiler(ExtractedModelProfiler):
                 model(x)
                 return (clock() - start) * 1e3
 
-        return run_once, lambda: torch.set_num_threads(previous)
+        return run_once
 
     def _runtime_environment(self) -> dict[str, Any]:
         return {
@@ -221,14 +433,21 @@ class TorchCUDAProfiler(ExtractedModelProfiler):
     """
 
     name: ClassVar[str] = "torch-cuda"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     settings_spec: ClassVar[dict[str, Setting]] = {
         **COMMON_SETTINGS,
         "warmup": Setting(
-            int, 10, "untimed forward passes before timing (kernel selection, clocks)", minimum=0
+            int,
+            10,
+            "untimed forward passes of each model before timing (kernel selection, clocks)",
+            minimum=0,
         ),
-        "min_repeats": Setting(int, 10, "timed passes at least", minimum=1),
-        "max_repeats": Setting(int, 200, "timed passes at most", minimum=1),
+        "min_repeats": Setting(
+            int, 10, "timed passes of each subnet at least (interleaved: rounds)", minimum=1
+        ),
+        "max_repeats": Setting(
+            int, 100, "timed passes of each subnet at most (interleaved: rounds)", minimum=1
+        ),
         "dtype": Setting(str, "fp32", "parameter and input dtype", choices=tuple(DTYPES)),
         "device_index": Setting(int, 0, "CUDA device ordinal", minimum=0),
         "tf32": Setting(bool, False, "allow TF32 tensor cores for fp32 matmuls"),
@@ -247,10 +466,21 @@ class TorchCUDAProfiler(ExtractedModelProfiler):
         if self.settings["dtype"] == "bf16" and not torch.cuda.is_bf16_supported():
             raise ProfilerUnavailableError(f"{torch.cuda.get_device_name(self.device)} does not support bf16")
 
-    def _prepare(self, model: nn.Module) -> tuple[Callable[[], float], Callable[[], None]]:
-        dtype = DTYPES[self.settings["dtype"]]
+    def _bytes_per_param(self) -> int:
+        return DTYPES[self.settings["dtype"]].itemsize
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[None]:
         previous_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = self.settings["tf32"]
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous_tf32
+            torch.cuda.empty_cache()
+
+    def _prepare(self, model: nn.Module) -> Callable[[], float]:
+        dtype = DTYPES[self.settings["dtype"]]
         model = model.to(self.device, dtype)
         x = self.example_input(self.device, dtype)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -264,11 +494,10 @@ class TorchCUDAProfiler(ExtractedModelProfiler):
                 end.synchronize()
                 return float(start.elapsed_time(end))
 
-        def restore() -> None:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = previous_tf32
-            torch.cuda.empty_cache()
+        return run_once
 
-        return run_once, restore
+    def _release(self) -> None:
+        torch.cuda.empty_cache()
 
     def _runtime_environment(self) -> dict[str, Any]:
         props = torch.cuda.get_device_properties(self.device)
