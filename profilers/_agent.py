@@ -1,5 +1,5 @@
-"""The device agent: runs next to a chip, leases profiling jobs from the service, measures them
-and posts the results back.
+"""The device agent: runs next to a chip, leases batches of profiling jobs from the service,
+measures each batch together (interleaved timing needs the whole batch) and posts every result.
 
 Guarantees, with the service's job API (lease / heartbeat / result / fail):
 
@@ -24,7 +24,7 @@ import httpx
 
 from supernet import get_space
 
-from ._base import Profiler, ProfilerUnavailableError
+from ._base import Profiler, ProfileResult, ProfilerUnavailableError
 from ._registry import create_profiler
 
 logger = logging.getLogger("gpnas.agent")
@@ -64,6 +64,7 @@ class DeviceAgent:
         profiler: Use this profiler for every job instead of the device's registered one (its
             space must match the jobs').
         max_jobs: Stop after this many processed jobs (``None``: run until stopped).
+        lease_size: Jobs leased (and measured as one batch) at a time.
         exit_when_idle: Stop as soon as the queue has no job for this device.
         lease_seconds: Lease length asked for; heartbeats are sent every third of it.
         poll_interval: Seconds between lease attempts while the queue is empty.
@@ -82,6 +83,7 @@ class DeviceAgent:
         token: str,
         profiler: Profiler | None = None,
         max_jobs: int | None = None,
+        lease_size: int = 8,
         exit_when_idle: bool = False,
         lease_seconds: int = 60,
         poll_interval: float = 5.0,
@@ -95,8 +97,11 @@ class DeviceAgent:
             raise ValueError(f"lease_seconds must be > 0, got {lease_seconds}")
         if max_jobs is not None and max_jobs < 1:
             raise ValueError(f"max_jobs must be >= 1, got {max_jobs}")
+        if lease_size < 1:
+            raise ValueError(f"lease_size must be >= 1, got {lease_size}")
         self.device = device
         self.max_jobs = max_jobs
+        self.lease_size = lease_size
         self.exit_when_idle = exit_when_idle
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
@@ -178,7 +183,7 @@ class DeviceAgent:
 
     # ------------------------------------------------------------------ the loop
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the job in hand (safe from another thread)."""
+        """Ask :meth:`run` to return after the batch in hand (safe from another thread)."""
         self._stop.set()
 
     def run(self) -> AgentStats:
@@ -198,51 +203,84 @@ class DeviceAgent:
         return self.stats
 
     def run_one(self) -> bool:
-        """Lease one job and process it.
+        """Lease a batch of up to ``lease_size`` jobs, measure it and post every result.
+
+        Jobs of one space and task are measured together (:meth:`Profiler.profile_many`: a
+        latency profiler times them in interleaved rounds); every leased job is heartbeaten
+        until its own result or failure is posted.
 
         Returns:
             ``False`` if the queue had no job for this device.
         """
-        body = {"device": self.device, "lease_seconds": self.lease_seconds}
-        job = self._json(self._request("POST", "/v1/jobs/lease", body), "POST /v1/jobs/lease").get("job")
-        if not job:
+        body = {"device": self.device, "lease_seconds": self.lease_seconds, "count": self._lease_count()}
+        jobs = self._json(self._request("POST", "/v1/jobs/lease", body), "POST /v1/jobs/lease")["jobs"]
+        if not jobs:
             return False
-        logger.info(
-            "job %s: %s %s on %s", job["id"], job["metric"], job["arch"], job.get("task") or self.device
-        )
+        held = {job["id"]: job for job in jobs}
+        lock = threading.Lock()
         done = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(job, done), daemon=True)
+        beat = threading.Thread(target=self._heartbeat, args=(held, lock, done), daemon=True)
         beat.start()
         try:
-            profiler = self.profiler_for(job["space"])
-            if profiler.metric != job["metric"]:
-                raise ValueError(
-                    f"job wants {job['metric']!r} but profiler {profiler.name!r} measures {profiler.metric!r}"
+            groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+            for job in jobs:
+                groups.setdefault((job["space"], job.get("task")), []).append(job)
+            for (space, task), group in groups.items():
+                logger.info(
+                    "jobs %s: %d x %s on %s",
+                    ",".join(str(j["id"]) for j in group),
+                    len(group),
+                    group[0]["metric"],
+                    task or self.device,
                 )
-            result = profiler.profile(job["arch"], job.get("task"))
+                outcomes = self._measure(space, task, group)
+                for job, outcome in zip(group, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        self._fail(job, f"{type(outcome).__name__}: {outcome}")
+                    else:
+                        self._post(job, outcome)
+                    with lock:
+                        held.pop(job["id"], None)
         except ProfilerUnavailableError as error:
-            # This machine lacks the device's hardware: hand the job back and stop, rather than
-            # drain the queue by failing every job.
-            done.set()
-            beat.join()
-            self._fail(job, f"ProfilerUnavailableError: {error}")
+            # This machine lacks the device's hardware: hand every job in hand back and stop,
+            # rather than drain the queue by failing every job.
+            for job in list(held.values()):
+                self._fail(job, f"ProfilerUnavailableError: {error}")
             raise AgentError(f"device {self.device!r} cannot be measured here: {error}") from None
-        except Exception as error:  # any other profiler failure is the job's, not the agent's
+        finally:
             done.set()
             beat.join()
-            self._fail(job, f"{type(error).__name__}: {error}")
-            return True
-        done.set()
-        beat.join()
-        environment = {**result.environment, "p10": result.p10, "p90": result.p90, "rse": result.rse}
+        return True
+
+    def _lease_count(self) -> int:
+        if self.max_jobs is None:
+            return self.lease_size
+        return max(1, min(self.lease_size, self.max_jobs - self.stats.processed))
+
+    def _measure(
+        self, space: str, task: str | None, jobs: list[dict[str, Any]]
+    ) -> list[ProfileResult | Exception]:
+        """One outcome per job; a profiler that cannot be set up fails every job of the group."""
+        try:
+            profiler = self.profiler_for(space)
+            if profiler.metric != jobs[0]["metric"]:
+                raise ValueError(
+                    f"job wants {jobs[0]['metric']!r} but profiler {profiler.name!r} measures "
+                    f"{profiler.metric!r}"
+                )
+            return profiler.profile_many([job["arch"] for job in jobs], task)
+        except ProfilerUnavailableError:
+            raise
+        except Exception as error:  # the group's failure, not the agent's
+            return [error] * len(jobs)
+
+    def _post(self, job: dict[str, Any], result: ProfileResult) -> None:
+        profiler = self.profiler_for(job["space"])
         payload = {
             "lease_token": job["lease_token"],
-            "value": result.value,
-            "std": result.std,
-            "repeats": result.repeats,
+            **result.measurement_fields(),
             "profiler": profiler.name,
             "profiler_version": profiler.version,
-            "environment": environment,
         }
         response = self._request("POST", f"/v1/jobs/{job['id']}/result", payload)
         if response.status_code == 409:
@@ -251,7 +289,6 @@ class DeviceAgent:
         else:
             self._json(response, f"POST /v1/jobs/{job['id']}/result")
             self.stats.done += 1
-        return True
 
     def _fail(self, job: dict[str, Any], message: str) -> None:
         """Give ``job`` back with ``message`` (the service re-queues it or fails it for good)."""
@@ -260,22 +297,29 @@ class DeviceAgent:
         self._request("POST", f"/v1/jobs/{job['id']}/fail", body)
         self.stats.failed += 1
 
-    def _heartbeat(self, job: dict[str, Any], done: threading.Event) -> None:
-        """Extend the lease every third of its length until ``done``.
+    def _heartbeat(
+        self, held: dict[int, dict[str, Any]], lock: threading.Lock, done: threading.Event
+    ) -> None:
+        """Extend the lease of every job in ``held`` every third of its length until ``done``.
 
-        On a 409 the lease is gone; the measurement still finishes and its post decides (the
-        service answers 409 again if another agent holds the job).
+        A job leaves ``held`` when its result or failure is posted. On a 409 its lease is gone;
+        the measurement still finishes and its post decides (the service answers 409 again if
+        another agent holds the job).
         """
         interval = self.lease_seconds / 3
-        body = {"lease_token": job["lease_token"], "lease_seconds": self.lease_seconds}
         while not done.wait(interval):
-            try:
-                response = self.client.post(
-                    f"/v1/jobs/{job['id']}/heartbeat", json=body, headers=self.headers
-                )
-            except httpx.TransportError as error:
-                logger.warning("job %s: heartbeat failed (%s); retrying next beat", job["id"], error)
-                continue
-            if response.status_code == 409:
-                logger.warning("job %s: lease lost", job["id"])
-                return
+            with lock:
+                jobs = list(held.values())
+            for job in jobs:
+                body = {"lease_token": job["lease_token"], "lease_seconds": self.lease_seconds}
+                try:
+                    response = self.client.post(
+                        f"/v1/jobs/{job['id']}/heartbeat", json=body, headers=self.headers
+                    )
+                except httpx.TransportError as error:
+                    logger.warning("job %s: heartbeat failed (%s); retrying next beat", job["id"], error)
+                    continue
+                if response.status_code == 409:
+                    logger.warning("job %s: lease lost", job["id"])
+                    with lock:
+                        held.pop(job["id"], None)

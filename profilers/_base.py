@@ -61,6 +61,21 @@ class ProfileResult:
         """JSON-ready dictionary of all fields."""
         return asdict(self)
 
+    def measurement_fields(self) -> dict[str, Any]:
+        """The fields of a stored measurement (``value, std, repeats, drift, flagged,
+        environment``); the percentiles, the RSE and the raw median go into the environment."""
+        extra = {"p10": self.p10, "p90": self.p90, "rse": self.rse}
+        if self.raw_value is not None:
+            extra |= {"raw_median_ms": self.raw_value, "rounds_dropped": self.rounds_dropped}
+        return {
+            "value": self.value,
+            "std": self.std,
+            "repeats": self.repeats,
+            "drift": self.reference_spread,
+            "flagged": self.flagged,
+            "environment": {**self.environment, **extra},
+        }
+
 
 @dataclass(frozen=True)
 class Setting:

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -108,6 +110,8 @@ class Measurement(Base):
     profiler: Mapped[str | None] = mapped_column(String(128), nullable=True)
     profiler_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     environment: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    drift: Mapped[float | None] = mapped_column(Float, nullable=True)
+    flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     measured_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -105,7 +105,7 @@ class Refitter:
         search_space = get_space(space)
         predictor = create_predictor(self.settings.predictor, search_space, metric=metric)
         with self.read_sessions() as session:
-            archs, values, last_id = repo.training_data(session, space, metric, target)
+            archs, values, stds, last_id = repo.training_data(session, space, metric, target)
             latest = repo.latest_predictor(session, space, metric, target)
             # A transfer predictor takes every device (or task) of the metric, this one included.
             matrix = (

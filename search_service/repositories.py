@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -61,7 +62,7 @@ def find_token(session: Session, token: str) -> ApiToken | None:
 
 # ---------------------------------------------------------------------------------- measurements
 
-_COMPARED = ("space", "arch", "device", "task", "metric", "value", "std", "repeats")
+_COMPARED = ("space", "arch", "device", "task", "metric", "value", "std", "repeats", "flagged")
 
 
 def _insert(session: Session) -> Any:
@@ -151,23 +152,50 @@ def list_measurements(
     return total, list(page)
 
 
+# (p90 - p10) of a normal distribution is 2.5631 standard deviations.
+_P10_P90_SIGMAS = 2.5631
+
+
 def training_data(
     session: Session, space: str, metric: str, target: str
-) -> tuple[list[str], list[float], int]:
-    """Arch strings and values of one target (device for latency, task for score), repeats averaged.
+) -> tuple[list[str], list[float], list[float], int]:
+    """Arch strings, values and standard errors of one target (device for latency, task for score).
+
+    Repeated measurements of an arch are averaged. A measurement's standard error is
+    ``1.2533 * std / sqrt(repeats)`` (the median's); for a measurement whose batch was flagged
+    for drift, the drift's spread is added as one more error term (its ``(p90 - p10)`` taken as
+    2.56 standard deviations, relative to the value), so refits trust it less. Measurements
+    without std or repeats (e.g. imported tables) count 0: the learned noise covers them.
 
     Returns:
-        ``(archs, values, last_id)``: unique archs, the mean of their measurements, and the largest
+        ``(archs, values, stds, last_id)``: unique archs (sorted), the mean of their
+        measurements, the standard error of that mean in the value's units, and the largest
         measurement id used (to tell later whether newer data arrived).
     """
     column = Measurement.device if metric == "latency_ms" else Measurement.task
     rows = session.execute(
-        select(Measurement.arch, func.avg(Measurement.value), func.max(Measurement.id))
+        select(
+            Measurement.arch,
+            Measurement.value,
+            Measurement.std,
+            Measurement.repeats,
+            Measurement.flagged,
+            Measurement.drift,
+            Measurement.id,
+        )
         .where(Measurement.space == space, Measurement.metric == metric, column == target)
-        .group_by(Measurement.arch)
-        .order_by(Measurement.arch)
+        .order_by(Measurement.arch, Measurement.id)
     ).all()
-    return [r[0] for r in rows], [float(r[1]) for r in rows], max((r[2] for r in rows), default=0)
+    grouped: dict[str, list[tuple[float, float]]] = {}
+    for arch, value, std, repeats, flagged, drift, _ in rows:
+        variance = (1.2533 * std) ** 2 / repeats if std and repeats else 0.0
+        if flagged and drift:
+            variance += (drift * value / _P10_P90_SIGMAS) ** 2
+        grouped.setdefault(arch, []).append((value, variance))
+    archs = list(grouped)
+    values = [sum(v for v, _ in grouped[a]) / len(grouped[a]) for a in archs]
+    stds = [math.sqrt(sum(var for _, var in grouped[a])) / len(grouped[a]) for a in archs]
+    return archs, values, stds, max((r[-1] for r in rows), default=0)
 
 
 def training_matrix(
@@ -321,6 +349,16 @@ def get_job(session: Session, job_id: int, lock: bool = False) -> Job:
     if job is None:
         raise NotFoundError(f"no job {job_id}")
     return job
+
+
+def lease_jobs(
+    session: Session, device: str, lease_seconds: int, max_attempts: int, count: int = 1
+) -> list[Job]:
+    """Lease up to ``count`` of the oldest available jobs of ``device`` (see :func:`lease_job`)."""
+    jobs: list[Job] = []
+    while len(jobs) < count and (job := lease_job(session, device, lease_seconds, max_attempts)):
+        jobs.append(job)
+    return jobs
 
 
 def lease_job(session: Session, device: str, lease_seconds: int, max_attempts: int) -> Job | None:

@@ -41,6 +41,13 @@ NonNegFloat = Annotated[float, Field(allow_inf_nan=False, ge=0.0)]
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
 
 
+DRIFT_HELP = (
+    "The measuring batch's drift: (p90 - p10) / median of the reference subnet's times across the "
+    "batch's rounds."
+)
+FLAGGED_HELP = "The batch drifted beyond its profiler's threshold; refits give this value less weight."
+
+
 def _clean_json(value: Any, path: str = "") -> Any:
     """Reject what JSON columns cannot hold (NaN, infinities, NUL characters, deep nesting)."""
     if path.count(".") > 16:
@@ -139,6 +146,8 @@ class MeasurementCreate(BaseModel):
     profiler: Name | None = None
     profiler_version: Annotated[Text, StringConstraints(max_length=64)] | None = None
     environment: JSONObject | None = None
+    drift: NonNegFloat | None = Field(None, description=DRIFT_HELP)
+    flagged: bool = Field(False, description=FLAGGED_HELP)
     measured_at: dt.datetime | None = None
 
     @field_validator("id")
@@ -193,6 +202,8 @@ class MeasurementPublic(BaseModel):
     profiler: str | None
     profiler_version: str | None
     environment: dict[str, Any] | None
+    drift: float | None
+    flagged: bool
     job_id: int | None
     measured_at: dt.datetime | None
     created_at: dt.datetime
@@ -284,11 +295,17 @@ class CampaignPublic(BaseModel):
     created_at: dt.datetime
 
 
+MAX_LEASE_JOBS = 64
+
+
 class LeaseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device: Name
     lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    count: Annotated[int, Field(ge=1, le=MAX_LEASE_JOBS)] = Field(
+        1, description="Lease up to this many jobs of the device at once, to time them as one batch."
+    )
 
 
 class JobLease(BaseModel):
@@ -303,7 +320,8 @@ class JobLease(BaseModel):
 
 
 class LeaseResponse(BaseModel):
-    job: JobLease | None
+    jobs: list[JobLease] = Field(description="The leased jobs, oldest first (empty: none available).")
+    job: JobLease | None = Field(description="The first of ``jobs``, for agents that lease one at a time.")
 
 
 class HeartbeatRequest(BaseModel):
@@ -327,6 +345,8 @@ class ResultRequest(BaseModel):
     profiler: Name | None = None
     profiler_version: Annotated[Text, StringConstraints(max_length=64)] | None = None
     environment: JSONObject | None = None
+    drift: NonNegFloat | None = Field(None, description=DRIFT_HELP)
+    flagged: bool = Field(False, description=FLAGGED_HELP)
 
 
 class ResultResponse(BaseModel):

@@ -18,11 +18,15 @@ def register(app: typer.Typer) -> None:
         max_jobs: int | None = typer.Option(None, "--max-jobs", min=1, help="stop after this many jobs"),
         exit_when_idle: bool = typer.Option(False, "--exit-when-idle", help="stop when the queue is empty"),
         lease_seconds: int = typer.Option(60, "--lease-seconds", min=1, help="lease length per job, seconds"),
+        lease_size: int = typer.Option(
+            8, "--lease-size", min=1, max=64, help="jobs leased and measured as one batch"
+        ),
         poll_interval: float = typer.Option(5.0, "--poll-interval", min=0.0, help="seconds between polls"),
         verbose: bool = typer.Option(True, "--verbose/--quiet", help="log each job to standard error"),
     ) -> None:
-        """Lease jobs for DEVICE, measure them with its registered profiler, heartbeat while
-        measuring and post the results; network errors are retried with backoff."""
+        """Lease batches of jobs for DEVICE, measure each batch with its registered profiler
+        (latency: interleaved rounds), heartbeat while measuring and post every result; network
+        errors are retried with backoff."""
         from profilers import AgentError, DeviceAgent
 
         logging.basicConfig(
@@ -33,6 +37,7 @@ def register(app: typer.Typer) -> None:
             device,
             token,
             max_jobs=max_jobs,
+            lease_size=lease_size,
             exit_when_idle=exit_when_idle,
             lease_seconds=lease_seconds,
             poll_interval=poll_interval,

@@ -116,6 +116,12 @@ def register(app: typer.Typer) -> None:
             None, "--archs", help="CSV with an 'arch' column: profile these instead of sampling"
         ),
         seed: int = typer.Option(0, "--seed", help="sampling seed"),
+        batch: int = typer.Option(
+            16,
+            "--batch",
+            min=1,
+            help="subnets measured together (latency: timed in interleaved rounds with a reference)",
+        ),
         out: Path | None = typer.Option(None, "--out", help="CSV file to write (default: standard output)"),
         set_: list[str] = typer.Option([], "--set", help="profiler setting KEY=VALUE (repeatable)"),
         task: str | None = typer.Option(None, "--task", help="task to score (accuracy profilers)"),
@@ -127,10 +133,12 @@ def register(app: typer.Typer) -> None:
             None, "--token", envvar="GPNAS_TOKEN", help="API token for --server"
         ),
     ) -> None:
-        """Profile N sampled subnets; write CSV `arch,<metric>,std,p10,p90,repeats`.
+        """Profile N sampled subnets (or --archs FILE); write CSV `arch,<metric>,std,p10,p90,repeats,flagged`.
 
-        The value column is `latency_ms` (median per batch) or `score`, or --column's name, so
-        the file feeds `gpnas predict --train` directly. Rows are written as they are measured.
+        The value column is `latency_ms` (per forward pass of a batch of images) or `score`, or
+        --column's name, so the file feeds `gpnas predict --train` directly. Subnets are measured
+        --batch at a time (a latency batch in interleaved rounds with a reference subnet); rows
+        are written as each batch finishes; `flagged` is 1 where the batch drifted.
         """
         from tqdm import tqdm
 
@@ -146,27 +154,40 @@ def register(app: typer.Typer) -> None:
         subs = _choose_subnets(search_space, profiler.known_subnets(), samples, seed, archs)
         value_column = column or profiler.metric
         handle: Any = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
+        failed = 0
+        bar = tqdm(
+            total=len(subs), desc=f"{name} {space}", unit="subnet", file=sys.stderr, dynamic_ncols=True
+        )
         try:
             writer = csv.writer(handle)
-            writer.writerow(["arch", value_column, "std", "p10", "p90", "repeats"])
-            bar = tqdm(subs, desc=f"{name} {space}", unit="subnet", file=sys.stderr, dynamic_ncols=True)
-            for sub in bar:
-                result = profiler.profile(sub, task)
-                writer.writerow(
-                    [
-                        search_space.format(sub),
-                        f"{result.value:.6g}",
-                        f"{result.std:.4g}",
-                        "" if result.p10 is None else f"{result.p10:.6g}",
-                        "" if result.p90 is None else f"{result.p90:.6g}",
-                        result.repeats,
-                    ]
-                )
+            writer.writerow(["arch", value_column, "std", "p10", "p90", "repeats", "flagged"])
+            for start in range(0, len(subs), batch):
+                chunk = subs[start : start + batch]
+                for sub, outcome in zip(chunk, profiler.profile_many(chunk, task), strict=True):
+                    arch = search_space.format(sub)
+                    if isinstance(outcome, Exception):
+                        failed += 1
+                        typer.echo(f"{arch}: not measured: {type(outcome).__name__}: {outcome}", err=True)
+                        continue
+                    writer.writerow(
+                        [
+                            arch,
+                            f"{outcome.value:.6g}",
+                            f"{outcome.std:.4g}",
+                            "" if outcome.p10 is None else f"{outcome.p10:.6g}",
+                            "" if outcome.p90 is None else f"{outcome.p90:.6g}",
+                            outcome.repeats,
+                            int(outcome.flagged),
+                        ]
+                    )
                 handle.flush()
-                bar.set_postfix({value_column: f"{result.value:.4g}"})
+                bar.update(len(chunk))
         finally:
+            bar.close()
             profiler.close()
             if out:
                 handle.close()
+        if failed:
+            raise ValueError(f"{failed} of {len(subs)} subnets could not be measured (reasons above)")
         if out:
             typer.echo(f"wrote {len(subs)} rows to {out}", err=True)

@@ -90,6 +90,10 @@ def test_agent_measures_torch_cpu_jobs_end_to_end(service):
     for m in rows:
         assert m["metric"] == "latency_ms" and m["value"] > 0 and m["profiler"] == "torch-cpu"
         assert m["environment"]["threads"] == 1 and m["environment"]["input_shape"] == [1, 3, 32, 32]
+        # The three jobs were leased and timed as one interleaved batch against one reference.
+        assert m["environment"]["batch_subnets"] == 3 and m["environment"]["protocol"] == "interleaved"
+        assert m["environment"]["raw_median_ms"] > 0 and m["drift"] >= 0 and isinstance(m["flagged"], bool)
+    assert len({m["environment"]["reference_median_ms"] for m in rows}) == 1
 
 
 class _Faulty(httpx.BaseTransport):
@@ -173,6 +177,73 @@ def test_expired_lease_goes_to_another_agent_and_the_late_result_is_dropped(serv
     assert len(_measurements(client, "nb201-raspi4")) == 1
     (job,) = _jobs(client, "nb201-raspi4")
     assert job["status"] == "done" and job["attempts"] == 2
+
+
+class _DiesAfterResults(httpx.BaseTransport):
+    """Real HTTP transport that goes dead (every request refused) after ``results`` result posts."""
+
+    def __init__(self, results: int) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.results_left = results
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.results_left <= 0:
+            raise httpx.ConnectError("agent machine lost its network (injected)", request=request)
+        if request.url.path.endswith("/result"):
+            self.results_left -= 1
+        return self.inner.handle_request(request)
+
+
+@needs_data
+def test_a_batch_lease_that_dies_half_way_loses_nothing_and_counts_nothing_twice(service):
+    base, token, client = service
+    _device(client, "nb201-gold", "table", {"path": str(NB201), "column": "gold_6226"}, "nasbench201", 4)
+    dying = DeviceAgent(
+        base,
+        "nb201-gold",
+        token,
+        lease_size=4,
+        lease_seconds=1,
+        max_retries=0,
+        client=httpx.Client(base_url=base, transport=_DiesAfterResults(2)),
+        sleep=lambda s: None,
+    )
+    with pytest.raises(AgentError, match="unreachable"):
+        dying.run()
+    assert dying.stats.done == 2
+    jobs = _jobs(client, "nb201-gold")
+    assert sorted(j["status"] for j in jobs) == ["done", "done", "leased", "leased"]
+    time.sleep(1.2)  # the dead agent's leases (1 s, no more heartbeats) expire
+    stats = DeviceAgent(base, "nb201-gold", token, lease_size=4, exit_when_idle=True).run()
+    assert (stats.done, stats.failed, stats.lost) == (2, 0, 0)
+    jobs = _jobs(client, "nb201-gold")
+    assert [j["status"] for j in jobs] == ["done"] * 4
+    assert sorted(j["attempts"] for j in jobs) == [1, 1, 2, 2]
+    rows = _measurements(client, "nb201-gold")
+    assert len(rows) == 4 and len({m["arch"] for m in rows}) == 4
+
+
+@needs_data
+def test_a_subnet_the_profiler_cannot_measure_fails_only_its_own_job(service):
+    base, token, client = service
+    _device(client, "nb201-px", "table", {"path": str(NB201), "column": "pixel2"}, "nasbench201", 3)
+    space = get_space("nasbench201")
+    table = TableLatencyProfiler(space, path=str(NB201), column="pixel2")
+    broken = client.get("/v1/jobs", params={"device": "nb201-px"}).json()["jobs"][1]["arch"]
+
+    class OneBroken(LatencyProfiler):
+        name = "one-broken"
+
+        def measure(self, sub):
+            if space.format(self.subnet(sub)) == broken:
+                raise RuntimeError("cannot build this subnet")
+            return table.measure(sub)
+
+    stats = DeviceAgent(base, "nb201-px", token, lease_size=3, max_jobs=3, profiler=OneBroken(space)).run()
+    assert (stats.done, stats.failed) == (2, 1)
+    failed = [j for j in _jobs(client, "nb201-px") if j["status"] != "done"]
+    assert [j["arch"] for j in failed] == [broken] and "cannot build this subnet" in failed[0]["last_error"]
+    assert len(_measurements(client, "nb201-px")) == 2
 
 
 @needs_data

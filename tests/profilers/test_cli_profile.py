@@ -46,7 +46,7 @@ def test_profile_table_writes_predict_ready_csv(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = _rows(out)
-    assert len(rows) == 6 and list(rows[0]) == ["arch", "pixel2", "std", "p10", "p90", "repeats"]
+    assert len(rows) == 6 and list(rows[0]) == ["arch", "pixel2", "std", "p10", "p90", "repeats", "flagged"]
     truth = {r["arch"]: float(r["pixel2"]) for r in _rows(FBNET)}
     assert all(float(r["pixel2"]) == pytest.approx(truth[r["arch"]]) for r in rows)
     again = tmp_path / "again.csv"

@@ -64,7 +64,7 @@ def test_lease_result_idempotent_and_conflicts(client: TestClient) -> None:
     assert job["metric"] == "score" and job["task"] == "market1501" and job["device"] == "dev1"
     other = client.post("/v1/jobs/lease", json={"device": "dev1", "lease_seconds": 60}).json()["job"]
     assert other["id"] != job["id"]
-    assert client.post("/v1/jobs/lease", json={"device": "dev1"}).json() == {"job": None}
+    assert client.post("/v1/jobs/lease", json={"device": "dev1"}).json() == {"jobs": [], "job": None}
     beat = client.post(
         f"/v1/jobs/{job['id']}/heartbeat", json={"lease_token": job["lease_token"], "lease_seconds": 120}
     )
@@ -181,13 +181,63 @@ def test_concurrent_leasers_never_share_a_job(client: TestClient) -> None:
     assert len(leased) == 40 and len(set(leased)) == 40
 
 
+def test_a_batch_lease_holds_each_job_on_its_own_lease(client: TestClient) -> None:
+    register(client)
+    _campaign(client, 5)
+    batch = client.post("/v1/jobs/lease", json={"device": "dev1", "count": 3, "lease_seconds": 60}).json()
+    jobs = batch["jobs"]
+    assert len(jobs) == 3 and batch["job"] == jobs[0]
+    assert len({j["id"] for j in jobs}) == 3 and len({j["lease_token"] for j in jobs}) == 3
+    assert [j["id"] for j in jobs] == sorted(j["id"] for j in jobs)  # oldest first
+    rest = client.post("/v1/jobs/lease", json={"device": "dev1", "count": 10}).json()["jobs"]
+    assert len(rest) == 2 and not {j["id"] for j in rest} & {j["id"] for j in jobs}
+    # One job of the batch is done, another fails: the third still holds its own lease.
+    first, second, third = jobs
+    ok = client.post(
+        f"/v1/jobs/{first['id']}/result", json={"lease_token": first["lease_token"], "value": 4.0}
+    )
+    assert ok.status_code == 200
+    fail = client.post(
+        f"/v1/jobs/{second['id']}/fail", json={"lease_token": second["lease_token"], "error": "x"}
+    )
+    assert fail.json()["status"] == "queued"
+    beat = client.post(f"/v1/jobs/{third['id']}/heartbeat", json={"lease_token": third["lease_token"]})
+    assert beat.status_code == 200
+    for count in (0, 65):
+        bad = client.post("/v1/jobs/lease", json={"device": "dev1", "count": count})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "count"]
+
+
+def test_concurrent_batch_leasers_never_share_a_job(client: TestClient) -> None:
+    register(client)
+    _campaign(client, 40)
+    leased: list[int] = []
+    lock = threading.Lock()
+
+    def agent() -> None:
+        while True:
+            body = {"device": "dev1", "lease_seconds": 300, "count": 7}
+            jobs = client.post("/v1/jobs/lease", json=body).json()["jobs"]
+            if not jobs:
+                return
+            with lock:
+                leased.extend(j["id"] for j in jobs)
+
+    threads = [threading.Thread(target=agent) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(leased) == 40 and len(set(leased)) == 40
+
+
 def test_lease_expiring_on_the_last_attempt_fails_the_job(db_url: str) -> None:
     with TestClient(create_app(make_settings(db_url, max_job_attempts=1))) as client:
         register(client)
         _campaign(client, 1)
         job = client.post("/v1/jobs/lease", json={"device": "dev1", "lease_seconds": 1}).json()["job"]
         time.sleep(1.2)
-        assert client.post("/v1/jobs/lease", json={"device": "dev1"}).json() == {"job": None}
+        assert client.post("/v1/jobs/lease", json={"device": "dev1"}).json() == {"jobs": [], "job": None}
         failed = client.get(f"/v1/jobs/{job['id']}").json()
         assert failed["status"] == "failed" and "lease expired" in failed["last_error"]
 

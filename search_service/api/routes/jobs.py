@@ -29,30 +29,35 @@ JobId = Annotated[int, Path(ge=1, le=INT32)]
 def lease(
     body: LeaseRequest, session: WriteSessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> LeaseResponse:
-    """Lease the oldest available job of ``device`` for ``lease_seconds`` (``{"job": null}`` if none).
+    """Lease up to ``count`` of the oldest available jobs of ``device`` for ``lease_seconds``.
 
-    A job whose lease expired goes back to the queue; two agents never hold the same job.
+    A job whose lease expired goes back to the queue; two agents never hold the same job. Each
+    job of a batch lease has its own lease token, heartbeat, result and expiry.
     """
     principal.check_device(body.device, f"lease jobs of device {body.device!r}")
     repo.get_device(session, body.device)
-    job = repo.lease_job(
-        session, body.device, min(body.lease_seconds, settings.max_lease_seconds), settings.max_job_attempts
+    jobs = repo.lease_jobs(
+        session,
+        body.device,
+        min(body.lease_seconds, settings.max_lease_seconds),
+        settings.max_job_attempts,
+        body.count,
     )
-    if job is None:
-        session.commit()
-        return LeaseResponse(job=None)
-    out = JobLease(
-        id=job.id,
-        space=job.space,
-        arch=job.arch,
-        device=job.device,
-        task=job.task,
-        metric=job.metric,  # type: ignore[arg-type]
-        lease_token=job.lease_token or "",
-        lease_expires_at=job.lease_expires_at,  # type: ignore[arg-type]
-    )
+    out = [
+        JobLease(
+            id=job.id,
+            space=job.space,
+            arch=job.arch,
+            device=job.device,
+            task=job.task,
+            metric=job.metric,  # type: ignore[arg-type]
+            lease_token=job.lease_token or "",
+            lease_expires_at=job.lease_expires_at,  # type: ignore[arg-type]
+        )
+        for job in jobs
+    ]
     session.commit()
-    return LeaseResponse(job=out)
+    return LeaseResponse(jobs=out, job=out[0] if out else None)
 
 
 @router.post(
