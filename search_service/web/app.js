@@ -3,15 +3,168 @@
 
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
-const PLOT = { width: 720, height: 420, left: 64, right: 16, top: 16, bottom: 48 };
-const state = { spaces: [], points: [], queryTimer: null, querySeq: 0 };
+const PLOT = { width: 720, height: 420, left: 76, right: 16, top: 16, bottom: 48 };
+const state = {
+  spaces: [], points: [], budget: null, chosen: null,
+  queryTimer: null, querySeq: 0, loadSeq: 0,
+};
 
-async function getJSON(url) {
-  const response = await fetch(url);
+// ---- The standard normal distribution ------------------------------------------------------------
+
+const SQRT_2PI = Math.sqrt(2 * Math.PI);
+
+/** Phi(x) for x <= 0 with a relative error of about 1e-14 (series near 0, continued fraction beyond). */
+function normalLowerTail(x) {
+  const t = -x;
+  if (t < 2) {
+    // Marsaglia: Phi(-t) = 1/2 - phi(t) (t + t^3/3 + t^5/(3*5) + ...).
+    let term = t, sum = t;
+    for (let k = 1; k < 200 && Math.abs(term) > 1e-17 * Math.abs(sum); k++) {
+      term *= (t * t) / (2 * k + 1);
+      sum += term;
+    }
+    return 0.5 - (Math.exp(-0.5 * t * t) / SQRT_2PI) * sum;
+  }
+  // Laplace: Phi(-t) = phi(t) / (t + 1/(t + 2/(t + 3/(t + ...)))).
+  let fraction = t;
+  for (let k = 200; k >= 1; k--) fraction = t + k / fraction;
+  return Math.exp(-0.5 * t * t) / SQRT_2PI / fraction;
+}
+
+/** The standard normal CDF Phi(x). */
+function normalCdf(x) {
+  if (Number.isNaN(x)) return NaN;
+  return x <= 0 ? normalLowerTail(x) : 1 - normalLowerTail(-x);
+}
+
+/**
+ * The standard normal quantile Phi^{-1}(p): Acklam's rational approximation (relative error
+ * 1.15e-9) polished by one Halley step on an accurate Phi, which leaves it within a few 1e-15 of
+ * scipy's ndtri (what the server uses) over the whole range.
+ */
+function normalQuantile(p) {
+  if (Number.isNaN(p) || p < 0 || p > 1) return NaN;
+  if (p === 0) return -Infinity;
+  if (p === 1) return Infinity;
+  if (p === 0.5) return 0;
+  // Solve in the lower tail, where q = min(p, 1 - p) keeps its relative precision.
+  const q = p < 0.5 ? p : 1 - p;
+  const a = [-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+    1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00];
+  const b = [-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+    6.680131188771972e+01, -1.328068155288572e+01];
+  const c = [-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+    -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00];
+  const d = [7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+    3.754408661907416e+00];
+  let x;
+  if (q < 0.02425) {
+    const r = Math.sqrt(-2 * Math.log(q));
+    x = (((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) /
+      ((((d[0] * r + d[1]) * r + d[2]) * r + d[3]) * r + 1);
+  } else {
+    const u = q - 0.5, r = u * u;
+    x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * u /
+      (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+  }
+  // Halley: x <- x - u / (1 + x u / 2), u = (Phi(x) - q) / phi(x).
+  const e = normalLowerTail(x) - q;
+  const u = e * SQRT_2PI * Math.exp(0.5 * x * x);
+  x -= u / (1 + (x * u) / 2);
+  return p < 0.5 ? x : -x;
+}
+
+// ---- Budgets -------------------------------------------------------------------------------------
+
+/**
+ * The smallest budget a point meets at confidence c, as the server's /v1/query decides it:
+ * P(latency <= b) >= c  <=>  mean + z_c * std <= b (a zero std: mean <= b).
+ */
+function budgetOf(point, z) {
+  return point.latency_std > 0 ? point.latency_ms + z * point.latency_std : point.latency_ms;
+}
+
+/**
+ * ``budget`` nudged up by one part in 1e9, so that a last-digit difference between this page's
+ * z_c and the server's cannot make a point infeasible at its own budget; invisible at any display
+ * precision.
+ */
+function reachable(budget) {
+  return budget + Math.abs(budget) * 1e-9;
+}
+
+function confidence() { return Number($("confidence").value); }
+
+/** [smallest, largest] budget over the front's points at the chosen confidence. */
+function budgetRange() {
+  const z = normalQuantile(confidence());
+  const budgets = state.points.map((p) => budgetOf(p, z));
+  return [Math.min(...budgets), Math.max(...budgets)];
+}
+
+/** Four significant digits, without trailing zeros: 0.001, 2.345, 123.5. */
+function formatMs(value) {
+  return String(Number(value.toPrecision(4)));
+}
+
+// ---- Talking to the server -----------------------------------------------------------------------
+
+/** An error answer of the service, with its message written as sentences. */
+class ApiError extends Error {
+  constructor(status, detail, statusText) {
+    super(describeDetail(status, detail, statusText));
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+function capitalise(text) { return text ? text[0].toUpperCase() + text.slice(1) : text; }
+
+function sentence(text) {
+  const t = capitalise(String(text).trim());
+  return /[.!?]$/.test(t) ? t : `${t}.`;
+}
+
+/** Where a field error lies, without FastAPI's "body"/"query"/"path" prefix: "latency_budget_ms". */
+function fieldOf(loc) {
+  const parts = Array.isArray(loc) ? loc.slice() : [];
+  if (["body", "query", "path", "header", "cookie"].includes(parts[0])) parts.shift();
+  return parts.join(".");
+}
+
+/**
+ * Plain sentences for an error ``detail``: FastAPI's list of {loc, msg, type}, this service's
+ * string, or anything else (then only the HTTP status is described, never the raw body).
+ */
+function describeDetail(status, detail, statusText) {
+  if (typeof detail === "string" && detail.trim()) return sentence(detail);
+  if (Array.isArray(detail) && detail.length) {
+    return detail.map((item) => {
+      const msg = item && typeof item.msg === "string" ? item.msg : "is not valid";
+      const field = item ? fieldOf(item.loc) : "";
+      // A field name keeps its spelling ("latency_budget_ms: Input should be greater than 0.").
+      return field ? `${field}: ${sentence(msg)}` : sentence(msg);
+    }).join(" ");
+  }
+  return sentence(`The server answered ${status}${statusText ? ` ${statusText}` : ""}`);
+}
+
+/** A sentence for anything thrown while talking to the server. */
+function describeError(error) {
+  if (error instanceof ApiError) return error.message;
+  return sentence(`Could not reach the server (${error && error.message ? error.message : error})`);
+}
+
+async function request(url, options) {
+  const response = await fetch(url, options);
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.detail ? JSON.stringify(body.detail) : response.statusText);
+  if (!response.ok) throw new ApiError(response.status, body && body.detail, response.statusText);
   return body;
 }
+
+const getJSON = (url) => request(url);
+
+// ---- Page state ----------------------------------------------------------------------------------
 
 function setStatus(text, isError = false) {
   $("status").textContent = text;
@@ -33,42 +186,95 @@ async function loadChoices() {
   updateTasks(params.get("task"));
 }
 
+function currentSpace() { return state.spaces.find((s) => s.name === $("space").value); }
+
+function scoreLabel() {
+  const space = currentSpace();
+  return space && space.score_label ? space.score_label : "score (higher is better)";
+}
+
 function updateTasks(preferred) {
-  const space = state.spaces.find((s) => s.name === $("space").value);
+  const space = currentSpace();
   fillSelect($("task"), space ? space.tasks : [], preferred);
 }
 
+function showChoice(arch, text, isError = false) {
+  state.chosen = arch;
+  $("chosen-arch").textContent = arch ?? "–";
+  $("chosen-predicted").textContent = text;
+  $("chosen-predicted").classList.toggle("error", isError);
+  if (arch === null || isError) {
+    $("config-table").tHead.replaceChildren();
+    $("config-table").tBodies[0].replaceChildren();
+  }
+}
+
 async function loadFront() {
+  const seq = ++state.loadSeq;
   const space = $("space").value, task = $("task").value, device = $("device").value;
   state.points = [];
+  state.budget = null;
+  state.querySeq++; // answers to queries on the previous front are stale
+  clearTimeout(state.queryTimer);
+  $("budget").disabled = true;
+  $("budget-value").textContent = "–";
+  $("budget-range").textContent = "";
+  showChoice(null, "");
   drawPlot();
   if (!space || !task || !device) { setStatus("Choose a space, a task and a device."); return; }
   setStatus("Loading the front…");
+  const points = [];
   try {
     let offset = 0;
     for (;;) {
       const query = new URLSearchParams({ space, task, device, offset, limit: 500 });
       const page = await getJSON(`/v1/pareto?${query}`);
-      state.points.push(...page.points);
+      points.push(...page.points);
       offset += page.points.length;
       if (!page.points.length || offset >= page.total) break;
     }
   } catch (error) {
-    setStatus(`No front for this choice: ${error.message}`, true);
-    $("budget").disabled = true;
+    if (seq !== state.loadSeq) return;
+    setStatus(`No front for this choice. ${describeError(error)}`, true);
     return;
   }
-  setStatus(`${state.points.length} Pareto-optimal subnets.`);
-  const latencies = state.points.map((p) => p.latency_ms);
-  const slider = $("budget");
-  slider.min = Math.min(...latencies) * 0.9;
-  slider.max = Math.max(...latencies) * 1.1;
-  slider.step = (slider.max - slider.min) / 200; // keyboard and drag move in 0.5% steps
-  slider.value = slider.max;
-  slider.disabled = false;
+  if (seq !== state.loadSeq) return; // another space, task or device was chosen meanwhile
+  state.points = points;
+  if (!points.length) { setStatus("The front of this choice is empty.", true); return; }
+  setStatus(`${points.length} Pareto-optimal subnets.`);
+  updateBudgetRange(true);
   drawPlot();
   scheduleQuery();
 }
+
+/**
+ * Span the slider over the budgets the front meets at the chosen confidence: from the cheapest
+ * point's mean + z_c std to the dearest one's. ``reset`` puts the budget in the middle of that
+ * range (a subnet is always chosen there); otherwise the budget is kept, clamped into the range.
+ */
+function updateBudgetRange(reset) {
+  if (!state.points.length) return;
+  const [lo, hi] = budgetRange();
+  const min = reachable(lo);
+  const max = hi > min ? hi : min + Math.max(Math.abs(min) * 0.05, 1e-6);
+  const slider = $("budget");
+  slider.min = min;
+  slider.max = max;
+  slider.step = "any"; // arrow keys move 1% of the range, Page Up/Down 10%
+  const budget = reset || state.budget === null ? (min + max) / 2 : Math.min(Math.max(state.budget, min), max);
+  setBudget(budget);
+  slider.disabled = false;
+  $("budget-range").textContent = `The front's subnets meet budgets from ${formatMs(min)} to ` +
+    `${formatMs(max)} ms with probability ${confidence()}.`;
+}
+
+function setBudget(budget) {
+  state.budget = budget;
+  $("budget").value = budget;
+  $("budget-value").textContent = formatMs(budget);
+}
+
+// ---- The plot ------------------------------------------------------------------------------------
 
 function scale(domain, range) {
   const [d0, d1] = domain[0] === domain[1] ? [domain[0] - 1, domain[1] + 1] : domain;
@@ -82,36 +288,61 @@ function svgEl(name, attrs, text) {
   return el;
 }
 
-function drawPlot(chosenArch) {
+/** Break ``text`` into lines of at most ``width`` characters at spaces (each line keeps its space). */
+function wrap(text, width) {
+  const lines = [];
+  let line = "";
+  for (const word of text.split(/(?<= )/)) {
+    if (line && (line + word).trimEnd().length > width) { lines.push(line); line = ""; }
+    line += word;
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+function drawPlot() {
   const svg = $("front-plot");
   svg.replaceChildren();
+  const label = scoreLabel();
+  svg.setAttribute("aria-label", `Pareto front: predicted latency (ms) against predicted ${label}`);
   const pts = state.points;
   if (!pts.length) return;
+  const z = normalQuantile(confidence());
   const lat = pts.flatMap((p) => [p.latency_ms - p.latency_std, p.latency_ms + p.latency_std]);
+  if (!$("budget").disabled) lat.push(Number($("budget").min), Number($("budget").max));
   const sc = pts.flatMap((p) => [p.score - p.score_std, p.score + p.score_std]);
-  const x = scale([Math.min(...lat), Math.max(...lat)], [PLOT.left, PLOT.width - PLOT.right]);
-  const y = scale([Math.min(...sc), Math.max(...sc)], [PLOT.height - PLOT.bottom, PLOT.top]);
+  const [latMin, latMax] = [Math.min(...lat), Math.max(...lat)];
+  const [scMin, scMax] = [Math.min(...sc), Math.max(...sc)];
+  const x = scale([latMin, latMax], [PLOT.left, PLOT.width - PLOT.right]);
+  const y = scale([scMin, scMax], [PLOT.height - PLOT.bottom, PLOT.top]);
 
   const axes = svgEl("g", { class: "axis" });
   axes.append(svgEl("line", { x1: PLOT.left, y1: PLOT.height - PLOT.bottom, x2: PLOT.width - PLOT.right,
     y2: PLOT.height - PLOT.bottom }));
   axes.append(svgEl("line", { x1: PLOT.left, y1: PLOT.top, x2: PLOT.left, y2: PLOT.height - PLOT.bottom }));
   for (let i = 0; i <= 4; i++) {
-    const lv = Math.min(...lat) + (i / 4) * (Math.max(...lat) - Math.min(...lat));
-    const sv = Math.min(...sc) + (i / 4) * (Math.max(...sc) - Math.min(...sc));
+    const lv = latMin + (i / 4) * (latMax - latMin);
+    const sv = scMin + (i / 4) * (scMax - scMin);
     axes.append(svgEl("text", { x: x(lv), y: PLOT.height - PLOT.bottom + 16, "text-anchor": "middle" },
       lv.toPrecision(3)));
     axes.append(svgEl("text", { x: PLOT.left - 6, y: y(sv) + 4, "text-anchor": "end" }, sv.toPrecision(3)));
   }
-  axes.append(svgEl("text", { x: (PLOT.left + PLOT.width) / 2, y: PLOT.height - 8, "text-anchor": "middle" },
-    "predicted latency (ms)"));
-  axes.append(svgEl("text", { x: 14, y: PLOT.height / 2, transform: `rotate(-90 14 ${PLOT.height / 2})`,
-    "text-anchor": "middle" }, "predicted score"));
+  axes.append(svgEl("text", { id: "x-label", x: (PLOT.left + PLOT.width) / 2, y: PLOT.height - 8,
+    "text-anchor": "middle" }, "predicted latency (ms)"));
+  // The y label can be long ("predicted rank among the 500 track-2 subnets (0-499, ...)"): wrap it.
+  const text = `predicted ${label}`, paren = text.indexOf(" (");
+  const lines = text.length > 52 && paren > 0 && paren < 52 && text.length - paren <= 52
+    ? [text.slice(0, paren + 1), text.slice(paren + 1)] // break before the parenthesis
+    : wrap(text, 52);
+  const middle = (PLOT.top + PLOT.height - PLOT.bottom) / 2;
+  const yLabel = svgEl("text", { id: "y-label", class: "axis-label", "text-anchor": "middle",
+    transform: `translate(${14} ${middle}) rotate(-90)` });
+  lines.forEach((line, i) => yLabel.append(svgEl("tspan", { x: 0, dy: i ? "1.2em" : 0 }, line)));
+  axes.append(yLabel);
   svg.append(axes);
 
-  const budget = Number($("budget").value);
-  if (!$("budget").disabled) {
-    svg.append(svgEl("line", { class: "budget-line", x1: x(budget), x2: x(budget), y1: PLOT.top,
+  if (!$("budget").disabled && state.budget !== null && state.budget >= latMin && state.budget <= latMax) {
+    svg.append(svgEl("line", { class: "budget-line", x1: x(state.budget), x2: x(state.budget), y1: PLOT.top,
       y2: PLOT.height - PLOT.bottom }));
   }
   svg.append(svgEl("polyline", { class: "front",
@@ -123,54 +354,81 @@ function drawPlot(chosenArch) {
     svg.append(svgEl("line", { class: "bar", x1: cx, x2: cx, y1: y(p.score - p.score_std),
       y2: y(p.score + p.score_std) }));
   }
+  const conf = confidence();
   for (const p of pts) {
     const classes = ["point"];
     if (p.measured) classes.push("measured");
-    if (p.arch === chosenArch) classes.push("chosen");
+    if (p.arch === state.chosen) classes.push("chosen");
+    const budget = budgetOf(p, z);
     const circle = svgEl("circle", { class: classes.join(" "), cx: x(p.latency_ms), cy: y(p.score), r: 4,
-      "data-arch": p.arch });
-    circle.append(svgEl("title", {}, `${p.arch}\nscore ${p.score.toFixed(3)} ± ${p.score_std.toFixed(3)}\n` +
-      `latency ${p.latency_ms.toFixed(2)} ± ${p.latency_std.toFixed(2)} ms${p.measured ? " (measured)" : ""}`));
-    circle.addEventListener("click", () => { $("budget").value = p.latency_ms + 2 * p.latency_std; scheduleQuery(); });
+      "data-arch": p.arch, "data-budget": budget });
+    circle.append(svgEl("title", {}, `${p.arch}${p.measured ? " (measured)" : ""}\n` +
+      `predicted ${label}: ${p.score.toFixed(3)} ± ${p.score_std.toFixed(3)}\n` +
+      `predicted latency: ${p.latency_ms.toFixed(2)} ± ${p.latency_std.toFixed(2)} ms\n` +
+      `meets a budget of ${formatMs(budget)} ms with probability ${conf}; click to use that budget`));
+    circle.addEventListener("click", () => {
+      setBudget(reachable(budget));
+      drawPlot();
+      scheduleQuery();
+    });
     svg.append(circle);
   }
 }
 
+// ---- Budget queries ------------------------------------------------------------------------------
+
 function scheduleQuery() {
-  $("budget-value").textContent = Number($("budget").value).toFixed(2);
   clearTimeout(state.queryTimer);
   state.queryTimer = setTimeout(runQuery, 120);
 }
 
+/** True for /v1/query's 422 "no subnet meets the budget" (a value error on the budget field). */
+function isNothingFits(error) {
+  return error instanceof ApiError && error.status === 422 && Array.isArray(error.detail) &&
+    error.detail.some((item) => item && item.type === "value_error" && fieldOf(item.loc) === "latency_budget_ms");
+}
+
 async function runQuery() {
+  if (state.budget === null) return;
   const seq = ++state.querySeq;
+  const budget = state.budget, conf = confidence();
   const body = {
     space: $("space").value, task: $("task").value, device: $("device").value,
-    latency_budget_ms: Number($("budget").value), confidence: Number($("confidence").value),
+    latency_budget_ms: budget, confidence: conf,
   };
-  const response = await fetch("/v1/query", {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-  });
-  const result = await response.json().catch(() => ({}));
-  if (seq !== state.querySeq) return; // a newer slider position has been asked for
-  if (!response.ok) {
-    $("chosen-arch").textContent = "nothing fits";
-    $("chosen-predicted").textContent = typeof result.detail === "string" ? result.detail : JSON.stringify(result.detail);
-    $("config-table").tBodies[0].replaceChildren();
+  let result;
+  try {
+    result = await request("/v1/query", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    });
+  } catch (error) {
+    if (seq !== state.querySeq) return; // a newer budget has been asked for
+    if (isNothingFits(error)) {
+      let text = `Nothing fits a budget of ${formatMs(budget)} ms at confidence ${conf}.`;
+      if (state.points.length) {
+        text += ` The cheapest budget this front meets at that confidence is ${formatMs(budgetRange()[0])} ms.`;
+      }
+      const server = error.detail.filter((item) => item && typeof item.msg === "string")
+        .map((item) => sentence(item.msg)).join(" ");
+      showChoice("nothing fits", `${text} ${server}`, true);
+    } else {
+      showChoice("no subnet chosen", `The query failed. ${describeError(error)}`, true);
+    }
     drawPlot();
     return;
   }
+  if (seq !== state.querySeq) return;
   const p = result.predicted;
-  $("chosen-arch").textContent = result.arch;
-  $("chosen-predicted").textContent =
-    `score ${p.score.toFixed(3)} ± ${p.score_std.toFixed(3)}, latency ${p.latency_ms.toFixed(2)} ± ` +
-    `${p.latency_std.toFixed(2)} ms, P(latency ≤ budget) = ${p.p_feasible.toFixed(3)}`;
+  showChoice(result.arch,
+    `predicted ${scoreLabel()}: ${p.score.toFixed(3)} ± ${p.score_std.toFixed(3)}; predicted latency: ` +
+    `${p.latency_ms.toFixed(2)} ± ${p.latency_std.toFixed(2)} ms; P(latency ≤ ${formatMs(budget)} ms) = ` +
+    `${p.p_feasible.toFixed(3)}, at least the required ${conf}`);
   renderConfig(result.config);
-  drawPlot(result.arch);
+  drawPlot();
 }
 
 function renderConfig(config) {
-  const layers = config.layers || [];
+  const layers = (config && config.layers) || [];
   const keys = layers.length ? Object.keys(layers[0]) : [];
   const table = $("config-table");
   table.tHead.replaceChildren(rowOf("th", ["layer", ...keys]));
@@ -186,7 +444,7 @@ function rowOf(cell, values) {
 $("space").addEventListener("change", () => { updateTasks(); loadFront(); });
 $("task").addEventListener("change", loadFront);
 $("device").addEventListener("change", loadFront);
-$("confidence").addEventListener("change", scheduleQuery);
-$("budget").addEventListener("input", () => { drawPlot($("chosen-arch").textContent); scheduleQuery(); });
+$("confidence").addEventListener("change", () => { updateBudgetRange(false); drawPlot(); scheduleQuery(); });
+$("budget").addEventListener("input", () => { setBudget(Number($("budget").value)); drawPlot(); scheduleQuery(); });
 
-loadChoices().then(loadFront).catch((error) => setStatus(`Could not load: ${error.message}`, true));
+loadChoices().then(loadFront).catch((error) => setStatus(`Could not load the page. ${describeError(error)}`, true));
