@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from fastapi.testclient import TestClient
 from service_helpers import SPACE, measurements, register
 from typer.testing import CliRunner
@@ -126,3 +127,39 @@ def test_auth(auth_client: TestClient, db_url: str) -> None:
     assert auth_client.post("/v1/jobs/lease", json={"device": "dev2"}, headers=dev1).status_code == 403
     assert auth_client.post("/v1/jobs/lease", json={"device": "dev1"}, headers=dev1).json() == {"job": None}
     assert auth_client.get("/v1/measurements").json()["total"] == 2
+
+
+def test_drift_flags_are_stored_shown_and_weigh_into_the_training_errors(
+    client: TestClient, db_url: str
+) -> None:
+    from search_service import repositories as repo
+    from search_service.core import make_engine, make_sessionmaker
+
+    register(client)
+    steady, drifting, bare = measurements(3)
+    steady.update(std=2.0, repeats=16, drift=0.03)
+    drifting.update(std=2.0, repeats=16, drift=0.25, flagged=True)
+    bare.pop("std")
+    again = {**steady, "id": "steady-again", "value": steady["value"] * 1.02}
+    posted = client.post("/v1/measurements", json={"measurements": [steady, drifting, bare, again]})
+    assert posted.status_code == 200, posted.text
+    shown = {m["client_id"]: m for m in client.get("/v1/measurements").json()["measurements"]}
+    assert (shown[steady["id"]]["drift"], shown[steady["id"]]["flagged"]) == (0.03, False)
+    assert (shown[drifting["id"]]["drift"], shown[drifting["id"]]["flagged"]) == (0.25, True)
+    assert (shown[bare["id"]]["drift"], shown[bare["id"]]["flagged"]) == (None, False)
+    negative = client.post("/v1/measurements", json={"measurements": [{**bare, "id": "x", "drift": -0.1}]})
+    assert negative.status_code == 422 and negative.json()["detail"][0]["loc"][-1] == "drift"
+
+    engine = make_engine(db_url)
+    with make_sessionmaker(engine)() as session:
+        archs, values, stds, _ = repo.training_data(session, SPACE, "latency_ms", "dev1")
+    engine.dispose()
+    by_arch = dict(zip(archs, zip(values, stds, strict=True), strict=True))
+    se = 1.2533 * 2.0 / 4  # the median's standard error: 1.2533 * std / sqrt(repeats)
+    # Two measurements of one arch: their mean, with the standard error of that mean.
+    assert by_arch[steady["arch"]][0] == (steady["value"] + again["value"]) / 2
+    assert abs(by_arch[steady["arch"]][1] - np.sqrt(2 * se**2) / 2) < 1e-12
+    # A flagged batch's drift is added: (p90 - p10) / 2.5631 standard deviations, relative.
+    expected = np.sqrt(se**2 + (0.25 * drifting["value"] / 2.5631) ** 2)
+    assert abs(by_arch[drifting["arch"]][1] - expected) < 1e-9
+    assert by_arch[bare["arch"]][1] == 0.0  # no std: the learned noise covers it
