@@ -8,6 +8,10 @@ Usage::
     mean, std = model.predict_encoded(X)                # ... score many times (search loops)
     restored = Predictor.from_bytes(model.to_bytes())   # any registered class
 
+    model = create_predictor("gpnas", space, metric="latency_ms").fit(subnets, y, y_std=y_std)
+    # y_std: per-measurement standard errors (ms), optional; latency models use the space's
+    # analytic costs as their prior mean by default (cost_prior=None; see predictors._cost).
+
     transfer = TransferPredictor(space, metric="latency_ms").fit_multi(subnets, Y, target_index)
     # Y: n x T, NaN where unmeasured; predictions are for column target_index.
 
@@ -18,7 +22,8 @@ Names: predictors ``gpnas`` (default kernel ``hamming``), ``gpnas-rbf``, ``gpnas
 ``gpnas-closed-form``, ``ridge``, ``ridge-summary`` (one-hot plus :func:`summary_features`; best with
 few measured subnets), ``gbt``, ``gpnas-transfer``; strategies ``random``,
 ``max-variance`` (alias ``mutual-information``), ``integrated-variance`` (alias ``alc``; best for
-a new chip's first measurements, given a :meth:`TransferPredictor.fit_sources` model), ``qlognehvi``.
+a new chip's first measurements, given a :meth:`TransferPredictor.fit_sources` model), ``qlognehvi``,
+``cost-stratified`` (a new chip's first latency campaign spread evenly over the analytic cost range).
 """
 
 from ._base import (
@@ -30,10 +35,12 @@ from ._base import (
     register_predictor,
 )
 from ._baselines import ClosedFormGPNAS, GBTPredictor, RidgePredictor
+from ._cost import CostModel, CostPriorMean
 from ._features import summary_dim, summary_features
 from ._gp import GPNASPredictor
 from ._kernels import KERNELS, GroupHammingKernel, build_kernel
 from ._sampling import (
+    CostStratifiedStrategy,
     IntegratedVarianceStrategy,
     MaxVarianceStrategy,
     QLogNEHVIStrategy,
@@ -48,6 +55,9 @@ from ._transforms import OutputTransform
 __all__ = [
     "KERNELS",
     "ClosedFormGPNAS",
+    "CostModel",
+    "CostPriorMean",
+    "CostStratifiedStrategy",
     "GBTPredictor",
     "GPNASPredictor",
     "GroupHammingKernel",

@@ -95,6 +95,22 @@ def as_vector(y: torch.Tensor | Sequence[float] | np.ndarray) -> torch.Tensor:
     return torch.tensor(np.asarray(y, dtype=np.float64)).reshape(-1)
 
 
+def check_y_std(y_std: torch.Tensor | Sequence[float] | np.ndarray | None, n: int) -> torch.Tensor | None:
+    """``y_std`` as a float64 tensor of shape ``n``, or None.
+
+    Raises:
+        ValueError: If it has the wrong length or a negative or non-finite entry.
+    """
+    if y_std is None:
+        return None
+    out = as_vector(y_std)
+    if out.numel() != n:
+        raise ValueError(f"y_std has {out.numel()} values but there are {n} targets")
+    if not (torch.isfinite(out).all() and (out >= 0).all()):
+        raise ValueError("y_std must be finite and non-negative")
+    return out
+
+
 class Predictor(ABC):
     """Predicts a per-subnet quantity (a latency or a score) with an uncertainty.
 
@@ -120,22 +136,37 @@ class Predictor(ABC):
         """The ``n x d`` features this predictor's :meth:`predict_encoded` expects."""
         return encode_subnets(self.space, subnets, self.features)
 
-    def fit(self, subnets: Sequence[Subnet], y: torch.Tensor | Sequence[float]) -> Self:
-        """Fit on measured ``subnets`` and their values ``y`` (shape ``n``, original units)."""
+    def fit(
+        self,
+        subnets: Sequence[Subnet],
+        y: torch.Tensor | Sequence[float],
+        y_std: torch.Tensor | Sequence[float] | None = None,
+    ) -> Self:
+        """Fit on measured ``subnets`` and their values ``y`` (shape ``n``, original units).
+
+        Args:
+            subnets: The measured subnets.
+            y: Their values, shape ``n``.
+            y_std: Optional standard error of each value (shape ``n``, units of ``y``, >= 0): GP
+                predictors treat it as extra, known noise of that point on top of the learned
+                noise, so an uncertain (e.g. drift-flagged) measurement pulls the fit less.
+                Predictors without a noise model (ridge, trees, the closed form) ignore it.
+        """
         y = as_vector(y)
         if len(subnets) != y.numel():
             raise ValueError(f"got {len(subnets)} subnets but {y.numel()} target values")
         if len(subnets) < 2:
             raise ValueError(f"need at least 2 measured subnets to fit, got {len(subnets)}")
-        return self.fit_encoded(self.encode(subnets), y)
+        return self.fit_encoded(self.encode(subnets), y, check_y_std(y_std, y.numel()))
 
     def predict(self, subnets: Sequence[Subnet]) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictive mean and std (both shape ``n``) in the original units of ``y``."""
         return self.predict_encoded(self.encode(subnets))
 
     @abstractmethod
-    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
-        """Fit on features ``X`` (``n x d``, from :meth:`encode`) and targets ``y`` (``n``)."""
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None = None) -> Self:
+        """Fit on features ``X`` (``n x d``, from :meth:`encode`), targets ``y`` (``n``) and
+        optional standard errors ``y_std`` (``n``, see :meth:`fit`)."""
 
     @abstractmethod
     def predict_encoded(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

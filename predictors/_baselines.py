@@ -51,7 +51,8 @@ class RidgePredictor(Predictor):
         onehot = encode_subnets(self.space, subnets, "onehot")
         return torch.cat([onehot, summary_features(self.space, subnets)], 1) if self.summary else onehot
 
-    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None = None) -> Self:
+        # No per-point noise model: y_std is ignored (see Predictor.fit).
         z = self.output.fit_transform(y)
         X = X.to(torch.float64)
         self.x_mean = X.mean(0)
@@ -164,7 +165,8 @@ class GBTPredictor(Predictor):
             random_state=o["seed"],
         )
 
-    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None = None) -> Self:
+        # No per-point noise model: y_std is ignored (see Predictor.fit).
         from sklearn.model_selection import KFold
 
         self._X, self._y = X, y
@@ -228,7 +230,8 @@ class ClosedFormGPNAS(Predictor):
     def _kernel(self, A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
         return torch.exp(-torch.cdist(A, B) / 12.0)
 
-    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None = None) -> Self:
+        # No per-point noise model: y_std is ignored (see Predictor.fit).
         X1 = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
         y = y.to(torch.float64)
         eye_d = torch.eye(X1.shape[1], dtype=X.dtype)

@@ -10,12 +10,15 @@ import numpy as np
 import torch
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
+from gpytorch.constraints import GreaterThan
+from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.means import ConstantMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from supernet import SearchSpace
 
 from ._base import Predictor, default_transform, register_alias, register_predictor
+from ._cost import CostModel, CostPriorMean, decode_onehot, resolve_cost_prior
 from ._kernels import build_kernel, new_likelihood
 from ._transforms import OutputTransform
 
@@ -52,6 +55,11 @@ class GPNASPredictor(Predictor):
         loo_calibrate: If true, predictive stds are multiplied by the root-mean-square of the
             standardised leave-one-out residuals of the training points (when above 1). ML-II on a
             handful of points tends to under-estimate the noise; this restores coverage.
+        cost_prior: Prior mean from the space's analytic costs (see :mod:`predictors._cost`): a
+            non-negative linear latency model on ``[1, space.costs(x)]`` fitted to the
+            measurements, whose log is the GP's prior mean, so the GP models ``log(y)`` minus it.
+            ``None`` (default): on for ``metric="latency_ms"`` with the log transform when the
+            space has costs; off for scores.
         seed: Seeds subset and inducing-point choices.
     """
 
@@ -70,6 +78,7 @@ class GPNASPredictor(Predictor):
         maxiter: int = 200,
         outlier_mad: float | None = None,
         loo_calibrate: bool = False,
+        cost_prior: bool | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(
@@ -84,6 +93,7 @@ class GPNASPredictor(Predictor):
             maxiter=maxiter,
             outlier_mad=outlier_mad,
             loo_calibrate=loo_calibrate,
+            cost_prior=cost_prior,
             seed=seed,
         )
         self.outlier_mad = outlier_mad
@@ -96,6 +106,11 @@ class GPNASPredictor(Predictor):
         self.max_fit, self.max_exact, self.n_inducing = max_fit, max_exact, n_inducing
         self.observation_noise = observation_noise
         self.maxiter, self.seed = maxiter, seed
+        self.use_cost_prior = resolve_cost_prior(cost_prior, metric, self.output.kind, space)
+        # The fitted cost line (None without the cost prior, and in blobs saved before it existed).
+        self.cost_model: CostModel | None = None
+        # Known per-point noise variances of the training points (standardised scale), or None.
+        self.noise_extra: torch.Tensor | None = None
         self.model: SingleTaskGP | None = None
 
     # ------------------------------------------------------------------ fitting
@@ -103,26 +118,65 @@ class GPNASPredictor(Predictor):
         """The covariance module; subclasses with other inputs (e.g. transfer features) override it."""
         return build_kernel(self.kernel_name, self.space)
 
-    def _new_model(self, X: torch.Tensor, z: torch.Tensor) -> SingleTaskGP:
+    def _new_model(
+        self, X: torch.Tensor, z: torch.Tensor, noise_extra: torch.Tensor | None = None
+    ) -> SingleTaskGP:
+        """A GP on ``(X, z)``; with ``noise_extra`` (shape ``n``) a likelihood with that fixed
+        per-point noise plus the learned homoskedastic one."""
+        if noise_extra is None:
+            likelihood = new_likelihood()
+        else:
+            # gpytorch rounds fixed noise below 1e-6 up (with a warning); do it quietly here.
+            likelihood = FixedNoiseGaussianLikelihood(
+                noise_extra.clamp_min(1e-6), learn_additional_noise=True, noise_constraint=GreaterThan(1e-4)
+            )
+        if self.cost_model is None:
+            mean = ConstantMean()
+        else:
+            mean = CostPriorMean(self.space, self.cost_model, self.output.scale)
         return SingleTaskGP(
             X,
             z.unsqueeze(-1),
-            likelihood=new_likelihood(),
+            likelihood=likelihood,
             covar_module=self._build_covar(),
-            mean_module=ConstantMean(),
+            mean_module=mean,
             outcome_transform=None,
         )
 
-    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None = None) -> Self:
         X = X.to(torch.float64)
+        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        self.cost_model = None
+        if self.use_cost_prior:
+            if not (y > 0).all():
+                raise ValueError("the log transform (metric latency_ms) needs positive targets")
+            costs = self.space.choice_costs(decode_onehot(self.space, X))
+            self.cost_model = CostModel.fit(costs, y.numpy(), None if y_std is None else y_std.numpy())
         z = self.output.fit_transform(y)
-        return self.fit_transformed(X, z)
+        if self.cost_model is not None and self.cost_model.out_of_fold is not None:
+            # The GP sees each point's residual from the out-of-fold line, with the full line as
+            # its mean: z - log(oof) = z' - log(full) for z' below.
+            full = self.cost_model.predict(costs)
+            shift = np.log(self.cost_model.out_of_fold / full) / self.output.scale
+            z = z - torch.as_tensor(shift, dtype=z.dtype)
+        noise_extra = None if y_std is None else self.output.standardised_std(y, y_std).pow(2)
+        return self.fit_transformed(X, z, noise_extra)
 
-    def fit_transformed(self, X: torch.Tensor, z: torch.Tensor) -> Self:
-        """Fit on targets already on the standardised transformed scale (``self.output`` fitted)."""
+    def fit_transformed(
+        self, X: torch.Tensor, z: torch.Tensor, noise_extra: torch.Tensor | None = None
+    ) -> Self:
+        """Fit on targets already on the standardised transformed scale (``self.output`` fitted).
+
+        Args:
+            X: ``n x d`` inputs.
+            z: ``n`` targets.
+            noise_extra: Optional known noise variance of each point (``n``, standardised scale),
+                added to the learned homoskedastic noise.
+        """
         rng = np.random.default_rng(self.seed)
         fit_idx = torch.as_tensor(np.sort(rng.permutation(len(z))[: self.max_fit]))
-        model = self._new_model(X[fit_idx], z[fit_idx])
+        extra_fit = None if noise_extra is None else noise_extra[fit_idx]
+        model = self._new_model(X[fit_idx], z[fit_idx], extra_fit)
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -133,15 +187,24 @@ class GPNASPredictor(Predictor):
                 max_attempts=1,
                 warning_handler=lambda _: True,
             )
+        if noise_extra is not None:
+            # Keep a plain homoskedastic model (what predictions and serialisation use); the
+            # per-point part is applied when conditioning.
+            fitted, model = model, self._new_model(X[fit_idx], z[fit_idx])
+            model.covar_module.load_state_dict(fitted.covar_module.state_dict())
+            model.mean_module.load_state_dict(fitted.mean_module.state_dict())
+            model.likelihood.noise = fitted.likelihood.second_noise.detach()
         model.eval()
-        self._condition(model, X, z)
+        self._condition(model, X, z, noise_extra)
         self.std_scale = self._loo_scale() if self.loo_calibrate and self.inducing is None else 1.0
         if self.outlier_mad is not None and self.inducing is None and len(z) >= 8:
             keep = self._inliers(z)
             if not bool(keep.all()):
                 self.outlier_mad, outlier_mad = None, self.outlier_mad
                 try:
-                    return self.fit_transformed(X[keep], z[keep])
+                    return self.fit_transformed(
+                        X[keep], z[keep], None if noise_extra is None else noise_extra[keep]
+                    )
                 finally:
                     self.outlier_mad = outlier_mad
         return self
@@ -172,21 +235,28 @@ class GPNASPredictor(Predictor):
         mad = 1.4826 * (loo - centre).abs().median()
         return (loo - centre).abs() <= self.outlier_mad * mad.clamp_min(1e-9)
 
-    def _condition(self, model: SingleTaskGP, X: torch.Tensor, z: torch.Tensor) -> None:
-        """Condition the fitted hyperparameters on all of ``(X, z)`` and cache the solves."""
+    def _condition(
+        self, model: SingleTaskGP, X: torch.Tensor, z: torch.Tensor, noise_extra: torch.Tensor | None = None
+    ) -> None:
+        """Condition the fitted hyperparameters on all of ``(X, z)`` and cache the solves.
+
+        ``noise_extra`` (shape ``n``) is each point's known noise variance on top of the learned
+        homoskedastic ``noise``; predictions for new points keep only the latter.
+        """
         model.set_train_data(X, z, strict=False)
         model.eval()
         self.model, self.X, self.z = model, X, z
         self.n_train = len(z)
+        self.noise_extra = noise_extra
         kernel = model.covar_module
         noise = float(model.likelihood.noise.detach())
         self.noise = noise
-        self.const = float(model.mean_module.constant.detach())
-        r = z - self.const
+        point_noise = noise + (torch.zeros_like(z) if noise_extra is None else noise_extra)
         with torch.no_grad(), gpytorch.settings.lazily_evaluate_kernels(False):
+            r = z - model.mean_module(X)
             if self.n_train <= self.max_exact:
                 self.inducing = None
-                K = kernel(X, X).to_dense() + noise * torch.eye(self.n_train, dtype=X.dtype)
+                K = kernel(X, X).to_dense() + torch.diag(point_noise)
                 L = _cholesky(K)
                 self.L = L
                 self.alpha = torch.cholesky_solve(r.unsqueeze(-1), L).squeeze(-1)
@@ -194,7 +264,7 @@ class GPNASPredictor(Predictor):
                 # runs several times faster than a triangular solve of the same size.
                 self.var_matrix = torch.cholesky_inverse(L)
             else:
-                # DTC: Sigma = (K_mm + K_mn K_nm / noise)^-1; mean = K_*m Sigma K_mn r / noise.
+                # DTC: Sigma = (K_mm + K_mn L^-1 K_nm)^-1, mean = K_*m Sigma K_mn L^-1 r, L = noise.
                 rng = np.random.default_rng(self.seed + 1)
                 idx = torch.as_tensor(np.sort(rng.permutation(self.n_train)[: self.n_inducing]))
                 Z = X[idx]
@@ -203,10 +273,10 @@ class GPNASPredictor(Predictor):
                     [kernel(Z, X[i : i + _BLOCK]).to_dense() for i in range(0, self.n_train, _BLOCK)], 1
                 )
                 Lmm = _cholesky(Kmm)
-                A = Kmm + Kmn @ Kmn.T / noise
+                A = Kmm + (Kmn / point_noise) @ Kmn.T
                 La = _cholesky(A)
                 self.inducing, self.Lmm, self.La = Z, Lmm, La
-                self.alpha = torch.cholesky_solve((Kmn @ r / noise).unsqueeze(-1), La).squeeze(-1)
+                self.alpha = torch.cholesky_solve((Kmn @ (r / point_noise)).unsqueeze(-1), La).squeeze(-1)
                 # DTC variance: prior - k^T (K_mm^-1 - A^-1) k, with the middle matrix cached.
                 self.var_matrix = torch.cholesky_inverse(Lmm) - torch.cholesky_inverse(La)
 
@@ -228,7 +298,7 @@ class GPNASPredictor(Predictor):
                 Ks = kernel(Xq, self.X if self.inducing is None else self.inducing).to_dense()
                 means.append(Ks @ self.alpha)
                 variances.append(prior - ((Ks @ self.var_matrix) * Ks).sum(1))
-        mean = torch.cat(means) + self.const
+            mean = torch.cat(means) + self.model.mean_module(X)
         var = torch.cat(variances).clamp_min(1e-12)
         if self.observation_noise:
             var = var + self.noise
@@ -281,13 +351,18 @@ class GPNASPredictor(Predictor):
             "z": self.z,
             "model": dict(self.model.state_dict()),
             "std_scale": self.std_scale,
+            "cost_model": None if self.cost_model is None else self.cost_model.state(),
+            "noise_extra": self.noise_extra,
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.output = OutputTransform.from_state(state["output"])
+        # Blobs saved before the cost prior and per-point noise existed have neither key.
+        cost_state = state.get("cost_model")
+        self.cost_model = None if cost_state is None else CostModel.from_state(cost_state)
         model = self._new_model(state["X"], state["z"])
         model.load_state_dict(state["model"])
-        self._condition(model, state["X"], state["z"])
+        self._condition(model, state["X"], state["z"], state.get("noise_extra"))
         self.std_scale = state["std_scale"]
 
 

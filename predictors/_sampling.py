@@ -4,8 +4,9 @@ Every strategy has one signature::
 
     create_strategy(name).select(space, predictors, measured, n, candidates=None, seed=None)
 
-and returns ``n`` distinct subnets from ``candidates`` (default: a uniform pool of
-``pool_size`` subnets of ``space``) that are not in ``measured``.
+and returns ``n`` distinct subnets from ``candidates`` (default: a pool of ``pool_size`` subnets
+of ``space``, uniform except for ``cost-stratified``, whose pool spans the cost range) that are
+not in ``measured``.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def list_strategies() -> list[str]:
 
 def create_strategy(name: str, **options: Any) -> SamplingStrategy:
     """The sampling strategy called ``name`` (``random``, ``max-variance`` / ``mutual-information``,
-    ``integrated-variance`` / ``alc``, ``qlognehvi``).
+    ``integrated-variance`` / ``alc``, ``qlognehvi``, ``cost-stratified``).
 
     Raises:
         ValueError: If ``name`` is unknown.
@@ -66,7 +67,7 @@ class SamplingStrategy(ABC):
     """Chooses the next subnets to measure.
 
     Args:
-        pool_size: Size of the uniform candidate pool drawn when ``select`` gets no candidates.
+        pool_size: Size of the candidate pool drawn when ``select`` gets no candidates.
     """
 
     name: ClassVar[str] = ""
@@ -89,13 +90,15 @@ class SamplingStrategy(ABC):
 
         Args:
             space: The search space.
-            predictors: Fitted predictor(s) of the campaign; ``random`` ignores them,
+            predictors: Fitted predictor(s) of the campaign; ``random`` and
+                ``cost-stratified`` ignore them,
                 ``max-variance`` and ``integrated-variance`` use the first, ``qlognehvi`` needs
                 ``(score, latency)``.
                 ``None`` (cold start) makes the model-based strategies spread the picks out.
             measured: Subnets already measured; never picked again.
             n: How many to pick.
-            candidates: Pool to pick from; default ``pool_size`` uniform samples of ``space``.
+            candidates: Pool to pick from; default ``pool_size`` subnets of ``space`` from
+                :meth:`_default_pool` (uniform samples unless the strategy says otherwise).
             seed: Seeds the pool, random picks and Monte-Carlo samples.
 
         Raises:
@@ -105,7 +108,7 @@ class SamplingStrategy(ABC):
             raise ValueError(f"n must be >= 0, got {n}")
         if candidates is None:
             size = min(space.cardinality, max(self.pool_size, n + len(measured)))
-            candidates = space.sample(size, seed=seed)
+            candidates = self._default_pool(space, size, seed)
         done = set(measured)
         pool = list(dict.fromkeys(c for c in candidates if c not in done))
         for sub in pool:
@@ -116,6 +119,10 @@ class SamplingStrategy(ABC):
             return []
         picks = self._select(space, predictors, list(measured), n, pool, np.random.default_rng(seed))
         return [pool[i] for i in picks]
+
+    def _default_pool(self, space: SearchSpace, size: int, seed: int | None) -> list[Subnet]:
+        """Candidates when ``select`` gets none: ``size`` uniform samples of ``space``."""
+        return space.sample(size, seed=seed)
 
     @abstractmethod
     def _select(
@@ -245,6 +252,218 @@ class IntegratedVarianceStrategy(_GreedyVarianceStrategy):
     @staticmethod
     def _gain(cov: torch.Tensor, noise: float) -> torch.Tensor:
         return cov.pow(2).sum(0) / (cov.diagonal() + noise)
+
+
+class _AdditiveCost:
+    """A per-layer additive model of a space's analytic cost, fitted from a few probe subnets.
+
+    ``cost(sub) ~= base[depth] + sum over active layers l and dimensions k of delta[l, k, choice]``,
+    with ``base`` the cost of the all-first-choice subnet of each depth and ``delta`` the change
+    from switching one choice of the deepest such subnet. Exact where every choice adds its own
+    term (UFO: heads and FFN width of a layer add separately); elsewhere only a guide for drawing
+    the pool, whose costs are then computed exactly. Costs are kept divided by the model's range,
+    so tilts are on the same scale for every space.
+
+    Args:
+        space: A space whose :meth:`~supernet.SearchSpace.macs` is implemented.
+
+    Raises:
+        NotImplementedError: If the space has no analytic cost.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        n_dims, depth = len(space.dimensions), space.max_depth
+        sizes = np.array([len(dim) for dim in space.dimensions])
+
+        def first_choices(d: int) -> list[list[int]]:
+            return [[0] * n_dims for _ in range(d)]
+
+        def subnet(layers: list[list[int]]) -> Subnet:
+            return Subnet(space.name, len(layers), tuple(tuple(layer) for layer in layers))
+
+        probes, slots = [], []
+        for layer in range(depth):
+            for k, size in enumerate(sizes):
+                for choice in range(1, size):
+                    layers = first_choices(depth)
+                    layers[layer][k] = choice
+                    probes.append(subnet(layers))
+                    slots.append((layer, k, choice))
+        base = space.macs([subnet(first_choices(d)) for d in space.depths])
+        costs = space.macs(probes) if probes else np.empty(0)
+        delta = np.zeros((depth, n_dims, int(sizes.max())))
+        for (layer, k, choice), cost in zip(slots, costs, strict=True):
+            delta[layer, k, choice] = cost - base[-1]
+        # Padding for dimensions with fewer values: never drawn, never an extreme.
+        self.valid = np.arange(delta.shape[2])[None, None, :] < sizes[None, :, None]
+        lo_layers = np.where(self.valid, delta, np.inf).min(2).sum(1)
+        hi_layers = np.where(self.valid, delta, -np.inf).max(2).sum(1)
+        lows = base + np.array([lo_layers[:d].sum() for d in space.depths])
+        highs = base + np.array([hi_layers[:d].sum() for d in space.depths])
+        self.offset = float(lows.min())
+        self.scale = float(highs.max() - lows.min()) or 1.0
+        self.base = (base - self.offset) / self.scale
+        self.delta = delta / self.scale
+        self.depths = np.array(space.depths)
+
+    def _tilted(self, tilts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per tilt ``t``: choice probabilities (``T x L x K x V``), depth probabilities and the
+        mean cost under ``p(sub) ~ exp(t * cost(sub))`` (uniform over the space at ``t = 0``)."""
+        logits = np.where(self.valid, tilts[:, None, None, None] * self.delta, -np.inf)
+        top = logits.max(3, keepdims=True)
+        weights = np.exp(logits - top)
+        log_z = np.log(weights.sum(3)) + top[..., 0]  # T x L x K
+        probs = weights / weights.sum(3, keepdims=True)
+        layer_mean = (probs * np.where(self.valid, self.delta, 0.0)).sum(3).sum(2)  # T x L
+        # Cumulative sums over the first d layers, for every allowed depth d.
+        cum_log_z = np.concatenate([np.zeros((len(tilts), 1)), np.cumsum(log_z.sum(2), 1)], 1)[:, self.depths]
+        cum_mean = np.concatenate([np.zeros((len(tilts), 1)), np.cumsum(layer_mean, 1)], 1)[:, self.depths]
+        depth_logits = tilts[:, None] * self.base[None, :] + cum_log_z
+        depth_probs = np.exp(depth_logits - depth_logits.max(1, keepdims=True))
+        depth_probs /= depth_probs.sum(1, keepdims=True)
+        mean = (depth_probs * (self.base[None, :] + cum_mean)).sum(1)
+        return probs, depth_probs, mean
+
+    def tilts_for(self, targets: np.ndarray) -> np.ndarray:
+        """Tilts whose mean model cost is each of ``targets`` (on the 0..1 scale).
+
+        The mean cost of an exponential tilt grows with the tilt (its derivative is the cost's
+        variance), so bisection finds each one.
+        """
+        bound = 1e3 * self.delta.shape[0] * self.delta.shape[1]
+        lo, hi = np.full(len(targets), -bound), np.full(len(targets), bound)
+        for _ in range(100):
+            mid = (lo + hi) / 2
+            below = self._tilted(mid)[2] < targets
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return (lo + hi) / 2
+
+    def draw(self, tilt: float, n: int, rng: np.random.Generator) -> list[Subnet]:
+        """``n`` subnets (with repeats) from the tilted distribution."""
+        probs, depth_probs, _ = self._tilted(np.array([tilt]))
+        depths = self.depths[rng.choice(len(self.depths), size=n, p=depth_probs[0])]
+        cdf = np.cumsum(probs[0], 2)  # L x K x V
+        u = rng.random((n, *cdf.shape[:2], 1))
+        choices = np.minimum((u > cdf[None]).sum(3), self.valid.sum(2) - 1)
+        return self.space.from_choice_matrix(choices, depths)
+
+
+def _stratified_picks(costs: np.ndarray, done: np.ndarray, n: int, rng: np.random.Generator) -> list[int]:
+    """Indices of ``n`` of ``costs`` that, with the costs ``done`` already measured, fill the cost
+    range evenly: one per stratum of ``n + len(done)`` equal-width strata, emptiest first."""
+    every = np.concatenate([costs, done])
+    lo, hi = float(every.min()), float(every.max())
+    k = n + len(done)
+    width = (hi - lo) / k
+    if width <= 0:  # every candidate costs the same: nothing to stratify
+        return rng.permutation(len(costs))[:n].tolist()
+
+    def stratum_of(values: np.ndarray) -> np.ndarray:
+        return np.minimum(((values - lo) / width).astype(np.int64), k - 1)
+
+    stratum = stratum_of(costs)
+    filled = np.bincount(stratum_of(done), minlength=k)
+    left = np.bincount(stratum, minlength=k)
+    centres = lo + (np.arange(k) + 0.5) * width
+    gap = np.full(k, np.inf)  # distance of each stratum's centre to the nearest chosen cost
+    dist = np.full(len(costs), np.inf)  # the same for each candidate
+    for c in done:
+        gap, dist = np.minimum(gap, np.abs(centres - c)), np.minimum(dist, np.abs(costs - c))
+    free = np.ones(len(costs), dtype=bool)
+    picks: list[int] = []
+    for _ in range(n):
+        # Emptiest stratum first; among equally empty ones the one farthest from every chosen
+        # cost, so a batch cut short still spans the range (cheapest, costliest, middle, ...).
+        order = np.lexsort((np.arange(k), -gap, filled))
+        b = int(next(s for s in order if left[s]))
+        members = np.flatnonzero(free & (stratum == b))
+        if filled[b] == 0 and k > 1 and b in (0, k - 1):
+            # The end strata hold the range's ends: take the end itself.
+            i = int(members[np.argmin(costs[members]) if b == 0 else np.argmax(costs[members])])
+        elif filled[b] == 0:
+            i = int(rng.choice(members))
+        else:  # a second pick in a stratum (the others are empty of candidates): spread within it
+            i = int(members[np.argmax(dist[members])])
+        picks.append(i)
+        free[i] = False
+        filled[b] += 1
+        left[b] -= 1
+        gap, dist = np.minimum(gap, np.abs(centres - costs[i])), np.minimum(dist, np.abs(costs - costs[i]))
+    return picks
+
+
+@_register("cost-stratified")
+class CostStratifiedStrategy(SamplingStrategy):
+    """A new chip's first measurements, spread evenly over the analytic cost range.
+
+    Latency follows the analytic cost (``space.macs``) closely, but uniformly drawn subnets all
+    cost about the same (ufo-track2: its subnets run from 11.5 to 17.6 GMACs, 30 uniform ones span
+    about 45% of that), so a latency model fitted on them cannot see the slope. This strategy
+    ignores ``predictors``.
+
+    The cost range ``[lo, hi]`` (of the candidates and the measured subnets together) is cut into
+    ``n + len(measured)`` equal-width strata, equal in cost rather than in pool quantiles, because
+    the aim is even coverage of the cost axis and not of whatever pool was drawn. Picks go to the
+    emptiest strata first (ties: the stratum farthest from every chosen cost), one random
+    candidate (seeded) per stratum; the first and last strata, when empty, give their cheapest and
+    costliest candidate, so with nothing measured and ``n >= 2`` the range's ends are picked
+    first. Where candidates run out in some strata, further picks go to the least filled strata,
+    away from the costs already chosen.
+
+    Without ``candidates`` the pool covers the whole cost range instead of being uniform: the
+    space's cheapest and costliest subnets (``space.cost_extremes()``) plus, for each of
+    ``n_tilts`` cost levels spread over the range, subnets drawn from ``p(sub) ~ exp(t * cost)``
+    with the tilt ``t`` whose mean cost is that level (the cost there is a per-layer additive
+    model from probe subnets, :class:`_AdditiveCost`; the picks use the exact costs). Spaces of
+    at most ``exhaustive_limit`` subnets are costed whole instead.
+
+    A space without an analytic cost (``macs`` raises NotImplementedError) falls back to the
+    model-free cold start of the other strategies: a uniform pool and points far apart in the
+    one-hot code (greedy max-min distance, away from the measured subnets).
+
+    Args:
+        pool_size: Size of the pool drawn when ``select`` gets no candidates.
+        n_tilts: Number of cost levels the default pool is drawn at.
+        exhaustive_limit: Spaces with at most this many subnets use all of them as the pool.
+    """
+
+    def __init__(self, pool_size: int = 2000, n_tilts: int = 32, exhaustive_limit: int = 20_000) -> None:
+        super().__init__(pool_size)
+        if n_tilts < 1:
+            raise ValueError(f"n_tilts must be >= 1, got {n_tilts}")
+        self.n_tilts = n_tilts
+        self.exhaustive_limit = exhaustive_limit
+
+    def _default_pool(self, space: SearchSpace, size: int, seed: int | None) -> list[Subnet]:
+        try:
+            model = _AdditiveCost(space)
+        except NotImplementedError:  # no analytic cost: the uniform pool of the cold-start fallback
+            return super()._default_pool(space, size, seed)
+        if space.cardinality <= max(size, self.exhaustive_limit):
+            return list(space.enumerate())
+        rng = np.random.default_rng(seed)
+        pool: dict[Subnet, None] = dict.fromkeys(space.cost_extremes())
+        targets = (np.arange(self.n_tilts) + 0.5) / self.n_tilts
+        per_tilt = -(-size // self.n_tilts)
+        for tilt in model.tilts_for(targets):
+            pool.update(dict.fromkeys(model.draw(float(tilt), per_tilt, rng)))
+        # Strong tilts repeat subnets; top up uniformly so that the pool still holds ``size``.
+        for sub in space.sample(size, seed=seed):
+            if len(pool) >= size:
+                break
+            pool.setdefault(sub)
+        return list(pool)[:size]  # the extremes come first
+
+    def _select(self, space, predictors, measured, n, pool, rng) -> list[int]:
+        try:
+            costs = space.macs(pool)
+        except NotImplementedError:
+            X = space.encode(pool)
+            anchors = space.encode(measured) if measured else X[:0]
+            return _farthest_points(X, anchors, n, rng)
+        done = np.asarray(space.macs(measured) if measured else np.empty(0), dtype=np.float64)
+        return _stratified_picks(np.asarray(costs, dtype=np.float64), done, n, rng)
 
 
 class _AppendSourceEmbedding(InputTransform, torch.nn.Module):

@@ -31,7 +31,8 @@ from gpytorch.priors import GammaPrior
 
 from supernet import SearchSpace, Subnet
 
-from ._base import Predictor, as_vector, default_transform, register_predictor
+from ._base import Predictor, as_vector, check_y_std, default_transform, register_predictor
+from ._cost import resolve_cost_prior
 from ._gp import GPNASPredictor
 from ._transforms import OutputTransform
 
@@ -83,6 +84,12 @@ class TransferPredictor(Predictor):
         outlier_mad: Robust outlier rule for the few target values (see :class:`GPNASPredictor`).
         loo_embedding: Train the target on leave-one-out source means at measured rows (see
             :meth:`_training_embedding`); if false, on the posterior means.
+        cost_prior: The target stage's cost prior (see :class:`GPNASPredictor`). ``None``
+            (default): on for latency when the space has analytic costs and no related column
+            is available, off when there are sources: the source embedding already carries the
+            cost trend, and a prior mean fitted on the few target points adds an error the
+            embedding cannot remove (random k = 10 picks on the benchmark's non-HELP devices:
+            mean Spearman fbnet 0.958 -> 0.844, nasbench201 0.969 -> 0.933 with it on).
         seed: Seeds subsets.
     """
 
@@ -98,6 +105,7 @@ class TransferPredictor(Predictor):
         min_source_values: int = 5,
         outlier_mad: float | None = 6.0,
         loo_embedding: bool = True,
+        cost_prior: bool | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(
@@ -109,11 +117,14 @@ class TransferPredictor(Predictor):
             min_source_values=min_source_values,
             outlier_mad=outlier_mad,
             loo_embedding=loo_embedding,
+            cost_prior=cost_prior,
             seed=seed,
         )
         self.outlier_mad = outlier_mad
         self.loo_embedding = loo_embedding
         self.transform_kind = default_transform(metric, transform)
+        resolve_cost_prior(cost_prior, metric, self.transform_kind, space)  # fail fast if invalid
+        self.cost_prior = cost_prior
         self.kernel_name, self.source_fit = kernel, source_fit
         self.min_source_values, self.seed = min_source_values, seed
         self.source_columns: list[int] | None = None
@@ -123,28 +134,46 @@ class TransferPredictor(Predictor):
 
     def _gp(self, **options: Any) -> GPNASPredictor:
         return GPNASPredictor(
-            self.space, transform="identity", kernel=self.kernel_name, seed=self.seed, **options
+            self.space,
+            transform="identity",
+            kernel=self.kernel_name,
+            cost_prior=False,
+            seed=self.seed,
+            **options,
         )
 
     # ------------------------------------------------------------------ fitting
-    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor) -> Self:
-        return self.fit_multi_encoded(X, y.reshape(-1, 1), 0)
+    def fit_encoded(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None = None) -> Self:
+        return self.fit_multi_encoded(X, y.reshape(-1, 1), 0, y_std)
 
-    def fit_multi(self, subnets: Sequence[Subnet], Y: torch.Tensor, target_index: int) -> Self:
+    def fit_multi(
+        self,
+        subnets: Sequence[Subnet],
+        Y: torch.Tensor,
+        target_index: int,
+        y_std: torch.Tensor | Sequence[float] | None = None,
+    ) -> Self:
         """Fit on all columns of ``Y``; predictions are for column ``target_index``.
 
         Args:
             subnets: ``n`` subnets, the rows of ``Y``.
             Y: ``n x T`` values in original units, NaN where a subnet was not measured.
             target_index: The column to predict; the others are related outputs.
+            y_std: Optional standard errors of the target column (shape ``n``, original units;
+                entries of rows without a target value are ignored), see :meth:`Predictor.fit`.
         """
         Y = torch.as_tensor(Y, dtype=torch.float64)
         if Y.ndim != 2 or Y.shape[0] != len(subnets):
             raise ValueError(f"Y must be {len(subnets)} x T, got shape {tuple(Y.shape)}")
-        return self.fit_multi_encoded(self.encode(subnets), Y, target_index)
+        if y_std is not None:
+            # NaN standard errors are allowed where the target is unmeasured.
+            y_std = torch.nan_to_num(as_vector(y_std), nan=0.0)
+        return self.fit_multi_encoded(self.encode(subnets), Y, target_index, check_y_std(y_std, len(Y)))
 
-    def fit_multi_encoded(self, X: torch.Tensor, Y: torch.Tensor, target_index: int) -> Self:
-        """:meth:`fit_multi` on features from :meth:`encode`."""
+    def fit_multi_encoded(
+        self, X: torch.Tensor, Y: torch.Tensor, target_index: int, y_std: torch.Tensor | None = None
+    ) -> Self:
+        """:meth:`fit_multi` on features from :meth:`encode` (``y_std``: shape ``n`` or None)."""
         if not 0 <= target_index < Y.shape[1]:
             raise ValueError(f"target_index {target_index} out of range for {Y.shape[1]} columns")
         target_rows = ~torch.isnan(Y[:, target_index])
@@ -153,7 +182,8 @@ class TransferPredictor(Predictor):
                 f"target column {target_index} needs at least 2 values, got {int(target_rows.sum())}"
             )
         self._fit_sources(X, Y, exclude=target_index)
-        return self._fit_target(X[target_rows], Y[target_rows, target_index])
+        target_std = None if y_std is None else y_std[target_rows]
+        return self._fit_target(X[target_rows], Y[target_rows, target_index], target_std)
 
     def fit_sources(self, subnets: Sequence[Subnet], Y: torch.Tensor) -> Self:
         """Fit the related columns only, for a target not measured yet.
@@ -207,7 +237,12 @@ class TransferPredictor(Predictor):
             self.sources.append(source)
         self._shared_kernel = shared.model.covar_module
 
-    def refit_target(self, subnets: Sequence[Subnet], y: torch.Tensor | Sequence[float]) -> Self:
+    def refit_target(
+        self,
+        subnets: Sequence[Subnet],
+        y: torch.Tensor | Sequence[float],
+        y_std: torch.Tensor | Sequence[float] | None = None,
+    ) -> Self:
         """Refit only the target stage on new target values, keeping the fitted source GPs.
 
         Cheap when a chip's measurements arrive one batch at a time: the related columns have
@@ -216,21 +251,24 @@ class TransferPredictor(Predictor):
         Args:
             subnets: The subnets measured on the target.
             y: Their values (shape ``n``, original units).
+            y_std: Optional standard errors of ``y`` (shape ``n``), see :meth:`Predictor.fit`.
         """
         if self.source_columns is None:
             raise ValueError("refit_target needs a model fitted with fit_multi or fit_sources first")
         y = as_vector(y)
         if len(subnets) != y.numel() or y.numel() < 2:
             raise ValueError(f"need >= 2 subnets with one value each, got {len(subnets)} and {y.numel()}")
-        return self._fit_target(self.encode(subnets), y)
+        return self._fit_target(self.encode(subnets), y, check_y_std(y_std, y.numel()))
 
     def _target_options(self) -> dict[str, Any]:
         # Few target points: drop gross outliers and recalibrate the std by leave-one-out.
         return {
+            "metric": self.options["metric"],
             "transform": self.transform_kind,
             "kernel": self.kernel_name,
             "outlier_mad": self.outlier_mad,
             "loo_calibrate": True,
+            "cost_prior": self.cost_prior if self.cost_prior is not None or not self.sources else False,
             "seed": self.seed,
         }
 
@@ -242,13 +280,13 @@ class TransferPredictor(Predictor):
         target.frozen = self._shared_kernel
         return target
 
-    def _fit_target(self, X: torch.Tensor, y: torch.Tensor) -> Self:
+    def _fit_target(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None = None) -> Self:
         target = self._new_target()
         if self.sources:
             embedding = self._training_embedding(X) if self.loo_embedding else self.source_embedding(X)
-            target.fit_encoded(torch.cat([X, embedding], dim=1), y)
+            target.fit_encoded(torch.cat([X, embedding], dim=1), y, y_std)
         else:
-            target.fit_encoded(X, y)
+            target.fit_encoded(X, y, y_std)
         self.target = target
         self.n_train = len(y)
         return self

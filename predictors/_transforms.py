@@ -67,6 +67,20 @@ class OutputTransform:
             g = self._forward(y)
         return (g - self.loc) / self.scale
 
+    def standardised_std(self, y: torch.Tensor, y_std: torch.Tensor) -> torch.Tensor:
+        """Standard errors ``y_std`` of values ``y`` (both shape ``n``) on the standardised scale.
+
+        Delta method through the fitted map: ``y_std / (y * scale)`` for ``log``, ``y_std / scale``
+        for ``identity``; for ``rankgauss`` the secant of the map over ``y +- y_std``.
+        """
+        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        y_std = torch.as_tensor(y_std, dtype=torch.float64).reshape(-1)
+        if self.kind == "log":
+            return y_std / y / self.scale
+        if self.kind == "identity":
+            return y_std / self.scale
+        return (self.transform(y + y_std) - self.transform(y - y_std)).abs() / 2
+
     def _forward(self, y: torch.Tensor) -> torch.Tensor:
         return torch.log(y) if self.kind == "log" else y
 

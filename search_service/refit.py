@@ -114,14 +114,18 @@ class Refitter:
                 else ([], [], [])
             )
         matrix_archs, targets, rows = matrix
+        # Each value's standard error (flagged drift included) is its own noise: points from a
+        # drifting batch pull the fit less.
         if isinstance(predictor, TransferPredictor) and len(targets) > 1:
+            error_of = dict(zip(archs, stds, strict=True))
             predictor.fit_multi(
                 search_space.parse_many(matrix_archs),
                 torch.tensor(rows, dtype=torch.float64),
                 targets.index(target),
+                y_std=[error_of.get(a, float("nan")) for a in matrix_archs],
             )
         else:
-            predictor.fit(search_space.parse_many(archs), values)
+            predictor.fit(search_space.parse_many(archs), values, y_std=stds)
         row = PredictorVersion(
             space=space,
             metric=metric,

@@ -272,13 +272,20 @@ class CampaignCreate(BaseModel):
     device: Name = Field(description="The registered device (agent) that runs the jobs.")
     task: Name | None = Field(None, description="Score this task instead of timing the device.")
     n: Annotated[int, Field(ge=1, le=10_000)]
-    strategy: Name = Field("random", description="A sampling strategy of predictors.list_strategies().")
+    strategy: Name | None = Field(
+        None,
+        description="A sampling strategy of predictors.list_strategies(). Default: cost-stratified for a "
+        "latency campaign (the picks span the space's analytic cost range, cheapest and costliest "
+        "included), random for a score campaign.",
+    )
     seed: Annotated[int, Field(ge=0, le=INT32)] | None = None
 
     @model_validator(mode="after")
     def _task_in_space(self) -> CampaignCreate:
         if self.task is not None:
             check_task(self.space, self.task)
+        if self.strategy is None:
+            self.strategy = "random" if self.task is not None else "cost-stratified"
         return self
 
 

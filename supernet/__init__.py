@@ -1,19 +1,22 @@
 """Search spaces and the UFO weight-sharing supernet."""
 
-from ._cells import FBNET_OPS, NB201_OPS, FBNetSpace, NASBench201Space
+from ._cells import FBNET_COSTS, FBNET_OPS, NB201_COSTS, NB201_OPS, FBNetSpace, NASBench201Space
 from ._export import ONNX_INPUT, ONNX_OUTPUT, example_input, export_onnx
 from ._registry import get_space, list_spaces
 from ._space import Dimension, SearchSpace, Subnet
 from ._supernet import LayerSpec, SubnetViT, UFOSupernet, build_supernet, resolve_path, ufo_space
-from ._ufo import MULTIPATH_TASKS, TRACK2_TASKS, MultipathSpace, Track2Space, UFOSpace, ViTGeometry
+from ._ufo import MULTIPATH_TASKS, TRACK2_TASKS, UFO_COSTS, MultipathSpace, Track2Space, UFOSpace, ViTGeometry
 
 __all__ = [
+    "FBNET_COSTS",
     "FBNET_OPS",
     "MULTIPATH_TASKS",
+    "NB201_COSTS",
     "NB201_OPS",
     "ONNX_INPUT",
     "ONNX_OUTPUT",
     "TRACK2_TASKS",
+    "UFO_COSTS",
     "Dimension",
     "FBNetSpace",
     "LayerSpec",

@@ -280,15 +280,93 @@ class SearchSpace:
         return [self.validate(sub) for sub in subs]
 
     # ------------------------------------------------------------------ analytic costs
+    @property
+    def cost_names(self) -> tuple[str, ...]:
+        """Names of the columns of :meth:`costs`.
+
+        Raises:
+            NotImplementedError: If the space knows no analytic cost model.
+        """
+        raise NotImplementedError(f"space {self.name!r} has no analytic cost model")
+
+    @property
+    def has_costs(self) -> bool:
+        """Whether :meth:`costs`, :meth:`macs` and :meth:`cost_extremes` are available."""
+        try:
+            return bool(self.cost_names)
+        except NotImplementedError:
+            return False
+
+    def choice_costs(self, codes: np.ndarray) -> np.ndarray:
+        """:meth:`costs` from a :meth:`choice_matrix` (``n x max_depth x n_dims``, -1 = absent).
+
+        Vectorised, so predictors can score the encodings of many subnets quickly.
+
+        Returns:
+            ``n x len(cost_names)`` float64 array of non-negative, additive cost components.
+
+        Raises:
+            NotImplementedError: If the space knows no analytic cost model.
+        """
+        raise NotImplementedError(f"space {self.name!r} has no analytic cost model")
+
+    def choice_macs(self, codes: np.ndarray) -> np.ndarray:
+        """:meth:`macs` from a :meth:`choice_matrix`, shape ``n`` (float64).
+
+        Raises:
+            NotImplementedError: If the space knows no analytic cost model.
+        """
+        raise NotImplementedError(f"space {self.name!r} has no analytic cost model")
+
+    def costs(self, subs: Sequence[Subnet]) -> np.ndarray:
+        """Additive cost components of each subnet, shape ``n x len(cost_names)`` (float64, >= 0).
+
+        Latency on most runtimes is close to ``intercept + w . costs`` with ``w >= 0``: MACs of
+        the main operator kinds plus counts that carry fixed per-operator overheads. Constant
+        parts of the network (stems, heads) are left to the intercept.
+
+        Raises:
+            NotImplementedError: If the space knows no analytic cost model.
+        """
+        return self.choice_costs(self.choice_matrix(subs))
+
     def macs(self, subs: Sequence[Subnet]) -> np.ndarray:
         """Multiply-accumulates of one forward pass of each subnet, shape ``n`` (float64).
 
         The scalar analytic cost used to spread first measurements over the cost range.
 
         Raises:
-            NotImplementedError: If the space knows no analytic cost.
+            NotImplementedError: If the space knows no analytic cost model.
         """
-        raise NotImplementedError(f"space {self.name!r} has no analytic cost model")
+        return self.choice_macs(self.choice_matrix(subs))
+
+    def cost_extremes(self) -> tuple[Subnet, Subnet]:
+        """The cheapest and the costliest subnet by :meth:`macs`.
+
+        MACs are a sum of per-layer terms, so per depth every layer takes its cheapest (costliest)
+        setting independently, and the best depth wins. Spaces whose costs are not additive per
+        layer override this.
+
+        Raises:
+            NotImplementedError: If the space knows no analytic cost model.
+        """
+        settings = np.array(list(product(*(range(len(d)) for d in self.dimensions))))  # P x k
+        best: dict[str, tuple[float, Subnet]] = {}
+        for depth in self.depths:
+            # Row 0: every active layer at setting 0; row 1 + l * P + p: layer l switched to p.
+            codes = np.full((1 + depth * len(settings), self.max_depth, len(self.dimensions)), -1)
+            codes[:, :depth] = settings[0]
+            for layer in range(depth):
+                rows = slice(1 + layer * len(settings), 1 + (layer + 1) * len(settings))
+                codes[rows, layer] = settings
+            delta = (self.choice_macs(codes)[1:] - self.choice_macs(codes[:1])[0]).reshape(depth, -1)
+            for kind, pick in (("min", np.argmin), ("max", np.argmax)):
+                chosen = pick(delta, axis=1)
+                sub = Subnet(self.name, depth, tuple(tuple(int(v) for v in settings[c]) for c in chosen))
+                value = float(self.macs([sub])[0])
+                if kind not in best or (value < best[kind][0] if kind == "min" else value > best[kind][0]):
+                    best[kind] = (value, sub)
+        return best["min"][1], best["max"][1]
 
     # ------------------------------------------------------------------ arch strings
     def parse(self, arch: str) -> Subnet:  # pragma: no cover - every preset overrides

@@ -60,6 +60,11 @@ class ViTGeometry:
         return int(round(mlp_ratio * self.embed_dim))
 
 
+#: :meth:`UFOSpace.costs` columns: MACs of the qkv/proj linears, of the attention matmuls
+#: (heads x tokens^2) and of the FFN, the number of active layers and the total of their heads.
+UFO_COSTS = ("linear_macs", "attention_macs", "ffn_macs", "layers", "heads")
+
+
 def _linear_params(n_in: int, n_out: int) -> int:
     return n_in * n_out + n_out
 
@@ -144,8 +149,46 @@ class UFOSpace(SearchSpace):
             total += e * out
         return total
 
-    def macs(self, subs: Sequence[Subnet]) -> np.ndarray:
-        return np.array([self.flops(sub) for sub in subs], dtype=np.float64)
+    # ------------------------------------------------------------------ cost components
+    @property
+    def cost_names(self) -> tuple[str, ...]:
+        return UFO_COSTS
+
+    def _layer_shapes(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per layer position: active mask, heads and FFN hidden width, each ``n x max_depth``."""
+        names = [d.name for d in self.dimensions]
+        heads_dim = self.dimensions[names.index("num_heads")]
+        ratio_dim = self.dimensions[names.index("mlp_ratio")]
+        active = codes[:, :, 0] >= 0
+        heads_idx = np.where(active, codes[:, :, names.index("num_heads")], 0)
+        ratio_idx = np.where(active, codes[:, :, names.index("mlp_ratio")], 0)
+        hidden = np.array([self.geometry.ffn_hidden(r) for r in ratio_dim.values], dtype=np.float64)
+        heads = np.where(active, np.asarray(heads_dim.values, dtype=np.float64)[heads_idx], 0.0)
+        return active, heads, np.where(active, hidden[ratio_idx], 0.0)
+
+    def choice_costs(self, codes: np.ndarray) -> np.ndarray:
+        """Columns of :data:`UFO_COSTS`, summed over the active layers (see :meth:`flops`).
+
+        With a fixed geometry the two attention MAC columns and ``heads`` are proportional to
+        each other; they stay separate because their ratio changes with ``image_size`` (tokens).
+        """
+        g = self.geometry
+        e, t = float(g.embed_dim), float(g.num_tokens)
+        active, heads, hidden = self._layer_shapes(np.asarray(codes))
+        attn = heads * g.head_dim  # query/key/value channels per layer
+        columns = [
+            (4.0 * t * e * attn).sum(1),  # qkv (E -> 3A) and proj (A -> E) linears
+            (2.0 * t * t * attn).sum(1),  # q k^T and attn @ v
+            (2.0 * t * e * hidden).sum(1),  # FFN fc1 and fc2
+            active.sum(1).astype(np.float64),  # per-layer overheads: norms, residuals, launches
+            heads.sum(1),  # per-head overheads: softmax rows, head reshapes
+        ]
+        return np.stack(columns, 1)
+
+    def choice_macs(self, codes: np.ndarray) -> np.ndarray:
+        g = self.geometry
+        patch_embed = float(g.num_patches * g.embed_dim * g.in_chans * g.patch_size**2)
+        return patch_embed + self.choice_costs(codes)[:, :3].sum(1)
 
 
 TRACK2_TASKS = ("cplfw", "market1501", "dukemtmc", "msmt17", "veri", "vehicleid", "veriwild", "sop")
@@ -254,8 +297,11 @@ class MultipathSpace(UFOSpace):
                 + ", ".join(f"{d:02d}" for d in self.depths)
             )
         depth = int(arch[:2])
-        allowed = ("st", "".join(str(i + 1) for i in range(len(self.dimensions[1]))),
-                   "".join(str(i + 1) for i in range(len(self.dimensions[2]))))
+        allowed = (
+            "st",
+            "".join(str(i + 1) for i in range(len(self.dimensions[1]))),
+            "".join(str(i + 1) for i in range(len(self.dimensions[2]))),
+        )
         layers = []
         for layer in range(self.max_depth):
             pos = 2 + 3 * layer

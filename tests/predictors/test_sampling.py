@@ -21,13 +21,23 @@ def models(ufo):
 
 
 def test_names():
-    names = {"random", "max-variance", "mutual-information", "integrated-variance", "alc", "qlognehvi"}
+    names = {
+        "random",
+        "max-variance",
+        "mutual-information",
+        "integrated-variance",
+        "alc",
+        "qlognehvi",
+        "cost-stratified",
+    }
     assert names <= set(list_strategies())
     with pytest.raises(ValueError, match="unknown sampling strategy"):
         create_strategy("nope")
 
 
-@pytest.mark.parametrize("name", ["random", "max-variance", "integrated-variance", "qlognehvi"])
+@pytest.mark.parametrize(
+    "name", ["random", "max-variance", "integrated-variance", "qlognehvi", "cost-stratified"]
+)
 def test_returns_n_distinct_unmeasured(ufo, models, name):
     subs, _ = ufo
     space = get_space("ufo-track2")
