@@ -25,6 +25,15 @@ from ._base import (
     Setting,
     resolve_import_path,
 )
+from ._interleave import (
+    InterleavedEstimate,
+    ReferenceSummary,
+    RoundTimings,
+    estimate_rounds,
+    outlier_rounds,
+    summarise_reference,
+    time_rounds,
+)
 from ._onnx import OnnxRuntimeCPUProfiler
 from ._registry import (
     ENTRY_POINT_GROUP,
@@ -46,11 +55,14 @@ __all__ = [
     "AgentError",
     "DeviceAgent",
     "ExtractedModelProfiler",
+    "InterleavedEstimate",
     "LatencyProfiler",
     "OnnxRuntimeCPUProfiler",
     "ProfileResult",
     "Profiler",
     "ProfilerUnavailableError",
+    "ReferenceSummary",
+    "RoundTimings",
     "Setting",
     "SupernetEvalProfiler",
     "TableLatencyProfiler",
@@ -64,11 +76,15 @@ __all__ = [
     "create_profiler",
     "digits_batches",
     "digits_space",
+    "estimate_rounds",
     "extreme_subnet",
     "get_profiler_class",
+    "outlier_rounds",
     "resolve_import_path",
+    "summarise_reference",
     "summarize",
     "time_repeats",
+    "time_rounds",
     "train_sandwich",
     "validate_settings",
 ]

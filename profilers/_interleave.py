@@ -192,7 +192,7 @@ def summarise_reference(chunks: Sequence[RoundTimings]) -> ReferenceSummary:
     return ReferenceSummary(median, float((p90 - p10) / median), int(reference.size), dropped)
 
 
-def estimate(
+def estimate_rounds(
     chunk: RoundTimings, reference_median: float, estimator: Estimator = "normalised"
 ) -> list[InterleavedEstimate]:
     """Per-model estimates of one chunk, scaled to the whole batch's ``reference_median``.

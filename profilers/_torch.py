@@ -15,7 +15,7 @@ from torch import nn
 from supernet import SearchSpace, Subnet, UFOSpace
 
 from ._base import LatencyProfiler, ProfileResult, ProfilerUnavailableError, Setting
-from ._interleave import ESTIMATORS, RoundTimings, estimate, summarise_reference, time_rounds
+from ._interleave import ESTIMATORS, RoundTimings, estimate_rounds, summarise_reference, time_rounds
 from ._timing import base_environment, time_repeats
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -300,7 +300,7 @@ class ExtractedModelProfiler(LatencyProfiler):
             "rounds_timed": summary.rounds,
         }
         for indices, timings in timed:
-            estimates = estimate(timings, summary.median, self.settings["estimator"])
+            estimates = estimate_rounds(timings, summary.median, self.settings["estimator"])
             for i, est in zip(indices, estimates, strict=True):
                 outcomes[i] = ProfileResult(
                     value=est.value,

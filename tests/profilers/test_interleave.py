@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from profilers import create_profiler
-from profilers._interleave import estimate, outlier_rounds, summarise_reference, time_rounds
+from profilers import create_profiler, estimate_rounds, outlier_rounds, summarise_reference, time_rounds
 
 
 class DriftingMachine:
@@ -56,10 +55,10 @@ def test_reference_normalisation_cancels_drift_between_rounds_exactly():
     summary = summarise_reference([timings])
     assert summary.median == pytest.approx(136.5)
     assert summary.spread == pytest.approx((136.5 - 105.0) / 136.5)  # p10 fast, p90 slow
-    normalised = [e.value for e in estimate(timings, summary.median, "normalised")]
+    normalised = [e.value for e in estimate_rounds(timings, summary.median, "normalised")]
     # Exactly the true ratios to the reference, on the reference's median scale.
     np.testing.assert_allclose(np.array(normalised) / summary.median, np.array(costs) / 105.0, rtol=1e-12)
-    for e in estimate(timings, summary.median, "raw"):
+    for e in estimate_rounds(timings, summary.median, "raw"):
         assert e.normalised == pytest.approx(
             normalised[costs.index(round(e.normalised / summary.median * 105, 6))]
         )
@@ -86,7 +85,7 @@ def test_interleaving_keeps_ranks_where_one_after_another_timing_loses_them():
         clock=machine.clock,
     )
     # A phase changes inside rounds here, so single rounds are not exact; the median still ranks.
-    values = [e.value for e in estimate(timings, summarise_reference([timings]).median)]
+    values = [e.value for e in estimate_rounds(timings, summarise_reference([timings]).median)]
     assert list(np.argsort(values)) == list(range(6))
 
 
@@ -108,7 +107,7 @@ def test_a_burst_round_is_dropped_by_the_robust_rule():
         min_rounds=8,
         max_rounds=8,
     )
-    (first, _) = estimate(timings, summarise_reference([timings]).median)
+    (first, _) = estimate_rounds(timings, summarise_reference([timings]).median)
     assert first.rounds == 7 and first.dropped == 1 and first.value == pytest.approx(100.0)
     assert summarise_reference([timings]).dropped == 1
 
@@ -162,7 +161,7 @@ def test_bad_round_limits_and_empty_batches_are_errors():
         timings = time_rounds(
             [lambda: 1.0], lambda: 1.0, np.random.default_rng(0), min_rounds=1, max_rounds=1
         )
-        estimate(timings, 1.0, "mean")  # type: ignore[arg-type]
+        estimate_rounds(timings, 1.0, "mean")  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ the real profilers

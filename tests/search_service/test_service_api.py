@@ -125,7 +125,10 @@ def test_auth(auth_client: TestClient, db_url: str) -> None:
     assert auth_client.post("/v1/measurements", json={"measurements": other}, headers=dev1).status_code == 403
     assert auth_client.post("/v1/measurements", json={"measurements": other}).status_code == 401
     assert auth_client.post("/v1/jobs/lease", json={"device": "dev2"}, headers=dev1).status_code == 403
-    assert auth_client.post("/v1/jobs/lease", json={"device": "dev1"}, headers=dev1).json() == {"jobs": [], "job": None}
+    assert auth_client.post("/v1/jobs/lease", json={"device": "dev1"}, headers=dev1).json() == {
+        "jobs": [],
+        "job": None,
+    }
     assert auth_client.get("/v1/measurements").json()["total"] == 2
 
 
