@@ -1,29 +1,99 @@
-"""Measurement quality of the torch-cpu profiler: profile the same ufo-track2 subnets twice.
+"""Measurement repeatability of torch-cpu: the same ufo-track2 subnets measured twice, old and new
+protocol side by side in one run.
 
-Reports the Kendall tau between the two runs' medians (target >= 0.9), the median relative
-spread (between the runs, and within a run as (p90 - p10) / median), seconds per subnet, and the
-conditions (CPU, threads, load average). Writes a Markdown table and the raw numbers.
+Sets: 30 uniformly sampled subnets, and 30 picked by the ``cost-stratified`` strategy (what a new
+chip's first campaign measures). Conditions: the machine as it is ("quiet"), and with one
+CPU-bound process, started and stopped by this script, busy on the other core ("busy"). Protocols:
+``sequential`` (each subnet timed on its own until its median is stable: gpnas before the
+interleaved protocol) and ``interleaved`` (the whole set timed in rounds with a reference subnet,
+the default now; both of its estimators are reported from the same passes). Passes run in the
+order old 1, new 1, old 2, new 2, so that slow phases of the machine hit both protocols.
 
-    python benchmarks/repeatability.py --samples 30 --threads 1 \
-        --out benchmarks/results/repeatability.md --csv benchmarks/results/repeatability.csv
+Reports per row the Kendall tau between the two passes, the median relative spread between them,
+seconds per subnet, and the load average; writes a Markdown table and the raw numbers.
+
+    python benchmarks/repeatability.py --out benchmarks/results/repeatability.md \
+        --csv benchmarks/results/repeatability.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
+import multiprocessing as mp
 import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-from profilers import TorchCPUProfiler, cpu_model
-from supernet import get_space
+# The package, not benchmarks/predictors.py beside this script.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from predictors import create_strategy  # noqa: E402
+from profilers import ProfileResult, TorchCPUProfiler, cpu_model  # noqa: E402
+from supernet import Subnet, get_space  # noqa: E402
+
+# The protocol before interleaving, with the settings it shipped with (torch-cpu version 1).
+SEQUENTIAL = {
+    "protocol": "sequential",
+    "warmup": 3,
+    "min_repeats": 5,
+    "max_repeats": 50,
+    "target_rse": 0.02,
+    "max_seconds": 20.0,
+}
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+@contextlib.contextmanager
+def busy_neighbour(enabled: bool, core: int | None) -> Iterator[None]:
+    """One CPU-bound process on ``core`` (the one the profiler does not use) while inside."""
+    if not enabled:
+        yield
+        return
+    process = mp.get_context("spawn").Process(target=_spin, daemon=True)
+    process.start()
+    if core is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(process.pid, {core})
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.join()
+
+
+def measure_pass(
+    space, subs: list[Subnet], settings: dict, loads: list[float]
+) -> tuple[list[ProfileResult], float]:
+    """One pass over ``subs`` with a fresh profiler (and supernet); returns results and seconds."""
+    profiler = TorchCPUProfiler(space, **settings)
+    profiler.supernet()
+    start = time.perf_counter()
+    outcomes = profiler.measure_many(subs)
+    seconds = time.perf_counter() - start
+    loads.append(os.getloadavg()[0])
+    profiler.close()
+    failed = [o for o in outcomes if isinstance(o, Exception)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} subnets failed, first: {failed[0]}")
+    return outcomes, seconds  # type: ignore[return-value]
+
+
+def compare(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    """Kendall tau, median and 90th percentile of |a - b| / mean."""
+    spread = np.abs(a - b) / ((a + b) / 2)
+    return float(kendalltau(a, b).statistic), float(np.median(spread)), float(np.percentile(spread, 90))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,9 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall", help="torch-cpu 'clock' setting")
+    parser.add_argument("--sets", default="uniform,stratified")
+    parser.add_argument("--conditions", default="quiet,busy")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/repeatability.md"))
     parser.add_argument("--csv", type=Path, default=Path("benchmarks/results/repeatability.csv"))
     args = parser.parse_args(argv)
@@ -41,91 +110,106 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     space = get_space("ufo-track2")
-    subs = space.sample(args.samples, seed=args.seed)
-    settings = {
-        "threads": args.threads,
-        "batch_size": args.batch_size,
-        "image_size": args.image_size,
-        "clock": args.clock,
+    sets = {
+        "uniform": space.sample(args.samples, seed=args.seed),
+        "stratified": create_strategy("cost-stratified").select(
+            space, None, [], args.samples, seed=args.seed
+        ),
     }
-    loads = [os.getloadavg()[0]]
-    runs: list[list] = []
-    seconds: list[float] = []
-    for run in range(2):
-        profiler = TorchCPUProfiler(space, **settings)  # a fresh profiler (and supernet) per run
-        profiler.supernet()
-        results = []
-        for i, sub in enumerate(subs):
-            start = time.perf_counter()
-            results.append(profiler.measure(sub))
-            seconds.append(time.perf_counter() - start)
-            loads.append(os.getloadavg()[0])
-            print(
-                f"run {run + 1} subnet {i + 1}/{len(subs)}: {results[-1].value:8.2f} ms "
-                f"({results[-1].repeats} repeats, {seconds[-1]:.1f} s)",
-                file=sys.stderr,
-            )
-        runs.append(results)
-        profiler.close()
-
-    a = np.array([r.value for r in runs[0]])
-    b = np.array([r.value for r in runs[1]])
-    tau = kendalltau(a, b).statistic
-    between = np.abs(a - b) / ((a + b) / 2)
-    within = np.array([(r.p90 - r.p10) / r.value for run in runs for r in run])
-    repeats = np.array([r.repeats for run in runs for r in run])
-    flops = np.array([space.flops(s) for s in subs])
-    tau_flops = kendalltau(flops, (a + b) / 2).statistic
-
+    # The profiler runs on core 0; the neighbour gets core 1 (when the machine has one).
+    own_core = None
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        cores = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cores[0]})
+        own_core = cores[1]
+    new_settings = {"threads": args.threads, "seed": args.seed}
+    old_settings = {**SEQUENTIAL, "threads": args.threads}
+    rows, raw_rows = [], []
+    for condition in args.conditions.split(","):
+        for set_name in args.sets.split(","):
+            subs = sets[set_name]
+            loads = [os.getloadavg()[0]]
+            passes: dict[str, list] = {"old": [], "new": []}
+            seconds: dict[str, list[float]] = {"old": [], "new": []}
+            with busy_neighbour(condition == "busy", own_core):
+                for _ in range(2):
+                    for protocol, settings in (("old", old_settings), ("new", new_settings)):
+                        results, spent = measure_pass(space, subs, settings, loads)
+                        passes[protocol].append(results)
+                        seconds[protocol].append(spent / len(subs))
+                        print(f"{condition} {set_name} {protocol}: {spent:.0f} s", file=sys.stderr)
+            macs = space.macs(subs)
+            for protocol, label, pick in (
+                ("old", "sequential", lambda r: r.value),
+                ("new", "interleaved, normalised (default)", lambda r: r.value),
+                ("new", "interleaved, raw median", lambda r: r.raw_value),
+            ):
+                a = np.array([pick(r) for r in passes[protocol][0]])
+                b = np.array([pick(r) for r in passes[protocol][1]])
+                tau, median_spread, p90_spread = compare(a, b)
+                flagged = sum(r.flagged for run in passes[protocol] for r in run)
+                rows.append(
+                    (
+                        condition,
+                        set_name,
+                        label,
+                        tau,
+                        median_spread,
+                        p90_spread,
+                        float(np.mean(seconds[protocol])),
+                        float(kendalltau(macs, (a + b) / 2).statistic),
+                        flagged,
+                        f"{min(loads):.1f}-{max(loads):.1f}",
+                    )
+                )
+            for i, sub in enumerate(subs):
+                raw_rows.append(
+                    [
+                        condition,
+                        set_name,
+                        space.format(sub),
+                        int(macs[i]),
+                        *(f"{passes[p][k][i].value:.3f}" for p in ("old", "new") for k in (0, 1)),
+                        *(f"{passes['new'][k][i].raw_value:.3f}" for k in (0, 1)),
+                    ]
+                )
+    args.csv.parent.mkdir(parents=True, exist_ok=True)
     with open(args.csv, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(
-            ["arch", "run1_ms", "run2_ms", "run1_p10", "run1_p90", "run2_p10", "run2_p90", "macs"]
+            ["condition", "set", "arch", "macs", "old_1", "old_2", "new_1", "new_2", "new_raw_1", "new_raw_2"]
         )
-        for sub, r1, r2, f in zip(subs, runs[0], runs[1], flops, strict=True):
-            writer.writerow(
-                [
-                    space.format(sub),
-                    f"{r1.value:.3f}",
-                    f"{r2.value:.3f}",
-                    f"{r1.p10:.3f}",
-                    f"{r1.p90:.3f}",
-                    f"{r2.p10:.3f}",
-                    f"{r2.p90:.3f}",
-                    int(f),
-                ]
-            )
-    table = [
-        "| metric | value |",
-        "| --- | --- |",
-        f"| subnets (ufo-track2, sampled with seed {args.seed}) | {args.samples}, each profiled twice |",
-        f"| Kendall tau, run 1 vs run 2 (target >= 0.9) | **{tau:.3f}** |",
-        f"| median relative spread between runs, \\|r1 - r2\\| / mean | {np.median(between):.2%} |",
-        f"| 90th percentile of that spread | {np.percentile(between, 90):.2%} |",
-        f"| median relative spread within a run, (p90 - p10) / median | {np.median(within):.2%} |",
-        f"| seconds per subnet (extract + warm-up + timed repeats) | {np.mean(seconds):.1f} |",
-        f"| timed repeats per subnet, median (min-max) | {np.median(repeats):.0f} "
-        f"({repeats.min()}-{repeats.max()}) |",
-        f"| median latency, run 1 / run 2 | {np.median(a):.1f} ms / {np.median(b):.1f} ms |",
-        f"| Kendall tau, latency vs analytic MACs (context) | {tau_flops:.3f} |",
+        writer.writerows(raw_rows)
+    lines = [
+        "| condition | set | protocol | Kendall tau, pass 1 vs 2 | median spread between passes "
+        "| p90 spread | s per subnet | tau vs MACs | flagged | 1-min load |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
-    used = TorchCPUProfiler.validate_settings(settings)
+    for r in rows:
+        lines.append(
+            f"| {r[0]} | {r[1]} | {r[2]} | **{r[3]:.3f}** | {r[4]:.2%} | {r[5]:.2%} | {r[6]:.1f} | "
+            f"{r[7]:.3f} | {r[8]} | {r[9]} |"
+        )
+    defaults = TorchCPUProfiler.validate_settings(new_settings)
     conditions = (
-        f"Conditions: torch-cpu profiler (eager PyTorch {torch.__version__}), batch {args.batch_size}, "
-        f"{args.image_size}x{args.image_size} input, fp32, {args.threads} thread(s), {args.clock} clock, "
-        f"warm-up {used['warmup']}, "
-        f"{used['min_repeats']}-{used['max_repeats']} repeats until the median's relative standard error "
-        f"<= {used['target_rse']:.0%} (cap {used['max_seconds']:.0f} s per subnet); CPU {cpu_model()} "
-        f"({os.cpu_count()} cores), shared with other processes: 1-minute load average "
-        f"{min(loads):.1f}-{max(loads):.1f} during the run."
+        f"Conditions: ufo-track2 (ViT-Base) subnets, batch 1, 224x224, fp32, {args.threads} thread(s), "
+        f"eager PyTorch {torch.__version__}, CPU {cpu_model()} ({os.cpu_count()} cores; the profiler "
+        f"pinned to one core, the busy neighbour to another). Interleaved: torch-cpu defaults "
+        f"(warm-up {defaults['warmup']}, {defaults['min_repeats']}-{defaults['max_repeats']} rounds until "
+        f"every estimate's RSE <= {defaults['target_rse']:.0%}, reference "
+        f"`{space.format(TorchCPUProfiler(space).reference)}`, chunks of <= {defaults['memory_mb']:.0f} MB "
+        f"of weights). Sequential: warm-up 3, 5-50 repeats until the median's RSE <= 2%, <= 20 s a subnet. "
+        f"`flagged`: measurements (of {2 * args.samples} per protocol) whose batch's reference drifted "
+        f"more than {defaults['drift_threshold']:.0%} (p90 - p10 over median; sequential batches have no "
+        "reference)."
     )
     text = "\n".join(
         [
-            f"# torch-cpu repeatability ({args.clock} clock)",
+            "# torch-cpu repeatability: sequential vs interleaved",
             "",
             f"Command: `{command}`",
             "",
-            *table,
+            *lines,
             "",
             conditions,
             "",
