@@ -68,10 +68,8 @@ def register(app: typer.Typer) -> None:
         engine = make_engine(settings.database_url)
         reads, writes = make_sessionmaker(engine), make_sessionmaker(engine, write=True)
 
-        # The subnets are timed as one interleaved batch (torch-cpu's default protocol); at most
-        # 15 rounds keeps the demo within minutes on a laptop, where a production device keeps the
-        # profiler's default of up to 30.
-        profiler_settings = {"batch_size": 1, "threads": threads or os.cpu_count() or 1, "max_repeats": 15}
+        # The subnets are timed as one interleaved batch, torch-cpu's default protocol.
+        profiler_settings = {"batch_size": 1, "threads": threads or os.cpu_count() or 1}
         with writes() as session:
             if DEVICE not in {d.name for d in repo.list_devices(session)}:
                 repo.create_device(
