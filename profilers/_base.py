@@ -219,8 +219,7 @@ class Profiler(abc.ABC):
             ValueError: If ``subs`` is empty.
             ProfilerUnavailableError: If this machine cannot run the profiler at all.
         """
-        if not subs:
-            raise ValueError(f"profiler {self.name!r} got an empty batch; give at least one subnet")
+        self._check_batch(subs)
         out: list[ProfileResult | Exception] = []
         for sub in subs:
             try:
@@ -230,6 +229,11 @@ class Profiler(abc.ABC):
             except Exception as error:  # the subnet's failure, reported in its entry
                 out.append(error)
         return out
+
+    def _check_batch(self, subs: Sequence[Subnet | str]) -> None:
+        """Raise ValueError for an empty batch."""
+        if not subs:
+            raise ValueError(f"profiler {self.name!r} got an empty batch; give at least one subnet")
 
     def known_subnets(self) -> list[Subnet] | None:
         """The only subnets this profiler can measure, or ``None`` if it measures any subnet.

@@ -18,7 +18,6 @@ and the clock is injected, so the protocol is tested without real timing.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from ._timing import _MAD_TO_SIGMA, _MEDIAN_SE_FACTOR
+from ._timing import median_rse, robust_std
 
 Estimator = Literal["normalised", "raw"]
 ESTIMATORS: tuple[Estimator, ...] = ("normalised", "raw")
@@ -99,10 +98,6 @@ class ReferenceSummary:
     dropped: int
 
 
-def robust_std(x: np.ndarray) -> float:
-    return _MAD_TO_SIGMA * float(np.median(np.abs(x - np.median(x))))
-
-
 def outlier_rounds(reference: np.ndarray) -> np.ndarray:
     """Mask of rounds whose reference time is a robust outlier (modified z-score > 3.5).
 
@@ -122,10 +117,7 @@ def outlier_rounds(reference: np.ndarray) -> np.ndarray:
 
 
 def _relative_se(per_round: np.ndarray) -> float:
-    centre = float(np.median(per_round))
-    if centre <= 0:
-        return math.inf
-    return _MEDIAN_SE_FACTOR * robust_std(per_round) / math.sqrt(per_round.size) / centre
+    return median_rse(float(np.median(per_round)), robust_std(per_round), per_round.size)
 
 
 def time_rounds(
@@ -214,7 +206,7 @@ def estimate_rounds(
         per_round = row / reference * reference_median if estimator == "normalised" else row
         value = float(np.median(per_round))
         std = robust_std(per_round)
-        rse = _MEDIAN_SE_FACTOR * std / math.sqrt(n) / value if value > 0 else math.inf
+        rse = median_rse(value, std, n)
         p10, p90 = np.percentile(per_round, [10, 90])
         out.append(
             InterleavedEstimate(

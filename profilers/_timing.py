@@ -46,14 +46,24 @@ class TimingStats:
         return len(self.samples)
 
 
+def robust_std(x: np.ndarray) -> float:
+    """``1.4826 * MAD`` of the 1-d array ``x``."""
+    return _MAD_TO_SIGMA * float(np.median(np.abs(x - np.median(x))))
+
+
+def median_rse(median: float, std: float, n: int) -> float:
+    """Relative standard error of the median of ``n`` values, ``1.2533 * std / sqrt(n) / median``."""
+    return _MEDIAN_SE_FACTOR * std / math.sqrt(n) / median if median > 0 else math.inf
+
+
 def summarize(samples: list[float] | np.ndarray) -> TimingStats:
     """Robust statistics of ``samples`` (a non-empty 1-d sequence of milliseconds)."""
     x = np.asarray(samples, dtype=float)
     if x.ndim != 1 or x.size == 0:
         raise ValueError("summarize needs a non-empty 1-d sequence of timings")
     median = float(np.median(x))
-    std = _MAD_TO_SIGMA * float(np.median(np.abs(x - median)))
-    rse = _MEDIAN_SE_FACTOR * std / math.sqrt(x.size) / median if median > 0 else math.inf
+    std = robust_std(x)
+    rse = median_rse(median, std, x.size)
     p10, p90 = (float(v) for v in np.percentile(x, [10, 90]))
     return TimingStats(median, std, p10, p90, rse, tuple(float(v) for v in x))
 
@@ -110,12 +120,17 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> float | None:
+    """The 1-minute load average, rounded (``None`` where the OS has none)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
 def base_environment() -> dict[str, Any]:
     """What every latency measurement records about the host."""
     return {
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "load_avg_1m": load_average(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,

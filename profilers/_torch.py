@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -16,7 +15,7 @@ from supernet import SearchSpace, Subnet, UFOSpace
 
 from ._base import LatencyProfiler, ProfileResult, ProfilerUnavailableError, Setting
 from ._interleave import ESTIMATORS, RoundTimings, estimate_rounds, summarise_reference, time_rounds
-from ._timing import base_environment, time_repeats
+from ._timing import base_environment, load_average, time_repeats
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PROTOCOLS = ("interleaved", "sequential")
@@ -193,8 +192,7 @@ class ExtractedModelProfiler(LatencyProfiler):
         Raises:
             ValueError: If ``subs`` is empty.
         """
-        if not subs:
-            raise ValueError(f"profiler {self.name!r} got an empty batch; give at least one subnet")
+        self._check_batch(subs)
         outcomes: list[ProfileResult | Exception | None] = [None] * len(subs)
         todo: list[tuple[int, Subnet]] = []
         for i, sub in enumerate(subs):
@@ -202,7 +200,7 @@ class ExtractedModelProfiler(LatencyProfiler):
                 todo.append((i, self.subnet(sub)))
             except ValueError as error:
                 outcomes[i] = error
-        load_start = _load_average()
+        load_start = load_average()
         with self._session():
             if self.settings["protocol"] == "sequential":
                 for i, sub in todo:
@@ -357,10 +355,6 @@ class ExtractedModelProfiler(LatencyProfiler):
 
     def close(self) -> None:
         self._net = None
-
-
-def _load_average() -> float | None:
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 class TorchCPUProfiler(ExtractedModelProfiler):

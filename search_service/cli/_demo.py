@@ -2,8 +2,8 @@
 
 Registers this CPU as a device, loads the shipped UFO track-2 task scores, times a cost-stratified
 set of ufo-track2 subnets live in interleaved rounds, fits the predictors, computes the Pareto
-fronts and serves them. Every
-step is idempotent, so a second run reuses what is stored and only tops up what is missing.
+fronts and serves them. Every step is idempotent, so a second run reuses what is stored and only
+tops up what is missing.
 """
 
 from __future__ import annotations
