@@ -98,7 +98,7 @@ class SamplingStrategy(ABC):
             measured: Subnets already measured; never picked again.
             n: How many to pick.
             candidates: Pool to pick from; default ``pool_size`` subnets of ``space`` from
-                :meth:`_default_pool` (uniform samples unless the strategy says otherwise).
+                :meth:`default_pool` (uniform samples unless the strategy says otherwise).
             seed: Seeds the pool, random picks and Monte-Carlo samples.
 
         Raises:
@@ -108,7 +108,7 @@ class SamplingStrategy(ABC):
             raise ValueError(f"n must be >= 0, got {n}")
         if candidates is None:
             size = min(space.cardinality, max(self.pool_size, n + len(measured)))
-            candidates = self._default_pool(space, size, seed)
+            candidates = self.default_pool(space, size, seed)
         done = set(measured)
         pool = list(dict.fromkeys(c for c in candidates if c not in done))
         for sub in pool:
@@ -120,7 +120,7 @@ class SamplingStrategy(ABC):
         picks = self._select(space, predictors, list(measured), n, pool, np.random.default_rng(seed))
         return [pool[i] for i in picks]
 
-    def _default_pool(self, space: SearchSpace, size: int, seed: int | None) -> list[Subnet]:
+    def default_pool(self, space: SearchSpace, size: int, seed: int | None) -> list[Subnet]:
         """Candidates when ``select`` gets none: ``size`` uniform samples of ``space``."""
         return space.sample(size, seed=seed)
 
@@ -150,8 +150,11 @@ def _farthest_points(X: torch.Tensor, anchors: torch.Tensor, n: int, rng: np.ran
     if len(anchors):
         dist = torch.cdist(X, anchors).min(1).values
     else:
-        dist = torch.full((len(X),), float("inf"), dtype=X.dtype)
-        dist[int(rng.integers(len(X)))] = float("inf") + 1  # random first pick
+        # Nothing to keep away from yet: all points tie, so a seeded random one goes first. It
+        # alone gets inf; the rest the largest finite value (inf + 1 would still equal inf, and
+        # argmax would take row 0 whatever the seed).
+        dist = torch.full((len(X),), torch.finfo(X.dtype).max, dtype=X.dtype)
+        dist[int(rng.integers(len(X)))] = float("inf")
     picks: list[int] = []
     for _ in range(n):
         i = int(torch.argmax(dist))
@@ -435,11 +438,11 @@ class CostStratifiedStrategy(SamplingStrategy):
         self.n_tilts = n_tilts
         self.exhaustive_limit = exhaustive_limit
 
-    def _default_pool(self, space: SearchSpace, size: int, seed: int | None) -> list[Subnet]:
+    def default_pool(self, space: SearchSpace, size: int, seed: int | None) -> list[Subnet]:
         try:
             model = _AdditiveCost(space)
         except NotImplementedError:  # no analytic cost: the uniform pool of the cold-start fallback
-            return super()._default_pool(space, size, seed)
+            return super().default_pool(space, size, seed)
         if space.cardinality <= max(size, self.exhaustive_limit):
             return list(space.enumerate())
         rng = np.random.default_rng(seed)

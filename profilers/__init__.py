@@ -23,7 +23,6 @@ from ._base import (
     ProfileResult,
     ProfilerUnavailableError,
     Setting,
-    resolve_import_path,
 )
 from ._interleave import (
     InterleavedEstimate,
@@ -34,6 +33,7 @@ from ._interleave import (
     summarise_reference,
     time_rounds,
 )
+from ._local import LocalConfig, resolve_import_path
 from ._onnx import OnnxRuntimeCPUProfiler
 from ._registry import (
     ENTRY_POINT_GROUP,
@@ -57,6 +57,7 @@ __all__ = [
     "ExtractedModelProfiler",
     "InterleavedEstimate",
     "LatencyProfiler",
+    "LocalConfig",
     "OnnxRuntimeCPUProfiler",
     "ProfileResult",
     "Profiler",

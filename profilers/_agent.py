@@ -12,6 +12,7 @@ Guarantees, with the service's job API (lease / heartbeat / result / fail):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -25,6 +26,7 @@ import httpx
 from supernet import get_space
 
 from ._base import Profiler, ProfileResult, ProfilerUnavailableError
+from ._local import LocalConfig
 from ._registry import create_profiler
 
 logger = logging.getLogger("gpnas.agent")
@@ -63,6 +65,10 @@ class DeviceAgent:
         token: API token, sent as ``Authorization: Bearer <token>``.
         profiler: Use this profiler for every job instead of the device's registered one (its
             space must match the jobs').
+        local: What the file and callable names in the device's settings refer to on this
+            machine (see :class:`profilers.LocalConfig`; default: ``$GPNAS_LOCAL_CONFIG`` or
+            nothing). The settings come from the server, so they are never trusted: files are
+            confined to ``local.data_dir`` and code is only what this machine defines.
         max_jobs: Stop after this many processed jobs (``None``: run until stopped).
         lease_size: Jobs leased (and measured as one batch) at a time.
         exit_when_idle: Stop as soon as the queue has no job for this device.
@@ -82,6 +88,7 @@ class DeviceAgent:
         device: str,
         token: str,
         profiler: Profiler | None = None,
+        local: LocalConfig | None = None,
         max_jobs: int | None = None,
         lease_size: int = 8,
         exit_when_idle: bool = False,
@@ -112,6 +119,7 @@ class DeviceAgent:
         self.client = client or httpx.Client(base_url=server.rstrip("/"), timeout=30.0)
         self.headers = {"Authorization": f"Bearer {token}"}
         self._fixed_profiler = profiler
+        self.local = dataclasses.replace(local or LocalConfig.load(), trusted=False)
         self._profilers: dict[str, Profiler] = {}
         self._device_info: dict[str, Any] | None = None
         self._stop = threading.Event()
@@ -177,7 +185,7 @@ class DeviceAgent:
         if space_name not in self._profilers:
             info = self.device_info()
             self._profilers[space_name] = create_profiler(
-                info["profiler"], get_space(space_name), **(info.get("settings") or {})
+                info["profiler"], get_space(space_name), local=self.local, **(info.get("settings") or {})
             )
         return self._profilers[space_name]
 

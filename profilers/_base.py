@@ -13,11 +13,13 @@ settings in :attr:`Profiler.settings_spec`; unknown names and bad values are rej
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
 from supernet import SearchSpace, Subnet
+
+from ._local import LocalConfig, SettingKind, check_reference_name, check_relative_path
 
 Metric = Literal["latency_ms", "score"]
 
@@ -90,6 +92,11 @@ class Setting:
         minimum: Smallest allowed value for numbers.
         maximum: Largest allowed value for numbers.
         required: The setting must be given (``default`` is then ignored).
+        kind: ``"value"`` for plain data; ``"file"`` for a path relative to the measuring
+            machine's data directory; ``"dataset"`` / ``"supernet"`` for the name of a callable
+            defined on the measuring machine (see :mod:`profilers._local`). Settings are stored
+            by the server and read by every agent of a device, so code and files are only ever
+            referred to by such names.
     """
 
     type: type
@@ -99,6 +106,7 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     required: bool = False
+    kind: SettingKind = "value"
 
     def convert(self, owner: str, name: str, value: Any) -> Any:
         """Return ``value`` converted to this setting's type, or raise ValueError naming the setting."""
@@ -127,6 +135,8 @@ class Setting:
                 self.type
             ]
             raise ValueError(f"{where} must be {kind}, got {value!r}") from None
+        if self.kind in ("dataset", "supernet"):
+            check_reference_name(value, self.kind, where)
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{where} must be one of {list(self.choices)}, got {value!r}")
         if self.minimum is not None and value < self.minimum:
@@ -148,6 +158,8 @@ class Profiler(abc.ABC):
 
     Args:
         space: The search space whose subnets are profiled.
+        local: What ``file``, ``dataset`` and ``supernet`` settings refer to on this machine
+            (default: :meth:`LocalConfig.load`, i.e. ``$GPNAS_LOCAL_CONFIG`` or nothing).
         **settings: Values for the names declared in :attr:`settings_spec`.
 
     Raises:
@@ -164,13 +176,20 @@ class Profiler(abc.ABC):
     settings_spec: ClassVar[Mapping[str, Setting]] = {}
     """The settings this profiler accepts."""
 
-    def __init__(self, space: SearchSpace, **settings: Any) -> None:
+    def __init__(self, space: SearchSpace, *, local: LocalConfig | None = None, **settings: Any) -> None:
         self.space = space
-        self.settings: dict[str, Any] = self.validate_settings(settings)
+        self.local = local if local is not None else LocalConfig.load()
+        self.settings: dict[str, Any] = self.validate_settings(settings, portable=not self.local.trusted)
 
     @classmethod
-    def validate_settings(cls, settings: Mapping[str, Any]) -> dict[str, Any]:
+    def validate_settings(cls, settings: Mapping[str, Any], portable: bool = True) -> dict[str, Any]:
         """Check ``settings`` against :attr:`settings_spec` without touching any hardware.
+
+        Args:
+            settings: The given settings.
+            portable: The settings may be stored by a server and read on other machines: ``file``
+                settings must then be relative paths that stay inside a data directory.
+                ``False`` only for settings this machine's own user typed.
 
         Returns:
             The full settings: given values converted to their declared types, defaults for the
@@ -190,11 +209,34 @@ class Profiler(abc.ABC):
         for key, spec in cls.settings_spec.items():
             if key in settings and settings[key] is not None:
                 out[key] = spec.convert(owner, key, settings[key])
+                if spec.kind == "file" and portable:
+                    check_relative_path(out[key], f"setting {key!r} of profiler {owner!r}")
             elif spec.required:
                 raise ValueError(f"setting {key!r} of profiler {owner!r} is required")
             else:
                 out[key] = spec.default
         return out
+
+    def resolve_file(self, key: str) -> str:
+        """The file that the ``file`` setting ``key`` names on this machine (see :attr:`local`)."""
+        return str(self.local.resolve_file(self.settings[key], f"setting {key!r} of profiler {self.name!r}"))
+
+    @classmethod
+    def listed_subnets(
+        cls, space: SearchSpace, settings: Mapping[str, Any], local: LocalConfig
+    ) -> list[Subnet] | None:
+        """The only subnets a profiler with ``settings`` can measure, read without measuring, or
+        ``None`` if it can measure any subnet.
+
+        The server calls this on a device's stored settings to plan campaigns, with a
+        :class:`LocalConfig` holding only its own data directory; it never constructs other
+        profilers. Replay profilers return their table's rows.
+
+        Raises:
+            ValueError: The list exists but cannot be read here (e.g. the table is not under
+                ``local.data_dir``), naming the setting.
+        """
+        return None
 
     def subnet(self, sub: Subnet | str) -> Subnet:
         """``sub`` as a validated :class:`Subnet` of :attr:`space` (arch strings are parsed)."""
@@ -309,23 +351,3 @@ class AccuracyProfiler(Profiler):
         if task is None:
             raise ValueError(f"profiler {self.name!r} scores a task; no task was given")
         return self.score(sub, task)
-
-
-def resolve_import_path(path: str, what: str) -> Callable[..., Any] | Any:
-    """The object named by ``"package.module:attribute"`` (dots after the colon walk attributes).
-
-    Raises:
-        ValueError: If ``path`` is malformed or does not resolve, naming ``what``.
-    """
-    import importlib
-
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"{what} must be an import path 'package.module:attribute', got {path!r}")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"{what} {path!r} does not resolve: {error}") from None
-    return obj

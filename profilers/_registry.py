@@ -13,6 +13,7 @@ from typing import Any
 from supernet import SearchSpace
 
 from ._base import Profiler
+from ._local import LocalConfig
 
 ENTRY_POINT_GROUP = "gpnas.profilers"
 
@@ -51,8 +52,11 @@ def get_profiler_class(name: str) -> type[Profiler]:
     return cls
 
 
-def validate_settings(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+def validate_settings(name: str, settings: dict[str, Any], portable: bool = True) -> dict[str, Any]:
     """Check a device's ``settings`` for profiler ``name`` without touching hardware.
+
+    ``portable`` (the default) also requires ``file`` settings to be relative paths inside a
+    data directory, as settings stored by a server must be.
 
     Returns:
         The complete settings (converted values plus defaults).
@@ -60,14 +64,18 @@ def validate_settings(name: str, settings: dict[str, Any]) -> dict[str, Any]:
     Raises:
         ValueError: Unknown profiler, unknown setting or bad value, named in the message.
     """
-    return get_profiler_class(name).validate_settings(settings)
+    return get_profiler_class(name).validate_settings(settings, portable)
 
 
-def create_profiler(name: str, space: SearchSpace, **settings: Any) -> Profiler:
+def create_profiler(
+    name: str, space: SearchSpace, *, local: LocalConfig | None = None, **settings: Any
+) -> Profiler:
     """Instantiate the profiler registered as ``name`` for ``space`` with ``settings``.
+
+    ``local`` says what file and callable names in the settings refer to on this machine.
 
     Raises:
         ValueError: Unknown profiler, unknown setting or bad value.
         ProfilerUnavailableError: The profiler's hardware or runtime is missing here.
     """
-    return get_profiler_class(name)(space, **settings)
+    return get_profiler_class(name)(space, local=local, **settings)

@@ -11,7 +11,7 @@ from torch import nn
 
 from supernet import SearchSpace, Subnet, UFOSpace
 
-from ._base import AccuracyProfiler, ProfileResult, Setting, resolve_import_path
+from ._base import AccuracyProfiler, ProfileResult, Setting
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -20,16 +20,18 @@ class SupernetEvalProfiler(AccuracyProfiler):
     """Extracts ``sub``'s path for ``task`` from a trained supernet and measures its top-1
     accuracy on the task's validation batches.
 
-    The supernet and the data are named by import path, so any trained supernet and data set
-    plug in without code here:
+    The supernet, the data and the checkpoint are names resolved on the measuring machine (its
+    local config or installed entry points, see :mod:`profilers._local`), so any trained
+    supernet and data set plug in without code here, and the server never names code to run:
 
     Settings:
-        checkpoint: File saved with ``torch.save(net.state_dict(), path)``; loaded with
-            ``weights_only=True``. Omit it when ``supernet`` already returns trained weights.
-        supernet: ``"pkg.module:callable"``; ``callable(space)`` returns the supernet module
-            (default ``supernet:build_supernet``, whose shapes follow ``space.geometry``).
-        data: ``"pkg.module:callable"``; ``callable(task)`` returns an iterable of
-            ``(inputs, labels)`` validation batches (inputs ``b x C x H x W``, labels ``b``).
+        checkpoint: File saved with ``torch.save(net.state_dict(), path)``, relative to the
+            machine's data directory; loaded with ``weights_only=True``. Omit it when
+            ``supernet`` already returns trained weights.
+        supernet: Name of a ``callable(space)`` returning the supernet module (default ``ufo``,
+            gpnas' :func:`supernet.build_supernet`, whose shapes follow ``space.geometry``).
+        data: Name of a ``callable(task)`` returning an iterable of ``(inputs, labels)``
+            validation batches (inputs ``b x C x H x W``, labels ``b``); built in: ``digits``.
         max_batches: Evaluate at most this many batches (0 = all).
         threads: ``torch.set_num_threads`` during evaluation.
 
@@ -40,10 +42,10 @@ class SupernetEvalProfiler(AccuracyProfiler):
     name: ClassVar[str] = "supernet-eval"
     version: ClassVar[str] = "1"
     settings_spec: ClassVar[dict[str, Setting]] = {
-        "checkpoint": Setting(str, None, "state_dict file of the trained supernet"),
-        "supernet": Setting(str, "supernet:build_supernet", "import path of callable(space) -> supernet"),
+        "checkpoint": Setting(str, None, "state_dict file of the trained supernet", kind="file"),
+        "supernet": Setting(str, "ufo", "name of a callable(space) -> supernet", kind="supernet"),
         "data": Setting(
-            str, required=True, help="import path of callable(task) -> iterable of (x, y) batches"
+            str, required=True, help="name of a callable(task) -> iterable of (x, y) batches", kind="dataset"
         ),
         "max_batches": Setting(int, 0, "evaluate at most this many batches (0 = all)", minimum=0),
         "threads": Setting(int, 1, "torch threads during evaluation", minimum=1),
@@ -53,19 +55,23 @@ class SupernetEvalProfiler(AccuracyProfiler):
         super().__init__(space, **settings)
         if not isinstance(space, UFOSpace):
             raise ValueError(f"profiler 'supernet-eval' needs a UFO space; {space.name!r} has no supernet")
-        self._factory = resolve_import_path(self.settings["supernet"], "setting 'supernet'")
-        self._data: Callable[[str], Batches] = resolve_import_path(self.settings["data"], "setting 'data'")
-        if not callable(self._factory) or not callable(self._data):
-            raise ValueError("settings 'supernet' and 'data' of profiler 'supernet-eval' must name callables")
+        where = "setting {!r} of profiler 'supernet-eval'"
+        self._factory = self.local.resolve_callable(
+            "supernet", self.settings["supernet"], where.format("supernet")
+        )
+        self._data: Callable[[str], Batches] = self.local.resolve_callable(
+            "dataset", self.settings["data"], where.format("data")
+        )
+        self._checkpoint = self.resolve_file("checkpoint") if self.settings["checkpoint"] else None
         self._net: nn.Module | None = None
 
     def supernet(self) -> nn.Module:
         """The supernet with the checkpoint's weights (loaded on first use)."""
         if self._net is None:
             net = self._factory(self.space)
-            if self.settings["checkpoint"]:
+            if self._checkpoint is not None:
                 try:
-                    state = torch.load(self.settings["checkpoint"], map_location="cpu", weights_only=True)
+                    state = torch.load(self._checkpoint, map_location="cpu", weights_only=True)
                 except FileNotFoundError:
                     raise ValueError(
                         "setting 'checkpoint' of profiler 'supernet-eval': "

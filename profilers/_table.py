@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,23 +13,55 @@ from typing import Any, ClassVar
 from supernet import SearchSpace, Subnet
 
 from ._base import AccuracyProfiler, LatencyProfiler, ProfileResult, Setting
+from ._local import LocalConfig
 
 
-@lru_cache(maxsize=16)
 def _read_table(path: str, mtime: float) -> tuple[tuple[str, ...], dict[str, dict[str, float]]]:
     """Columns and ``{arch: {column: value}}`` of a CSV (``arch`` + numeric columns) or of a JSON
     object ``{key: {"arch": str, column: number, ...}}`` (the ufo_track2 format). Empty cells are
-    left out. ``mtime`` is only part of the cache key, so an edited file is re-read."""
+    left out. ``mtime`` is only part of the cache key, so an edited file is re-read.
+
+    Raises:
+        ValueError: The file is not such a table (bad JSON or CSV, not UTF-8, a record without
+            ``arch``, a non-numeric cell), naming the file and where.
+    """
+    try:
+        return _parse_table(path)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except csv.Error as error:  # e.g. a field over csv.field_size_limit()
+        raise ValueError(f"{path}: not a readable CSV ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
+
+
+_read_table_cached = lru_cache(maxsize=16)(_read_table)
+
+
+def _parse_table(path: str) -> tuple[tuple[str, ...], dict[str, dict[str, float]]]:
     rows: dict[str, dict[str, float]] = {}
     if path.endswith(".json"):
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-        records = data.values() if isinstance(data, dict) else data
+        if isinstance(data, dict):
+            records = list(data.values())
+        elif isinstance(data, list):
+            records = data
+        else:
+            raise ValueError(
+                f"{path}: a JSON table is an object or a list of records, not {type(data).__name__}"
+            )
         columns: set[str] = set()
         for record in records:
             if not isinstance(record, dict) or "arch" not in record:
                 raise ValueError(f"{path}: every record needs an 'arch' field")
-            values = {k: float(v) for k, v in record.items() if k != "arch" and isinstance(v, int | float)}
+            values = {
+                k: float(v)
+                for k, v in record.items()
+                if k != "arch" and isinstance(v, int | float) and not isinstance(v, bool)
+            }
             rows[str(record["arch"])] = values
             columns.update(values)
         return tuple(sorted(columns)), rows
@@ -61,10 +93,12 @@ class _TableMixin:
     settings: dict[str, Any]
 
     def _load(self) -> None:
-        path = os.path.expanduser(self.settings["path"])
+        path = self.resolve_file("path")  # type: ignore[attr-defined]
         if not Path(path).is_file():
-            raise ValueError(f"setting 'path' of profiler {self.name!r}: no such file {path!r}")
-        self.columns, raw = _read_table(path, Path(path).stat().st_mtime)
+            raise ValueError(
+                f"setting 'path' of profiler {self.name!r}: no such file {self.settings['path']!r}"
+            )
+        self.columns, raw = _read_table_cached(path, Path(path).stat().st_mtime)
         # Canonical keys, so e.g. differently spelled but equal NB201 strings still match.
         self.rows: dict[str, dict[str, float]] = {}
         for arch, values in raw.items():
@@ -79,6 +113,17 @@ class _TableMixin:
         """The table's subnets, in file order."""
         return [self.space.parse(arch) for arch in self.rows]
 
+    @classmethod
+    def listed_subnets(
+        cls, space: SearchSpace, settings: Mapping[str, Any], local: LocalConfig
+    ) -> list[Subnet] | None:
+        """The table's subnets, read from ``local``'s data directory (ValueError if not there)."""
+        profiler = cls(space, local=local, **settings)  # type: ignore[call-arg]
+        try:
+            return profiler.known_subnets()
+        finally:
+            profiler.close()  # type: ignore[attr-defined]
+
     def _lookup(self, sub: Subnet, column: str) -> float:
         arch = self.space.format(sub)
         if arch not in self.rows:
@@ -89,7 +134,8 @@ class _TableMixin:
         return value
 
     def _environment(self, column: str) -> dict[str, Any]:
-        return {"source": os.path.abspath(os.path.expanduser(self.settings["path"])), "column": column}
+        # The setting as given, not the resolved path: where the agent keeps its files is its own.
+        return {"source": self.settings["path"], "column": column}
 
 
 class TableLatencyProfiler(_TableMixin, LatencyProfiler):
@@ -97,14 +143,16 @@ class TableLatencyProfiler(_TableMixin, LatencyProfiler):
     (e.g. ``../shared/data/device_latency/fbnet.csv`` with ``column=gold_6226``).
 
     Settings:
-        path: The CSV (or JSON) file.
+        path: The CSV (or JSON) file, relative to the measuring machine's data directory.
         column: The device column to replay.
     """
 
     name: ClassVar[str] = "table"
     version: ClassVar[str] = "1"
     settings_spec: ClassVar[dict[str, Setting]] = {
-        "path": Setting(str, required=True, help="CSV with column 'arch' and one column per device"),
+        "path": Setting(
+            str, required=True, kind="file", help="CSV with column 'arch' and one column per device"
+        ),
         "column": Setting(str, required=True, help="device column to replay"),
     }
 
@@ -131,13 +179,13 @@ class TableScoreProfiler(_TableMixin, AccuracyProfiler):
     ``<task>_rank`` when only that exists.
 
     Settings:
-        path: The CSV or JSON file.
+        path: The CSV or JSON file, relative to the measuring machine's data directory.
     """
 
     name: ClassVar[str] = "table-score"
     version: ClassVar[str] = "1"
     settings_spec: ClassVar[dict[str, Setting]] = {
-        "path": Setting(str, required=True, help="CSV/JSON with 'arch' and one value per task"),
+        "path": Setting(str, required=True, kind="file", help="CSV/JSON with 'arch' and one value per task"),
     }
 
     def __init__(self, space: SearchSpace, **settings: Any) -> None:

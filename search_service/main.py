@@ -12,6 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from .api.middleware import (
+    BodyLimitMiddleware,
+    NestingGuardMiddleware,
+    SecurityHeadersMiddleware,
+    TrustedHostMiddleware,
+)
 from .api.routes import routers
 from .core import Settings, check_schema, make_engine, make_sessionmaker
 from .errors import ServiceError
@@ -23,6 +29,11 @@ log = logging.getLogger("gpnas.api")
 DESCRIPTION = """Hardware-aware subnet search: measurements in, predicted Pareto fronts and
 latency-budget queries out. Reads are open; writes need `Authorization: Bearer <token>`
 (`gpnas token create`) unless the server runs with `GPNAS_AUTH=off`."""
+
+
+def _utf8_safe(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udXXX`` escapes, so an answer can encode it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -53,7 +64,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             refitter.stop()
             engine.dispose()
 
-    app = FastAPI(title="gpnas", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # No built-in /docs or /redoc: they load their scripts from a CDN. routes/docs.py serves /docs.
+    app = FastAPI(
+        title="gpnas",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.read_sessions = read_sessions
@@ -68,15 +87,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
-        # FastAPI's own handler echoes each offending input, which fails on NaN or infinities
-        # (not JSON); keep loc, msg and type, and the input only where JSON can carry it.
+        # FastAPI's own handler echoes each offending input, which fails on NaN, infinities and
+        # lone surrogates (not JSON, not UTF-8): keep loc, msg and type as UTF-8-safe text, and the
+        # input only where JSON can carry it.
         detail = []
         for item in error.errors():
-            out = {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+            out = {
+                "loc": [_utf8_safe(part) if isinstance(part, str) else part for part in item["loc"]],
+                "msg": _utf8_safe(str(item["msg"])),
+                "type": item["type"],
+            }
             try:
-                json.dumps(item.get("input"), allow_nan=False)
+                json.dumps(item.get("input"), allow_nan=False, ensure_ascii=False).encode("utf-8")
                 out["input"] = item.get("input")
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
                 pass
             detail.append(out)
         return JSONResponse({"detail": detail}, status_code=422)
@@ -95,6 +119,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=503,
             headers={"Retry-After": "1"},
         )
+
+    # add_middleware wraps what was added before, so the last one added sees requests first.
+    app.add_middleware(NestingGuardMiddleware)
+    trusted_hosts = settings.trusted_hosts()
+    if trusted_hosts is not None:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts)
+    # The outermost that touches the body, so nothing can read (or parse) one over the limit. The
+    # headers middleware around it only amends responses, so the 413 and 400 carry them too.
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
 
     for router in routers:
         app.include_router(router)

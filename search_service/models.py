@@ -85,11 +85,15 @@ class ApiToken(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     device: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Measurement(Base):
-    """One measured value. Never updated; re-measuring adds a row."""
+    """One measured value. Its value is never updated (re-measuring adds a row); a retraction
+    only sets ``retracted_at`` and ``retracted_reason``, and refits then leave it out."""
 
     __tablename__ = "measurements"
     __table_args__ = (
@@ -114,6 +118,8 @@ class Measurement(Base):
     flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     measured_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    retracted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    retracted_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -1,9 +1,12 @@
 """Refitting predictors and recomputing fronts after new measurements, in the background or on demand.
 
-A target — a device's latency or a task's score in one space — is stale when it has a measurement
-newer than the one its latest predictor version was fitted on. Each refit stores a new predictor
-version (bytes); each (task, device) pair whose newest predictors differ from those of its newest
-front gets a new front version. Nothing is overwritten: queries use the newest versions.
+A target — a device's latency or a task's score in one space — is stale when its data version (the
+largest id and the number of its live, i.e. not retracted, measurements: see
+:class:`~search_service.repositories.DataVersion`) differs from the one its latest predictor version
+was fitted on, so new measurements and retractions both make it stale. Fits skip impossible values
+(:mod:`search_service.outliers`). Each refit stores a new predictor version (bytes); each
+(task, device) pair whose newest predictors differ from those of its newest front gets a new front
+version. Nothing is overwritten: queries use the newest versions.
 """
 
 from __future__ import annotations
@@ -46,6 +49,23 @@ class RefitReport:
     predictors: list[PredictorVersion] = field(default_factory=list)
     fronts: list[Front] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# How many skipped measurements a log line or note names one by one.
+_NAMED_SKIPS = 10
+
+
+def _skipped_note(skipped: list[repo.Skipped], total: int) -> str:
+    named = "; ".join(f"id {s.id} ({s.value:.4g}: {s.reason})" for s in skipped[:_NAMED_SKIPS])
+    more = f"; and {len(skipped) - _NAMED_SKIPS} more" if len(skipped) > _NAMED_SKIPS else ""
+    return f"skipped {len(skipped)} of {total} measurements as impossible: {named}{more}"
+
+
+def _quantity(metric: str, target: str) -> str:
+    if metric == "latency_ms":
+        return f"the latencies of device {target!r}"
+    return f"the scores of task {target!r}"
 
 
 class Refitter:
@@ -67,6 +87,11 @@ class Refitter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # The last failure per target (with the data version it failed on) and per front, so that
+        # queries can say why a front is missing; in memory: they are recomputed after a restart.
+        self._errors_lock = threading.Lock()
+        self._fit_errors: dict[tuple[str, str, str], tuple[repo.DataVersion, str]] = {}
+        self._front_errors: dict[tuple[str, str, str], str] = {}
 
     # ------------------------------------------------------------------ one pass
     def refit(self, space: str | None = None) -> RefitReport:
@@ -76,36 +101,81 @@ class Refitter:
             with self.read_sessions() as session:
                 targets = repo.measured_targets(session, space)
                 stale = []
-                for sp, metric, target, n_archs, last_id in targets:
-                    latest = repo.latest_predictor(session, sp, metric, target)
-                    if n_archs >= self.settings.min_train and (
-                        latest is None or latest.last_measurement_id < last_id
-                    ):
-                        stale.append((sp, metric, target))
-            for sp, metric, target in stale:
+                for t in targets:
+                    latest = repo.latest_predictor(session, t.space, t.metric, t.target)
+                    fitted = (
+                        None
+                        if latest is None
+                        else repo.DataVersion(latest.last_measurement_id, latest.n_train)
+                    )
+                    if fitted == t.version:
+                        # Up to date (e.g. fitted by another process): an earlier failure is moot.
+                        with self._errors_lock:
+                            self._fit_errors.pop((t.space, t.metric, t.target), None)
+                    elif t.n_subnets >= self.settings.min_train:
+                        stale.append(t)
+            for t in stale:
+                key = (t.space, t.metric, t.target)
                 try:
-                    report.predictors.append(self._fit(sp, metric, target))
+                    report.predictors.append(self._fit(*key, report))
                 except (ValueError, RuntimeError, IntegrityError) as error:
                     # One bad target (e.g. constant values) must not stop the others.
-                    report.errors.append(f"{sp}/{metric}/{target}: {error}")
-                    log.warning("refit of %s/%s/%s failed: %s", sp, metric, target, error)
-            spaces = sorted({t[0] for t in targets})
+                    report.errors.append(f"{'/'.join(key)}: {error}")
+                    log.warning("refit of %s failed: %s", "/".join(key), error)
+                    # The version looked at before the fit: if newer data came meanwhile, the
+                    # failure no longer describes the data and queries say "being computed".
+                    with self._errors_lock:
+                        self._fit_errors[key] = (t.version, str(error))
+                else:
+                    with self._errors_lock:
+                        self._fit_errors.pop(key, None)
+            spaces = sorted({t.space for t in targets})
             for sp in spaces:
-                for pair in self._outdated_pairs(sp):
+                for score, latency in self._outdated_pairs(sp):
+                    front_key = (sp, score.target, latency.target)
                     try:
-                        report.fronts.append(self._front(sp, *pair))
+                        report.fronts.append(self._front(sp, score, latency))
                     except (ValueError, RuntimeError, IntegrityError) as error:
-                        report.errors.append(f"{sp}/front {pair[0].target}x{pair[1].target}: {error}")
-                        log.warning(
-                            "front of %s %s x %s failed: %s", sp, pair[0].target, pair[1].target, error
-                        )
+                        report.errors.append(f"{sp}/front {score.target}x{latency.target}: {error}")
+                        log.warning("front of %s %s x %s failed: %s", sp, score.target, latency.target, error)
+                        with self._errors_lock:
+                            self._front_errors[front_key] = str(error)
+                    else:
+                        with self._errors_lock:
+                            self._front_errors.pop(front_key, None)
         return report
 
-    def _fit(self, space: str, metric: str, target: str) -> PredictorVersion:
+    def last_failure(self, session: Session, space: str, task: str, device: str) -> str | None:
+        """Why the front of (space, task, device) could not be computed by the last refit pass that
+        tried, or None when nothing failed (or the target's data changed since its fit failed).
+
+        Args:
+            session: A read session, to compare a failed fit's data version with the current one.
+            space: The search space.
+            task: The score's task.
+            device: The latency's device.
+        """
+        with self._errors_lock:
+            fits = [
+                (metric, target, self._fit_errors.get((space, metric, target)))
+                for metric, target in (("latency_ms", device), ("score", task))
+            ]
+            front = self._front_errors.get((space, task, device))
+        for metric, target, failed in fits:
+            if failed is not None and failed[0] == repo.data_version(session, space, metric, target):
+                return f"the last fit of {_quantity(metric, target)} failed: {failed[1]}"
+        return None if front is None else f"its last computation failed: {front}"
+
+    def _fit(self, space: str, metric: str, target: str, report: RefitReport) -> PredictorVersion:
+        """Fit and store a new predictor version of the target; notes skipped values in ``report``.
+
+        Raises:
+            ValueError: Too few subnets remain once impossible values are skipped, or the fit failed.
+        """
         search_space = get_space(space)
         predictor = create_predictor(self.settings.predictor, search_space, metric=metric)
         with self.read_sessions() as session:
-            archs, values, stds, last_id = repo.training_data(session, space, metric, target)
+            data = repo.training_data(session, space, metric, target)
             latest = repo.latest_predictor(session, space, metric, target)
             # A transfer predictor takes every device (or task) of the metric, this one included.
             matrix = (
@@ -113,11 +183,21 @@ class Refitter:
                 if isinstance(predictor, TransferPredictor)
                 else ([], [], [])
             )
+        archs = data.archs
+        if data.skipped:
+            note = _skipped_note(data.skipped, data.version.count)
+            report.notes.append(f"{space}/{metric}/{target}: {note}")
+            log.warning("refit of %s/%s/%s %s", space, metric, target, note)
+        if len(archs) < self.settings.min_train:
+            raise ValueError(
+                f"{len(archs)} measured subnets remain once {len(data.skipped)} impossible values are "
+                f"skipped; fits need at least {self.settings.min_train} (min_train)"
+            )
         matrix_archs, targets, rows = matrix
         # Each value's standard error (flagged drift included) is its own noise: points from a
         # drifting batch pull the fit less.
         if isinstance(predictor, TransferPredictor) and len(targets) > 1:
-            error_of = dict(zip(archs, stds, strict=True))
+            error_of = dict(zip(archs, data.stds, strict=True))
             predictor.fit_multi(
                 search_space.parse_many(matrix_archs),
                 torch.tensor(rows, dtype=torch.float64),
@@ -125,22 +205,23 @@ class Refitter:
                 y_std=[error_of.get(a, float("nan")) for a in matrix_archs],
             )
         else:
-            predictor.fit(search_space.parse_many(archs), values, y_std=stds)
+            predictor.fit(search_space.parse_many(archs), data.values, y_std=data.stds)
         row = PredictorVersion(
             space=space,
             metric=metric,
             target=target,
             version=1 if latest is None else latest.version + 1,
             kind=self.settings.predictor,
-            n_train=len(archs),
-            last_measurement_id=last_id,
+            # The data version it was fitted on, to tell later whether the data changed.
+            n_train=data.version.count,
+            last_measurement_id=data.version.last_id,
             blob=predictor.to_bytes(),
             created_at=utcnow(),
         )
         with self.write_sessions() as session:
             session.add(row)
             session.commit()
-        log.info("fitted %s/%s/%s v%d on %d subnets", space, metric, target, row.version, row.n_train)
+        log.info("fitted %s/%s/%s v%d on %d subnets", space, metric, target, row.version, len(archs))
         return row
 
     def _outdated_pairs(self, space: str) -> list[tuple[PredictorVersion, PredictorVersion]]:

@@ -8,15 +8,16 @@ import hashlib
 import math
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Row, Select, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from .errors import ConflictError, InvalidError, NotFoundError
+from .errors import ConflictError, InvalidError, NotFoundError, UnauthorizedError
 from .models import ApiToken, Campaign, Device, Front, Job, Measurement, PredictorVersion, utcnow
-from .schemas import JOB_ID_PREFIX, DeviceCreate, MeasurementCreate, ResultRequest
+from .outliers import impossible
+from .schemas import JOB_ID_PREFIX, DeviceCreate, MeasurementCreate, ResultRequest, TokenStatus
 
 # --------------------------------------------------------------------------------------- devices
 
@@ -48,16 +49,91 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(session: Session, device: str | None = None) -> str:
-    """Store a new token (hashed) and return it in clear; it cannot be recovered later."""
-    token = "gpnas_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(token_hash=hash_token(token), device=device))
+def create_token(
+    session: Session,
+    device: str | None = None,
+    label: str | None = None,
+    expires_at: dt.datetime | None = None,
+) -> tuple[ApiToken, str]:
+    """Store a new token, hashed.
+
+    Args:
+        session: The write session (flushed, not committed).
+        device: Restrict the token to this device's jobs and latencies; None: unrestricted.
+        label: Who or what the token is for, shown by the listings.
+        expires_at: When the token stops working (timezone-aware); None: never.
+
+    Returns:
+        The stored row and the secret in clear, which cannot be recovered later.
+    """
+    secret = "gpnas_" + secrets.token_urlsafe(32)
+    token = ApiToken(token_hash=hash_token(secret), device=device, label=label, expires_at=expires_at)
+    session.add(token)
     session.flush()
+    return token, secret
+
+
+def token_status(token: ApiToken, now: dt.datetime | None = None) -> TokenStatus:
+    """Whether ``token`` is "active", "expired" or "revoked" at ``now`` (default: the current time).
+
+    A revocation is reported even after the expiry: it is the deliberate act an admin looks for.
+    """
+    if token.revoked_at is not None:
+        return "revoked"
+    if token.expires_at is not None and token.expires_at <= (now or utcnow()):
+        return "expired"
+    return "active"
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
+
+
+def get_token(session: Session, token_id: int) -> ApiToken:
+    token = session.get(ApiToken, token_id)
+    if token is None:
+        raise NotFoundError(f"unknown token id {token_id}")
     return token
 
 
-def find_token(session: Session, token: str) -> ApiToken | None:
-    return session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+def revoke_token(session: Session, token_id: int, now: dt.datetime | None = None) -> ApiToken:
+    """Revoke a token for good; revoking it again keeps the first ``revoked_at``.
+
+    Raises:
+        NotFoundError: No token has this id.
+    """
+    token = get_token(session, token_id)
+    if token.revoked_at is None:
+        token.revoked_at = now or utcnow()
+        session.flush()
+    return token
+
+
+def find_token(session: Session, secret: str) -> ApiToken | None:
+    """The row of ``secret`` whatever its status; :func:`authenticate` checks that it is usable."""
+    return session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
+
+
+def authenticate(session: Session, secret: str, now: dt.datetime | None = None) -> ApiToken:
+    """The active token whose secret is ``secret``.
+
+    Args:
+        session: Any session (nothing is written).
+        secret: The Bearer token the caller sent.
+        now: The time expiry is judged at (default: the current time); tests inject it.
+
+    Raises:
+        UnauthorizedError: The token is unknown, revoked or expired, saying which.
+    """
+    token = find_token(session, secret)
+    if token is None:
+        raise UnauthorizedError("unknown token")
+    status = token_status(token, now)
+    if status == "revoked":
+        raise UnauthorizedError("this token was revoked; ask an admin for a new one (gpnas token create)")
+    if status == "expired":
+        raise UnauthorizedError("this token expired; ask an admin for a new one (gpnas token create)")
+    return token
 
 
 # ---------------------------------------------------------------------------------- measurements
@@ -104,6 +180,10 @@ def insert_measurements(
         row = m.model_dump(exclude={"id"})
         row.update(client_id=m.id, job_id=job_id, created_at=utcnow())
         rows.append(row)
+    # Every writer inserts in client-id order: two batches that share ids then wait on those ids'
+    # index entries in the same order, whereas in batch order they could wait on each other
+    # (a PostgreSQL deadlock, answered as a 503).
+    rows.sort(key=lambda row: row["client_id"])
     stmt = _insert(session)(Measurement).on_conflict_do_nothing(index_elements=["client_id"])
     inserted = {cid for (cid,) in session.execute(stmt.returning(Measurement.client_id), rows)}
     existing = [cid for cid in first if cid not in inserted]
@@ -139,63 +219,186 @@ def _measurement_filter(stmt: Select[Any], **filters: str | None) -> Select[Any]
     return stmt
 
 
+# Retracted measurements keep their rows (the audit trail) but count for nothing else.
+_LIVE = Measurement.retracted_at.is_(None)
+
+
 def list_measurements(
-    session: Session, limit: int, offset: int, **filters: str | None
+    session: Session, limit: int, offset: int, include_retracted: bool = False, **filters: str | None
 ) -> tuple[int, list[Measurement]]:
-    total = session.scalar(_measurement_filter(select(func.count(Measurement.id)), **filters)) or 0
+    """A page of measurements matching ``filters``, oldest first, and how many match in all."""
+    live = () if include_retracted else (_LIVE,)
+    total = session.scalar(_measurement_filter(select(func.count(Measurement.id)).where(*live), **filters))
     page = session.scalars(
-        _measurement_filter(select(Measurement), **filters)
+        _measurement_filter(select(Measurement).where(*live), **filters)
         .order_by(Measurement.id)
         .limit(limit)
         .offset(offset)
     )
-    return total, list(page)
+    return total or 0, list(page)
+
+
+def get_measurement(session: Session, measurement_id: int, lock: bool = False) -> Measurement:
+    stmt = select(Measurement).where(Measurement.id == measurement_id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    measurement = session.scalar(stmt)
+    if measurement is None:
+        raise NotFoundError(f"no measurement {measurement_id}")
+    return measurement
+
+
+def retract_measurement(
+    session: Session, measurement: Measurement, reason: str | None, now: dt.datetime | None = None
+) -> bool:
+    """Retract a measurement: its row stays, with when and why, and refits leave it out.
+
+    Args:
+        session: The write session (flushed, not committed).
+        measurement: The row, from :func:`get_measurement` with ``lock`` (so that of two
+            concurrent retractions the second sees the first).
+        reason: Why, for the audit trail.
+        now: The retraction time (default: the current time).
+
+    Returns:
+        Whether this call retracted it: False when it already was (the first time and reason stay).
+    """
+    if measurement.retracted_at is not None:
+        return False
+    measurement.retracted_at = now or utcnow()
+    measurement.retracted_reason = reason
+    session.flush()
+    return True
+
+
+class DataVersion(NamedTuple):
+    """What a target's fit depends on: the largest id and the number of its live measurements.
+
+    A new measurement raises the count, a retraction lowers it (an insert and a retraction between
+    two looks raise the largest id), so the pair changes whenever the target's data does, without
+    a newer id being needed. Each predictor version stores the pair it was fitted on, as
+    ``last_measurement_id`` and ``n_train``.
+    """
+
+    last_id: int
+    count: int
+
+
+class Skipped(NamedTuple):
+    """A measurement that fits leave out as impossible, and why."""
+
+    id: int
+    arch: str
+    value: float
+    reason: str
+
+
+class TrainingData(NamedTuple):
+    """One target's training set; see :func:`training_data`."""
+
+    archs: list[str]
+    values: list[float]
+    stds: list[float]
+    version: DataVersion
+    skipped: list[Skipped]
+
+
+class MeasuredTarget(NamedTuple):
+    """A (space, metric, target) with live measurements, as :func:`measured_targets` lists it."""
+
+    space: str
+    metric: str
+    target: str
+    n_subnets: int
+    version: DataVersion
+
+
+def _target_column(metric: str) -> Any:
+    return Measurement.device if metric == "latency_ms" else Measurement.task
+
+
+def _of_target(space: str, metric: str, target: str) -> tuple[Any, ...]:
+    """The conditions selecting a target's live measurements."""
+    return Measurement.space == space, Measurement.metric == metric, _target_column(metric) == target, _LIVE
 
 
 # (p90 - p10) of a normal distribution is 2.5631 standard deviations.
 _P10_P90_SIGMAS = 2.5631
+# A larger variance would overflow once summed over an arch's measurements.
+_MAX_VARIANCE = 1e300
+_FIT_COLUMNS = (
+    Measurement.id,
+    Measurement.arch,
+    Measurement.value,
+    Measurement.std,
+    Measurement.repeats,
+    Measurement.flagged,
+    Measurement.drift,
+)
 
 
-def training_data(
-    session: Session, space: str, metric: str, target: str
-) -> tuple[list[str], list[float], list[float], int]:
+def _variance(
+    value: float, std: float | None, repeats: int | None, flagged: bool, drift: float | None
+) -> float:
+    """A measurement's squared standard error (see :func:`training_data`); inf if it overflows."""
+    # Products, not ** : a float power raises OverflowError where a product gives inf.
+    variance = 0.0
+    if std and repeats:
+        error = 1.2533 * std
+        variance = error * error / repeats
+    if flagged and drift:
+        spread = drift * value / _P10_P90_SIGMAS
+        variance += spread * spread
+    return variance
+
+
+def _usable(rows: Sequence[Row[Any]], metric: str) -> tuple[list[tuple[Row[Any], float]], list[Skipped]]:
+    """One target's rows (:data:`_FIT_COLUMNS`) that fits may use, each with its variance, and the
+    impossible ones (:mod:`.outliers`, or a standard error that overflows) they skip."""
+    reasons = impossible([row.value for row in rows], log_scale=metric == "latency_ms")
+    kept: list[tuple[Row[Any], float]] = []
+    skipped: list[Skipped] = []
+    for row, reason in zip(rows, reasons, strict=True):
+        variance = _variance(row.value, row.std, row.repeats, row.flagged, row.drift)
+        if reason is None and not variance <= _MAX_VARIANCE:
+            reason = "its standard error overflows"
+        if reason is None:
+            kept.append((row, variance))
+        else:
+            skipped.append(Skipped(row.id, row.arch, row.value, reason))
+    return kept, skipped
+
+
+def training_data(session: Session, space: str, metric: str, target: str) -> TrainingData:
     """Arch strings, values and standard errors of one target (device for latency, task for score).
 
-    Repeated measurements of an arch are averaged. A measurement's standard error is
-    ``1.2533 * std / sqrt(repeats)`` (the median's); for a measurement whose batch was flagged
-    for drift, the drift's spread is added as one more error term (its ``(p90 - p10)`` taken as
-    2.56 standard deviations, relative to the value), so refits trust it less. Measurements
-    without std or repeats (e.g. imported tables) count 0: the learned noise covers them.
+    Retracted measurements are left out, and so are impossible values (:func:`_usable`), which
+    are returned in ``skipped``. Repeated measurements of an arch are averaged. A measurement's
+    standard error is ``1.2533 * std / sqrt(repeats)`` (the median's); for a measurement whose
+    batch was flagged for drift, the drift's spread is added as one more error term (its
+    ``(p90 - p10)`` taken as 2.56 standard deviations, relative to the value), so refits trust it
+    less. Measurements without std or repeats (e.g. imported tables) count 0: the learned noise
+    covers them.
 
     Returns:
-        ``(archs, values, stds, last_id)``: unique archs (sorted), the mean of their
-        measurements, the standard error of that mean in the value's units, and the largest
-        measurement id used (to tell later whether newer data arrived).
+        Unique archs (sorted), the mean of their measurements, the standard error of that mean
+        in the value's units, the target's :class:`DataVersion` (skipped measurements included:
+        they are part of the data looked at, to tell later whether it changed), and the skipped.
     """
-    column = Measurement.device if metric == "latency_ms" else Measurement.task
     rows = session.execute(
-        select(
-            Measurement.arch,
-            Measurement.value,
-            Measurement.std,
-            Measurement.repeats,
-            Measurement.flagged,
-            Measurement.drift,
-            Measurement.id,
-        )
-        .where(Measurement.space == space, Measurement.metric == metric, column == target)
+        select(*_FIT_COLUMNS)
+        .where(*_of_target(space, metric, target))
         .order_by(Measurement.arch, Measurement.id)
     ).all()
+    kept, skipped = _usable(rows, metric)
     grouped: dict[str, list[tuple[float, float]]] = {}
-    for arch, value, std, repeats, flagged, drift, _ in rows:
-        variance = (1.2533 * std) ** 2 / repeats if std and repeats else 0.0
-        if flagged and drift:
-            variance += (drift * value / _P10_P90_SIGMAS) ** 2
-        grouped.setdefault(arch, []).append((value, variance))
+    for row, variance in kept:
+        grouped.setdefault(row.arch, []).append((row.value, variance))
     archs = list(grouped)
     values = [sum(v for v, _ in grouped[a]) / len(grouped[a]) for a in archs]
     stds = [math.sqrt(sum(var for _, var in grouped[a])) / len(grouped[a]) for a in archs]
-    return archs, values, stds, max((r[-1] for r in rows), default=0)
+    version = DataVersion(max((row.id for row in rows), default=0), len(rows))
+    return TrainingData(archs, values, stds, version, skipped)
 
 
 def training_matrix(
@@ -203,59 +406,76 @@ def training_matrix(
 ) -> tuple[list[str], list[str], list[list[float]]]:
     """Every target of ``metric`` in ``space`` (but ``exclude``) as one matrix, for transfer.
 
+    Like :func:`training_data`, it leaves out retracted measurements and impossible values.
+
     Returns:
         ``(archs, targets, rows)``: the archs measured on any of the targets, the target names,
         and per arch one value per target (the mean of its measurements; NaN where unmeasured).
     """
-    column = Measurement.device if metric == "latency_ms" else Measurement.task
+    column = _target_column(metric)
     stmt = (
-        select(Measurement.arch, column, func.avg(Measurement.value))
-        .where(Measurement.space == space, Measurement.metric == metric)
-        .group_by(Measurement.arch, column)
-        .order_by(Measurement.arch, column)
+        select(*_FIT_COLUMNS, column.label("target"))
+        .where(Measurement.space == space, Measurement.metric == metric, _LIVE)
+        .order_by(Measurement.arch, Measurement.id)
     )
     if exclude is not None:
         stmt = stmt.where(column != exclude)
-    pairs = session.execute(stmt).all()
-    targets = sorted({target for _, target, _ in pairs})
+    rows = session.execute(stmt).all()
+    by_target: dict[str, list[Row[Any]]] = {}
+    for row in rows:
+        by_target.setdefault(row.target, []).append(row)
+    # Impossible values are judged within their own target, as that target's fit judges them.
+    kept = {row.id for of_target in by_target.values() for row, _ in _usable(of_target, metric)[0]}
+    targets = sorted({row.target for row in rows if row.id in kept})
     index = {target: j for j, target in enumerate(targets)}
-    rows: dict[str, list[float]] = {}
-    for arch, target, value in pairs:
-        rows.setdefault(arch, [float("nan")] * len(targets))[index[target]] = float(value)
-    return list(rows), targets, list(rows.values())
+    cells: dict[str, list[list[float]]] = {}
+    for row in rows:
+        if row.id in kept:
+            cells.setdefault(row.arch, [[] for _ in targets])[index[row.target]].append(row.value)
+    means = [[sum(c) / len(c) if c else float("nan") for c in cell] for cell in cells.values()]
+    return list(cells), targets, means
 
 
-def measured_targets(session: Session, space: str | None = None) -> list[tuple[str, str, str, int, int]]:
-    """Every (space, metric, target) with data, its number of distinct archs and its largest id."""
+def measured_targets(session: Session, space: str | None = None) -> list[MeasuredTarget]:
+    """Every (space, metric, target) with live data, its number of distinct archs and data version."""
     target = func.coalesce(Measurement.device, Measurement.task)
-    stmt = select(
-        Measurement.space,
-        Measurement.metric,
-        target,
-        func.count(func.distinct(Measurement.arch)),
-        func.max(Measurement.id),
-    ).group_by(Measurement.space, Measurement.metric, target)
+    stmt = (
+        select(
+            Measurement.space,
+            Measurement.metric,
+            target,
+            func.count(func.distinct(Measurement.arch)),
+            func.max(Measurement.id),
+            func.count(Measurement.id),
+        )
+        .where(_LIVE)
+        .group_by(Measurement.space, Measurement.metric, target)
+    )
     if space is not None:
         stmt = stmt.where(Measurement.space == space)
     return [
-        (r[0], r[1], r[2], int(r[3]), int(r[4]))
+        MeasuredTarget(r[0], r[1], r[2], int(r[3]), DataVersion(int(r[4]), int(r[5])))
         for r in session.execute(stmt.order_by(*stmt.selected_columns[:3]))
     ]
 
 
-def has_data(session: Session, space: str, metric: str, target: str) -> bool:
-    column = Measurement.device if metric == "latency_ms" else Measurement.task
-    stmt = select(Measurement.id).where(
-        Measurement.space == space, Measurement.metric == metric, column == target
+def data_version(session: Session, space: str, metric: str, target: str) -> DataVersion:
+    """The target's :class:`DataVersion` now (``(0, 0)`` without live measurements)."""
+    stmt = select(func.max(Measurement.id), func.count(Measurement.id)).where(
+        *_of_target(space, metric, target)
     )
-    return session.scalar(stmt.limit(1)) is not None
+    last_id, count = session.execute(stmt).one()
+    return DataVersion(int(last_id or 0), int(count))
+
+
+def count_measured_subnets(session: Session, space: str, metric: str, target: str) -> int:
+    """How many distinct subnets the target has live measurements of."""
+    stmt = select(func.count(func.distinct(Measurement.arch))).where(*_of_target(space, metric, target))
+    return int(session.scalar(stmt) or 0)
 
 
 def measured_archs(session: Session, space: str, metric: str, target: str) -> set[str]:
-    column = Measurement.device if metric == "latency_ms" else Measurement.task
-    stmt = select(Measurement.arch).where(
-        Measurement.space == space, Measurement.metric == metric, column == target
-    )
+    stmt = select(Measurement.arch).where(*_of_target(space, metric, target))
     return set(session.scalars(stmt.distinct()))
 
 
@@ -406,10 +626,19 @@ def heartbeat(session: Session, job_id: int, token: str, lease_seconds: int) -> 
     return job
 
 
+# What a re-posted job result must repeat to be the same result (as for a re-posted measurement).
+_RESULT_COMPARED = tuple(k for k in _COMPARED if k in ResultRequest.model_fields)
+
+
 def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
-    """Store a job's result once. Re-posting with the same lease token returns the same job.
+    """Store a job's result once. Re-posting it with the same lease token returns the same job.
 
     A result whose lease expired is accepted as long as no other agent leased the job since.
+
+    Raises:
+        ConflictError: Another agent holds or completed the job, or this lease's result is already
+            stored with a different value, std, repeats or flagged (measurements are never
+            overwritten).
     """
     job = get_job(session, job_id, lock=True)
     if job.lease_token != body.lease_token:
@@ -417,6 +646,19 @@ def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
             raise ConflictError(f"job {job_id} was completed under another lease")
         raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
     if job.status == "done":
+        stored = session.get(Measurement, job.measurement_id)
+        assert stored is not None, "a done job's measurement is never deleted"
+        changed = [
+            f"{key} {getattr(stored, key)!r} (stored) vs {getattr(body, key)!r} (posted)"
+            for key in _RESULT_COMPARED
+            if getattr(stored, key) != getattr(body, key)
+        ]
+        if changed:
+            raise ConflictError(
+                f"job {job_id} already has a result under this lease, with other content: "
+                + ", ".join(changed)
+                + "; results are never overwritten (post a re-measurement to /v1/measurements)"
+            )
         return job
     if job.metric == "latency_ms" and body.value <= 0:
         raise InvalidError("a latency must be positive", ["body", "value"])
@@ -508,10 +750,11 @@ def latest_front_id(session: Session, space: str, task: str, device: str) -> tup
 def archs_measured_on_both(
     session: Session, space: str, task: str, device: str, archs: Sequence[str]
 ) -> set[str]:
-    """Those of ``archs`` with a measured score on ``task`` and a measured latency on ``device``."""
+    """Those of ``archs`` with a measured score on ``task`` and a measured latency on ``device``
+    (retracted measurements do not count)."""
     if not archs:
         return set()
-    base = select(Measurement.arch).where(Measurement.space == space, Measurement.arch.in_(archs))
+    base = select(Measurement.arch).where(Measurement.space == space, Measurement.arch.in_(archs), _LIVE)
     scored = set(session.scalars(base.where(Measurement.metric == "score", Measurement.task == task)))
     timed = set(session.scalars(base.where(Measurement.metric == "latency_ms", Measurement.device == device)))
     return scored & timed

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -31,8 +32,21 @@ JOB_ID_PREFIX = "job-"  # measurement ids of job results: "job-<job id>", so a r
 Name = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$", min_length=1, max_length=128)
 ]
-# Free text (errors, versions, client ids): any characters but NUL, which PostgreSQL cannot store.
-Text = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$", max_length=4000)]
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _plain_text(value: str) -> str:
+    """Reject NUL (PostgreSQL cannot store it) and lone surrogates (not encodable as UTF-8, so
+    a stored one would break every later answer that shows it)."""
+    found = _UNSTORABLE.search(value)
+    if found:
+        what = "NUL characters" if found.group() == "\x00" else "lone surrogates (not UTF-8)"
+        raise ValueError(f"{what} are not allowed")
+    return value
+
+
+# Free text (errors, versions): any characters but NUL and lone surrogates.
+Text = Annotated[str, StringConstraints(max_length=4000), AfterValidator(_plain_text)]
 ClientId = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", min_length=1, max_length=64)
 ]
@@ -48,24 +62,35 @@ DRIFT_HELP = (
 FLAGGED_HELP = "The batch drifted beyond its profiler's threshold; refits give this value less weight."
 
 
-def _clean_json(value: Any, path: str = "") -> Any:
-    """Reject what JSON columns cannot hold (NaN, infinities, NUL characters, deep nesting)."""
-    if path.count(".") > 16:
-        raise ValueError("nested more than 16 levels deep")
+MAX_JSON_DEPTH = 16
+
+
+def _clean_json(value: Any, path: str = "", depth: int = 0) -> Any:
+    """Reject what JSON columns cannot hold or answers cannot carry: NaN, infinities, integers
+    beyond 2**53 (not exact in JSON readers), NUL characters and lone surrogates in keys or
+    strings, and nesting deeper than :data:`MAX_JSON_DEPTH` levels."""
+    where = path or "value"
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{path or 'value'}: NaN and infinities are not allowed")
+        raise ValueError(f"{where}: NaN and infinities are not allowed")
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-        raise ValueError(f"{path or 'value'}: integers beyond 2**53 are not allowed")
-    if isinstance(value, str) and "\x00" in value:
-        raise ValueError(f"{path or 'value'}: NUL characters are not allowed")
+        raise ValueError(f"{where}: integers beyond 2**53 are not allowed")
+    if isinstance(value, str):
+        try:
+            _plain_text(value)
+        except ValueError as error:
+            raise ValueError(f"{where}: {error}") from None
     if isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in key:
-                raise ValueError("NUL characters are not allowed in keys")
-            _clean_json(item, f"{path}.{key}" if path else key)
+            try:
+                _plain_text(key)
+            except ValueError as error:
+                raise ValueError(f"{where}: in a key, {error}") from None
+            _clean_json(item, f"{path}.{key}" if path else key, depth + 1)
     if isinstance(value, list):
         for i, item in enumerate(value):
-            _clean_json(item, f"{path}[{i}]")
+            _clean_json(item, f"{path}[{i}]", depth + 1)
     return value
 
 
@@ -126,7 +151,25 @@ class DeviceCreate(BaseModel):
 class DevicePublic(BaseModel):
     name: str
     profiler: str
-    settings: dict[str, Any]
+    settings: dict[str, Any] | None = Field(description="Null for callers without a token.")
+
+
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_LATEST = dt.datetime(3000, 1, 1, tzinfo=dt.UTC)
+
+
+def _measurement_time(value: dt.datetime) -> dt.datetime:
+    """``value`` in UTC (naive means UTC), between 1970 and 3000: every database and JSON reader
+    holds that range, whereas e.g. year 1 at +14:00 is not a representable UTC time."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    try:
+        utc = value.astimezone(dt.UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not _EARLIEST <= utc < _LATEST:
+        raise ValueError(f"measured_at must lie between {_EARLIEST.date()} and {_LATEST.date()} (UTC)")
+    return utc
 
 
 class MeasurementCreate(BaseModel):
@@ -150,6 +193,11 @@ class MeasurementCreate(BaseModel):
     flagged: bool = Field(False, description=FLAGGED_HELP)
     measured_at: dt.datetime | None = None
 
+    @field_validator("measured_at")
+    @classmethod
+    def _in_range(cls, value: dt.datetime | None) -> dt.datetime | None:
+        return None if value is None else _measurement_time(value)
+
     @field_validator("id")
     @classmethod
     def _not_reserved(cls, value: str, info: ValidationInfo) -> str:
@@ -169,8 +217,6 @@ class MeasurementCreate(BaseModel):
             check_task(self.space, self.task)
         if self.metric == "latency_ms" and self.value <= 0:
             raise ValueError("a latency must be positive")
-        if self.measured_at is not None and self.measured_at.tzinfo is None:
-            self.measured_at = self.measured_at.replace(tzinfo=dt.UTC)
         self.arch = canonical_arch(self.space, self.arch)
         return self
 
@@ -201,12 +247,16 @@ class MeasurementPublic(BaseModel):
     repeats: int | None
     profiler: str | None
     profiler_version: str | None
-    environment: dict[str, Any] | None
+    environment: dict[str, Any] | None = Field(description="Null for callers without a token.")
     drift: float | None
     flagged: bool
     job_id: int | None
     measured_at: dt.datetime | None
     created_at: dt.datetime
+    retracted_at: dt.datetime | None = Field(
+        description="When it was retracted (DELETE /v1/measurements/{id}); refits leave it out."
+    )
+    retracted_reason: str | None
 
 
 class MeasurementPage(BaseModel):
@@ -263,6 +313,12 @@ class ParetoPage(BaseModel):
     version: int
 
 
+# Selection builds an (n + pool) x (n + pool) covariance: n is bounded so that one request cannot
+# ask for gigabytes. Candidates are only parsed and subsampled, so they may be many more.
+MAX_CAMPAIGN_SUBNETS = 1000
+MAX_CAMPAIGN_CANDIDATES = 100_000
+
+
 class CampaignCreate(BaseModel):
     """Measure ``n`` subnets on ``device``: their latency, or their score on ``task`` when given."""
 
@@ -271,7 +327,7 @@ class CampaignCreate(BaseModel):
     space: SpaceName
     device: Name = Field(description="The registered device (agent) that runs the jobs.")
     task: Name | None = Field(None, description="Score this task instead of timing the device.")
-    n: Annotated[int, Field(ge=1, le=10_000)]
+    n: Annotated[int, Field(ge=1, le=MAX_CAMPAIGN_SUBNETS)]
     strategy: Name | None = Field(
         None,
         description="A sampling strategy of predictors.list_strategies(). Default: cost-stratified for a "
@@ -279,11 +335,20 @@ class CampaignCreate(BaseModel):
         "included), random for a score campaign.",
     )
     seed: Annotated[int, Field(ge=0, le=INT32)] | None = None
+    candidates: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] | None = Field(
+        None,
+        max_length=MAX_CAMPAIGN_CANDIDATES,
+        description="Pick only among these archs, e.g. the rows of a table that only the device's agent "
+        "can read. Default: any subnet, or a replay device's table when it lies under the server's "
+        "GPNAS_DATA_DIR.",
+    )
 
     @model_validator(mode="after")
     def _task_in_space(self) -> CampaignCreate:
         if self.task is not None:
             check_task(self.space, self.task)
+        if self.candidates is not None:
+            self.candidates = [canonical_arch(self.space, arch) for arch in self.candidates]
         if self.strategy is None:
             self.strategy = "random" if self.task is not None else "cost-stratified"
         return self
@@ -386,7 +451,7 @@ class JobPublic(BaseModel):
     status: str
     attempts: int
     lease_expires_at: dt.datetime | None
-    last_error: str | None
+    last_error: str | None = Field(description="Null for callers without a token.")
     measurement_id: int | None
 
 
@@ -410,7 +475,10 @@ class PredictorVersionPublic(BaseModel):
     target: str
     version: int
     kind: str
-    n_train: int
+    n_train: int = Field(
+        description="Live measurements of the target when it was fitted, repeats and values skipped "
+        "as impossible included (the refit's notes list those)."
+    )
 
 
 class FrontVersionPublic(BaseModel):
@@ -426,3 +494,49 @@ class RefitResponse(BaseModel):
     predictors: list[PredictorVersionPublic]
     fronts: list[FrontVersionPublic]
     errors: list[str]
+    notes: list[str] = Field(
+        default_factory=list, description="What the refit did besides, e.g. impossible values it skipped."
+    )
+
+
+TokenStatus = Literal["active", "expired", "revoked"]
+TOKEN_MIN_EXPIRES_S = 60
+TOKEN_MAX_EXPIRES_S = 5 * 365 * 86_400  # five years: longer-lived secrets should be rotated instead
+TokenLabel = Annotated[Text, StringConstraints(min_length=1, max_length=128)]
+
+
+class TokenCreate(BaseModel):
+    """A new API token: unrestricted, or for one registered device; optionally expiring."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: TokenLabel = Field(description="Who or what the token is for (shown by the listing).")
+    device: Name | None = Field(
+        None, description="A registered device: the token may only lease and post for it."
+    )
+    expires_in_s: Annotated[int, Field(ge=TOKEN_MIN_EXPIRES_S, le=TOKEN_MAX_EXPIRES_S)] | None = Field(
+        None, description="Seconds until the token stops working (default: never)."
+    )
+
+
+class TokenPublic(BaseModel):
+    """A token as listed: never its secret nor the secret's hash."""
+
+    id: int
+    label: str | None
+    device: str | None = Field(description="The device it is restricted to; null: unrestricted.")
+    created_at: dt.datetime
+    expires_at: dt.datetime | None
+    revoked_at: dt.datetime | None
+    status: TokenStatus
+
+
+class TokenCreated(BaseModel):
+    """A created token, with its secret: the only answer that ever contains it."""
+
+    id: int
+    token: str = Field(description="The secret for 'Authorization: Bearer'; it cannot be shown again.")
+    label: str | None
+    device: str | None
+    expires_at: dt.datetime | None
+    created_at: dt.datetime

@@ -70,18 +70,37 @@ class Principal:
 def get_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """The caller of a write. With GPNAS_AUTH=off everyone is unrestricted."""
+    """The caller of a write (or of an admin read). With GPNAS_AUTH=off everyone is unrestricted.
+
+    Raises:
+        UnauthorizedError: No Bearer token, or one that is unknown, revoked or expired.
+    """
     if not request.app.state.settings.auth:
         return Principal(device=None)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise UnauthorizedError(
             "this route needs an 'Authorization: Bearer <token>' header (gpnas token create)"
         )
+    # Looked up on every request (no cache), so a revocation takes effect at once.
     with request.app.state.read_sessions() as session:
-        token = repo.find_token(session, credentials.credentials)
-    if token is None:
-        raise UnauthorizedError("unknown token")
+        token = repo.authenticate(session, credentials.credentials)
     return Principal(device=token.device)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def get_reader(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal | None:
+    """The caller of a read: ``None`` for an anonymous one (auth on, no token).
+
+    Reads are open, but device settings, measurement environments and job errors name files,
+    hosts and libraries of the measuring machines, so anonymous readers get them blanked.
+    """
+    if request.app.state.settings.auth and credentials is None:
+        return None
+    return get_principal(request, credentials)
+
+
+ReaderDep = Annotated[Principal | None, Depends(get_reader)]

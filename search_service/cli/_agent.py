@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import typer
+
+from ._profile import DATA_DIR_HELP, LOCAL_CONFIG_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -23,11 +26,17 @@ def register(app: typer.Typer) -> None:
         ),
         poll_interval: float = typer.Option(5.0, "--poll-interval", min=0.0, help="seconds between polls"),
         verbose: bool = typer.Option(True, "--verbose/--quiet", help="log each job to standard error"),
+        config: Path | None = typer.Option(
+            None, "--config", envvar="GPNAS_LOCAL_CONFIG", help=LOCAL_CONFIG_HELP
+        ),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     ) -> None:
         """Lease batches of jobs for DEVICE, measure each batch with its registered profiler
         (latency: interleaved rounds), heartbeat while measuring and post every result; network
-        errors are retried with backoff."""
-        from profilers import AgentError, DeviceAgent
+        errors are retried with backoff. The device's settings name files under this machine's
+        data directory and datasets or supernets of its --config, never code or paths of the
+        server's choosing."""
+        from profilers import AgentError, DeviceAgent, LocalConfig
 
         logging.basicConfig(
             level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s"
@@ -36,6 +45,7 @@ def register(app: typer.Typer) -> None:
             server,
             device,
             token,
+            local=LocalConfig.load(config, data_dir),
             max_jobs=max_jobs,
             lease_size=lease_size,
             exit_when_idle=exit_when_idle,

@@ -155,7 +155,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  warning: {line}", err=True)
         typer.echo(f"  {len(report.predictors)} predictors and {len(report.fronts)} fronts updated")
         with writes() as session:
-            token = repo.create_token(session)
+            _, token = repo.create_token(session, label="gpnas demo")
             session.commit()
         with reads() as session:
             budget = _example_budget(session, "market1501")

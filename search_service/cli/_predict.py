@@ -6,6 +6,7 @@ import csv
 import inspect
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -81,8 +82,22 @@ def read_measurements(space: SearchSpace, path: Path) -> tuple[list[Subnet], lis
     return subnets, columns, Y
 
 
-def infer_metric(name: str, values: torch.Tensor) -> str:
-    """``score`` for non-positive values or score-like column names, else ``latency_ms``."""
+def infer_metric(name: str, values: torch.Tensor, tasks: Sequence[str]) -> str:
+    """The metric of a TRAIN.csv column for ``--metric auto``.
+
+    Args:
+        name: The column name.
+        values: The column's values, NaN where empty.
+        tasks: The search space's task names.
+
+    Returns:
+        ``score`` for a column named after one of ``tasks``, with a non-positive value or with a
+        score-like name (rank, acc, ...); else ``latency_ms``.
+    """
+    # A task column holds scores even when its name and values look like a latency's, e.g. the
+    # track-2 ranks of a subset that happens to hold no rank 0.
+    if name in tasks:
+        return "score"
     observed = values[~torch.isnan(values)]
     if (observed <= 0).any() or _SCORE_NAME.search(name):
         return "score"
@@ -108,8 +123,9 @@ def register(app: typer.Typer) -> None:
         metric: str = typer.Option(
             "auto",
             "--metric",
-            help="latency_ms (log scale) or score (rank-Gauss scale); auto: score when a value is <= 0 "
-            "or the column name looks like a score (rank, acc, score, ...), else latency_ms.",
+            help="latency_ms (log scale) or score (rank-Gauss scale); auto: score when the column "
+            "names a task of the space, a value is <= 0 or the name looks like a score (rank, acc, "
+            "score, ...), else latency_ms.",
         ),
         seed: int = typer.Option(0, "--seed", help="Seed for subset choices."),
     ) -> None:
@@ -129,7 +145,7 @@ def register(app: typer.Typer) -> None:
         if int(measured.sum()) < 2:
             raise ValueError(f"train column {target!r} has only 1 value; at least 2 are needed")
         if metric == "auto":
-            metric = infer_metric(target, Y[:, t])
+            metric = infer_metric(target, Y[:, t], search_space.tasks)
         if metric not in ("latency_ms", "score"):
             raise ValueError(f"--metric must be auto, latency_ms or score, got {metric!r}")
         if metric == "latency_ms" and (Y[measured, t] <= 0).any():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,13 @@ def parse_settings(pairs: list[str]) -> dict[str, str]:
             raise ValueError(f"--set {key} is given twice")
         settings[key] = value.strip()
     return settings
+
+
+LOCAL_CONFIG_HELP = (
+    "TOML file saying what dataset and supernet names in device settings mean on this machine, "
+    "and its data_dir (see the README's trust model)"
+)
+DATA_DIR_HELP = "directory that file settings of a server's device are relative to (overrides --config)"
 
 
 def resolve_device(
@@ -132,6 +140,10 @@ def register(app: typer.Typer) -> None:
         token: str | None = typer.Option(
             None, "--token", envvar="GPNAS_TOKEN", help="API token for --server"
         ),
+        config: Path | None = typer.Option(
+            None, "--config", envvar="GPNAS_LOCAL_CONFIG", help=LOCAL_CONFIG_HELP
+        ),
+        data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
     ) -> None:
         """Profile N sampled subnets (or --archs FILE); write CSV `arch,<metric>,std,p10,p90,repeats,flagged`.
 
@@ -142,13 +154,19 @@ def register(app: typer.Typer) -> None:
         """
         from tqdm import tqdm
 
-        from profilers import create_profiler
+        from profilers import LocalConfig, ProfilerUnavailableError, create_profiler
 
         if (samples is None) == (archs is None):
             raise ValueError("pass exactly one of --samples N or --archs FILE")
         search_space = get_space(space)
         name, settings = resolve_device(device, parse_settings(set_), server, token)
-        profiler = create_profiler(name, search_space, **settings)
+        # Settings typed here are this user's own (any file path); a server's never are.
+        local = dataclasses.replace(LocalConfig.load(config, data_dir), trusted=server is None)
+        try:
+            profiler = create_profiler(name, search_space, local=local, **settings)
+        except ProfilerUnavailableError as error:
+            # Missing hardware (no GPU, no bf16) is the user's setup, not a bug: one error line.
+            raise ValueError(str(error)) from None
         if profiler.metric == "score" and task is None:
             raise ValueError(f"profiler {name!r} scores a task: pass --task (one of {search_space.tasks})")
         subs = _choose_subnets(search_space, profiler.known_subnets(), samples, seed, archs)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 
@@ -18,6 +20,9 @@ def register(app: typer.Typer) -> None:
 
         from search_service import SchemaOutdatedError, create_app
 
+        # Through the environment, so that the worker processes' own create_app() sees it too: a
+        # loopback bind admits only localhost Host headers unless GPNAS_ALLOWED_HOSTS says otherwise.
+        os.environ["GPNAS_BIND_HOST"] = host
         try:
             # Built once here so that an outdated schema is one clear line, not a worker traceback.
             application = create_app()

@@ -61,9 +61,9 @@ def register(app: typer.Typer) -> None:
         measured_rows = ~torch.isnan(Y[:, t])
         others = [j for j in range(Y.shape[1]) if j != t]
         if metric == "auto":
-            metric = infer_metric(target, Y[:, t])
+            metric = infer_metric(target, Y[:, t], search_space.tasks)
             if not bool(measured_rows.any()) and any(
-                infer_metric(columns[j], Y[:, j]) == "score" for j in others
+                infer_metric(columns[j], Y[:, j], search_space.tasks) == "score" for j in others
             ):
                 metric = "score"  # a new target is measured like the related columns
         if metric not in ("latency_ms", "score"):

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import ipaddress
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Host names that only ever mean this machine: the default allow-list on a loopback bind.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 class Settings(BaseSettings):
@@ -18,6 +27,12 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///./gpnas.db",
         description="SQLAlchemy URL; SQLite file by default, postgresql:// for production.",
+    )
+    data_dir: Path | None = Field(
+        None,
+        description="Directory of the tables the server itself may read (to plan campaigns on 'table' "
+        "devices); a device's file settings are relative to it. Unset: the server opens no file named "
+        "in settings.",
     )
     auth: bool = Field(
         True, description="Require a Bearer token on writes; off only for local single-user use."
@@ -47,6 +62,58 @@ class Settings(BaseSettings):
     front_cache_s: float = Field(
         1.0, ge=0.0, description="How long /v1/query trusts its cached 'latest front' before re-checking."
     )
+    max_body_bytes: int = Field(
+        16 * 2**20,
+        ge=1024,
+        description="Largest accepted request body in bytes; a larger one gets 413 while it arrives. "
+        "The largest legitimate request is a measurement batch of max_batch (10,000) items of up to "
+        "about 1 KB each (with their environment), ~10 MB; 16 MiB leaves room for larger "
+        "environments. Raise it together with max_batch.",
+    )
+    bind_host: str | None = Field(
+        None,
+        description="The address the server listens on; `gpnas serve --host` sets it. Only used to "
+        "choose the default of allowed_hosts.",
+    )
+    # NoDecode: pydantic-settings would otherwise insist on JSON for a list from the environment.
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = Field(
+        None,
+        description="Host names (or IPs) that requests may name in their Host header, any port; "
+        "others get 400 (against DNS rebinding). From the environment comma-separated or a JSON "
+        "list; '*' admits any host, '*.example.com' its subdomains. Default: on a loopback "
+        "bind_host only localhost, 127.0.0.1 and [::1]; otherwise no check.",
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            # A JSON list starts '["' (or is '[]'); '[::1]' alone is an IPv6 literal, not JSON.
+            if re.match(r"\s*\[\s*[\"\]]", value):
+                value = json.loads(value)
+            else:
+                value = [host.strip() for host in value.split(",") if host.strip()]
+        # An empty list would refuse every request; like an empty variable it means unset.
+        return None if value == [] else value
+
+    def trusted_hosts(self) -> list[str] | None:
+        """The Host allow-list to enforce, or None for no check (see ``allowed_hosts``)."""
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        if self.bind_host is not None and is_loopback(self.bind_host):
+            return list(LOOPBACK_HOSTS)
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether the bind address ``host`` only accepts connections from this machine."""
+    host = host.strip().lower().removeprefix("[").removesuffix("]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def get_settings() -> Settings:

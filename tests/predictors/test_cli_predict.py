@@ -84,3 +84,41 @@ def test_unknown_query_arch_and_target(files, capsys, monkeypatch):
     assert "query row 1" in line and "'arch'" in line
     line = _error_line(files, capsys, monkeypatch, target="nope")
     assert "'nope'" in line and "pixel2" in line
+
+
+def test_task_columns_are_scores(tmp_path, ufo, capsys, monkeypatch):
+    """Columns named after the space's tasks are ranks: fit as scores, not as latencies.
+
+    The real ``dukemtmc`` ranks of these subnets are all positive while other tasks hold a
+    rank 0, so only the column name can tell that the file holds scores.
+    """
+    from scipy.stats import kendalltau
+
+    from supernet import TRACK2_TASKS, get_space
+
+    space = get_space("ufo-track2")
+    subs, Y = ufo
+    archs = [space.format(sub) for sub in subs]
+    target = TRACK2_TASKS.index("dukemtmc")
+    with (tmp_path / "train.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["arch", *TRACK2_TASKS])
+        for i in range(150):
+            # The new task: 20 measured subnets, the others only on the related tasks.
+            values = [str(int(v)) if j != target or i < 20 else "" for j, v in enumerate(Y[i].tolist())]
+            writer.writerow([archs[i], *values])
+    (tmp_path / "query.csv").write_text("arch\n" + "\n".join(archs[300:400]) + "\n")
+    monkeypatch.setattr(sys, "argv", [
+        "gpnas", "predict", "--space", "ufo-track2", "--train", str(tmp_path / "train.csv"),
+        "--query", str(tmp_path / "query.csv"), "--out", str(tmp_path / "out.csv"), "--target", "dukemtmc",
+    ])  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 0, captured.err
+    assert "(score," in captured.out
+    with (tmp_path / "out.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["arch"] for row in rows] == archs[300:400]
+    tau = kendalltau([float(row["mean"]) for row in rows], Y[300:400, target].numpy()).statistic
+    assert tau > 0.3

@@ -145,3 +145,17 @@ def test_sources_only_model_refits_and_survives_bytes(new_chip):
     assert torch.allclose(again.predict(subs[500:])[0], direct.predict(subs[500:])[0])
     with pytest.raises(ValueError, match="no related column"):
         TransferPredictor(space).fit_sources(subs[:4], torch.ones(4, 2, dtype=torch.float64))
+
+
+def test_cold_start_first_pick_follows_the_seed():
+    """With nothing measured and no model the first pick is random: seeded, not always row 0."""
+    space = get_space("fbnet")
+    candidates = space.sample(50, seed=3)
+    strategy = create_strategy("max-variance")
+
+    def first(seed: int):
+        return strategy.select(space, None, [], 1, candidates=candidates, seed=seed)[0]
+
+    firsts = [first(seed) for seed in range(8)]
+    assert len(set(firsts)) > 1
+    assert firsts == [first(seed) for seed in range(8)]

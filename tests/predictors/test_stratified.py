@@ -86,12 +86,12 @@ def test_spans_the_cost_range_where_uniform_draws_do_not(name):
     assert _max_gap(uniform, lo, hi) > 3 * _max_gap(costs, lo, hi)
 
 
-def test_default_pool_covers_the_range():
+def testdefault_pool_covers_the_range():
     """Every tenth of the cost range holds pool members; a uniform pool of the same size leaves
     the ends empty."""
     space = get_space("ufo-track2")
     lo, hi = space.macs(list(_extremes(space)))
-    pool = CostStratifiedStrategy()._default_pool(space, 2000, seed=0)
+    pool = CostStratifiedStrategy().default_pool(space, 2000, seed=0)
     assert len(set(pool)) == 2000
     counts = np.bincount(_strata(space.macs(pool), lo, hi, 10), minlength=10)
     assert counts.min() >= 50, counts

@@ -12,11 +12,16 @@ import pytest
 import torch
 import uvicorn
 
-from profilers import AgentError, DeviceAgent, LatencyProfiler, TableLatencyProfiler
+from profilers import AgentError, DeviceAgent, LatencyProfiler, LocalConfig, TableLatencyProfiler
 from supernet import get_space
 
-NB201 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "device_latency" / "nasbench201.csv"
-needs_data = pytest.mark.skipif(not NB201.exists(), reason="../shared/data is not beside the checkout")
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+NB201 = "device_latency/nasbench201.csv"  # device settings name files relative to a data directory
+# The agent's machine keeps its tables in DATA (the server's copy is the same directory here).
+LOCAL = LocalConfig(data_dir=DATA)
+needs_data = pytest.mark.skipif(
+    not (DATA / NB201).exists(), reason="../shared/data is not beside the checkout"
+)
 
 
 def _free_port() -> int:
@@ -36,10 +41,10 @@ def service(tmp_path):
     upgrade(url)
     engine = make_engine(url)
     with make_sessionmaker(engine, write=True)() as session:
-        token = repo.create_token(session)
+        _, token = repo.create_token(session, label="agent test")
         session.commit()
     engine.dispose()
-    app = create_app(Settings(database_url=url, refit_worker=False))
+    app = create_app(Settings(database_url=url, refit_worker=False, data_dir=DATA))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -56,12 +61,14 @@ def service(tmp_path):
     thread.join(timeout=10)
 
 
-def _device(client, name, profiler, settings, space, n, task=None):
+def _device(client, name, profiler, settings, space, n, task=None, candidates=None):
     response = client.post("/v1/devices", json={"name": name, "profiler": profiler, "settings": settings})
     assert response.status_code == 201, response.text
     body = {"space": space, "device": name, "n": n, "seed": 0}
     if task:
         body["task"] = task
+    if candidates:
+        body["candidates"] = candidates
     response = client.post("/v1/campaigns", json=body)
     assert response.status_code == 201, response.text
 
@@ -123,13 +130,14 @@ class _Faulty(httpx.BaseTransport):
 @needs_data
 def test_agent_retries_with_backoff_and_never_counts_twice(service):
     base, token, client = service
-    _device(client, "nb201-pixel2", "table", {"path": str(NB201), "column": "pixel2"}, "nasbench201", 4)
+    _device(client, "nb201-pixel2", "table", {"path": NB201, "column": "pixel2"}, "nasbench201", 4)
     delays: list[float] = []
     transport = _Faulty(refuse=3)
     agent = DeviceAgent(
         base,
         "nb201-pixel2",
         token,
+        local=LOCAL,
         exit_when_idle=True,
         backoff=1.0,
         client=httpx.Client(base_url=base, transport=transport),
@@ -141,7 +149,7 @@ def test_agent_retries_with_backoff_and_never_counts_twice(service):
     assert delays[1] > delays[0] * 0.9 and delays[2] > delays[1] * 0.9  # growing backoff (jittered)
     rows = _measurements(client, "nb201-pixel2")
     assert len(rows) == 4 and len({m["arch"] for m in rows}) == 4  # the re-posted result counted once
-    table = TableLatencyProfiler(get_space("nasbench201"), path=str(NB201), column="pixel2")
+    table = TableLatencyProfiler(get_space("nasbench201"), local=LOCAL, path=NB201, column="pixel2")
     for m in rows:
         assert m["value"] == table.measure(m["arch"]).value
 
@@ -149,7 +157,7 @@ def test_agent_retries_with_backoff_and_never_counts_twice(service):
 @needs_data
 def test_expired_lease_goes_to_another_agent_and_the_late_result_is_dropped(service):
     base, token, client = service
-    _device(client, "nb201-raspi4", "table", {"path": str(NB201), "column": "raspi4"}, "nasbench201", 1)
+    _device(client, "nb201-raspi4", "table", {"path": NB201, "column": "raspi4"}, "nasbench201", 1)
     space = get_space("nasbench201")
 
     class StolenWhileMeasuring(LatencyProfiler):
@@ -159,14 +167,15 @@ def test_expired_lease_goes_to_another_agent_and_the_late_result_is_dropped(serv
 
         def measure(self, sub):
             time.sleep(1.6)  # the 1 s lease lapses: this agent's heartbeats are being dropped
-            other = DeviceAgent(base, "nb201-raspi4", token, max_jobs=1, lease_seconds=30)
+            other = DeviceAgent(base, "nb201-raspi4", token, local=LOCAL, max_jobs=1, lease_seconds=30)
             assert other.run().done == 1
-            return TableLatencyProfiler(space, path=str(NB201), column="raspi4").measure(sub)
+            return TableLatencyProfiler(space, local=LOCAL, path=NB201, column="raspi4").measure(sub)
 
     agent = DeviceAgent(
         base,
         "nb201-raspi4",
         token,
+        local=LOCAL,
         max_jobs=1,
         lease_seconds=1,
         profiler=StolenWhileMeasuring(space),
@@ -197,11 +206,12 @@ class _DiesAfterResults(httpx.BaseTransport):
 @needs_data
 def test_a_batch_lease_that_dies_half_way_loses_nothing_and_counts_nothing_twice(service):
     base, token, client = service
-    _device(client, "nb201-gold", "table", {"path": str(NB201), "column": "gold_6226"}, "nasbench201", 4)
+    _device(client, "nb201-gold", "table", {"path": NB201, "column": "gold_6226"}, "nasbench201", 4)
     dying = DeviceAgent(
         base,
         "nb201-gold",
         token,
+        local=LOCAL,
         lease_size=4,
         lease_seconds=1,
         max_retries=0,
@@ -214,7 +224,7 @@ def test_a_batch_lease_that_dies_half_way_loses_nothing_and_counts_nothing_twice
     jobs = _jobs(client, "nb201-gold")
     assert sorted(j["status"] for j in jobs) == ["done", "done", "leased", "leased"]
     time.sleep(1.2)  # the dead agent's leases (1 s, no more heartbeats) expire
-    stats = DeviceAgent(base, "nb201-gold", token, lease_size=4, exit_when_idle=True).run()
+    stats = DeviceAgent(base, "nb201-gold", token, local=LOCAL, lease_size=4, exit_when_idle=True).run()
     assert (stats.done, stats.failed, stats.lost) == (2, 0, 0)
     jobs = _jobs(client, "nb201-gold")
     assert [j["status"] for j in jobs] == ["done"] * 4
@@ -226,9 +236,9 @@ def test_a_batch_lease_that_dies_half_way_loses_nothing_and_counts_nothing_twice
 @needs_data
 def test_a_subnet_the_profiler_cannot_measure_fails_only_its_own_job(service):
     base, token, client = service
-    _device(client, "nb201-px", "table", {"path": str(NB201), "column": "pixel2"}, "nasbench201", 3)
+    _device(client, "nb201-px", "table", {"path": NB201, "column": "pixel2"}, "nasbench201", 3)
     space = get_space("nasbench201")
-    table = TableLatencyProfiler(space, path=str(NB201), column="pixel2")
+    table = TableLatencyProfiler(space, local=LOCAL, path=NB201, column="pixel2")
     broken = client.get("/v1/jobs", params={"device": "nb201-px"}).json()["jobs"][1]["arch"]
 
     class OneBroken(LatencyProfiler):
@@ -250,9 +260,12 @@ def test_a_subnet_the_profiler_cannot_measure_fails_only_its_own_job(service):
 def test_a_failing_measurement_is_reported_and_the_job_requeued(service):
     base, token, client = service
     # fbnet's table cannot hold ufo-track2 archs: every measurement fails.
-    fbnet = NB201.with_name("fbnet.csv")
-    _device(client, "wrong-table", "table", {"path": str(fbnet), "column": "pixel2"}, "ufo-track2", 1)
-    stats = DeviceAgent(base, "wrong-table", token, max_jobs=1).run()
+    # The server would refuse to plan on a table it can read and that does not fit, so the
+    # campaign names its candidate instead (as for a table that only the agent can read).
+    arch = get_space("ufo-track2").format(get_space("ufo-track2").sample(1, seed=0)[0])
+    settings = {"path": "device_latency/fbnet.csv", "column": "pixel2"}
+    _device(client, "wrong-table", "table", settings, "ufo-track2", 1, candidates=[arch])
+    stats = DeviceAgent(base, "wrong-table", token, local=LOCAL, max_jobs=1).run()
     assert (stats.done, stats.failed) == (0, 1)
     (job,) = _jobs(client, "wrong-table")
     assert job["status"] == "queued" and "is not in space 'ufo-track2'" in job["last_error"]
@@ -278,7 +291,7 @@ def test_gpnas_agent_command(service):
     import sys
 
     base, token, client = service
-    _device(client, "nb201-cli", "table", {"path": str(NB201), "column": "gold_6226"}, "nasbench201", 2)
+    _device(client, "nb201-cli", "table", {"path": NB201, "column": "gold_6226"}, "nasbench201", 2)
     done = subprocess.run(
         [
             sys.executable,
@@ -293,6 +306,8 @@ def test_gpnas_agent_command(service):
             token,
             "--exit-when-idle",
             "--quiet",
+            "--data-dir",
+            str(DATA),
         ],
         capture_output=True,
         text=True,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from search_service.cli import app
@@ -125,6 +126,21 @@ def test_errors_are_one_line_and_exit_2():
     assert done.stderr.strip().splitlines() == [
         "error: setting 'threads' of profiler 'torch-cpu' must be >= 1, got 0"
     ]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="torch-cuda is available on this machine")
+def test_missing_hardware_is_one_error_line_and_exit_2():
+    done = subprocess.run(
+        [*GPNAS, "profile", "--space", "ufo-track2", "--samples", "2", "--device", "torch-cuda"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "error: profiler 'torch-cuda' needs a CUDA device; none is visible"
+    ]
+    assert done.returncode == 2
 
 
 def test_profilers_lists_builtins_with_settings():

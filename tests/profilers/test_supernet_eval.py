@@ -9,6 +9,7 @@ import torch
 
 from profilers import (
     DIGITS_TASKS,
+    LocalConfig,
     create_profiler,
     digits_batches,
     digits_space,
@@ -17,7 +18,7 @@ from profilers import (
 )
 from supernet import build_supernet
 
-DATA = "profilers:digits_batches"
+DATA = "digits"  # the built-in gpnas.datasets entry point
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,8 @@ def test_digits_tasks_are_disjoint_real_data():
 
 def test_larger_subnets_evaluate_better_than_the_smallest(checkpoint):
     space = digits_space()
-    profiler = create_profiler("supernet-eval", space, checkpoint=str(checkpoint), data=DATA)
+    local = LocalConfig(data_dir=checkpoint.parent)
+    profiler = create_profiler("supernet-eval", space, local=local, checkpoint=checkpoint.name, data=DATA)
     rng = np.random.default_rng(1)
     means = {}
     for task in DIGITS_TASKS:
@@ -74,17 +76,28 @@ def test_score_matches_the_supernet_forward(checkpoint):
     with torch.no_grad():
         x, y = (torch.cat(parts) for parts in zip(*digits_batches("high"), strict=True))
         expected = float((net(x, sub, task="high").argmax(-1) == y).float().mean())
-    profiler = create_profiler("supernet-eval", space, checkpoint=str(checkpoint), data=DATA)
+    local = LocalConfig(data_dir=checkpoint.parent)
+    profiler = create_profiler("supernet-eval", space, local=local, checkpoint=checkpoint.name, data=DATA)
     assert profiler.score(space.format(sub), "high").value == pytest.approx(expected)
 
 
-def test_bad_supernet_eval_settings():
+def test_bad_supernet_eval_settings(tmp_path):
     space = digits_space()
-    with pytest.raises(ValueError, match="setting 'data' .*does not resolve"):
-        create_profiler("supernet-eval", space, data="profilers:no_such_loader")
-    with pytest.raises(ValueError, match="import path 'package.module:attribute'"):
-        create_profiler("supernet-eval", space, data="profilers.digits_batches")
-    profiler = create_profiler("supernet-eval", space, data=DATA, checkpoint="/nonexistent.pt")
+    with pytest.raises(ValueError, match="no dataset 'no_such_loader' on this machine.*known: .*digits"):
+        create_profiler("supernet-eval", space, data="no_such_loader")
+    # Import paths are not names: settings that a server stores cannot choose the code to run.
+    with pytest.raises(ValueError, match="setting 'data' .*import paths and file names are not accepted"):
+        create_profiler("supernet-eval", space, data="profilers:digits_batches")
+    with pytest.raises(ValueError, match="setting 'supernet' .*import paths"):
+        create_profiler("supernet-eval", space, data=DATA, supernet="os:system")
+    with pytest.raises(ValueError, match="absolute paths are refused"):
+        create_profiler("supernet-eval", space, data=DATA, checkpoint="/etc/passwd")
+    with pytest.raises(ValueError, match="no data directory"):
+        create_profiler("supernet-eval", space, data=DATA, checkpoint="ckpt.pt")
+    local = LocalConfig(data_dir=tmp_path)
+    with pytest.raises(ValueError, match="'..' is refused"):
+        create_profiler("supernet-eval", space, local=local, data=DATA, checkpoint="../x.pt")
+    profiler = create_profiler("supernet-eval", space, local=local, data=DATA, checkpoint="nonexistent.pt")
     with pytest.raises(ValueError, match="no such file"):
         profiler.score(space.sample(1, seed=0)[0], "low")
     with pytest.raises(ValueError, match="unknown task 'cats'"):

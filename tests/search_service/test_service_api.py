@@ -155,7 +155,7 @@ def test_drift_flags_are_stored_shown_and_weigh_into_the_training_errors(
 
     engine = make_engine(db_url)
     with make_sessionmaker(engine)() as session:
-        archs, values, stds, _ = repo.training_data(session, SPACE, "latency_ms", "dev1")
+        archs, values, stds, _, _ = repo.training_data(session, SPACE, "latency_ms", "dev1")
     engine.dispose()
     by_arch = dict(zip(archs, zip(values, stds, strict=True), strict=True))
     se = 1.2533 * 2.0 / 4  # the median's standard error: 1.2533 * std / sqrt(repeats)

@@ -1,21 +1,23 @@
 """Campaigns: choose subnets to measure on a device (or score on a task) and queue them as jobs."""
 
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import torch
-from fastapi import APIRouter, Path, status
+from fastapi import APIRouter, Request, status
+from fastapi import Path as PathParam
 from sqlalchemy.orm import Session
 
 from predictors import Predictor, TransferPredictor, create_strategy, list_strategies
-from profilers import ProfilerUnavailableError, create_profiler
+from profilers import LocalConfig, get_profiler_class
 from supernet import SearchSpace, Subnet, get_space
 
 from ... import repositories as repo
 from ...errors import InvalidError
 from ...models import Campaign, Device
 from ...schemas import INT32, CampaignCreate, CampaignPublic
-from ..deps import PrincipalDep, SessionDep, WriteSessionDep
+from ..deps import PrincipalDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
@@ -81,21 +83,39 @@ def _transfer_prior(
     return prior, subnets
 
 
-def _measurable(device: Device, space: SearchSpace) -> list[Subnet] | None:
-    """The only subnets the device's profiler can measure (a ``table`` device: its table's rows),
-    or ``None`` when it can measure any subnet or the server cannot tell (e.g. the table lives on
-    the agent's machine)."""
-    try:
-        profiler = create_profiler(device.profiler, space, **device.settings)
-    except (ValueError, OSError, ProfilerUnavailableError):
-        return None
-    try:
-        return profiler.known_subnets()
-    finally:
-        profiler.close()
+# The model-based strategies build a joint covariance over the measured subnets and the pool, so
+# both are capped (the pool at the strategy's pool size) whatever a target has accumulated.
+MAX_CONDITIONING = 2000
 
 
-def choose(session: Session, body: CampaignCreate, device: Device) -> list[str]:
+def _measurable(
+    body: CampaignCreate, device: Device, space: SearchSpace, data_dir: Path | None
+) -> list[Subnet] | None:
+    """The only subnets the campaign may pick: ``body.candidates`` if given, else the rows of a
+    replay device's table when the server can read it under its own data directory, else
+    ``None`` (any subnet).
+
+    The server never constructs the device's profiler: it asks the class for the subnets a
+    profiler with these settings lists, with a local config holding only its data directory.
+
+    Raises:
+        InvalidError: The device replays a table this server cannot read, and no candidates were
+            given.
+    """
+    if body.candidates is not None:
+        return space.parse_many(body.candidates)
+    profiler_class = get_profiler_class(device.profiler)
+    try:
+        return profiler_class.listed_subnets(space, device.settings, LocalConfig(data_dir=data_dir))
+    except (ValueError, OSError) as error:
+        raise InvalidError(
+            f"device {device.name!r} measures only the rows of its table, which this server cannot read "
+            f"({error}); put the table under GPNAS_DATA_DIR or pass its archs as candidates",
+            ["body", "candidates"],
+        ) from None
+
+
+def choose(session: Session, body: CampaignCreate, device: Device, data_dir: Path | None) -> list[str]:
     """``n`` subnets picked by the campaign's strategy among those neither measured nor queued."""
     if body.strategy not in list_strategies():
         raise InvalidError(
@@ -104,10 +124,10 @@ def choose(session: Session, body: CampaignCreate, device: Device) -> list[str]:
     strategy = create_strategy(body.strategy)
     space = get_space(body.space)
     metric, target = _measured_quantity(body)
-    taken = repo.measured_archs(session, body.space, metric, target) | repo.pending_archs(
-        session, body.space, body.device, body.task
-    )
-    candidates = _measurable(device, space)
+    measured = repo.measured_archs(session, body.space, metric, target)
+    taken = measured | repo.pending_archs(session, body.space, body.device, body.task)
+    candidates = _measurable(body, device, space, data_dir)
+    rng = np.random.default_rng(body.seed)
     try:
         predictors = _predictors(session, body)
         if predictors is None and strategy.uses_transfer_prior:
@@ -115,30 +135,33 @@ def choose(session: Session, body: CampaignCreate, device: Device) -> list[str]:
             fresh = [s for s in related if space.format(s) not in taken]
             if candidates is None and len(fresh) >= body.n:
                 # Subnets the related targets measured have the best-known embedding, and measuring
-                # them on this target too is what lets transfer compare it with the others. A
-                # strategy-sized sample of them bounds the design's n x n covariance.
-                keep = np.random.default_rng(body.seed).permutation(len(fresh))
-                candidates = [fresh[i] for i in sorted(keep[: max(strategy.pool_size, body.n)])]
+                # them on this target too is what lets transfer compare it with the others.
+                candidates = fresh
     except (ValueError, RuntimeError) as error:
         raise InvalidError(
             f"the campaign's model could not be loaded or fitted: {error}", ["body", "strategy"]
         ) from None
-    available = space.cardinality if candidates is None else len(set(candidates))
-    taken_here = len(taken) if candidates is None else len({space.format(c) for c in candidates} & taken)
-    if body.n > available - taken_here:
+    if candidates is None:
+        size = min(space.cardinality, max(strategy.pool_size, body.n) + len(taken))
+        candidates = strategy.default_pool(space, size, body.seed)
+    pool = [c for c in dict.fromkeys(candidates) if space.format(c) not in taken]
+    if body.n > len(pool):
         raise InvalidError(
-            f"only {available - taken_here} subnets of {body.space!r} that device {body.device!r} can "
-            "measure are neither measured nor queued",
+            f"only {len(pool)} subnets of {body.space!r} that device {body.device!r} can measure "
+            "are neither measured nor queued",
             ["body", "n"],
         )
+    if len(pool) > max(strategy.pool_size, body.n):
+        keep = rng.permutation(len(pool))[: max(strategy.pool_size, body.n)]
+        pool = [pool[i] for i in sorted(keep)]
+    conditioning = sorted(measured)
+    if len(conditioning) > MAX_CONDITIONING:
+        conditioning = [
+            conditioning[i] for i in sorted(rng.permutation(len(conditioning))[:MAX_CONDITIONING])
+        ]
     try:
         picks = strategy.select(
-            space,
-            predictors,
-            space.parse_many(sorted(taken)),
-            body.n,
-            candidates=candidates,
-            seed=body.seed,
+            space, predictors, space.parse_many(conditioning), body.n, candidates=pool, seed=body.seed
         )
     except ValueError as error:
         raise InvalidError(str(error), ["body", "strategy"]) from None
@@ -147,20 +170,34 @@ def choose(session: Session, body: CampaignCreate, device: Device) -> list[str]:
 
 @router.post("", response_model=CampaignPublic, status_code=status.HTTP_201_CREATED)
 def create_campaign(
-    body: CampaignCreate, session: WriteSessionDep, principal: PrincipalDep
+    body: CampaignCreate, request: Request, principal: PrincipalDep, settings: SettingsDep
 ) -> CampaignPublic:
     """Choose ``n`` subnets with ``strategy`` and queue one job per subnet for ``device``'s agent.
 
     Without ``task`` the jobs time the subnets on the device (metric ``latency_ms``); with
-    ``task`` the device's profiler scores them on that task (metric ``score``).
+    ``task`` the device's profiler scores them on that task (metric ``score``). ``candidates``
+    restricts the picks (e.g. to the rows of a table that only the device's agent can read).
     """
     principal.require_admin("create campaigns")
-    archs = choose(session, body, repo.get_device(session, body.device))
-    campaign = repo.create_campaign(
-        session, body.space, body.device, body.task, body.strategy, body.seed, archs
-    )
-    out = _public(session, campaign)
-    session.commit()
+    # The selection (seconds for the model-based strategies) reads a snapshot; only the insert
+    # takes the write lock, so a campaign never holds SQLite's single writer while it computes.
+    with request.app.state.read_sessions() as session:
+        archs = choose(session, body, repo.get_device(session, body.device), settings.data_dir)
+    with request.app.state.write_sessions() as session:
+        repo.get_device(session, body.device)
+        # Another campaign may have queued some of the picks meanwhile: they are not queued twice.
+        pending = repo.pending_archs(session, body.space, body.device, body.task)
+        campaign = repo.create_campaign(
+            session,
+            body.space,
+            body.device,
+            body.task,
+            body.strategy,
+            body.seed,
+            [a for a in archs if a not in pending],
+        )
+        out = _public(session, campaign)
+        session.commit()
     return out
 
 
@@ -170,6 +207,8 @@ def list_campaigns(session: SessionDep) -> list[CampaignPublic]:
 
 
 @router.get("/{campaign_id}", response_model=CampaignPublic)
-def get_campaign(session: SessionDep, campaign_id: Annotated[int, Path(ge=1, le=INT32)]) -> CampaignPublic:
+def get_campaign(
+    session: SessionDep, campaign_id: Annotated[int, PathParam(ge=1, le=INT32)]
+) -> CampaignPublic:
     """A campaign with the number of its jobs per status."""
     return _public(session, repo.get_campaign(session, campaign_id))

@@ -1,13 +1,16 @@
 """Registered devices: a chip + runtime + settings, measured by a named profiler."""
 
+from typing import Annotated
+
 from fastapi import APIRouter, Path, status
 
 from profilers import available_profilers, validate_settings
 
 from ... import repositories as repo
 from ...errors import InvalidError
-from ...schemas import DeviceCreate, DevicePublic
-from ..deps import PrincipalDep, SessionDep, WriteSessionDep
+from ...models import Device
+from ...schemas import DeviceCreate, DevicePublic, Name
+from ..deps import Principal, PrincipalDep, ReaderDep, SessionDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -16,7 +19,9 @@ router = APIRouter(prefix="/v1/devices", tags=["devices"])
 def create_device(body: DeviceCreate, session: WriteSessionDep, principal: PrincipalDep) -> DevicePublic:
     """Register a device; its profiler must be installed here and accept the settings.
 
-    409 if the name exists.
+    Settings are plain data: files are paths relative to the measuring machine's data directory
+    and code is named (datasets, supernets defined on that machine), so a 422 answers absolute
+    paths, ``..`` and import paths. 409 if the name exists.
     """
     principal.require_admin("register devices")
     known = available_profilers()
@@ -29,17 +34,25 @@ def create_device(body: DeviceCreate, session: WriteSessionDep, principal: Princ
     except ValueError as error:
         raise InvalidError(str(error), ["body", "settings"]) from None
     device = repo.create_device(session, body)
-    out = DevicePublic.model_validate(device, from_attributes=True)
+    out = _public(device, principal)
     session.commit()
     return out
 
 
+def _public(device: Device, reader: Principal | None) -> DevicePublic:
+    settings = device.settings if reader is not None else None
+    return DevicePublic(name=device.name, profiler=device.profiler, settings=settings)
+
+
 @router.get("", response_model=list[DevicePublic])
-def list_devices(session: SessionDep) -> list[DevicePublic]:
-    return [DevicePublic.model_validate(d, from_attributes=True) for d in repo.list_devices(session)]
+def list_devices(session: SessionDep, reader: ReaderDep) -> list[DevicePublic]:
+    """Every device; ``settings`` only for callers with a token (null for anonymous readers)."""
+    return [_public(d, reader) for d in repo.list_devices(session)]
 
 
 @router.get("/{name}", response_model=DevicePublic)
-def get_device(session: SessionDep, name: str = Path(max_length=128)) -> DevicePublic:
-    """One device, as the device agent reads it: name, profiler and settings."""
-    return DevicePublic.model_validate(repo.get_device(session, name), from_attributes=True)
+def get_device(
+    session: SessionDep, reader: ReaderDep, name: Annotated[Name, Path()]
+) -> DevicePublic:
+    """One device, as the device agent reads it: name, profiler and settings (null without a token)."""
+    return _public(repo.get_device(session, name), reader)

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from ... import repositories as repo
+from ...models import Job
 from ...schemas import (
     INT32,
     FailRequest,
@@ -16,10 +17,11 @@ from ...schemas import (
     JobPublic,
     LeaseRequest,
     LeaseResponse,
+    Name,
     ResultRequest,
     ResultResponse,
 )
-from ..deps import PrincipalDep, RefitterDep, SessionDep, SettingsDep, WriteSessionDep
+from ..deps import Principal, PrincipalDep, ReaderDep, RefitterDep, SessionDep, SettingsDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 JobId = Annotated[int, Path(ge=1, le=INT32)]
@@ -112,19 +114,27 @@ def fail(
     return out
 
 
+def _public(job: Job, reader: Principal | None) -> JobPublic:
+    out = JobPublic.model_validate(job)
+    # An agent's error text quotes its machine (paths, hosts): for callers with a token only.
+    return out if reader is not None else out.model_copy(update={"last_error": None})
+
+
 @router.get("", response_model=JobPage)
 def list_jobs(
     session: SessionDep,
+    reader: ReaderDep,
     campaign: Annotated[int | None, Query(ge=1, le=INT32)] = None,
-    device: Annotated[str | None, Query(max_length=128)] = None,
+    device: Annotated[Name | None, Query()] = None,
     status: Literal["queued", "leased", "done", "failed"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32)] = 0,
 ) -> JobPage:
     total, jobs = repo.list_jobs(session, limit, offset, campaign, device, status)
-    return JobPage(total=total, limit=limit, offset=offset, jobs=[JobPublic.model_validate(j) for j in jobs])
+    return JobPage(total=total, limit=limit, offset=offset, jobs=[_public(j, reader) for j in jobs])
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def get_job(job_id: JobId, session: SessionDep) -> JobPublic:
-    return JobPublic.model_validate(repo.get_job(session, job_id))
+def get_job(job_id: JobId, session: SessionDep, reader: ReaderDep) -> JobPublic:
+    """One job; ``last_error`` is null for callers without a token."""
+    return _public(repo.get_job(session, job_id), reader)

@@ -2,12 +2,21 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from ... import repositories as repo
 from ...errors import InvalidError
-from ...schemas import INT32, MeasurementBatch, MeasurementBatchResponse, MeasurementPage, MeasurementPublic
-from ..deps import PrincipalDep, RefitterDep, SessionDep, SettingsDep, WriteSessionDep
+from ...models import Measurement
+from ...schemas import (
+    INT32,
+    MeasurementBatch,
+    MeasurementBatchResponse,
+    MeasurementPage,
+    MeasurementPublic,
+    Name,
+    Text,
+)
+from ..deps import Principal, PrincipalDep, ReaderDep, RefitterDep, SessionDep, SettingsDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/measurements", tags=["measurements"])
 
@@ -23,7 +32,9 @@ def post_measurements(
     """Store a batch, all or nothing; ids already stored with the same content count as duplicates.
 
     An invalid item rejects the whole batch with its index (``loc``) and the reason; a device
-    token may only post latencies of its own device.
+    token may only post latencies of its own device. Re-posting the id of a retracted measurement
+    with the same content is a duplicate too: it does not bring the measurement back (post a
+    re-measurement under a new id instead).
     """
     if len(body.measurements) > settings.max_batch:
         raise InvalidError(f"at most {settings.max_batch} measurements per batch", ["body", "measurements"])
@@ -40,21 +51,67 @@ def post_measurements(
 @router.get("", response_model=MeasurementPage)
 def list_measurements(
     session: SessionDep,
-    space: Annotated[str | None, Query(max_length=64)] = None,
-    device: Annotated[str | None, Query(max_length=128)] = None,
-    task: Annotated[str | None, Query(max_length=64)] = None,
+    reader: ReaderDep,
+    space: Annotated[Name | None, Query(max_length=64)] = None,
+    device: Annotated[Name | None, Query()] = None,
+    task: Annotated[Name | None, Query(max_length=64)] = None,
     metric: Literal["latency_ms", "score"] | None = None,
-    arch: Annotated[str | None, Query(max_length=256)] = None,
+    arch: Annotated[Text | None, Query(max_length=256)] = None,
+    include_retracted: Annotated[bool, Query(description="Also list retracted measurements.")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32)] = 0,
 ) -> MeasurementPage:
-    """Stored measurements, oldest first, filtered by any of the query parameters."""
+    """Stored measurements, oldest first, filtered by any of the query parameters; retracted ones
+    only with ``include_retracted``.
+
+    ``environment`` is null for callers without a token (it names the measuring machine's
+    hosts, paths and libraries)."""
     total, rows = repo.list_measurements(
-        session, limit, offset, space=space, device=device, task=task, metric=metric, arch=arch
+        session,
+        limit,
+        offset,
+        include_retracted,
+        space=space,
+        device=device,
+        task=task,
+        metric=metric,
+        arch=arch,
     )
     return MeasurementPage(
         total=total,
         limit=limit,
         offset=offset,
-        measurements=[MeasurementPublic.model_validate(r) for r in rows],
+        measurements=[_public(r, reader) for r in rows],
     )
+
+
+def _public(row: Measurement, reader: Principal | None) -> MeasurementPublic:
+    out = MeasurementPublic.model_validate(row)
+    return out if reader is not None else out.model_copy(update={"environment": None})
+
+
+@router.delete(
+    "/{measurement_id}", response_model=MeasurementPublic, responses={404: {"description": "No such id"}}
+)
+def retract_measurement(
+    measurement_id: Annotated[int, Path(ge=1, le=INT32)],
+    session: WriteSessionDep,
+    principal: PrincipalDep,
+    refitter: RefitterDep,
+    reason: Annotated[Text | None, Query(max_length=500, description="Why, for the audit trail.")] = None,
+) -> MeasurementPublic:
+    """Retract a measurement: its row is kept (the audit trail), with ``retracted_at`` and
+    ``retracted_reason``; listings leave it out unless asked, and the next refit of its target
+    leaves it out too. Retracting it again changes nothing (the first time and reason stay).
+
+    A device token may only retract latencies of its own device. Re-posting the retracted id with
+    the same content counts as a duplicate and does not bring the measurement back.
+    """
+    measurement = repo.get_measurement(session, measurement_id, lock=True)
+    principal.check_device(measurement.device, f"retract measurement {measurement_id}")
+    retracted = repo.retract_measurement(session, measurement, reason)
+    out = MeasurementPublic.model_validate(measurement)
+    session.commit()
+    if retracted:
+        refitter.notify()
+    return out

@@ -30,4 +30,5 @@ def refit(
         ],
         fronts=[FrontVersionPublic.model_validate(f, from_attributes=True) for f in report.fronts],
         errors=report.errors,
+        notes=report.notes,
     )

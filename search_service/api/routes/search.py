@@ -18,36 +18,55 @@ from ..deps import FrontCacheDep, RefitterDep, SessionDep
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
-_NOT_COMPUTED = {409: {"description": "Data exists but its front is not computed yet; retry later"}}
+_NOT_COMPUTED = {
+    404: {"description": "No data, or too little to fit (fewer measured subnets than min_train)"},
+    409: {
+        "description": "The front is being computed (retry later), or its last refit failed (the "
+        "answer says why; retrying does not help until the data changes)"
+    },
+}
 
 
 def _front(
     session: Session, cache: FrontCache, refitter: Refitter, space: str, task: str, device: str
 ) -> LoadedFront:
-    """The newest front, or a 4xx saying which data is missing or that it is being computed."""
+    """The newest front, or a 4xx saying which data is missing, why its refit failed, or that it is
+    being computed (only then is retrying worth it)."""
     loaded = cache.get(session, space, task, device)
     if loaded is not None:
         return loaded
     repo.get_device(session, device)
+    min_train = refitter.settings.min_train
     missing = []
-    if not repo.has_data(session, space, "latency_ms", device):
-        missing.append(f"no latency measurements of device {device!r}")
-    if not repo.has_data(session, space, "score", task):
-        missing.append(f"no score measurements of task {task!r}")
+    for metric, target, what in (("latency_ms", device, "device"), ("score", task, "task")):
+        n = repo.count_measured_subnets(session, space, metric, target)
+        if n == 0:
+            kind = "latency" if metric == "latency_ms" else "score"
+            missing.append(f"no {kind} measurements of {what} {target!r}")
+        elif n < min_train:
+            subnets = "subnet" if n == 1 else "subnets"
+            missing.append(
+                f"{what} {target!r} has {n} measured {subnets}; fits need at least {min_train} (min_train)"
+            )
     if missing:
         raise NotFoundError(
             f"cannot search space {space!r}: " + " and ".join(missing) + " (POST /v1/measurements)"
         )
+    name = f"the front of {space!r} for task {task!r} on device {device!r}"
+    failure = refitter.last_failure(session, space, task, device)
+    if failure is not None:
+        raise ConflictError(
+            f"{name} cannot be computed: {failure}. It is retried once the data changes: add "
+            "measurements, or retract wrong ones (DELETE /v1/measurements/{id})"
+        )
     refitter.notify()
     raise ConflictError(
-        f"the front of {space!r} for task {task!r} on device {device!r} is not computed yet "
-        "(it is fitted in the background after new measurements, or with POST /v1/refit); retry shortly"
+        f"{name} is not computed yet (it is fitted in the background after new measurements, or "
+        "with POST /v1/refit); retry shortly"
     )
 
 
-@router.post(
-    "/query", response_model=QueryResponse, responses={404: {"description": "No data"}, **_NOT_COMPUTED}
-)
+@router.post("/query", response_model=QueryResponse, responses=_NOT_COMPUTED)
 async def query(body: QueryRequest, request: Request) -> Response:
     """The subnet with the best predicted score whose latency meets the budget with probability
     ``confidence`` (Gaussian latency posterior). 422 when nothing fits, naming the fastest candidate."""
@@ -85,9 +104,7 @@ def _front_in_session(
         return _front(session, cache, refitter, body.space, body.task, body.device)
 
 
-@router.get(
-    "/pareto", response_model=ParetoPage, responses={404: {"description": "No data"}, **_NOT_COMPUTED}
-)
+@router.get("/pareto", response_model=ParetoPage, responses=_NOT_COMPUTED)
 def pareto(
     session: SessionDep,
     cache: FrontCacheDep,

@@ -1,0 +1,1479 @@
+"""Fuzz and property tests of the API's input handling, beyond schemathesis' defaults.
+
+On both backends (SQLite and PostgreSQL), with an admin token, without a token (auth on) and with
+auth off:
+
+* no input ever gets a 5xx: lone surrogates and NUL characters in every string field, JSON key
+  and value, path and query parameter (and in the validation errors that echo them), deeply
+  nested JSON, extreme numbers, extreme datetimes and large bodies;
+* every value the API accepts (2xx) reads back unchanged, i.e. as the same JSON after a JSON round
+  trip (key order aside), through every GET route that shows it, and those GETs answer 200.
+
+Bodies are sent as raw bytes of ``json.dumps(..., ensure_ascii=True)``, which writes a lone
+surrogate as the escape ``\\ud800`` (httpx's own JSON encoding refuses them); :class:`Raw` splices
+JSON text that Python cannot produce (5000-digit integers, ``1e400``) into a body.
+
+Sweeps (plain tests over fixed lists of inputs) collect every failing input of a test and report
+them together, grouped by the server's exception; the Hypothesis tests report their shrunk
+falsifying example. One app per backend and auth mode serves the whole module; the tables are
+emptied before each test.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import math
+import shutil
+import traceback
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
+from service_helpers import make_settings
+from sqlalchemy import text
+
+from profilers import get_profiler_class
+from search_service import create_app
+from search_service.models import Base
+from supernet import get_space, list_spaces
+
+SPACE = "ufo-track2"
+TASKS = list(get_space(SPACE).tasks)
+TASK = TASKS[0]
+_SPACE = get_space(SPACE)
+ARCHS = [_SPACE.format(s) for s in _SPACE.sample(48, 7)]
+ARCH = ARCHS[0]
+DEVICE = "dev1"
+PROFILER = "torch-cpu"
+INT32 = 2**31 - 1
+MB = 2**20
+MODES = ["admin", "anonymous", "auth-off"]
+
+# Lone surrogates, NUL and friends: what every string field, key, path and query value gets.
+NASTY_STRINGS = ["\ud800", "\udfff", "\x00", "a\x00b", "\udfff\ud800", "x\ud800y", "\ud800\x00"]
+SWEEP_STRINGS = {"admin": NASTY_STRINGS[:5], "anonymous": ["\ud800", "\x00"], "auth-off": ["\ud800", "\x00"]}
+
+
+def fuzz_settings(max_examples: int) -> settings:
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
+# ------------------------------------------------------------------------------------ encoding
+
+
+@dataclass(frozen=True)
+class Raw:
+    """JSON text spliced into a body as is (numbers that Python's json cannot write)."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        shown = self.text if len(self.text) <= 24 else f"{self.text[:12]}...({len(self.text)} chars)"
+        return f"Raw({shown!r})"
+
+
+def encode(value: Any) -> bytes:
+    """``value`` as JSON bytes: lone surrogates escaped (``\\ud800``), :class:`Raw` spliced in."""
+    raws: dict[str, str] = {}
+
+    def swap(item: Any) -> Any:
+        if isinstance(item, Raw):
+            key = f"\x01raw{len(raws)}\x01"
+            raws[key] = item.text
+            return key
+        if isinstance(item, dict):
+            return {k: swap(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [swap(v) for v in item]
+        return item
+
+    out = json.dumps(swap(value), ensure_ascii=True, allow_nan=False)
+    for key, raw in raws.items():
+        out = out.replace(json.dumps(key), raw)
+    return out.encode()
+
+
+def canon(value: Any) -> str:
+    """A JSON value's text with sorted keys: equal iff the values are the same JSON."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=True, allow_nan=False)
+
+
+def json_round_trip(value: Any) -> Any:
+    return json.loads(encode(value))
+
+
+def quote(value: str | bytes) -> str:
+    """Percent-encode a path or query value; lone surrogates as their (WTF-8) UTF-8 bytes."""
+    raw = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
+    return urllib.parse.quote(raw, safe="")
+
+
+def excerpt(content: bytes | None, limit: int = 160) -> str:
+    if content is None:
+        return ""
+    shown = content[:limit].decode("ascii", "backslashreplace")
+    return shown + (f"...({len(content)} bytes)" if len(content) > limit else "")
+
+
+def nested_text(depth: int, kind: str, leaf: str = "1") -> str:
+    """JSON text of ``leaf`` inside ``depth`` lists, single-key objects or both alternating."""
+    opens, closes = [], []
+    for level in range(depth):
+        as_list = kind == "list" or (kind == "mixed" and level % 2 == 0)
+        opens.append("[" if as_list else '{"a":')
+        closes.append("]" if as_list else "}")
+    return "".join(opens) + leaf + "".join(reversed(closes))
+
+
+def nest(value: Any, kinds: list[str]) -> Any:
+    for kind in reversed(kinds):
+        value = [value] if kind == "list" else {"k": value}
+    return value
+
+
+# ------------------------------------------------------------------------------------ requests
+
+
+def _frame(entry: traceback.FrameSummary) -> str:
+    path = entry.filename
+    for marker in ("/site-packages/", "/work/main/"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+    return f"{path}:{entry.lineno} {entry.name}"
+
+
+def exception_summary(error: BaseException) -> str:
+    """``Type: message`` with the innermost project frame and the innermost frame overall."""
+    frames = traceback.extract_tb(error.__traceback__)
+    own = [f for f in frames if "site-packages" not in f.filename and "/tests/" not in f.filename]
+    where = [_frame(f) for f in (own[-1:] + frames[-1:])] if frames else []
+    message = str(error).replace("\n", " ")[:220]
+    return f"{type(error).__name__}: {message} [at {' <- '.join(dict.fromkeys(reversed(where)))}]"
+
+
+def request(
+    client: TestClient,
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    content: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """Send ``body`` (encoded with :func:`encode`) or raw ``content``; fail on a 5xx.
+
+    Exceptions of the app propagate (TestClient re-raises them), with their traceback.
+    """
+    if content is None and body is not None:
+        content = encode(body)
+    sent = dict(headers or {})
+    if content is not None:
+        sent["content-type"] = "application/json"
+    response = client.request(method, url, content=content, headers=sent)
+    assert response.status_code < 500, (
+        f"{method} {url} {excerpt(content)} -> {response.status_code} {response.text[:300]}"
+    )
+    return response
+
+
+def get_json(client: TestClient, url: str, headers: dict[str, str]) -> Any:
+    """GET ``url``, which must answer 200 with JSON."""
+    response = request(client, "GET", url, headers=headers)
+    assert response.status_code == 200, f"GET {url} -> {response.status_code} {response.text[:500]}"
+    return response.json()
+
+
+class Findings:
+    """Every problem of a sweep, reported at the end grouped by cause."""
+
+    def __init__(self) -> None:
+        self.by_cause: dict[str, list[str]] = {}
+
+    def add(self, cause: str, what: str) -> None:
+        self.by_cause.setdefault(cause, []).append(what)
+
+    def send(
+        self,
+        client: TestClient,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        label: str = "",
+    ) -> httpx.Response | None:
+        """The response, or None after recording a 5xx or an exception of the app."""
+        if content is None and body is not None:
+            content = encode(body)
+        what = f"{label} {method} {url} {excerpt(content)}".strip()
+        sent = dict(headers or {})
+        if content is not None:
+            sent["content-type"] = "application/json"
+        try:
+            response = client.request(method, url, content=content, headers=sent)
+        except Exception as error:  # the app's own exception, re-raised by TestClient
+            self.add(exception_summary(error), what)
+            return None
+        if response.status_code >= 500:
+            self.add(f"HTTP {response.status_code} {response.text[:200]}", what)
+            return None
+        return response
+
+    def get_json(self, client: TestClient, url: str, headers: dict[str, str], label: str) -> Any:
+        response = self.send(client, "GET", url, headers=headers, label=label)
+        if response is None:
+            return None
+        if response.status_code != 200:
+            self.add(
+                f"read-back GET answered {response.status_code}", f"{label} GET {url}: {response.text[:200]}"
+            )
+            return None
+        try:
+            return response.json()
+        except (ValueError, RecursionError) as error:
+            self.add(f"read-back GET is not JSON: {type(error).__name__}", f"{label} GET {url}")
+            return None
+
+    def check(self) -> None:
+        if not self.by_cause:
+            return
+        lines = [f"{sum(map(len, self.by_cause.values()))} failing inputs, {len(self.by_cause)} causes:"]
+        for cause, whats in self.by_cause.items():
+            lines.append(f"* {cause} ({len(whats)} inputs), e.g.:")
+            lines.extend(f"    {w}" for w in whats[:6])
+        pytest.fail("\n".join(lines), pytrace=False)
+
+
+# ------------------------------------------------------------------------------------ fixtures
+
+
+@dataclass
+class Service:
+    """The apps of one backend (auth on and off) and the admin token of the current test."""
+
+    url: str
+    dialect: str
+    auth_client: TestClient
+    open_client: TestClient
+    admin: dict[str, str] = field(default_factory=dict)
+    job_id: int = 0
+    campaign_id: int = 0
+
+    def client(self, mode: str) -> TestClient:
+        return self.open_client if mode == "auth-off" else self.auth_client
+
+    def headers(self, mode: str) -> dict[str, str]:
+        return dict(self.admin) if mode == "admin" else {}
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def _apps(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("fuzz") / "gpnas.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    auth_app = create_app(make_settings(url, auth=True, predictor="ridge"))
+    open_app = create_app(make_settings(url, auth=False, predictor="ridge"))
+    with TestClient(auth_app) as auth_client, TestClient(open_app) as open_client:
+        yield Service(url, request.param, auth_client, open_client)
+
+
+def _empty_tables(service: Service) -> None:
+    engine = service.auth_client.app.state.engine  # type: ignore[attr-defined]
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                connection.execute(text(f"DELETE FROM {table}"))
+
+
+def _admin_token(service: Service) -> str:
+    from search_service import repositories as repo
+
+    with service.auth_client.app.state.write_sessions() as session:  # type: ignore[attr-defined]
+        made = repo.create_token(session)
+        session.commit()
+    # create_token returned the secret, and now returns (row, secret): take the string either way.
+    return made if isinstance(made, str) else next(item for item in made if isinstance(item, str))
+
+
+@pytest.fixture
+def service(_apps: Service) -> Service:
+    """Empty tables, an admin token, and device ``dev1`` (torch-cpu) registered."""
+    _empty_tables(_apps)
+    _apps.admin = {"Authorization": f"Bearer {_admin_token(_apps)}"}
+    _apps.job_id = _apps.campaign_id = 0
+    response = request(
+        _apps.auth_client,
+        "POST",
+        "/v1/devices",
+        {"name": DEVICE, "profiler": PROFILER, "settings": {}},
+        headers=_apps.admin,
+    )
+    assert response.status_code == 201, response.text
+    return _apps
+
+
+def _campaign(service: Service, n: int) -> tuple[int, list[dict[str, Any]]]:
+    body = {"space": SPACE, "device": DEVICE, "n": n, "strategy": "random", "seed": 1}
+    response = request(service.auth_client, "POST", "/v1/campaigns", body, headers=service.admin)
+    assert response.status_code == 201, response.text
+    campaign_id = response.json()["id"]
+    page = get_json(service.auth_client, f"/v1/jobs?campaign={campaign_id}&limit=1000", service.admin)
+    return campaign_id, page["jobs"]
+
+
+@pytest.fixture
+def with_job(service: Service) -> Service:
+    """``service`` with a campaign of two queued jobs of ``dev1``."""
+    service.campaign_id, jobs = _campaign(service, 2)
+    service.job_id = jobs[0]["id"]
+    return service
+
+
+# ----------------------------------------------------------------------------- request bodies
+
+
+def measurement_item(**overrides: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": "fz-" + uuid.uuid4().hex[:12],
+        "space": SPACE,
+        "arch": ARCH,
+        "device": DEVICE,
+        "task": None,
+        "metric": "latency_ms",
+        "value": 1.5,
+        "std": 0.01,
+        "repeats": 3,
+        "profiler": PROFILER,
+        "profiler_version": "1.0",
+        "environment": {"host": "h", "libs": {"torch": ["2.0", 1]}},
+        "drift": 0.01,
+        "flagged": False,
+        "measured_at": "2024-01-01T00:00:00Z",
+    }
+    item.update(overrides)
+    return item
+
+
+# Bodies of the routes this file knows, valid as they stand (keyed by the OpenAPI path).
+TEMPLATES: dict[tuple[str, str], Callable[[], Any]] = {
+    ("POST", "/v1/devices"): lambda: {
+        "name": "fz-dev",
+        "profiler": PROFILER,
+        "settings": {"batch_size": 1, "task": TASK},
+    },
+    ("POST", "/v1/measurements"): lambda: {"measurements": [measurement_item()]},
+    ("POST", "/v1/query"): lambda: {
+        "space": SPACE,
+        "task": TASK,
+        "device": DEVICE,
+        "latency_budget_ms": 10.0,
+        "confidence": 0.9,
+    },
+    ("POST", "/v1/campaigns"): lambda: {
+        "space": SPACE,
+        "device": DEVICE,
+        "task": None,
+        "n": 1,
+        "strategy": "random",
+        "seed": 1,
+        "candidates": [ARCH],
+    },
+    ("POST", "/v1/jobs/lease"): lambda: {"device": DEVICE, "lease_seconds": 60, "count": 1},
+    ("POST", "/v1/jobs/{job_id}/heartbeat"): lambda: {"lease_token": "tok", "lease_seconds": 60},
+    ("POST", "/v1/jobs/{job_id}/result"): lambda: {
+        "lease_token": "tok",
+        "value": 1.5,
+        "std": 0.01,
+        "repeats": 3,
+        "profiler": PROFILER,
+        "profiler_version": "1.0",
+        "environment": {"host": "h", "libs": {"torch": ["2.0", 1]}},
+        "drift": 0.0,
+        "flagged": False,
+    },
+    ("POST", "/v1/jobs/{job_id}/fail"): lambda: {"lease_token": "tok", "error": "boom"},
+    ("POST", "/v1/refit"): lambda: {"space": "fbnet", "wait": False},
+    ("POST", "/v1/tokens"): lambda: {"label": "fuzz", "device": DEVICE, "expires_in_s": 3600},
+}
+# Never mutated: a refit with wait=true would fit predictors and search fronts (seconds each).
+FROZEN = {("POST", "/v1/refit"): {("wait",)}}
+_DEFAULT_BY_NAME = {
+    "space": SPACE,
+    "task": TASK,
+    "device": DEVICE,
+    "name": DEVICE,
+    "arch": ARCH,
+    "metric": "latency_ms",
+    "profiler": PROFILER,
+}
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            options = [s for s in schema[key] if _resolve(spec, s).get("type") != "null"]
+            return _resolve(spec, options[0]) if options else {"type": "null"}
+    return schema
+
+
+def _sample(spec: dict[str, Any], name: str, schema: dict[str, Any]) -> Any:
+    """A plausible value of a property of a route that has no template here."""
+    schema = _resolve(spec, schema)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "string":
+        if schema.get("format") == "date-time":
+            return "2024-01-01T00:00:00Z"
+        return _DEFAULT_BY_NAME.get(name, "x")
+    if kind == "integer":
+        return max(1, int(schema.get("minimum", 1)))
+    if kind == "number":
+        return 1.0
+    if kind == "boolean":
+        return False
+    if kind == "array":
+        return []
+    if kind == "object":
+        return {p: _sample(spec, p, s) for p, s in schema.get("properties", {}).items()}
+    return None
+
+
+def _fill_path(template: str, service: Service) -> str:
+    values = {"job_id": str(service.job_id or 1), "name": DEVICE, "space": SPACE}
+    return "/".join(
+        values.get(part[1:-1], "1") if part.startswith("{") else part for part in template.split("/")
+    )
+
+
+@dataclass
+class Op:
+    method: str
+    template: str
+    path: str
+    body: Any
+
+    @property
+    def frozen(self) -> set[tuple[Any, ...]]:
+        return FROZEN.get((self.method, self.template), set())
+
+
+def body_ops(service: Service) -> list[Op]:
+    """Every route with a JSON body in the app's OpenAPI (templates here, or sampled)."""
+    spec = service.auth_client.app.openapi()  # type: ignore[attr-defined]
+    ops = []
+    for template, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            if "requestBody" not in operation or method.upper() == "DELETE":
+                continue
+            key = (method.upper(), template)
+            if key in TEMPLATES:
+                body = TEMPLATES[key]()
+            else:
+                schema = operation["requestBody"]["content"]["application/json"]["schema"]
+                body = _sample(spec, "", schema)
+            ops.append(Op(method.upper(), template, _fill_path(template, service), body))
+    return ops
+
+
+def json_paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], bool]]:
+    """(path, is_object) of every value inside ``value``, itself included."""
+    yield prefix, isinstance(value, dict)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from json_paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from json_paths(item, (*prefix, i))
+
+
+def replaced(body: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    out = copy.deepcopy(body)
+    target = out
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    return out
+
+
+# -------------------------------------------------------------------------------- strategies
+
+SURROGATE = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+CHARACTER = st.one_of(st.characters(), SURROGATE, st.sampled_from("\x00\ufffd\ufeff\u2028\U0001d518"))
+TEXTS = st.one_of(st.sampled_from(NASTY_STRINGS), st.text(CHARACTER, max_size=12))
+EXTREME_FLOATS = [1e308, -1e308, 1.7976931348623157e308, 5e-324, -5e-324, 2.2250738585072014e-308, -0.0]
+EXTREME_FLOATS += [0.0, 1e16, 2.0**53, 0.1, 1e-300, 123456789.123456789]
+EXTREME_INTS = [2**53, 2**53 + 1, -(2**53), 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 0, INT32, INT32 + 1]
+RAW_NUMBERS = [
+    "1" + "0" * 5000,
+    "-" + "9" * 5000,
+    "0." + "0" * 5000 + "1",
+    "1e400",
+    "-1e400",
+    "1E-400",
+    "1e99999999999999999999",
+    "123456789012345678901234567890.5",
+    "-0",
+    "0e0",
+]
+NUMBERS = st.one_of(
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(EXTREME_FLOATS + EXTREME_INTS),
+    st.sampled_from([Raw(n) for n in RAW_NUMBERS]),
+)
+DATETIMES_TEXT = [
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+14:00",
+    "0001-01-01T00:00:00-12:00",
+    "0001-01-01T00:00:00",
+    "0001-01-01",
+    "9999-12-31T23:59:59.999999Z",
+    "9999-12-31T23:59:59-12:00",
+    "9999-12-31T23:59:59+14:00",
+    "9999-12-31",
+    "0000-01-01",
+    "0000-01-01T00:00:00Z",
+    "2016-12-31T23:59:60Z",
+    "2016-12-31T23:59:60.5+00:00",
+    "10000-01-01T00:00:00Z",
+    "99999-12-31T00:00:00Z",
+    "+002016-01-01T00:00:00Z",
+    "2024-02-30T00:00:00Z",
+    "2024-01-01T24:00:00Z",
+    "2024-01-01T00:00:00+24:00",
+    "2024-01-01T00:00:00+23:59",
+    "2024-01-01T00:00:00-23:59",
+    "2024-01-01T00:00:00.123456789Z",
+    "2024-01-01T00:00:00\x00Z",
+    "2024-01-01T00:00:00\ud800",
+    "1970-01-01T00:00:00Z",
+    "2024-W01-1",
+    "20240101T000000Z",
+]
+DATETIME_VALUES: list[Any] = DATETIMES_TEXT + [0, -1, 1e308, -1e308, 253402300800, -62135596801, 2**63, 1.5]
+DATETIME_VALUES += [Raw("1" + "0" * 5000), True, [], {}]
+
+JSON_LEAVES = st.one_of(st.none(), st.booleans(), NUMBERS, TEXTS, st.sampled_from(DATETIMES_TEXT))
+JSON_ANY = st.recursive(
+    JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXTS, inner, max_size=3),
+    max_leaves=10,
+)
+
+client_ids = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:-]{0,40}\Z")
+names = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9_.:+-]{0,127}\Z")
+finite_floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(EXTREME_FLOATS)
+positive_floats = st.floats(min_value=5e-324, allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [5e-324, 1e308, 1.7976931348623157e308, 2.2250738585072014e-308, 1e-300]
+)
+nonneg_floats = st.floats(min_value=0.0, allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [0.0, 5e-324, 1e308]
+)
+safe_ints = st.integers(-(2**53), 2**53) | st.sampled_from([2**53, -(2**53), 0, -1, INT32])
+timezones = st.none() | st.builds(
+    lambda minutes: dt.timezone(dt.timedelta(minutes=minutes)), st.integers(-12 * 60, 14 * 60)
+)
+datetimes = st.datetimes(
+    min_value=dt.datetime(1, 1, 1),
+    max_value=dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+    timezones=timezones,
+)
+
+
+def environments(leaves: st.SearchStrategy[Any], keys: st.SearchStrategy[str] = TEXTS) -> st.SearchStrategy:
+    """JSON objects of the given leaves, with some values wrapped up to 40 levels deep."""
+    values = st.recursive(
+        leaves,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+        max_leaves=8,
+    )
+    deep = st.builds(nest, values, st.lists(st.sampled_from(["list", "dict"]), max_size=40))
+    return st.dictionaries(keys, values | deep, max_size=4)
+
+
+ENV_TEXT = environments(TEXTS)
+ENV_NUMBERS = environments(st.one_of(safe_ints, finite_floats), keys=st.sampled_from(["a", "b", "c"]))
+ENV_SHAPES = environments(st.one_of(st.none(), st.booleans(), st.integers(-9, 9), st.sampled_from(["s", ""])))
+ENV_ANY = environments(st.one_of(st.none(), st.booleans(), safe_ints, finite_floats, TEXTS))
+
+
+@st.composite
+def measurement_items(draw: st.DrawFn, env: st.SearchStrategy[Any]) -> dict[str, Any]:
+    """A measurement item that may or may not be valid; optional fields present at random."""
+    latency = draw(st.booleans())
+    item: dict[str, Any] = {
+        "id": draw(client_ids),
+        "space": SPACE,
+        "arch": draw(st.sampled_from(ARCHS)),
+        "metric": "latency_ms" if latency else "score",
+    }
+    if latency:
+        item["device"] = DEVICE
+        item["value"] = draw(positive_floats)
+    else:
+        item["task"] = draw(st.sampled_from(TASKS))
+        item["value"] = draw(finite_floats)
+    optional = {
+        "std": nonneg_floats,
+        "repeats": st.integers(1, INT32),
+        "profiler": names,
+        "profiler_version": st.text(CHARACTER, max_size=64),
+        "environment": env,
+        "drift": nonneg_floats,
+        "flagged": st.booleans(),
+        "measured_at": st.builds(dt.datetime.isoformat, datetimes),
+    }
+    for key, strategy in optional.items():
+        if draw(st.booleans()):
+            item[key] = draw(strategy)
+    return item
+
+
+# --------------------------------------------------------------------------- read-back checks
+
+_PARSE_DATETIME = TypeAdapter(dt.datetime)
+
+
+def expected_instant(value: Any) -> dt.datetime:
+    """The instant the API should store for an accepted ``measured_at`` (naive: UTC)."""
+    parsed = _PARSE_DATETIME.validate_json(encode(value))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def _same_instant(sent: Any, got: Any) -> bool:
+    if sent is None or got is None:
+        return sent is got
+    try:
+        return expected_instant(sent) == dt.datetime.fromisoformat(got)
+    except (ValueError, OverflowError):
+        return False
+
+
+FLOAT_FIELDS = ("value", "std", "drift")
+MEASUREMENT_FIELDS = {
+    "space": None,
+    "arch": None,
+    "device": None,
+    "task": None,
+    "metric": None,
+    "value": None,
+    "std": None,
+    "repeats": None,
+    "profiler": None,
+    "profiler_version": None,
+    "environment": None,
+    "drift": None,
+    "flagged": False,
+}
+
+
+def measurement_differences(sent: dict[str, Any], got: dict[str, Any], check_time: bool = True) -> list[str]:
+    """How a measurement read back differs from the item that was accepted."""
+    expected = json_round_trip(sent)
+    out = []
+    for key, default in MEASUREMENT_FIELDS.items():
+        want = expected.get(key, default)
+        if canon(got.get(key)) != canon(want):
+            out.append(f"{key}: sent {want!r}, read back {got.get(key)!r}")
+    if "id" in sent and got.get("client_id") != expected["id"]:
+        out.append(f"id: sent {expected['id']!r}, read back {got.get('client_id')!r}")
+    if check_time and not _same_instant(expected.get("measured_at"), got.get("measured_at")):
+        out.append(f"measured_at: sent {expected.get('measured_at')!r}, read back {got.get('measured_at')!r}")
+    return out
+
+
+def read_back_measurements(
+    client: TestClient, headers: dict[str, str], items: list[dict[str, Any]]
+) -> list[str]:
+    """Every accepted item through GET /v1/measurements, unfiltered and with filters (each alone
+    and all of an item's together); /v1/jobs and /v1/campaigns must answer 200 too."""
+    problems = []
+    queries: list[tuple[tuple[str, str], ...]] = [(), (("device", DEVICE),)]
+    for item in items:
+        target = ("device", DEVICE) if item.get("device") else ("task", item["task"])
+        queries.append((("space", item["space"]), ("metric", item["metric"]), ("arch", item["arch"]), target))
+        queries.append((("arch", item["arch"]),))
+        queries.append((target,))
+    for query in dict.fromkeys(queries):
+        url = "/v1/measurements?" + "".join(f"{k}={quote(v)}&" for k, v in query) + "limit=1000"
+        rows = {row["client_id"]: row for row in get_json(client, url, headers)["measurements"]}
+        for item in items:
+            if any(item.get(key) != value for key, value in query):
+                continue
+            if item["id"] not in rows:
+                problems.append(f"GET {url}: accepted item {item['id']!r} missing")
+                continue
+            problems.extend(f"GET {url}: {d}" for d in measurement_differences(item, rows[item["id"]]))
+    for url in ("/v1/jobs?limit=1000", "/v1/campaigns"):
+        get_json(client, url, headers)
+    return problems
+
+
+def _unique(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items with ids unique to this example (Hypothesis repeats drawn ids across examples)."""
+    prefix = uuid.uuid4().hex[:8]
+    return [dict(item, id=f"{prefix}{i}-{item['id']}"[:64]) for i, item in enumerate(items)]
+
+
+# ============================================================================ 1. no 5xx: sweeps
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_surrogates_and_nul_in_every_body_field(with_job: Service, mode: str) -> None:
+    """Each string/number/null/bool value, and a new key in each object (settings, environment,
+    the body itself: echoed by 'extra fields not permitted'), replaced by surrogates and NULs."""
+    service, findings = with_job, Findings()
+    client, headers = service.client(mode), service.headers(mode)
+    for op in body_ops(service):
+        for path, is_object in json_paths(op.body):
+            if path in op.frozen:
+                continue
+            for nasty in SWEEP_STRINGS[mode]:
+                label = f"[{mode}] {'.'.join(map(str, path)) or '<body>'}={nasty!r}"
+                if path and not is_object:
+                    findings.send(
+                        client,
+                        op.method,
+                        op.path,
+                        replaced(op.body, path, nasty),
+                        headers=headers,
+                        label=label,
+                    )
+                if is_object:
+                    key_label = f"[{mode}] key {nasty!r} in {'.'.join(map(str, path)) or '<body>'}"
+                    body = replaced(op.body, (*path, nasty), 1)
+                    findings.send(client, op.method, op.path, body, headers=headers, label=key_label)
+            if path == () and mode == "admin":
+                for nasty in SWEEP_STRINGS[mode]:
+                    findings.send(client, op.method, op.path, nasty, headers=headers, label=f"body={nasty!r}")
+    findings.check()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_lone_surrogates_in_validation_error_echoes(service: Service, mode: str) -> None:
+    """Invalid inputs holding lone surrogates, which a 422 (or 401) echoes back in its detail."""
+    findings = Findings()
+    client, headers = service.client(mode), service.headers(mode)
+    cases: list[tuple[str, Any]] = [
+        ("/v1/query", {"space": "\ud800"}),
+        ("/v1/query", {"space": "\udfff"}),
+        ("/v1/query", {"space": SPACE, "task": "\ud800", "device": "\udfff", "latency_budget_ms": "\ud800"}),
+        ("/v1/query", {"\ud800": "\udfff"}),
+        ("/v1/query", ["\ud800"]),
+        ("/v1/query", "\ud800"),
+        ("/v1/devices", {"name": "\ud800"}),
+        ("/v1/devices", {"name": "ok", "profiler": "\udfff", "settings": {"\ud800": "\udfff"}}),
+        ("/v1/devices", {"name": "ok", "profiler": PROFILER, "settings": {"task": ["\ud800"], "\udfff": {}}}),
+        ("/v1/devices", {"name": "ok", "profiler": PROFILER, "settings": {"batch_size": "\ud800"}}),
+        ("/v1/measurements", {"measurements": [{"id": "\ud800"}]}),
+        ("/v1/measurements", {"measurements": [{"\ud800": "\udfff"}]}),
+        ("/v1/measurements", {"\udfff": []}),
+        ("/v1/measurements", {"measurements": [measurement_item(arch="\ud800")]}),
+        ("/v1/measurements", {"measurements": [measurement_item(device="\ud800x")]}),
+        ("/v1/measurements", {"measurements": [measurement_item(measured_at="\ud800")]}),
+        ("/v1/measurements", {"measurements": [measurement_item(environment="\ud800")]}),
+        ("/v1/measurements", {"measurements": [measurement_item(environment={"\x00\ud800": "\ud800"})]}),
+        ("/v1/campaigns", {"space": "\ud800", "device": "\udfff", "n": "\ud800"}),
+        ("/v1/campaigns", {"space": SPACE, "device": DEVICE, "n": 1, "candidates": ["\ud800"]}),
+        ("/v1/jobs/lease", {"device": "\ud800"}),
+        ("/v1/jobs/1/result", {"lease_token": "\ud800", "value": "\udfff", "environment": {"\ud800": 1}}),
+        ("/v1/jobs/1/fail", {"lease_token": "t", "error": "\ud800"}),
+        ("/v1/jobs/1/heartbeat", {"lease_token": "\ud800"}),
+        ("/v1/refit", {"space": "\ud800"}),
+        ("/v1/tokens", {"label": "\ud800", "device": "\udfff"}),
+    ]
+    for path, body in cases:
+        findings.send(client, "POST", path, body, headers=headers, label=f"[{mode}]")
+    findings.check()
+
+
+NUL_URLS = [
+    "/v1/devices/a%00b",
+    "/v1/devices/%00",
+    "/v1/devices/%ED%A0%80",
+    "/v1/devices/%ED%BF%BF",
+    "/v1/devices/%FF",
+    "/v1/devices/%C0%80",
+    "/v1/measurements?device=%00",
+    "/v1/measurements?device=%ED%A0%80",
+    "/v1/measurements?space=%00",
+    "/v1/measurements?task=%00",
+    "/v1/measurements?arch=%00",
+    "/v1/measurements?arch=a%00b&space=%ED%A0%80&task=%FF",
+    "/v1/measurements?metric=%00",
+    "/v1/measurements?limit=%00",
+    "/v1/measurements?offset=99999999999999999999999",
+    "/v1/jobs?device=%00",
+    "/v1/jobs?device=%ED%A0%80",
+    "/v1/jobs?status=%00",
+    "/v1/jobs?campaign=%00",
+    "/v1/jobs/%00",
+    "/v1/jobs/99999999999999999999",
+    "/v1/campaigns/%00",
+    "/v1/campaigns/1e308",
+    f"/v1/pareto?space={SPACE}&task=%00&device=x",
+    f"/v1/pareto?space={SPACE}&task={TASK}&device=%00",
+    f"/v1/pareto?space={SPACE}&task={TASK}&device=%ED%A0%80",
+    "/v1/pareto?space=%00&task=%00&device=%00",
+    "/v1/pareto?space=%ED%A0%80&task=a&device=b",
+    "/v1/spaces/%00",
+    "/v1/spaces/%ED%A0%80",
+    "/web/%00",
+    "/web/%ED%A0%80",
+    "/v1/tokens?x=%00",
+    "/%00",
+    "/v1/%00",
+    "/v1/devices?%00=%00",
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_nul_and_surrogates_in_path_and_query_parameters(with_job: Service, mode: str) -> None:
+    findings = Findings()
+    client, headers = with_job.client(mode), with_job.headers(mode)
+    urls = [*NUL_URLS, f"/v1/jobs/{with_job.job_id}?x=%00"]
+    for url in urls:
+        findings.send(client, "GET", url, headers=headers, label=f"[{mode}]")
+    for url in ("/v1/tokens/%00", "/v1/tokens/%ED%A0%80", "/v1/tokens/99999999999999999999"):
+        findings.send(client, "DELETE", url, headers=headers, label=f"[{mode}]")
+    findings.send(client, "POST", "/v1/jobs/%00/result", {"lease_token": "t", "value": 1}, headers=headers)
+    findings.send(client, "POST", "/v1/jobs/%ED%A0%80/fail", {"lease_token": "t"}, headers=headers)
+    findings.check()
+
+
+NESTING_DEPTHS = [16, 17, 20, 100, 300, 1000, 5000]
+NESTING_KINDS = ["list", "dict", "mixed"]
+
+
+def test_deeply_nested_json(with_job: Service) -> None:
+    """Nested environment, settings, result environment, field values and whole bodies (16 to
+    5000 levels); an accepted measurement must read back the same."""
+    service, findings = with_job, Findings()
+    client, headers = service.auth_client, service.admin
+    accepted: list[tuple[str, dict[str, Any], str]] = []
+    for depth in NESTING_DEPTHS:
+        for kind in NESTING_KINDS:
+            deep = nested_text(depth, kind)
+            label = f"depth={depth} kind={kind}"
+            item = measurement_item(environment={"x": "@@"})
+            body = encode({"measurements": [item]}).replace(b'"@@"', deep.encode())
+            response = findings.send(
+                client,
+                "POST",
+                "/v1/measurements",
+                content=body,
+                headers=headers,
+                label=f"{label} environment",
+            )
+            if response is not None and response.status_code < 300:
+                accepted.append((label, item, deep))
+            bodies = {
+                "device settings": encode(
+                    {"name": f"deep{depth}{kind}", "profiler": PROFILER, "settings": {"x": "@@"}}
+                ),
+                "device settings value": encode(
+                    {"name": f"deep{depth}{kind}v", "profiler": PROFILER, "settings": {"task": "@@"}}
+                ),
+            }
+            for what, raw in bodies.items():
+                findings.send(
+                    client,
+                    "POST",
+                    "/v1/devices",
+                    content=raw.replace(b'"@@"', deep.encode()),
+                    headers=headers,
+                    label=f"{label} {what}",
+                )
+            result = encode({"lease_token": "tok", "value": 1.0, "environment": {"x": "@@"}})
+            findings.send(
+                client,
+                "POST",
+                f"/v1/jobs/{service.job_id}/result",
+                content=result.replace(b'"@@"', deep.encode()),
+                headers=headers,
+                label=f"{label} result environment",
+            )
+            query = encode({"space": "@@", "task": TASK, "device": DEVICE, "latency_budget_ms": 1.0})
+            findings.send(
+                client,
+                "POST",
+                "/v1/query",
+                content=query.replace(b'"@@"', deep.encode()),
+                label=f"{label} query space",
+            )
+            whole = nested_text(depth, kind, leaf=encode({"space": SPACE}).decode())
+            for path in ("/v1/measurements", "/v1/devices", "/v1/query", "/v1/campaigns"):
+                findings.send(
+                    client, "POST", path, content=whole.encode(), headers=headers, label=f"{label} body"
+                )
+    rows = findings.get_json(client, "/v1/measurements?limit=1000", headers, "nesting read-back")
+    devices = findings.get_json(client, "/v1/devices", headers, "nesting read-back")
+    if rows is not None and devices is not None:
+        stored = {row["client_id"]: row for row in rows["measurements"]}
+        for label, item, deep in accepted:
+            try:
+                want = {"x": json.loads(deep)}
+            except RecursionError:
+                findings.add("accepted a body too deep for Python's json to read back", label)
+                continue
+            got = stored.get(item["id"], {}).get("environment")
+            if got is None or canon(got) != canon(want):
+                findings.add("nested environment read back changed or missing", f"{label}: {str(got)[:120]}")
+    findings.check()
+
+
+def _numeric_paths(body: Any) -> list[tuple[Any, ...]]:
+    out = []
+    for path, _ in json_paths(body):
+        value = body
+        for step in path:
+            value = value[step]
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out.append(path)
+    return out
+
+
+NUMBER_LITERALS = [
+    "1e308",
+    "-1e308",
+    "1.7976931348623157e308",
+    "5e-324",
+    "-5e-324",
+    "2.2250738585072014e-308",
+    str(2**53),
+    str(2**53 + 1),
+    str(2**63),
+    str(2**64),
+    str(-(2**63) - 1),
+    "-0.0",
+    "-0",
+    "0",
+    "1" + "0" * 5000,
+    "-" + "9" * 5000,
+    "0." + "0" * 5000 + "1",
+    "1e400",
+    "-1e400",
+    "1E-400",
+    "1e99999999999999999999",
+    "123456789012345678901234567890.5",
+    "1.0000000000000000000000001",
+]
+
+
+def test_huge_and_tiny_numbers_in_every_numeric_field(with_job: Service) -> None:
+    """Raw number literals in each numeric field, in settings and in environment values."""
+    service, findings = with_job, Findings()
+    client, headers = service.auth_client, service.admin
+    for op in body_ops(service):
+        paths = _numeric_paths(op.body)
+        if op.template == "/v1/devices":
+            paths += [("settings", "batch_size"), ("settings", "target_rse"), ("settings", "seed")]
+        if op.template == "/v1/measurements":
+            paths += [("measurements", 0, "environment", "n")]
+        if op.template == "/v1/jobs/{job_id}/result":
+            paths += [("environment", "n")]
+        for path in paths:
+            if path in op.frozen:
+                continue
+            for literal in NUMBER_LITERALS:
+                body = replaced(op.body, path, Raw(literal))
+                if op.template == "/v1/devices":
+                    body["name"] = "num" + uuid.uuid4().hex[:10]
+                if op.template == "/v1/measurements":
+                    body["measurements"][0]["id"] = "num" + uuid.uuid4().hex[:10]
+                label = f"{'.'.join(map(str, path))}={Raw(literal)!r}"
+                findings.send(client, op.method, op.path, body, headers=headers, label=label)
+    findings.check()
+
+
+def test_number_literals_read_back_unchanged(service: Service) -> None:
+    """An accepted extreme number (environment value, value, std, drift, repeats) reads back as the
+    same JSON number; 5000-digit integers are compared as text."""
+    findings = Findings()
+    client, headers = service.auth_client, service.admin
+    accepted: dict[str, tuple[str, str]] = {}
+    for literal in NUMBER_LITERALS:
+        for key in ("environment", "value", "std", "drift", "repeats"):
+            item = measurement_item(metric="score", device=None, task=TASK)
+            item[key] = {"n": Raw(literal)} if key == "environment" else Raw(literal)
+            response = findings.send(
+                client,
+                "POST",
+                "/v1/measurements",
+                {"measurements": [item]},
+                headers=headers,
+                label=f"{key}={Raw(literal)!r}",
+            )
+            if response is not None and response.status_code < 300:
+                accepted[item["id"]] = (key, literal)
+    page = findings.get_json(client, "/v1/measurements?limit=1000", headers, "numbers read-back")
+    if page is not None:
+        rows = {row["client_id"]: row for row in page["measurements"]}
+        for client_id, (key, literal) in accepted.items():
+            got = rows.get(client_id, {}).get(key)
+            got = got.get("n") if key == "environment" and isinstance(got, dict) else got
+            try:
+                want = json.loads(literal)
+            except ValueError:  # beyond Python's int digit limit: compare the texts
+                want = None
+            if want is None:
+                same = str(got) == literal
+            elif key in FLOAT_FIELDS and isinstance(got, float):  # an integer sent to a float field
+                same = got == float(want) and math.copysign(1, got) == math.copysign(1, float(want))
+            else:
+                same = canon(got) == canon(want)
+            if not same:
+                findings.add(
+                    f"accepted number read back changed ({key})",
+                    f"{key}={Raw(literal)!r}: read back {str(got)[:60]}",
+                )
+    findings.check()
+
+
+def test_extreme_datetimes(service: Service) -> None:
+    """measured_at at year 1 and 9999 with +14:00 / -12:00, year 0, leap seconds, huge years,
+    numbers; an accepted one reads back as the same instant."""
+    findings = Findings()
+    client, headers = service.auth_client, service.admin
+    accepted = {}
+    for mode in MODES:
+        for value in DATETIME_VALUES:
+            item = measurement_item(measured_at=value)
+            response = findings.send(
+                service.client(mode),
+                "POST",
+                "/v1/measurements",
+                {"measurements": [item]},
+                headers=service.headers(mode),
+                label=f"[{mode}] measured_at={value!r}",
+            )
+            if response is not None and response.status_code < 300:
+                accepted[item["id"]] = value
+    page = findings.get_json(client, "/v1/measurements?limit=1000", headers, "datetimes read-back")
+    if page is not None:
+        rows = {row["client_id"]: row for row in page["measurements"]}
+        for client_id, value in accepted.items():
+            got = rows.get(client_id, {}).get("measured_at")
+            if not _same_instant(value, got):
+                findings.add(
+                    "accepted measured_at read back as another instant", f"{value!r}: read back {got!r}"
+                )
+    findings.check()
+
+
+@pytest.mark.parametrize("size", [1 * MB, 5 * MB, 20 * MB], ids=["1MB", "5MB", "20MB"])
+def test_large_bodies(service: Service, size: int) -> None:
+    """Bodies of 1 to 20 MB: never a 5xx (413 once a body limit exists, 422, or accepted); what
+    is accepted reads back (200, same content)."""
+    findings = Findings()
+    client, headers = service.auth_client, service.admin
+    per_item = len(encode(measurement_item()))
+    big_string = "x" * size
+    many_keys = {f"k{i}": i for i in range(size // 12)}
+    items = [measurement_item(environment=None, arch=ARCHS[i % len(ARCHS)]) for i in range(size // per_item)]
+    stored_env = measurement_item(environment={"blob": big_string})
+    stored_keys = measurement_item(environment=many_keys)
+    bodies: dict[str, tuple[str, bytes]] = {
+        "environment string": ("/v1/measurements", encode({"measurements": [stored_env]})),
+        "environment keys": ("/v1/measurements", encode({"measurements": [stored_keys]})),
+        "many items": ("/v1/measurements", encode({"measurements": items})),
+        "long arch": ("/v1/measurements", encode({"measurements": [measurement_item(arch=big_string)]})),
+        "surrogate string": (
+            "/v1/measurements",
+            encode({"measurements": [measurement_item(id="\ud800" * (size // 6))]}),
+        ),
+        "query echo": ("/v1/query", encode({"space": big_string, "task": TASK, "device": DEVICE})),
+        "device setting": (
+            "/v1/devices",
+            encode({"name": "big", "profiler": PROFILER, "settings": {"task": big_string}}),
+        ),
+        "not json": ("/v1/measurements", b"{" * size),
+        "whitespace": ("/v1/query", b" " * size + b"{}"),
+    }
+    accepted = set()
+    for what, (path, content) in bodies.items():
+        response = findings.send(
+            client, "POST", path, content=content, headers=headers, label=f"{what} ({len(content)} bytes)"
+        )
+        if response is not None and response.status_code < 300:
+            accepted.add(what)
+    page = findings.get_json(client, "/v1/measurements?limit=1000", headers, "large read-back")
+    if page is not None:
+        rows = {row["client_id"]: row for row in page["measurements"]}
+        for what, item in (("environment string", stored_env), ("environment keys", stored_keys)):
+            if what in accepted and canon(rows.get(item["id"], {}).get("environment")) != canon(
+                item["environment"]
+            ):
+                findings.add("accepted large environment read back changed or missing", what)
+        if "many items" in accepted and page["total"] < len(items):
+            findings.add("accepted batch not all stored", f"{len(items)} items, total {page['total']}")
+    if "device setting" in accepted:
+        device = findings.get_json(client, "/v1/devices/big", headers, "large read-back")
+        if device is not None and device.get("settings", {}).get("task") != big_string:
+            findings.add("accepted large setting read back changed", "device setting")
+    findings.check()
+
+
+# ====================================================================== 2. no 5xx: Hypothesis
+
+
+@given(data=st.data())
+@fuzz_settings(80)
+def test_fuzzed_bodies_never_get_a_5xx(with_job: Service, data: st.DataObject) -> None:
+    """Any route's valid body with one to three values (or keys) replaced by nasty JSON."""
+    ops = body_ops(with_job)
+    op = data.draw(st.sampled_from(ops), label="op")
+    mode = data.draw(st.sampled_from(MODES), label="mode")
+    paths = [(p, is_obj) for p, is_obj in json_paths(op.body) if p not in op.frozen]
+    body = op.body
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        path, is_object = data.draw(st.sampled_from(paths), label="path")
+        if is_object and data.draw(st.booleans(), label="add key"):
+            path = (*path, data.draw(TEXTS, label="key"))
+        try:
+            body = replaced(body, path, data.draw(JSON_ANY, label="value"))
+        except (KeyError, IndexError, TypeError):  # an earlier mutation replaced a parent
+            continue
+    request(with_job.client(mode), op.method, op.path, body, headers=with_job.headers(mode))
+
+
+def _get_operations(service: Service) -> list[tuple[str, list[dict[str, Any]]]]:
+    spec = service.auth_client.app.openapi()  # type: ignore[attr-defined]
+    return [
+        (path, [p for p in methods["get"].get("parameters", [])])
+        for path, methods in spec["paths"].items()
+        if "get" in methods
+    ] + [("/web/{name}", [{"name": "name", "in": "path", "required": True}])]
+
+
+_GOOD_PARAMS = {
+    "space": SPACE,
+    "task": TASK,
+    "device": DEVICE,
+    "name": DEVICE,
+    "arch": ARCH,
+    "metric": "latency_ms",
+    "status": "queued",
+    "limit": "10",
+    "offset": "0",
+}
+PARAM_VALUES = st.one_of(
+    TEXTS,
+    st.sampled_from(
+        [
+            b"\xff",
+            b"\xc0\x80",
+            b"\xed\xa0\x80",
+            b"%00",
+            "x" * 5000,
+            "-1",
+            "1e308",
+            "NaN",
+            "-0",
+            "..",
+            "/",
+            "?#",
+        ]
+    ),
+    st.integers().map(str),
+)
+
+
+@given(data=st.data())
+@fuzz_settings(80)
+def test_fuzzed_path_and_query_parameters_never_get_a_5xx(with_job: Service, data: st.DataObject) -> None:
+    path, params = data.draw(st.sampled_from(_get_operations(with_job)), label="route")
+    mode = data.draw(st.sampled_from(MODES), label="mode")
+    good = {
+        **_GOOD_PARAMS,
+        "job_id": str(with_job.job_id),
+        "campaign_id": str(with_job.campaign_id),
+        "campaign": str(with_job.campaign_id),
+    }
+    values: dict[str, str | bytes] = {}
+    for param in params:
+        name = param["name"]
+        if data.draw(st.booleans(), label=f"fuzz {name}"):
+            values[name] = data.draw(PARAM_VALUES, label=name)
+        elif param.get("required") or param.get("in") == "path" or data.draw(st.booleans(), label=f"{name}"):
+            values[name] = good.get(name, "1")
+    url = path
+    query = []
+    for param in params:
+        name = param["name"]
+        if name not in values:
+            continue
+        if param.get("in") == "path":
+            url = url.replace("{" + name + "}", quote(values[name]) or "x")
+        else:
+            query.append(f"{name}={quote(values[name])}")
+    if data.draw(st.booleans(), label="extra parameter"):
+        query.append(
+            f"{quote(data.draw(TEXTS, label='extra name'))}={quote(data.draw(TEXTS, label='extra'))}"
+        )
+    url = url + ("?" + "&".join(query) if query else "")
+    note(f"GET {url}")
+    request(with_job.client(mode), "GET", url, headers=with_job.headers(mode))
+
+
+# ================================================================ 3. round trips: Hypothesis
+
+
+def _post_and_read_back(service: Service, mode: str, items: list[dict[str, Any]]) -> None:
+    client, headers = service.client(mode), service.headers(mode)
+    items = _unique(items)
+    response = request(client, "POST", "/v1/measurements", {"measurements": items}, headers=headers)
+    note(f"POST /v1/measurements -> {response.status_code} {response.text[:300]}")
+    if response.status_code >= 300:
+        return
+    assert response.json()["inserted"] == len(items), response.text
+    problems = read_back_measurements(client, headers, items)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("mode", ["admin", "auth-off"])
+@given(items=st.lists(measurement_items(ENV_ANY), min_size=1, max_size=3))
+@fuzz_settings(30)
+def test_accepted_measurements_read_back_unchanged(
+    service: Service, mode: str, items: list[dict[str, Any]]
+) -> None:
+    """Every field of an accepted measurement (environment of any accepted shape included) reads
+    back unchanged through GET /v1/measurements with and without filters."""
+    _post_and_read_back(service, mode, items)
+
+
+@given(items=st.lists(measurement_items(ENV_TEXT), min_size=1, max_size=2))
+@fuzz_settings(25)
+def test_accepted_environment_text_reads_back_unchanged(
+    service: Service, items: list[dict[str, Any]]
+) -> None:
+    """Environment keys and string values of any characters (surrogates, NUL, non-BMP)."""
+    _post_and_read_back(service, "admin", items)
+
+
+@given(items=st.lists(measurement_items(ENV_NUMBERS), min_size=1, max_size=2))
+@fuzz_settings(25)
+def test_accepted_environment_numbers_read_back_unchanged(
+    service: Service, items: list[dict[str, Any]]
+) -> None:
+    """Environment numbers (floats of any magnitude, -0.0, integers up to 2**53)."""
+    _post_and_read_back(service, "admin", items)
+
+
+@given(items=st.lists(measurement_items(ENV_SHAPES), min_size=1, max_size=2))
+@fuzz_settings(25)
+def test_accepted_environment_shapes_read_back_unchanged(
+    service: Service, items: list[dict[str, Any]]
+) -> None:
+    """Environments of any nesting (lists and objects up to ~40 levels) with plain leaves."""
+    _post_and_read_back(service, "admin", items)
+
+
+@given(value=st.one_of(st.builds(dt.datetime.isoformat, datetimes), st.sampled_from(DATETIME_VALUES)))
+@fuzz_settings(40)
+def test_accepted_measured_at_reads_back_as_the_same_instant(service: Service, value: Any) -> None:
+    client, headers = service.auth_client, service.admin
+    item = measurement_item(measured_at=value)
+    response = request(client, "POST", "/v1/measurements", {"measurements": [item]}, headers=headers)
+    if response.status_code >= 300:
+        return
+    url = f"/v1/measurements?arch={quote(ARCH)}&device={DEVICE}&limit=1000"
+    rows = {row["client_id"]: row for row in get_json(client, url, headers)["measurements"]}
+    got = rows[item["id"]]["measured_at"]
+    assert _same_instant(value, got), f"measured_at {value!r} read back as {got!r}"
+
+
+SETTING_KEYS = list(get_profiler_class(PROFILER).settings_spec)
+
+
+@st.composite
+def device_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    values = st.one_of(
+        JSON_LEAVES, safe_ints, st.integers(1, 64), finite_floats, TEXTS, st.sampled_from(TASKS)
+    )
+    keys = draw(st.lists(st.sampled_from(SETTING_KEYS), max_size=4, unique=True))
+    return {
+        "name": draw(names),
+        "profiler": draw(st.sampled_from([PROFILER, PROFILER, "onnxruntime-cpu", "table"])),
+        "settings": {key: draw(values) for key in keys},
+    }
+
+
+@pytest.mark.parametrize("mode", ["admin", "auth-off"])
+@given(body=device_bodies())
+@fuzz_settings(40)
+def test_accepted_devices_read_back_unchanged(service: Service, mode: str, body: dict[str, Any]) -> None:
+    """Name, profiler and settings of an accepted device, through GET /v1/devices and
+    GET /v1/devices/{name}."""
+    client, headers = service.client(mode), service.headers(mode)
+    response = request(client, "POST", "/v1/devices", body, headers=headers)
+    note(f"POST /v1/devices -> {response.status_code} {response.text[:300]}")
+    if response.status_code >= 300:
+        return
+    want = canon(json_round_trip(body))
+
+    def shown(device: dict[str, Any]) -> str:
+        return canon({key: device.get(key) for key in ("name", "profiler", "settings")})
+
+    assert shown(response.json()) == want, f"POST /v1/devices answered {response.json()!r}"
+    listed = {d["name"]: d for d in get_json(client, "/v1/devices", headers)}
+    assert body["name"] in listed
+    assert shown(listed[body["name"]]) == want, f"GET /v1/devices shows {listed[body['name']]!r}"
+    one = get_json(client, f"/v1/devices/{quote(body['name'])}", headers)
+    assert shown(one) == want, f"GET /v1/devices/{{name}} shows {one!r}"
+
+
+@st.composite
+def campaign_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    space = draw(st.sampled_from(list_spaces()))
+    tasks = list(get_space(space).tasks)
+    body: dict[str, Any] = {
+        "space": space,
+        "device": DEVICE,
+        "n": draw(st.integers(1, 3)),
+        "strategy": "random",
+    }
+    if tasks and draw(st.booleans()):
+        body["task"] = draw(st.sampled_from(tasks))
+    if draw(st.booleans()):
+        body["seed"] = draw(st.sampled_from([0, 1, INT32]) | st.integers(0, INT32))
+    return body
+
+
+@given(body=campaign_bodies())
+@fuzz_settings(8)
+def test_accepted_campaigns_read_back_unchanged(service: Service, body: dict[str, Any]) -> None:
+    """An accepted campaign through GET /v1/campaigns, /v1/campaigns/{id} and its jobs through
+    GET /v1/jobs (by campaign, by device, one by one)."""
+    client, headers = service.auth_client, service.admin
+    response = request(client, "POST", "/v1/campaigns", body, headers=headers)
+    note(f"POST /v1/campaigns -> {response.status_code} {response.text[:300]}")
+    if response.status_code >= 300:
+        return
+    created = response.json()
+    expected = {
+        "space": body["space"],
+        "device": DEVICE,
+        "task": body.get("task"),
+        "metric": "score" if body.get("task") else "latency_ms",
+        "strategy": "random",
+        "n": body["n"],
+        "seed": body.get("seed"),
+        "jobs": {"queued": body["n"]},
+    }
+    shown = {c["id"]: c for c in get_json(client, "/v1/campaigns", headers)}
+    for where, got in (
+        ("POST", created),
+        ("GET /v1/campaigns", shown[created["id"]]),
+        ("GET /v1/campaigns/{id}", get_json(client, f"/v1/campaigns/{created['id']}", headers)),
+    ):
+        assert {k: got.get(k) for k in expected} == expected, f"{where} shows {got!r}"
+    jobs = get_json(client, f"/v1/jobs?campaign={created['id']}&limit=1000", headers)["jobs"]
+    by_device = {j["id"] for j in get_json(client, f"/v1/jobs?device={DEVICE}&limit=1000", headers)["jobs"]}
+    assert len(jobs) == body["n"]
+    for job in jobs:
+        want = {
+            "campaign_id": created["id"],
+            "space": body["space"],
+            "device": DEVICE,
+            "task": body.get("task"),
+            "metric": expected["metric"],
+            "status": "queued",
+        }
+        assert {k: job.get(k) for k in want} == want, f"GET /v1/jobs shows {job!r}"
+        assert job["id"] in by_device
+        assert get_json(client, f"/v1/jobs/{job['id']}", headers) == job
+
+
+@st.composite
+def result_bodies(draw: st.DrawFn) -> dict[str, Any]:
+    body: dict[str, Any] = {"value": draw(positive_floats)}
+    optional = {
+        "std": nonneg_floats,
+        "repeats": st.integers(1, INT32),
+        "profiler": names,
+        "profiler_version": st.text(CHARACTER, max_size=64),
+        "environment": ENV_ANY,
+        "drift": nonneg_floats,
+        "flagged": st.booleans(),
+    }
+    for key, strategy in optional.items():
+        if draw(st.booleans()):
+            body[key] = draw(strategy)
+    return body
+
+
+def test_accepted_job_results_read_back_unchanged(service: Service) -> None:
+    """A leased job's accepted result through GET /v1/measurements (with filters), the job through
+    GET /v1/jobs/{id} and /v1/jobs, its campaign's counts through GET /v1/campaigns."""
+    client, headers = service.auth_client, service.admin
+    campaign_id, _ = _campaign(service, 60)
+
+    @given(body=result_bodies())
+    @fuzz_settings(30)
+    def check(body: dict[str, Any]) -> None:
+        leased = request(client, "POST", "/v1/jobs/lease", {"device": DEVICE}, headers=headers).json()["jobs"]
+        if not leased:  # all 60 used (shrinking): nothing left to check
+            return
+        job = leased[0]
+        response = request(
+            client,
+            "POST",
+            f"/v1/jobs/{job['id']}/result",
+            {**body, "lease_token": job["lease_token"]},
+            headers=headers,
+        )
+        note(f"POST result -> {response.status_code} {response.text[:300]}")
+        if response.status_code >= 300:
+            return
+        measurement_id = response.json()["measurement_id"]
+        shown = get_json(client, f"/v1/jobs/{job['id']}", headers)
+        assert shown["status"] == "done" and shown["measurement_id"] == measurement_id, shown
+        done = get_json(client, f"/v1/jobs?device={DEVICE}&status=done&limit=1000", headers)["jobs"]
+        assert job["id"] in {j["id"] for j in done}
+        listed = get_json(client, f"/v1/jobs?campaign={campaign_id}&limit=1000", headers)["jobs"]
+        assert {j["id"]: j for j in listed}[job["id"]] == shown
+        sent = {**body, "space": job["space"], "arch": job["arch"], "device": DEVICE, "metric": "latency_ms"}
+        for url in (
+            "/v1/measurements?limit=1000",
+            f"/v1/measurements?device={DEVICE}&arch={quote(job['arch'])}&metric=latency_ms&space={SPACE}",
+        ):
+            rows = {row["id"]: row for row in get_json(client, url, headers)["measurements"]}
+            assert measurement_id in rows, f"GET {url} misses measurement {measurement_id}"
+            got = rows[measurement_id]
+            assert got["job_id"] == job["id"], got
+            problems = measurement_differences(sent, got, check_time=False)
+            assert not problems, f"GET {url}: " + "; ".join(problems)
+        counts = get_json(client, f"/v1/campaigns/{campaign_id}", headers)["jobs"]
+        assert counts.get("done", 0) >= 1, counts
+        get_json(client, "/v1/campaigns", headers)
+
+    check()
