@@ -11,6 +11,8 @@ class ServiceError(Exception):
     status_code = 400
 
     def __init__(self, message: str, loc: Sequence[str | int] | None = None) -> None:
+        # A message may quote client input; lone surrogates in it could not be encoded as UTF-8.
+        message = message.encode("utf-8", "backslashreplace").decode("utf-8")
         super().__init__(message)
         self.message = message
         self.loc = list(loc) if loc is not None else None

@@ -4,10 +4,11 @@ One accepted absurd value (a latency of 1e308 ms from an overflowed timer, a sco
 corrupt table) would otherwise make every fit of its target return non-finite predictions, and its
 fronts could never be computed. A value is impossible when it is
 
-* beyond :data:`MAX_MAGNITUDE` on the fit's scale (``|log value|`` for latencies, ``|value|`` for
-  scores): float64 arithmetic in the fit (variances, second moments) overflows there; or
+* beyond :data:`MAX_MAGNITUDE` in magnitude (a latency: also below its inverse, as the fit takes
+  logs), where float64 arithmetic in the fit (variances, second moments) overflows; or
 * farther than :data:`K_ROBUST` robust standard deviations from the median of its target's values,
-  on the same scale, once the target has :data:`MIN_VALUES` values. The robust standard deviation
+  on the log scale for latencies (as they are fitted) and as they are for scores, once the target
+  has :data:`MIN_VALUES` values. The robust standard deviation
   is ``1.4826 * MAD`` (the median absolute deviation; 1.4826 makes it the standard deviation of
   normal data), at least :data:`LOG_FLOOR` on the log scale and ``SCORE_FLOOR * |median|`` for
   scores, so that a few near-identical first values do not make every other value an outlier.
@@ -31,7 +32,7 @@ import numpy as np
 K_ROBUST = 50.0
 #: Fewer values than this say too little about the spread: only :data:`MAX_MAGNITUDE` applies.
 MIN_VALUES = 8
-#: Beyond this magnitude (of ``log value`` for latencies) squares overflow float64.
+#: Beyond this magnitude (for latencies: outside it and its inverse) squares overflow float64.
 MAX_MAGNITUDE = 1e150
 #: The least robust standard deviation on the log scale: subnets' timings rarely spread less.
 LOG_FLOOR = 0.1
@@ -61,7 +62,8 @@ def impossible(values: Sequence[float], log_scale: bool) -> list[str | None]:
             continue
         scale_value = math.log(value) if log_scale else value
         if abs(scale_value) > limit:
-            reasons[i] = f"beyond the magnitude a fit survives ({MAX_MAGNITUDE:g})"
+            bounds = f"{1 / MAX_MAGNITUDE:g}..{MAX_MAGNITUDE:g}" if log_scale else f"±{MAX_MAGNITUDE:g}"
+            reasons[i] = f"outside {bounds}, where a fit overflows"
         else:
             scaled[i] = scale_value
     if len(scaled) < MIN_VALUES:

@@ -274,10 +274,11 @@ def retract_measurement(
 class DataVersion(NamedTuple):
     """What a target's fit depends on: the largest id and the number of its live measurements.
 
-    A new measurement raises the count, a retraction lowers it (an insert and a retraction between
-    two looks raise the largest id), so the pair changes whenever the target's data does, without
-    a newer id being needed. Each predictor version stores the pair it was fitted on, as
-    ``last_measurement_id`` and ``n_train``.
+    A new measurement raises the count and a retraction lowers it; when both happen between two
+    looks, the new one raises the largest id. So the pair changes whenever the target's data does,
+    and a retraction needs no newer id. (One combination escapes it: on PostgreSQL, an insert that
+    commits after a higher id did, together with a retraction of another row.) Each predictor
+    version stores the pair it was fitted on, as ``last_measurement_id`` and ``n_train``.
     """
 
     last_id: int
@@ -288,7 +289,6 @@ class Skipped(NamedTuple):
     """A measurement that fits leave out as impossible, and why."""
 
     id: int
-    arch: str
     value: float
     reason: str
 
@@ -365,7 +365,7 @@ def _usable(rows: Sequence[Row[Any]], metric: str) -> tuple[list[tuple[Row[Any],
         if reason is None:
             kept.append((row, variance))
         else:
-            skipped.append(Skipped(row.id, row.arch, row.value, reason))
+            skipped.append(Skipped(row.id, row.value, reason))
     return kept, skipped
 
 

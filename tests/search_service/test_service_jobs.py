@@ -40,13 +40,19 @@ def test_campaign_queues_distinct_unmeasured_subnets(client: TestClient) -> None
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "strategy"]
 
 
-def test_campaign_on_a_table_device_picks_only_rows_of_its_table(client: TestClient, tmp_path) -> None:
-    # fbnet holds 9**22 subnets; a replay device can only answer the archs of its table.
+def test_campaign_on_a_table_device_picks_only_rows_of_its_table(db_url: str, tmp_path) -> None:
+    # fbnet holds 9**22 subnets; a replay device can only answer the archs of its table, which
+    # the server reads from its own data directory.
     space = get_space("fbnet")
     table = [space.format(s) for s in space.sample(12, seed=3)]
     path = tmp_path / "latency.csv"
     path.write_text("arch,chip\n" + "".join(f"{arch},{i + 1.5}\n" for i, arch in enumerate(table)))
-    device = {"name": "replay", "profiler": "table", "settings": {"path": str(path), "column": "chip"}}
+    device = {"name": "replay", "profiler": "table", "settings": {"path": path.name, "column": "chip"}}
+    with TestClient(create_app(make_settings(db_url, data_dir=tmp_path))) as client:
+        _table_campaigns(client, device, table)
+
+
+def _table_campaigns(client: TestClient, device: dict, table: list[str]) -> None:
     assert client.post("/v1/devices", json=device).status_code == 201
     body = {"space": "fbnet", "device": "replay", "seed": 0}
     created = client.post("/v1/campaigns", json={**body, "n": 8})
@@ -139,7 +145,8 @@ def test_expired_lease_goes_to_the_next_agent(client: TestClient) -> None:
     )
     assert client.get("/v1/measurements", params={"metric": "latency_ms"}).json()["total"] == 2
     negative = client.post(f"/v1/jobs/{b['id']}/result", json={"lease_token": b["lease_token"], "value": -2})
-    assert negative.status_code == 200  # already done: the stored result is returned, nothing new stored
+    # Already done with value 2: another value under the same lease is refused, nothing new stored.
+    assert negative.status_code == 409 and "value 2.0 (stored) vs -2.0 (posted)" in negative.text
 
 
 def test_fail_requeues_then_fails_for_good(db_url: str) -> None:

@@ -136,6 +136,22 @@ def gpnas_serve(db_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             process.wait(30)
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def live_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """One ``gpnas serve`` per backend for the module (starting one takes seconds). Auth is on and
+    no token exists, so nothing the tests send is stored: each test sees an empty database."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("live") / "gpnas.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        db_url = f"sqlite:///{path}"
+    else:
+        db_url = request.getfixturevalue("postgres_url")
+    with gpnas_serve(db_url) as server:
+        yield server
+
+
 # ---- Body limit ----------------------------------------------------------------------------------
 
 
@@ -153,56 +169,66 @@ class Upload:
             yield self.body[start : start + self.chunk]
 
 
-def attack_while_polling(url: str, upload: Upload, declared: bool) -> tuple[httpx.Response, list[int]]:
-    """POST ``upload`` to /v1/devices (with Content-Length, or else chunked) in a thread while
-    this one polls /healthz; the POST's answer and the status of each poll made meanwhile."""
-    answer: list[httpx.Response] = []
+def attack_while_polling(url: str, upload: Upload, declared: bool) -> tuple[httpx.Response, int, int]:
+    """POST ``upload`` to /v1/devices (with Content-Length, or else chunked) while another thread
+    polls /healthz; the POST's answer, the polls answered 200 while it was in flight, and those
+    answered otherwise at any time."""
     headers = {"content-type": "application/json"}
     if declared:  # otherwise httpx sends a generator chunked
         headers["content-length"] = str(len(upload.body))
+    polls: list[tuple[float, int]] = []  # (when answered, status)
+    stop = threading.Event()
 
-    def attack() -> None:
-        answer.append(httpx.post(f"{url}/v1/devices", content=iter(upload), headers=headers, timeout=120))
+    def poll() -> None:
+        with httpx.Client(base_url=url, timeout=120) as health:
+            while not stop.is_set():
+                status = health.get("/healthz").status_code
+                polls.append((time.monotonic(), status))
 
-    thread = threading.Thread(target=attack)
-    thread.start()
-    polls = []
-    with httpx.Client(base_url=url, timeout=120) as health:
-        while thread.is_alive():
-            polls.append(health.get("/healthz").status_code)
-    thread.join()
-    return answer[0], polls
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        began = time.monotonic()
+        response = httpx.post(f"{url}/v1/devices", content=iter(upload), headers=headers, timeout=120)
+        ended = time.monotonic()
+    finally:
+        stop.set()
+        poller.join()
+    meanwhile = sum(1 for when, status in polls if began < when < ended and status == 200)
+    return response, meanwhile, sum(1 for _, status in polls if status != 200)
 
 
 @pytest.mark.slow
-def test_real_server_refuses_a_40_mb_body_while_it_arrives(db_url: str) -> None:
+def test_real_server_refuses_a_40_mb_body_while_it_arrives(
+    live_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
     """One anonymous 40 MB POST, declared and chunked: 413 before the upload is through, no memory
     spent on it, and /healthz answering meanwhile. Without the limit the server reads and parses
     all of it (peak RSS +1 GB, /healthz stalled ~1.5 s) before it answers 401."""
+    url, process = live_server
     body = expensive_body(ATTACK_BYTES)
-    with gpnas_serve(db_url) as (url, process):
-        for declared in (True, False):
-            upload = Upload(body)
-            peak_before = _status_kib(process.pid, "VmHWM")
-            started = time.monotonic()
-            response, polls = attack_while_polling(url, upload, declared)
-            seconds = time.monotonic() - started
-            peak_growth_mib = (_status_kib(process.pid, "VmHWM") - peak_before) / 1024
-            share = upload.sent / len(body)
-            print(
-                f"{'content-length' if declared else 'chunked'}: {response.status_code} after "
-                f"{seconds:.3f} s, {share:.1%} of the body uploaded, peak RSS +{peak_growth_mib:.1f} MiB, "
-                f"{len(polls)} /healthz answers meanwhile"
-            )
-            assert response.status_code == 413 and response.json() == too_large(16 * 2**20)
-            assert_security_headers(response)
-            # The server stopped reading: a declared length is refused from the headers alone, a
-            # chunked body after the limit (16 of 40 MiB) plus what the sockets buffer.
-            assert share < (0.5 if declared else 0.9)
-            assert peak_growth_mib < 100
-            assert polls and all(status == 200 for status in polls)
-        # The connection was not poisoned: the next request on a fresh one is served normally.
-        assert httpx.post(f"{url}/v1/devices", json=DEVICE).status_code == 401
+    for declared in (True, False):
+        upload = Upload(body)
+        peak_before = _status_kib(process.pid, "VmHWM")
+        response, meanwhile, failed_polls = attack_while_polling(url, upload, declared)
+        peak_growth_mib = (_status_kib(process.pid, "VmHWM") - peak_before) / 1024
+        share = upload.sent / len(body)
+        print(
+            f"{'content-length' if declared else 'chunked'}: {response.status_code} after "
+            f"{response.elapsed.total_seconds():.3f} s, {share:.1%} of the body uploaded, peak RSS +{peak_growth_mib:.1f} MiB, "
+            f"{meanwhile} /healthz answers meanwhile"
+        )
+        assert response.status_code == 413 and response.json() == too_large(16 * 2**20)
+        assert_security_headers(response)
+        # The server stopped reading: a declared length is refused from the headers alone, a
+        # chunked body after the limit (16 of 40 MiB) plus what the sockets buffer.
+        assert share < (0.5 if declared else 0.9)
+        assert peak_growth_mib < 100
+        assert failed_polls == 0
+        if not declared:  # a declared length is answered at once: nothing to be concurrent with
+            assert meanwhile > 0
+    # The server is unharmed: an ordinary request afterwards gets its ordinary answer.
+    assert httpx.post(f"{url}/v1/devices", json=DEVICE).status_code == 401
 
 
 def test_body_limit_boundary(db_url: str) -> None:
@@ -289,9 +315,9 @@ def test_deeply_nested_json_is_a_client_error(db_url: str) -> None:
         assert client.get("/healthz").status_code == 200
 
 
-def test_deeply_nested_json_on_the_real_server(db_url: str) -> None:
+def test_deeply_nested_json_on_the_real_server(live_server: tuple[str, subprocess.Popen[bytes]]) -> None:
     """The same against uvicorn, whose stack depth differs from the test client's."""
-    with gpnas_serve(db_url) as (url, _), httpx.Client(base_url=url, timeout=30) as client:
+    with httpx.Client(base_url=live_server[0], timeout=30) as client:
         json_type = {"content-type": "application/json"}
         statuses = [
             client.post(path, content=body, headers=json_type).status_code for path, body in nesting_attacks()
@@ -335,11 +361,12 @@ def test_a_response_with_its_own_policy_keeps_it() -> None:
 
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (scripts/ensure_services.sh)")
-def test_web_page_runs_under_the_policy(db_url: str) -> None:
+def test_web_page_runs_under_the_policy(live_server: tuple[str, subprocess.Popen[bytes]]) -> None:
     """The page's script runs (it fills the selects from the API) and the browser reports no
     violation of the policy, e.g. an inline style or script."""
     playwright_api = pytest.importorskip("playwright.sync_api")
-    with gpnas_serve(db_url) as (url, _), playwright_api.sync_playwright() as playwright:
+    url = live_server[0]
+    with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page()
@@ -351,7 +378,8 @@ def test_web_page_runs_under_the_policy(db_url: str) -> None:
                 " e => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));"
             )
             page.goto(f"{url}/")
-            page.wait_for_function("document.querySelectorAll('#space option').length > 0")
+            # A function, not an expression: Playwright would eval an expression on each poll.
+            page.wait_for_function("() => document.querySelectorAll('#space option').length > 0")
             assert page.evaluate("document.styleSheets[0].cssRules.length") > 0  # style.css applied
             assert page.evaluate("window.violations") == []
             assert errors == []
@@ -413,12 +441,14 @@ def test_allowed_hosts_from_the_environment(
     assert Settings().allowed_hosts == hosts
 
 
-def test_serve_passes_its_bind_address_to_the_host_check(db_url: str) -> None:
+def test_serve_passes_its_bind_address_to_the_host_check(
+    live_server: tuple[str, subprocess.Popen[bytes]],
+) -> None:
     """``gpnas serve`` binds 127.0.0.1 by default: a rebound name is refused, local names are not."""
-    with gpnas_serve(db_url) as (url, _):
-        port = url.rsplit(":", 1)[1]
-        evil = httpx.get(f"{url}/healthz", headers={"host": "evil.example"})
-        assert evil.status_code == 400
-        assert evil.json() == {"detail": "host 'evil.example' is not allowed (GPNAS_ALLOWED_HOSTS)"}
-        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
-            assert httpx.get(f"{url}/healthz", headers={"host": host}).status_code == 200, host
+    url = live_server[0]
+    port = url.rsplit(":", 1)[1]
+    evil = httpx.get(f"{url}/healthz", headers={"host": "evil.example"})
+    assert evil.status_code == 400
+    assert evil.json() == {"detail": "host 'evil.example' is not allowed (GPNAS_ALLOWED_HOSTS)"}
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):
+        assert httpx.get(f"{url}/healthz", headers={"host": host}).status_code == 200, host

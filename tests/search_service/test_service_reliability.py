@@ -23,7 +23,7 @@ import pytest
 from service_helpers import measurements
 from sqlalchemy import func, select
 
-from profilers import DeviceAgent
+from profilers import DeviceAgent, LocalConfig
 from search_service.core import make_engine
 from search_service.models import Job, Measurement
 from supernet import get_space
@@ -38,10 +38,19 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(db_url: str, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``gpnas serve`` on ``db_url`` in a child process; yields its base URL and the process."""
+def server(
+    db_url: str, port: int | None = None, **environment: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``gpnas serve`` on ``db_url`` in a child process (``environment``: more variables); yields
+    its base URL and the process."""
     port = port or _free_port()
-    env = {**os.environ, "GPNAS_DATABASE_URL": db_url, "GPNAS_AUTH": "off", "GPNAS_REFIT_WORKER": "off"}
+    env = {
+        **os.environ,
+        "GPNAS_DATABASE_URL": db_url,
+        "GPNAS_AUTH": "off",
+        "GPNAS_REFIT_WORKER": "off",
+        **environment,
+    }
     command = [
         sys.executable,
         "-c",
@@ -172,8 +181,9 @@ def test_agent_dies_mid_job_and_another_completes_it(db_url: str, tmp_path: Path
     table = tmp_path / "latency.csv"
     arch = "0123456780123456780123"
     table.write_text(f"arch,chip\n{arch},4.25\n")
-    with server(db_url) as (url, _):
-        _register(url, "chip", "table", {"path": str(table), "column": "chip"})
+    local = LocalConfig(data_dir=tmp_path)  # the agents' and the server's data directory
+    with server(db_url, GPNAS_DATA_DIR=str(tmp_path)) as (url, _):
+        _register(url, "chip", "table", {"path": table.name, "column": "chip"})
         campaign = httpx.post(
             f"{url}/v1/campaigns", json={"space": "fbnet", "device": "chip", "n": 1, "seed": 1}
         )
@@ -193,10 +203,12 @@ def test_agent_dies_mid_job_and_another_completes_it(db_url: str, tmp_path: Path
         job = httpx.get(f"{url}/v1/jobs", params={"device": "chip"}).json()["jobs"][0]
         assert job["status"] == "leased" and job["attempts"] == 1
         # Agent B (the real device agent) gets nothing until the lease has expired, then does the job.
-        agent_b = DeviceAgent(url, "chip", token="unused", exit_when_idle=True, lease_seconds=30)
+        agent_b = DeviceAgent(url, "chip", token="unused", local=local, exit_when_idle=True, lease_seconds=30)
         assert agent_b.run().done == 0
         time.sleep(2.2)
-        stats = DeviceAgent(url, "chip", token="unused", exit_when_idle=True, lease_seconds=30).run()
+        stats = DeviceAgent(
+            url, "chip", token="unused", local=local, exit_when_idle=True, lease_seconds=30
+        ).run()
         assert (stats.done, stats.failed, stats.lost) == (1, 0, 0)
         late = httpx.post(f"{url}/v1/jobs/{job['id']}/result", json={"lease_token": token_a, "value": 9.0})
         assert late.status_code == 409

@@ -32,7 +32,10 @@ PAGE = f"/?space={SPACE}&task={TASK}&device=cpu-a"
 # so that the server's own z_c cannot find a point infeasible at its own budget.
 REL_TOL = 1e-7
 SLIDER = "e => ({min: Number(e.min), max: Number(e.max), value: Number(e.value), disabled: e.disabled})"
-CHOSEN_READY = "document.getElementById('chosen-arch').textContent.length > 20"
+# wait_for_function predicates are functions ("() => ..."): Playwright evals a plain expression
+# again on every poll, which the page's Content-Security-Policy (no 'unsafe-eval') blocks; a
+# function is evaluated once, through the DevTools protocol, which the policy does not cover.
+CHOSEN_READY = "() => document.getElementById('chosen-arch').textContent.length > 20"
 
 
 @pytest.fixture(scope="module")
@@ -121,14 +124,16 @@ def wait_for_answer_to_shown_budget(page: Any) -> None:
     expected = json.dumps(f"P(latency ≤ {budget} ms)")
     required = json.dumps(f"at least the required {confidence}")
     page.wait_for_function(
-        f"(t => t.includes({expected}) && t.includes({required}))"
+        f"() => (t => t.includes({expected}) && t.includes({required}))"
         "(document.getElementById('chosen-predicted').textContent)"
     )
 
 
 def open_front(page: Any, server_url: str, front: list[dict[str, Any]], path: str = PAGE) -> None:
     page.goto(f"{server_url}{path}")
-    page.wait_for_function(f"document.querySelectorAll('#front-plot circle.point').length === {len(front)}")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('#front-plot circle.point').length === {len(front)}"
+    )
     page.wait_for_function(CHOSEN_READY)
 
 
@@ -221,7 +226,7 @@ def test_slider_spans_the_budgets_the_front_meets_at_the_confidence(
             page.select_option("#confidence", confidence)
         expected = budgets(front, float(confidence))
         page.wait_for_function(
-            f"Math.abs(Number(document.getElementById('budget').max) - {max(expected)!r}) <= "
+            f"() => Math.abs(Number(document.getElementById('budget').max) - {max(expected)!r}) <= "
             f"{REL_TOL * max(expected)!r}"
         )
         slider = page.eval_on_selector("#budget", SLIDER)
@@ -284,7 +289,7 @@ def assert_sentences(text: str) -> None:
 
 def test_a_missing_front_reads_as_a_sentence(page: Any, server_url: str) -> None:
     page.goto(f"{server_url}/?space={SPACE}&task={TASK}&device={EMPTY_DEVICE}")
-    page.wait_for_function("document.getElementById('status').classList.contains('error')")
+    page.wait_for_function("() => document.getElementById('status').classList.contains('error')")
     status = page.text_content("#status")
     assert_sentences(status)
     assert f"no latency measurements of device '{EMPTY_DEVICE}'" in status
@@ -309,7 +314,7 @@ def test_query_errors_read_as_sentences(page: Any, server_url: str, front: list[
     # FastAPI's validation error (a list of {loc, msg, type}) from the real server.
     page.route("**/v1/query", _rewrite_budget(-1.0))
     page.select_option("#confidence", "0.95")
-    page.wait_for_function("document.getElementById('chosen-arch').textContent === 'no subnet chosen'")
+    page.wait_for_function("() => document.getElementById('chosen-arch').textContent === 'no subnet chosen'")
     text = predicted.text_content()
     assert_sentences(text)
     assert "latency_budget_ms: Input should be greater than 0" in text
@@ -319,7 +324,7 @@ def test_query_errors_read_as_sentences(page: Any, server_url: str, front: list[
     page.unroute("**/v1/query")
     page.select_option("#confidence", "0.99")
     page.evaluate("setBudget(0.001); scheduleQuery()")
-    page.wait_for_function("document.getElementById('chosen-arch').textContent === 'nothing fits'")
+    page.wait_for_function("() => document.getElementById('chosen-arch').textContent === 'nothing fits'")
     text = predicted.text_content()
     assert_sentences(text)
     assert "Nothing fits a budget of 0.001 ms at confidence 0.99." in text
@@ -333,7 +338,7 @@ def test_query_errors_read_as_sentences(page: Any, server_url: str, front: list[
     page.route("**/v1/query", lambda route: route.abort())
     page.select_option("#confidence", "0.5")
     page.wait_for_function(
-        "document.getElementById('chosen-predicted').textContent.includes('Could not reach the server')"
+        "() => document.getElementById('chosen-predicted').textContent.includes('Could not reach the server')"
     )
     assert_sentences(predicted.text_content())
 
