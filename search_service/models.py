@@ -179,6 +179,8 @@ class PredictorVersion(Base):
     kind: Mapped[str] = mapped_column(String(64))
     n_train: Mapped[int] = mapped_column(Integer)
     last_measurement_id: Mapped[int] = mapped_column(Integer)
+    # With last_measurement_id, the target's data version it was fitted on (null before 0003).
+    n_measurements: Mapped[int | None] = mapped_column(Integer, nullable=True)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

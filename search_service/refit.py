@@ -106,7 +106,7 @@ class Refitter:
                     fitted = (
                         None
                         if latest is None
-                        else repo.DataVersion(latest.last_measurement_id, latest.n_train)
+                        else repo.DataVersion(latest.last_measurement_id, latest.n_measurements)
                     )
                     if fitted == t.version:
                         # Up to date (e.g. fitted by another process): an earlier failure is moot.
@@ -212,9 +212,10 @@ class Refitter:
             target=target,
             version=1 if latest is None else latest.version + 1,
             kind=self.settings.predictor,
+            n_train=len(data.archs),
             # The data version it was fitted on, to tell later whether the data changed.
-            n_train=data.version.count,
             last_measurement_id=data.version.last_id,
+            n_measurements=data.version.count,
             blob=predictor.to_bytes(),
             created_at=utcnow(),
         )

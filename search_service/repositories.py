@@ -278,7 +278,7 @@ class DataVersion(NamedTuple):
     looks, the new one raises the largest id. So the pair changes whenever the target's data does,
     and a retraction needs no newer id. (One combination escapes it: on PostgreSQL, an insert that
     commits after a higher id did, together with a retraction of another row.) Each predictor
-    version stores the pair it was fitted on, as ``last_measurement_id`` and ``n_train``.
+    version stores the pair it was fitted on, as ``last_measurement_id`` and ``n_measurements``.
     """
 
     last_id: int

@@ -476,8 +476,7 @@ class PredictorVersionPublic(BaseModel):
     version: int
     kind: str
     n_train: int = Field(
-        description="Live measurements of the target when it was fitted, repeats and values skipped "
-        "as impossible included (the refit's notes list those)."
+        description="Distinct subnets it was fitted on (values skipped as impossible left out)."
     )
 
 

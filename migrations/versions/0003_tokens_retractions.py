@@ -1,7 +1,8 @@
 """Tokens get a label, an expiry and a revocation time; measurements can be retracted.
 
-A retracted measurement keeps its row (the audit trail: who retracted it, when and why); refits
-and listings leave it out.
+A retracted measurement keeps its row (the audit trail: when and why); refits and listings leave
+it out. A predictor version records how many live measurements it was fitted on, so that a
+retraction (which adds no newer id) still makes its target stale.
 
 Revision ID: 0003
 Revises: 0002
@@ -27,9 +28,13 @@ def upgrade() -> None:
     with op.batch_alter_table("measurements") as batch:
         batch.add_column(sa.Column("retracted_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("retracted_reason", sa.Text(), nullable=True))
+    with op.batch_alter_table("predictor_versions") as batch:
+        batch.add_column(sa.Column("n_measurements", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("predictor_versions") as batch:
+        batch.drop_column("n_measurements")
     with op.batch_alter_table("measurements") as batch:
         batch.drop_column("retracted_reason")
         batch.drop_column("retracted_at")
