@@ -7,8 +7,9 @@
 * :class:`TrustedHostMiddleware` rejects ``Host`` headers outside an allow-list (DNS rebinding).
 * :class:`SecurityHeadersMiddleware` adds browser hardening headers to every response.
 
-They are plain ASGI callables rather than Starlette ``BaseHTTPMiddleware`` subclasses because
-those read the request through their own machinery and cannot answer in the middle of an upload.
+They are plain ASGI callables rather than Starlette ``BaseHTTPMiddleware`` subclasses: those see
+the request before the app runs and the response after, but not the body's messages one by one,
+so they could not answer in the middle of an upload.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class BodyLimitMiddleware:
 
     @property
     def detail(self) -> str:
+        """The 413's message, naming the limit and the setting that raises it."""
         return f"request body over {self.max_body_bytes} bytes (GPNAS_MAX_BODY_BYTES)"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -129,9 +131,9 @@ class NestingGuardMiddleware:
 
     Python's JSON parser refuses a body nested deeper than about 1000 levels (FastAPI answers 400),
     but one a little shallower parses, and then whatever walks it a few frames deeper (a recursive
-    validator, the 422 answer echoing the input back as JSON) raises RecursionError. That can
-    only come from a request shaped like this, so it is the client's error; the stack has unwound
-    by the time the error gets here, so answering is safe.
+    validator, the 422 answer echoing the input back as JSON) raises RecursionError. While a
+    request is handled that comes from input nested like this, so it is answered as the client's
+    error (and logged); the stack has unwound by the time the error gets here, so answering is safe.
     """
 
     def __init__(self, app: ASGIApp) -> None:

@@ -183,7 +183,9 @@ def register(app: typer.Typer) -> None:
         if serve:
             import uvicorn
 
-            uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+            # The bind address decides the Host check's default (loopback: localhost names only).
+            served = create_app(settings.model_copy(update={"bind_host": host}))
+            uvicorn.run(served, host=host, port=port, log_level="warning")
 
 
 def _example_budget(session: Session, task: str) -> float:
