@@ -90,7 +90,9 @@ class SupernetEvalProfiler(AccuracyProfiler):
         torch.set_num_threads(self.settings["threads"])
         correct = total = batches = 0
         try:
-            with torch.inference_mode():
+            # no_grad, not inference_mode: the data callable runs inside this block, and tensors it
+            # creates and caches (as the digits loader does) must stay usable for training later.
+            with torch.no_grad():
                 for x, y in self._data(task):
                     logits = model(x)
                     correct += int((logits.argmax(dim=-1) == y).sum())
