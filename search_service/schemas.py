@@ -50,8 +50,15 @@ Text = Annotated[str, StringConstraints(max_length=4000), AfterValidator(_plain_
 ClientId = Annotated[
     str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", min_length=1, max_length=64)
 ]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(allow_inf_nan=False, ge=0.0)]
+
+
+def _positive_zero(value: float) -> float:
+    """``-0.0`` as ``0.0``: SQLite stores no negative zero, so it would not read back as sent."""
+    return value + 0.0
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_positive_zero)]
+NonNegFloat = Annotated[float, Field(allow_inf_nan=False, ge=0.0), AfterValidator(_positive_zero)]
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
 
 
@@ -66,31 +73,40 @@ MAX_JSON_DEPTH = 16
 
 
 def _clean_json(value: Any, path: str = "", depth: int = 0) -> Any:
-    """Reject what JSON columns cannot hold or answers cannot carry: NaN, infinities, integers
-    beyond 2**53 (not exact in JSON readers), NUL characters and lone surrogates in keys or
-    strings, and nesting deeper than :data:`MAX_JSON_DEPTH` levels."""
+    """``value`` as every backend stores and returns it, or ValueError naming the place.
+
+    Rejected: NaN and infinities; numbers beyond ±2**53 (JSON readers and PostgreSQL's JSONB,
+    which keeps numbers as decimals, would not return them as sent: 1e308 comes back as a
+    309-digit integer); NUL characters and lone surrogates in keys or strings; nesting deeper
+    than :data:`MAX_JSON_DEPTH` levels. ``-0.0`` becomes ``0.0``, which is what comes back.
+    """
     where = path or "value"
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where}: NaN and infinities are not allowed")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where}: NaN and infinities are not allowed")
+        if abs(value) > 2**53:
+            raise ValueError(f"{where}: numbers beyond ±2**53 are not allowed")
+        return value + 0.0
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-        raise ValueError(f"{where}: integers beyond 2**53 are not allowed")
+        raise ValueError(f"{where}: numbers beyond ±2**53 are not allowed")
     if isinstance(value, str):
         try:
-            _plain_text(value)
+            return _plain_text(value)
         except ValueError as error:
             raise ValueError(f"{where}: {error}") from None
     if isinstance(value, dict):
+        out = {}
         for key, item in value.items():
             try:
                 _plain_text(key)
             except ValueError as error:
                 raise ValueError(f"{where}: in a key, {error}") from None
-            _clean_json(item, f"{path}.{key}" if path else key, depth + 1)
+            out[key] = _clean_json(item, f"{path}.{key}" if path else key, depth + 1)
+        return out
     if isinstance(value, list):
-        for i, item in enumerate(value):
-            _clean_json(item, f"{path}[{i}]", depth + 1)
+        return [_clean_json(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
     return value
 
 
