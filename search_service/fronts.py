@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -33,11 +34,15 @@ class FrontCache:
     Args:
         ttl_s: How long the newest-version lookup is trusted.
         max_fronts: How many decoded fronts to keep.
+        clock: Seconds of a monotonic clock (tests pass a fake one).
     """
 
-    def __init__(self, ttl_s: float = 1.0, max_fronts: int = 64) -> None:
+    def __init__(
+        self, ttl_s: float = 1.0, max_fronts: int = 64, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_fronts = max_fronts
+        self._clock = clock
         self._latest: dict[tuple[str, str, str], tuple[tuple[int, int] | None, float]] = {}
         self._fronts: OrderedDict[int, LoadedFront] = OrderedDict()
         self._lock = threading.Lock()
@@ -58,7 +63,7 @@ class FrontCache:
             loaded = self._fronts.get(cached[0][0])
             if loaded is None:
                 return None
-            if time.monotonic() - cached[1] > self.ttl_s and key not in self._refreshing:
+            if self._clock() - cached[1] > self.ttl_s and key not in self._refreshing:
                 self._refreshing.add(key)
                 return None
             return loaded
@@ -74,7 +79,7 @@ class FrontCache:
 
     def _get(self, session: Session, key: tuple[str, str, str]) -> LoadedFront | None:
         space, task, device = key
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             cached = self._latest.get(key)
         if cached is None or now - cached[1] > self.ttl_s:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from fastapi.testclient import TestClient
 from service_helpers import SPACE, make_settings, measurements, register
 
@@ -19,17 +17,18 @@ def test_stale_lookup_is_refreshed_by_one_caller_while_others_use_the_cache(db_u
         items += [{**m, "id": m["id"] + "s", "device": None, "task": "sop", "metric": "score"} for m in items]
         client.post("/v1/measurements", json={"measurements": items})
         assert client.post("/v1/refit", json={}).json()["fronts"]
-    cache = FrontCache(ttl_s=0.05)
+    now = [0.0]
+    cache = FrontCache(ttl_s=0.05, clock=lambda: now[0])
     key = (SPACE, "sop", "dev1")
     assert cache.peek(*key) is None  # nothing cached yet
     with app.state.read_sessions() as session:
         loaded = cache.get(session, *key)
     assert loaded is not None and loaded.version == 1
     assert cache.peek(*key) is loaded  # fresh: no database read
-    time.sleep(0.06)
+    now[0] += 0.06
     assert cache.peek(*key) is None  # stale: this caller refreshes...
     assert cache.peek(*key) is loaded  # ...and the others keep the cached front meanwhile
     with app.state.read_sessions() as session:
         assert cache.get(session, *key) is loaded
-    time.sleep(0.06)
+    now[0] += 0.06
     assert cache.peek(*key) is None  # the refresh finished: the next stale lookup refreshes again
