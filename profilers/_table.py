@@ -98,7 +98,11 @@ class _TableMixin:
             raise ValueError(
                 f"setting 'path' of profiler {self.name!r}: no such file {self.settings['path']!r}"
             )
-        self.columns, raw = _read_table_cached(path, Path(path).stat().st_mtime)
+        try:
+            self.columns, raw = _read_table_cached(path, Path(path).stat().st_mtime)
+        except ValueError as error:
+            # Name the file as the settings do: where the machine keeps its data is its own.
+            raise ValueError(str(error).replace(path, self.settings["path"])) from None
         # Canonical keys, so e.g. differently spelled but equal NB201 strings still match.
         self.rows: dict[str, dict[str, float]] = {}
         for arch, values in raw.items():
@@ -106,7 +110,7 @@ class _TableMixin:
                 self.rows[self.space.format(self.space.parse(arch))] = values
             except ValueError as error:
                 raise ValueError(
-                    f"{path}: arch {arch!r} is not in space {self.space.name!r}: {error}"
+                    f"{self.settings['path']}: arch {arch!r} is not in space {self.space.name!r}: {error}"
                 ) from None
 
     def known_subnets(self) -> list[Subnet]:

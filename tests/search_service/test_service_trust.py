@@ -195,3 +195,24 @@ def test_campaign_selection_does_not_hold_the_write_lock(
         campaign.join(timeout=60)
         assert response.status_code == 200 and results == [201]
         assert seen == [True]  # the ingest finished while the selection was still running
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("null.json", "null"), ("wide.csv", "arch,chip\n" + "x" * 200_000 + ",1\n"), ("bad.json", '{"a": ')],
+)
+def test_a_table_the_server_cannot_parse_is_a_422(
+    db_url: str, tmp_path: Path, name: str, content: str
+) -> None:
+    (tmp_path / name).write_text(content)
+    with TestClient(create_app(make_settings(db_url, data_dir=tmp_path))) as client:
+        settings = {"path": name} if name.endswith(".json") else {"path": name, "column": "chip"}
+        profiler = "table-score" if name.endswith(".json") else "table"
+        assert _device(client, "replay", profiler, settings).status_code == 201
+        body = {"space": SPACE, "device": "replay", "n": 1, "seed": 0}
+        if profiler == "table-score":
+            body = {"space": "ufo-track2", "device": "replay", "task": "sop", "n": 1, "seed": 0}
+        response = client.post("/v1/campaigns", json=body)
+        assert response.status_code == 422, response.text
+        assert name in response.json()["detail"][0]["msg"]
+        assert str(tmp_path) not in response.text  # the server's own paths stay its own
