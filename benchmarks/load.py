@@ -31,13 +31,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from search_service.client import ClientError, GpnasClient  # noqa: E402
 from search_service.core import upgrade  # noqa: E402
+from search_service.schemas import DeviceCreate, MeasurementBatch, RefitRequest  # noqa: E402
 from supernet import get_space  # noqa: E402
 
 SPACE, TASK, DEVICE = "ufo-track2", "market1501", "bench-cpu"
@@ -112,13 +113,20 @@ async def query_load(
     return out, errors
 
 
-def post_all(http: httpx.Client, items: list[dict], clients: int) -> None:
-    """POST ``items`` in batches of 100 from ``clients`` concurrent clients."""
-    batches = [items[i : i + 100] for i in range(0, len(items), 100)]
+def batches(items: list[dict]) -> list[MeasurementBatch]:
+    """``items`` as batches of 100, validated (here, before any timing starts)."""
+    return [
+        MeasurementBatch.model_validate({"measurements": items[i : i + 100]})
+        for i in range(0, len(items), 100)
+    ]
 
-    def post(batch: list[dict]) -> None:
-        response = http.post("/v1/measurements", json={"measurements": batch})
-        assert response.status_code == 200 and response.json()["inserted"] == len(batch), response.text
+
+def post_all(api: GpnasClient, batches: list[MeasurementBatch], clients: int) -> None:
+    """POST ``batches`` from ``clients`` concurrent clients (one connection pool)."""
+
+    def post(batch: MeasurementBatch) -> None:
+        answer = api.post_measurements(batch)
+        assert answer.inserted == len(batch.measurements), answer
 
     with ThreadPoolExecutor(clients) as pool:
         list(pool.map(post, batches))
@@ -163,16 +171,16 @@ def main() -> None:
     ]
     server = subprocess.Popen([*command, "--log-level", "warning"], cwd=ROOT, env=env)
     base = f"http://127.0.0.1:{port}"
+    # No retries: an error answer during the benchmark should show, not be hidden by a retry.
+    api = GpnasClient(base, timeout=600, max_retries=0)
     try:
         for _ in range(600):
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
+                api.health()
+                break
+            except ClientError:
                 time.sleep(0.1)
-        http = httpx.Client(base_url=base, timeout=600)
-        body = {"name": DEVICE, "profiler": "torch-cpu", "settings": {}}
-        assert http.post("/v1/devices", json=body).status_code == 201
+        api.create_device(DeviceCreate(name=DEVICE, profiler="torch-cpu"))
 
         # Ingest throughput: fbnet latencies (a space without tasks, so the refit below skips them).
         fbnet = get_space("fbnet")
@@ -182,21 +190,20 @@ def main() -> None:
             | {"metric": "latency_ms", "value": float(rng.uniform(5, 50)), "std": 0.1, "repeats": 20}
             for sub in fbnet.sample(args.ingest, seed=1)
         ]
+        ingest_batches = batches(ingest)
         started = time.perf_counter()
-        post_all(http, ingest, args.ingest_clients)
+        post_all(api, ingest_batches, args.ingest_clients)
         ingest_s = time.perf_counter() - started
         ingest_rate = len(ingest) / ingest_s
         # The front's data: a latency and a score for each of --subnets ufo-track2 subnets.
-        post_all(http, synthetic(args.subnets, seed=0), 1)
+        post_all(api, batches(synthetic(args.subnets, seed=0)), 1)
 
         started = time.perf_counter()
-        report = http.post("/v1/refit", json={"space": SPACE}).json()
+        report = api.refit(RefitRequest(space=SPACE))
         refit_s = time.perf_counter() - started
-        assert report["errors"] == [] and report["fronts"], report
-        front = http.get(
-            "/v1/pareto", params={"space": SPACE, "task": TASK, "device": DEVICE, "limit": 1000}
-        ).json()
-        latencies = [p["latency_ms"] for p in front["points"]]
+        assert report.errors == [] and report.fronts, report
+        front = api.pareto(SPACE, TASK, DEVICE, limit=1000)
+        latencies = [p.latency_ms for p in front.points]
         budgets = list(np.linspace(min(latencies) * 1.05, max(latencies), 17))
 
         asyncio.run(query_load(port, args.clients, args.warmup, budgets))
@@ -211,7 +218,7 @@ def main() -> None:
             "ingest_per_s": round(ingest_rate),
             "refit_s": round(refit_s, 1),
             "front_subnets": args.subnets,
-            "front_points": front["total"],
+            "front_points": front.total,
             "predictor": args.predictor,
             "workers": args.workers,
             "query_clients": args.clients,
@@ -231,6 +238,7 @@ def main() -> None:
             with args.out.open("a") as handle:
                 handle.write(json.dumps(result) + "\n")
     finally:
+        api.close()
         server.terminate()
         server.wait(30)
 

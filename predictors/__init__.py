@@ -18,6 +18,16 @@ Usage::
     picks = create_strategy("max-variance").select(space, model, measured, n=8, candidates=pool, seed=0)
     picks = create_strategy("qlognehvi").select(space, (score_model, latency_model), measured, n=8)
 
+    if isinstance(model, SupportsCovariance) and model.n_train:  # ask for a capability, not a class
+        cov = model.posterior_covariance(model.encode(pool))  # len(pool) x len(pool)
+    model.fit_multi(subnets, Y, target_index)  # any predictor: those with uses_related_targets
+    # learn from Y's other columns too, the others fit column target_index alone
+
+Capabilities (:mod:`predictors._capabilities`): :class:`SupportsCovariance` (posterior covariance
+and noise variance: the variance strategies), :class:`SupportsPriorCovariance` (a target's
+covariance before its first value: their cold start), :class:`SupportsBotorchModel` (a botorch
+GP: ``qlognehvi``).
+
 Names: predictors ``gpnas`` (default kernel ``hamming``), ``gpnas-rbf``, ``gpnas-ordinal``,
 ``gpnas-closed-form``, ``ridge``, ``ridge-summary`` (one-hot plus :func:`summary_features`; best with
 few measured subnets), ``gbt``, ``gpnas-transfer``; strategies ``random``,
@@ -35,6 +45,7 @@ from ._base import (
     register_predictor,
 )
 from ._baselines import ClosedFormGPNAS, GBTPredictor, RidgePredictor
+from ._capabilities import SupportsBotorchModel, SupportsCovariance, SupportsPriorCovariance
 from ._cost import CostModel, CostPriorMean
 from ._features import summary_dim, summary_features
 from ._gp import GPNASPredictor
@@ -49,7 +60,7 @@ from ._sampling import (
     create_strategy,
     list_strategies,
 )
-from ._transfer import TransferPredictor
+from ._transfer import NoRelatedTargetsError, TransferPredictor
 from ._transforms import OutputTransform
 
 __all__ = [
@@ -69,6 +80,10 @@ __all__ = [
     "RandomStrategy",
     "RidgePredictor",
     "SamplingStrategy",
+    "SupportsBotorchModel",
+    "SupportsCovariance",
+    "SupportsPriorCovariance",
+    "NoRelatedTargetsError",
     "TransferPredictor",
     "build_kernel",
     "create_predictor",

@@ -10,10 +10,9 @@ from typing import Any, ClassVar, Literal, Self
 import numpy as np
 import torch
 
-from supernet import SearchSpace, Subnet, get_space
+from supernet import Metric, SearchSpace, Subnet, get_space
 
 FeatureKind = Literal["onehot", "ordinal", "onehot+ordinal"]
-Metric = Literal["latency_ms", "score"]
 
 _REGISTRY: dict[str, type[Predictor]] = {}
 _ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}
@@ -81,11 +80,7 @@ def default_transform(metric: str, transform: str | None) -> str:
     """The output transform for ``metric`` unless ``transform`` names one explicitly."""
     if transform is not None:
         return transform
-    if metric == "latency_ms":
-        return "log"
-    if metric == "score":
-        return "rankgauss"
-    raise ValueError(f"unknown metric {metric!r}; expected latency_ms or score")
+    return "log" if Metric.parse(metric) is Metric.LATENCY else "rankgauss"
 
 
 def as_vector(y: torch.Tensor | Sequence[float] | np.ndarray) -> torch.Tensor:
@@ -125,6 +120,9 @@ class Predictor(ABC):
 
     registry_name: ClassVar[str] = ""
     features: FeatureKind = "onehot"
+    #: Whether :meth:`fit_multi` learns from the related columns (other devices or tasks) of its
+    #: matrix. If false it fits the target column alone, so a caller need not gather the others.
+    uses_related_targets: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, **options: Any) -> None:
         self.space = space
@@ -158,6 +156,37 @@ class Predictor(ABC):
         if len(subnets) < 2:
             raise ValueError(f"need at least 2 measured subnets to fit, got {len(subnets)}")
         return self.fit_encoded(self.encode(subnets), y, check_y_std(y_std, y.numel()))
+
+    def fit_multi(
+        self,
+        subnets: Sequence[Subnet],
+        Y: torch.Tensor,
+        target_index: int,
+        y_std: torch.Tensor | Sequence[float] | None = None,
+    ) -> Self:
+        """Fit to column ``target_index`` of ``Y``, the other columns being related targets.
+
+        Predictors with :attr:`uses_related_targets` learn from the other columns too; this
+        default fits the target column's measured rows alone, as :meth:`fit` would.
+
+        Args:
+            subnets: ``n`` subnets, the rows of ``Y``.
+            Y: ``n x T`` values in original units, NaN where a subnet was not measured.
+            target_index: The column to predict.
+            y_std: Optional standard errors of the target column (shape ``n``, original units;
+                entries of rows without a target value are ignored), see :meth:`fit`.
+        """
+        Y = torch.as_tensor(Y, dtype=torch.float64)
+        if Y.ndim != 2 or Y.shape[0] != len(subnets):
+            raise ValueError(f"Y must be {len(subnets)} x T, got shape {tuple(Y.shape)}")
+        if not 0 <= target_index < Y.shape[1]:
+            raise ValueError(f"target_index {target_index} out of range for {Y.shape[1]} columns")
+        rows = ~torch.isnan(Y[:, target_index])
+        if y_std is not None:
+            # NaN standard errors are allowed where the target is unmeasured.
+            y_std = check_y_std(torch.nan_to_num(as_vector(y_std), nan=0.0), len(Y))[rows]
+        measured = [subnets[i] for i in torch.nonzero(rows).squeeze(-1).tolist()]
+        return self.fit(measured, Y[rows, target_index], y_std=y_std)
 
     def predict(self, subnets: Sequence[Subnet]) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictive mean and std (both shape ``n``) in the original units of ``y``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any, Self
 
@@ -323,6 +324,17 @@ class GPNASPredictor(Predictor):
             Vm = torch.linalg.solve_triangular(self.Lmm, Kmc, upper=False)
             Va = torch.linalg.solve_triangular(self.La, Kmc, upper=False)
             return prior - Vm.T @ Vm + Va.T @ Va
+
+    def noise_variance(self) -> float:
+        """Fitted homoskedastic noise variance (standardised scale), as :attr:`noise`."""
+        self._check_fitted()
+        return self.noise
+
+    def botorch_model(self) -> SingleTaskGP:
+        """A copy of the fitted botorch GP; it takes the ``onehot+ordinal`` encoding as inputs."""
+        self._check_fitted()
+        assert self.model is not None
+        return copy.deepcopy(self.model)
 
     def predict_encoded(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, std = self.predict_latent(X)

@@ -11,7 +11,6 @@ not in ``measured``.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -22,15 +21,13 @@ import torch
 from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.objective import WeightedMCMultiOutputObjective
 from botorch.models import ModelListGP, SingleTaskGP
-from botorch.models.transforms.input import InputTransform
 from botorch.optim import optimize_acqf_discrete
 from botorch.sampling import SobolQMCNormalSampler
 
 from supernet import SearchSpace, Subnet
 
 from ._base import Predictor, encode_subnets
-from ._gp import GPNASPredictor
-from ._transfer import TransferPredictor
+from ._capabilities import SupportsBotorchModel, SupportsCovariance, SupportsPriorCovariance
 
 PredictorArg = Predictor | Sequence[Predictor] | None
 _STRATEGIES: dict[str, type[SamplingStrategy]] = {}
@@ -71,7 +68,8 @@ class SamplingStrategy(ABC):
     """
 
     name: ClassVar[str] = ""
-    #: Whether a cold start can use a sources-only transfer model (``TransferPredictor.fit_sources``).
+    #: Whether a cold start can use a prior from related targets (a predictor with
+    #: :class:`~predictors.SupportsPriorCovariance`, e.g. ``TransferPredictor.fit_sources``).
     uses_transfer_prior: ClassVar[bool] = False
 
     def __init__(self, pool_size: int = 2000) -> None:
@@ -175,10 +173,12 @@ class _GreedyVarianceStrategy(SamplingStrategy):
 
     The posterior covariance of a GP does not depend on the values measured, so a whole batch
     can be chosen before any of it is measured, and a batch does not pile up in one region.
-    Needs a fitted GP-NAS or transfer predictor. A target with no values yet (cold start) uses,
-    if given one, a transfer predictor fitted with :meth:`~predictors.TransferPredictor.fit_sources`:
-    its prior covariance relates architectures the known chips or tasks see alike. Without one
-    the picks are points far apart in the one-hot code.
+    Needs a fitted predictor with :class:`~predictors.SupportsCovariance` (GP-NAS, transfer). A
+    target with no values yet (cold start) uses, if given one, an unfitted predictor with
+    :class:`~predictors.SupportsPriorCovariance`, e.g. a transfer predictor fitted with
+    :meth:`~predictors.TransferPredictor.fit_sources`: its prior covariance relates architectures
+    the known chips or tasks see alike. Without one the picks are points far apart in the
+    one-hot code.
 
     Args:
         pool_size: Candidate pool size when none is given.
@@ -202,7 +202,11 @@ class _GreedyVarianceStrategy(SamplingStrategy):
 
     def _select(self, space, predictors, measured, n, pool, rng) -> list[int]:
         predictor = _first(predictors)
-        if isinstance(predictor, TransferPredictor) and predictor.n_train == 0 and predictor.sources:
+        if (
+            isinstance(predictor, SupportsPriorCovariance)
+            and predictor.n_train == 0
+            and predictor.has_prior_covariance
+        ):
             # Values already taken condition the prior; the covariance does not depend on them.
             m = len(measured)
             joint = predictor.prior_covariance(predictor.encode([*measured, *pool]))
@@ -210,9 +214,9 @@ class _GreedyVarianceStrategy(SamplingStrategy):
             if m:
                 K_mm = joint[:m, :m] + noise * torch.eye(m, dtype=joint.dtype)
                 cov = cov - joint[m:, :m] @ torch.linalg.solve(K_mm, joint[:m, m:])
-        elif isinstance(predictor, GPNASPredictor | TransferPredictor) and predictor.n_train > 0:
+        elif isinstance(predictor, SupportsCovariance) and predictor.n_train > 0:
             cov = predictor.posterior_covariance(predictor.encode(pool))
-            noise = max(predictor.noise, 1e-9)
+            noise = max(predictor.noise_variance(), 1e-9)
         else:
             X = space.encode(pool)
             anchors = space.encode(measured) if measured else X[:0]
@@ -469,39 +473,11 @@ class CostStratifiedStrategy(SamplingStrategy):
         return _stratified_picks(np.asarray(costs, dtype=np.float64), done, n, rng)
 
 
-class _AppendSourceEmbedding(InputTransform, torch.nn.Module):
-    """Input transform that appends a transfer predictor's source embedding at evaluation time.
-
-    A transfer predictor's target GP sees ``[encoding | embedding]``; with this transform its
-    botorch model takes the plain encoding, like a single-task model, so both objectives can sit
-    in one :class:`ModelListGP` (which keeps botorch's cached-root fast path for qLogNEHVI).
-    """
-
-    def __init__(self, predictor: TransferPredictor) -> None:
-        super().__init__()
-        self.predictor = predictor
-        self.transform_on_train = False
-        self.transform_on_eval = True
-        self.transform_on_fantasize = True
-
-    def transform(self, X: torch.Tensor) -> torch.Tensor:
-        flat = X.reshape(-1, X.shape[-1])
-        with torch.no_grad():
-            embedding = self.predictor.source_embedding(flat)
-        return torch.cat([X, embedding.reshape(*X.shape[:-1], -1)], dim=-1)
-
-
 def _botorch_model(predictor: Predictor) -> SingleTaskGP:
     """A copy of a fitted predictor's GP that takes ``onehot+ordinal`` encodings as inputs."""
-    if isinstance(predictor, TransferPredictor) and predictor.n_train:
-        assert predictor.target is not None and predictor.target.model is not None
-        model = copy.deepcopy(predictor.target.model)
-        if predictor.sources:
-            model.input_transform = _AppendSourceEmbedding(predictor)
-        return model
-    if isinstance(predictor, GPNASPredictor) and predictor.model is not None:
-        return copy.deepcopy(predictor.model)
-    raise ValueError("qlognehvi needs fitted gpnas or gpnas-transfer predictors")
+    if not isinstance(predictor, SupportsBotorchModel) or predictor.n_train == 0:
+        raise ValueError("qlognehvi needs fitted gpnas or gpnas-transfer predictors")
+    return predictor.botorch_model()
 
 
 @_register("qlognehvi")

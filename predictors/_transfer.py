@@ -26,6 +26,8 @@ from typing import Any, Self
 
 import gpytorch
 import torch
+from botorch.models import SingleTaskGP
+from botorch.models.transforms.input import InputTransform
 from gpytorch.kernels import AdditiveKernel, ConstantKernel, LinearKernel, ScaleKernel
 from gpytorch.priors import GammaPrior
 
@@ -67,6 +69,33 @@ class _TargetGP(GPNASPredictor):
         return AdditiveKernel(linear, scaled, bias)
 
 
+class _AppendSourceEmbedding(InputTransform, torch.nn.Module):
+    """Input transform that appends a transfer predictor's source embedding at evaluation time.
+
+    A transfer predictor's target GP sees ``[encoding | embedding]``; with this transform its
+    botorch model takes the plain encoding, like a single-task model, so both objectives can sit
+    in one :class:`~botorch.models.ModelListGP` (which keeps botorch's cached-root fast path for
+    qLogNEHVI).
+    """
+
+    def __init__(self, predictor: TransferPredictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+        self.transform_on_train = False
+        self.transform_on_eval = True
+        self.transform_on_fantasize = True
+
+    def transform(self, X: torch.Tensor) -> torch.Tensor:
+        flat = X.reshape(-1, X.shape[-1])
+        with torch.no_grad():
+            embedding = self.predictor.source_embedding(flat)
+        return torch.cat([X, embedding.reshape(*X.shape[:-1], -1)], dim=-1)
+
+
+class NoRelatedTargetsError(ValueError):
+    """A sources-only transfer model was asked for, but no related target has enough values."""
+
+
 @register_predictor("gpnas-transfer")
 class TransferPredictor(Predictor):
     """Multi-output GP-NAS: predicts one target column from few values plus related columns.
@@ -94,6 +123,7 @@ class TransferPredictor(Predictor):
     """
 
     features = "onehot+ordinal"
+    uses_related_targets = True
 
     def __init__(
         self,
@@ -188,6 +218,10 @@ class TransferPredictor(Predictor):
     def fit_sources(self, subnets: Sequence[Subnet], Y: torch.Tensor) -> Self:
         """Fit the related columns only, for a target not measured yet.
 
+        Raises:
+            NoRelatedTargetsError: No column of ``Y`` has ``min_source_values`` values yet (a
+                cold start has nothing to borrow from: spread the first picks out instead).
+
         The result cannot predict the target, but :meth:`prior_covariance` gives the target's
         covariance before its first value, which is what choosing its first measurements needs
         (the variance sampling strategies use it). Fit the target later with
@@ -202,7 +236,7 @@ class TransferPredictor(Predictor):
             raise ValueError(f"Y must be {len(subnets)} x S, got shape {tuple(Y.shape)}")
         self._fit_sources(self.encode(subnets), Y, exclude=None)
         if not self.sources:
-            raise ValueError(f"no related column has {self.min_source_values} or more values")
+            raise NoRelatedTargetsError(f"no related column has {self.min_source_values} or more values")
         self.target = None
         self.n_train = 0
         return self
@@ -356,10 +390,33 @@ class TransferPredictor(Predictor):
             return kernel(self._inputs(X)).to_dense()
 
     @property
+    def has_prior_covariance(self) -> bool:
+        """Whether related columns are fitted, so that :meth:`prior_covariance` can be called."""
+        return bool(self.sources)
+
+    @property
     def noise(self) -> float:
         """Fitted observation-noise variance of the target (standardised scale)."""
         assert self.target is not None
         return self.target.noise
+
+    def noise_variance(self) -> float:
+        """Fitted observation-noise variance of the target (standardised scale), as :attr:`noise`."""
+        self._check_fitted()
+        return self.noise
+
+    def botorch_model(self) -> SingleTaskGP:
+        """A copy of the target's botorch GP that takes the plain ``onehot+ordinal`` encoding.
+
+        With related columns its input transform appends the source embedding, which the
+        target GP was trained on, at evaluation time.
+        """
+        self._check_fitted()
+        assert self.target is not None
+        model = self.target.botorch_model()
+        if self.sources:
+            model.input_transform = _AppendSourceEmbedding(self)
+        return model
 
     # ------------------------------------------------------------------ state
     def _state(self) -> dict[str, Any]:

@@ -8,21 +8,40 @@ Guarantees, with the service's job API (lease / heartbeat / result / fail):
 * never counted twice: the result is posted with the lease token and the service treats a
   re-post of the same result as the same measurement, so a retry after a lost response is safe;
   a 409 (another agent now holds the job) means this agent's measurement is dropped.
+
+Every request goes through :class:`search_service.client.GpnasClient`, which does the retries.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import httpx
+from pydantic import ValidationError
 
+from search_service.client import (
+    ApiError,
+    ClientError,
+    Conflict,
+    GpnasClient,
+    NotFound,
+    ServerUnreachable,
+    Unauthorized,
+)
+from search_service.schemas import (
+    DevicePublic,
+    FailRequest,
+    HeartbeatRequest,
+    JobLease,
+    LeaseRequest,
+    ResultRequest,
+)
 from supernet import get_space
 
 from ._base import Profiler, ProfileResult, ProfilerUnavailableError
@@ -30,6 +49,7 @@ from ._local import LocalConfig
 from ._registry import create_profiler
 
 logger = logging.getLogger("gpnas.agent")
+T = TypeVar("T")
 
 
 class AgentError(RuntimeError):
@@ -78,8 +98,14 @@ class DeviceAgent:
             with :class:`AgentError` (every endpoint is safe to repeat: results are idempotent).
         backoff: First retry delay in seconds; doubled per attempt (with jitter) up to
             ``max_backoff``.
-        client: HTTP client to use (e.g. a test's); by default an ``httpx.Client`` on ``server``.
+        max_backoff: Longest delay between two retries, in seconds.
+        client: HTTP client to send with (e.g. a test's, with a faulty transport); by default one
+            is created. Requests go to ``server`` + the route's path.
         sleep: Function used to wait between polls and retries (tests pass a fake).
+
+    Attributes:
+        api: The :class:`search_service.client.GpnasClient` every request goes through (it does
+            the retries); its errors reach the caller as :class:`AgentError`.
     """
 
     def __init__(
@@ -106,6 +132,14 @@ class DeviceAgent:
             raise ValueError(f"max_jobs must be >= 1, got {max_jobs}")
         if lease_size < 1:
             raise ValueError(f"lease_size must be >= 1, got {lease_size}")
+        try:  # what the service accepts: a device name, at most a day's lease, 64 jobs per lease
+            LeaseRequest(device=device, lease_seconds=lease_seconds, count=lease_size)
+        except ValidationError as error:
+            names = {"count": "lease_size"}
+            problems = "; ".join(
+                f"{names.get(e['loc'][-1], e['loc'][-1])}: {e['msg']}" for e in error.errors()
+            )
+            raise ValueError(f"invalid agent settings: {problems}") from None
         self.device = device
         self.max_jobs = max_jobs
         self.lease_size = lease_size
@@ -116,61 +150,62 @@ class DeviceAgent:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.sleep = sleep
-        self.client = client or httpx.Client(base_url=server.rstrip("/"), timeout=30.0)
-        self.headers = {"Authorization": f"Bearer {token}"}
+        self.api = GpnasClient(
+            server,
+            token,
+            http=client,
+            max_retries=max_retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+            sleep=sleep,
+        )
+        self.client = self.api.http
+        # A heartbeat is sent once: a lost one is simply sent again at the next beat.
+        self._beat_api = self.api.with_retries(0)
         self._fixed_profiler = profiler
         self.local = dataclasses.replace(local or LocalConfig.load(), trusted=False)
         self._profilers: dict[str, Profiler] = {}
-        self._device_info: dict[str, Any] | None = None
+        self._device_info: DevicePublic | None = None
         self._stop = threading.Event()
         self.stats = AgentStats()
 
-    # ------------------------------------------------------------------ HTTP with retries
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-        """Send one request, retrying network errors, 429 and 5xx answers with backoff.
+    # ------------------------------------------------------------------ the service's answers
+    def _call(self, what: str, call: Callable[[], T], passthrough: tuple[type[ApiError], ...] = ()) -> T:
+        """``call()`` (a request of :attr:`api`), its client errors as :class:`AgentError`.
 
-        Returns:
-            The response, whose status is < 400 or a 4xx other than 401/403 and 429.
+        Args:
+            what: The request, for the error message (e.g. ``POST /v1/jobs/lease``).
+            call: Sends it.
+            passthrough: Error answers raised as they are, for the caller to handle (never
+                401/403: those always stop the agent).
 
         Raises:
-            AgentError: On 401/403, or when every retry failed.
+            AgentError: On 401/403, when the server stayed unreachable, or on another error answer.
         """
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = self.client.request(method, path, json=body, headers=self.headers)
-            except httpx.TransportError as error:
-                last = f"{type(error).__name__}: {error}"
-            else:
-                if response.status_code in (401, 403):
-                    raise AgentError(
-                        f"{method} {path}: the server rejected the token "
-                        f"({response.status_code}: {response.text[:200]})"
-                    )
-                if response.status_code < 500 and response.status_code != 429:
-                    return response
-                last = f"HTTP {response.status_code}: {response.text[:200]}"
-            if attempt < self.max_retries:
-                delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
-                logger.warning("%s %s failed (%s); retry %d in %.1fs", method, path, last, attempt + 1, delay)
-                self.sleep(delay)
-        raise AgentError(
-            f"{method} {path}: server unreachable after {self.max_retries + 1} attempts ({last})"
-        )
-
-    def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        if response.status_code >= 400:
-            raise AgentError(f"{what} failed: HTTP {response.status_code}: {response.text[:300]}")
-        return response.json()
+        try:
+            return call()
+        except Unauthorized as error:
+            raise AgentError(
+                f"{what}: the server rejected the token ({error.status_code}: {error.message[:200]})"
+            ) from None
+        except ServerUnreachable as error:
+            raise AgentError(str(error)) from None
+        except passthrough:
+            raise
+        except ApiError as error:
+            raise AgentError(f"{what} failed: HTTP {error.status_code}: {error.message[:300]}") from None
 
     # ------------------------------------------------------------------ device and profilers
-    def device_info(self) -> dict[str, Any]:
-        """``{"name", "profiler", "settings"}`` of the device, fetched once."""
+    def device_info(self) -> DevicePublic:
+        """The device's name, profiler and settings, fetched once."""
         if self._device_info is None:
-            response = self._request("GET", f"/v1/devices/{self.device}")
-            if response.status_code == 404:
-                raise AgentError(f"device {self.device!r} is not registered on the server")
-            self._device_info = self._json(response, f"GET /v1/devices/{self.device}")
+            what = f"GET /v1/devices/{self.device}"
+            try:
+                self._device_info = self._call(
+                    what, lambda: self.api.get_device(self.device), passthrough=(NotFound,)
+                )
+            except NotFound:
+                raise AgentError(f"device {self.device!r} is not registered on the server") from None
         return self._device_info
 
     def profiler_for(self, space_name: str) -> Profiler:
@@ -185,7 +220,7 @@ class DeviceAgent:
         if space_name not in self._profilers:
             info = self.device_info()
             self._profilers[space_name] = create_profiler(
-                info["profiler"], get_space(space_name), local=self.local, **(info.get("settings") or {})
+                info.profiler, get_space(space_name), local=self.local, **(info.settings or {})
             )
         return self._profilers[space_name]
 
@@ -220,25 +255,27 @@ class DeviceAgent:
         Returns:
             ``False`` if the queue had no job for this device.
         """
-        body = {"device": self.device, "lease_seconds": self.lease_seconds, "count": self._lease_count()}
-        jobs = self._json(self._request("POST", "/v1/jobs/lease", body), "POST /v1/jobs/lease")["jobs"]
+        request = LeaseRequest(
+            device=self.device, lease_seconds=self.lease_seconds, count=self._lease_count()
+        )
+        jobs = self._call("POST /v1/jobs/lease", lambda: self.api.lease_jobs(request)).jobs
         if not jobs:
             return False
-        held = {job["id"]: job for job in jobs}
+        held = {job.id: job for job in jobs}
         lock = threading.Lock()
         done = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(held, lock, done), daemon=True)
         beat.start()
         try:
-            groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
+            groups: dict[tuple[str, str | None], list[JobLease]] = {}
             for job in jobs:
-                groups.setdefault((job["space"], job.get("task")), []).append(job)
+                groups.setdefault((job.space, job.task), []).append(job)
             for (space, task), group in groups.items():
                 logger.info(
                     "jobs %s: %d x %s on %s",
-                    ",".join(str(j["id"]) for j in group),
+                    ",".join(str(j.id) for j in group),
                     len(group),
-                    group[0]["metric"],
+                    group[0].metric,
                     task or self.device,
                 )
                 outcomes = self._measure(space, task, group)
@@ -248,7 +285,7 @@ class DeviceAgent:
                     else:
                         self._post(job, outcome)
                     with lock:
-                        held.pop(job["id"], None)
+                        held.pop(job.id, None)
         except ProfilerUnavailableError as error:
             # This machine lacks the device's hardware: hand every job in hand back and stop,
             # rather than drain the queue by failing every job.
@@ -265,69 +302,81 @@ class DeviceAgent:
             return self.lease_size
         return max(1, min(self.lease_size, self.max_jobs - self.stats.processed))
 
-    def _measure(
-        self, space: str, task: str | None, jobs: list[dict[str, Any]]
-    ) -> list[ProfileResult | Exception]:
+    def _measure(self, space: str, task: str | None, jobs: list[JobLease]) -> list[ProfileResult | Exception]:
         """One outcome per job; a profiler that cannot be set up fails every job of the group."""
         try:
             profiler = self.profiler_for(space)
-            if profiler.metric != jobs[0]["metric"]:
+            if profiler.metric != jobs[0].metric:
                 raise ValueError(
-                    f"job wants {jobs[0]['metric']!r} but profiler {profiler.name!r} measures "
-                    f"{profiler.metric!r}"
+                    f"job wants {str(jobs[0].metric)!r} but profiler {profiler.name!r} measures "
+                    f"{str(profiler.metric)!r}"
                 )
-            return profiler.profile_many([job["arch"] for job in jobs], task)
+            return profiler.profile_many([job.arch for job in jobs], task)
         except ProfilerUnavailableError:
             raise
         except Exception as error:  # the group's failure, not the agent's
             return [error] * len(jobs)
 
-    def _post(self, job: dict[str, Any], result: ProfileResult) -> None:
-        profiler = self.profiler_for(job["space"])
-        payload = {
-            "lease_token": job["lease_token"],
-            **result.measurement_fields(),
-            "profiler": profiler.name,
-            "profiler_version": profiler.version,
-        }
-        response = self._request("POST", f"/v1/jobs/{job['id']}/result", payload)
-        if response.status_code == 409:
-            logger.warning("job %s: another agent holds it now; result dropped", job["id"])
+    def _post(self, job: JobLease, result: ProfileResult) -> None:
+        profiler = self.profiler_for(job.space)
+        try:
+            request = ResultRequest(
+                lease_token=job.lease_token,
+                **result.measurement_fields(),
+                profiler=profiler.name,
+                profiler_version=profiler.version,
+            )
+        except ValidationError as error:
+            # E.g. a NaN in the environment: the service could not store it; the job fails instead.
+            self._fail(job, f"the profiler's result is not storable: {error}")
+            return
+        what = f"POST /v1/jobs/{job.id}/result"
+        try:
+            self._call(what, lambda: self.api.post_job_result(job.id, request), passthrough=(Conflict,))
+        except Conflict:
+            logger.warning("job %s: another agent holds it now; result dropped", job.id)
             self.stats.lost += 1
         else:
-            self._json(response, f"POST /v1/jobs/{job['id']}/result")
             self.stats.done += 1
 
-    def _fail(self, job: dict[str, Any], message: str) -> None:
-        """Give ``job`` back with ``message`` (the service re-queues it or fails it for good)."""
-        logger.warning("job %s failed: %s", job["id"], message)
-        body = {"lease_token": job["lease_token"], "error": message.replace("\x00", "")[:2000]}
-        self._request("POST", f"/v1/jobs/{job['id']}/fail", body)
+    def _fail(self, job: JobLease, message: str) -> None:
+        """Give ``job`` back with ``message`` (the service re-queues it or fails it for good).
+
+        An error answer other than 401/403 (e.g. 409: the lease is gone) is only logged: the
+        job is back in the queue, or done by another agent, either way.
+        """
+        logger.warning("job %s failed: %s", job.id, message)
+        # NUL and lone surrogates cannot be stored; the service keeps at most 4000 characters.
+        text = message.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")[:2000]
+        request = FailRequest(lease_token=job.lease_token, error=text)
+        try:
+            self._call(
+                f"POST /v1/jobs/{job.id}/fail",
+                lambda: self.api.fail_job(job.id, request),
+                passthrough=(ApiError,),
+            )
+        except ApiError as error:
+            logger.warning("job %s: the failure was not recorded (%s)", job.id, error)
         self.stats.failed += 1
 
-    def _heartbeat(
-        self, held: dict[int, dict[str, Any]], lock: threading.Lock, done: threading.Event
-    ) -> None:
+    def _heartbeat(self, held: dict[int, JobLease], lock: threading.Lock, done: threading.Event) -> None:
         """Extend the lease of every job in ``held`` every third of its length until ``done``.
 
         A job leaves ``held`` when its result or failure is posted. On a 409 its lease is gone;
         the measurement still finishes and its post decides (the service answers 409 again if
-        another agent holds the job).
+        another agent holds the job). Each beat is sent once: a failed one is retried at the next.
         """
         interval = self.lease_seconds / 3
         while not done.wait(interval):
             with lock:
                 jobs = list(held.values())
             for job in jobs:
-                body = {"lease_token": job["lease_token"], "lease_seconds": self.lease_seconds}
+                request = HeartbeatRequest(lease_token=job.lease_token, lease_seconds=self.lease_seconds)
                 try:
-                    response = self.client.post(
-                        f"/v1/jobs/{job['id']}/heartbeat", json=body, headers=self.headers
-                    )
-                except httpx.TransportError as error:
-                    logger.warning("job %s: heartbeat failed (%s); retrying next beat", job["id"], error)
-                    continue
-                if response.status_code == 409:
-                    logger.warning("job %s: lease lost", job["id"])
+                    self._beat_api.heartbeat_job(job.id, request)
+                except Conflict:
+                    logger.warning("job %s: lease lost", job.id)
                     with lock:
-                        held.pop(job["id"], None)
+                        held.pop(job.id, None)
+                except ClientError as error:
+                    logger.warning("job %s: heartbeat failed (%s); retrying next beat", job.id, error)

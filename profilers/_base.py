@@ -15,13 +15,11 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
-from supernet import SearchSpace, Subnet
+from supernet import Metric, SearchSpace, Subnet
 
 from ._local import LocalConfig, SettingKind, check_reference_name, check_relative_path
-
-Metric = Literal["latency_ms", "score"]
 
 
 @dataclass(frozen=True)
@@ -172,7 +170,7 @@ class Profiler(abc.ABC):
     version: ClassVar[str] = "0"
     """Bumped whenever a change could alter the numbers; stored with every measurement."""
     metric: ClassVar[Metric]
-    """``"latency_ms"`` or ``"score"``."""
+    """:attr:`Metric.LATENCY` or :attr:`Metric.SCORE`."""
     settings_spec: ClassVar[Mapping[str, Setting]] = {}
     """The settings this profiler accepts."""
 
@@ -301,7 +299,7 @@ class LatencyProfiler(Profiler):
     become the data; the default measures the subnets one after another.
     """
 
-    metric: ClassVar[Metric] = "latency_ms"
+    metric: ClassVar[Metric] = Metric.LATENCY
 
     @abc.abstractmethod
     def measure(self, sub: Subnet | str) -> ProfileResult:
@@ -333,7 +331,7 @@ class LatencyProfiler(Profiler):
 class AccuracyProfiler(Profiler):
     """Scores a subnet on one task (higher is better)."""
 
-    metric: ClassVar[Metric] = "score"
+    metric: ClassVar[Metric] = Metric.SCORE
 
     @abc.abstractmethod
     def score(self, sub: Subnet | str, task: str) -> ProfileResult:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .api.middleware import (
@@ -34,6 +35,13 @@ latency-budget queries out. Reads are open; writes need `Authorization: Bearer <
 def _utf8_safe(text: str) -> str:
     """``text`` with lone surrogates written as ``\\udXXX`` escapes, so an answer can encode it."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def operation_id(route: APIRoute) -> str:
+    """The OpenAPI operation id of ``route``: its function's name (``query``, ``lease_jobs``), so
+    that generated clients name their methods after the routes. Route functions are named
+    verb_noun and are unique across the routers (tests/search_service/test_openapi_ids.py)."""
+    return route.name
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -72,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.engine = engine

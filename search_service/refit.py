@@ -22,11 +22,12 @@ import torch
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from predictors import Predictor, TransferPredictor, create_predictor
+from predictors import Predictor, create_predictor
 from supernet import get_space
 
 from . import repositories as repo
 from .core.config import Settings
+from .domain import Metric
 from .models import Front, PredictorVersion, utcnow
 from .search import FrontResult, compute_front
 
@@ -63,7 +64,7 @@ def _skipped_note(skipped: list[repo.Skipped], total: int) -> str:
 
 
 def _quantity(metric: str, target: str) -> str:
-    if metric == "latency_ms":
+    if metric == Metric.LATENCY:
         return f"the latencies of device {target!r}"
     return f"the scores of task {target!r}"
 
@@ -158,7 +159,7 @@ class Refitter:
         with self._errors_lock:
             fits = [
                 (metric, target, self._fit_errors.get((space, metric, target)))
-                for metric, target in (("latency_ms", device), ("score", task))
+                for metric, target in ((Metric.LATENCY, device), (Metric.SCORE, task))
             ]
             front = self._front_errors.get((space, task, device))
         for metric, target, failed in fits:
@@ -177,10 +178,11 @@ class Refitter:
         with self.read_sessions() as session:
             data = repo.training_data(session, space, metric, target)
             latest = repo.latest_predictor(session, space, metric, target)
-            # A transfer predictor takes every device (or task) of the metric, this one included.
+            # A predictor using related targets takes every device (or task) of the metric, this
+            # one included; the others need only the target's own values.
             matrix = (
                 repo.training_matrix(session, space, metric)
-                if isinstance(predictor, TransferPredictor)
+                if predictor.uses_related_targets
                 else ([], [], [])
             )
         archs = data.archs
@@ -196,7 +198,7 @@ class Refitter:
         matrix_archs, targets, rows = matrix
         # Each value's standard error (flagged drift included) is its own noise: points from a
         # drifting batch pull the fit less.
-        if isinstance(predictor, TransferPredictor) and len(targets) > 1:
+        if predictor.uses_related_targets and len(targets) > 1:
             error_of = dict(zip(archs, data.stds, strict=True))
             predictor.fit_multi(
                 search_space.parse_many(matrix_archs),
@@ -228,8 +230,8 @@ class Refitter:
     def _outdated_pairs(self, space: str) -> list[tuple[PredictorVersion, PredictorVersion]]:
         """(score, latency) predictor pairs whose newest front was built from older versions."""
         with self.read_sessions() as session:
-            scores = repo.latest_predictors(session, space, "score")
-            latencies = repo.latest_predictors(session, space, "latency_ms")
+            scores = repo.latest_predictors(session, space, Metric.SCORE)
+            latencies = repo.latest_predictors(session, space, Metric.LATENCY)
             pairs = []
             for score in scores:
                 for latency in latencies:

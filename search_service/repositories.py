@@ -14,6 +14,7 @@ from sqlalchemy import Row, Select, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from .domain import ACTIVE_JOB_STATUSES, JobStatus, Metric
 from .errors import ConflictError, InvalidError, NotFoundError, UnauthorizedError
 from .models import ApiToken, Campaign, Device, Front, Job, Measurement, PredictorVersion, utcnow
 from .outliers import impossible
@@ -314,7 +315,7 @@ class MeasuredTarget(NamedTuple):
 
 
 def _target_column(metric: str) -> Any:
-    return Measurement.device if metric == "latency_ms" else Measurement.task
+    return Measurement.device if metric == Metric.LATENCY else Measurement.task
 
 
 def _of_target(space: str, metric: str, target: str) -> tuple[Any, ...]:
@@ -355,7 +356,7 @@ def _variance(
 def _usable(rows: Sequence[Row[Any]], metric: str) -> tuple[list[tuple[Row[Any], float]], list[Skipped]]:
     """One target's rows (:data:`_FIT_COLUMNS`) that fits may use, each with its variance, and the
     impossible ones (:mod:`.outliers`, or a standard error that overflows) they skip."""
-    reasons = impossible([row.value for row in rows], log_scale=metric == "latency_ms")
+    reasons = impossible([row.value for row in rows], log_scale=metric == Metric.LATENCY)
     kept: list[tuple[Row[Any], float]] = []
     skipped: list[Skipped] = []
     for row, reason in zip(rows, reasons, strict=True):
@@ -491,7 +492,7 @@ def create_campaign(
     seed: int | None,
     archs: Sequence[str],
 ) -> Campaign:
-    metric = "score" if task is not None else "latency_ms"
+    metric = Metric.SCORE if task is not None else Metric.LATENCY
     campaign = Campaign(
         space=space, device=device, task=task, metric=metric, strategy=strategy, n=len(archs), seed=seed
     )
@@ -506,7 +507,7 @@ def create_campaign(
             device=device,
             task=task,
             metric=metric,
-            status="queued",
+            status=JobStatus.QUEUED,
             attempts=0,
             created_at=now,
             updated_at=now,
@@ -522,7 +523,7 @@ def pending_archs(session: Session, space: str, device: str, task: str | None) -
     stmt = select(Job.arch).where(
         Job.space == space,
         Job.device == device,
-        Job.status.in_(("queued", "leased")),
+        Job.status.in_(ACTIVE_JOB_STATUSES),
         Job.task.is_(None) if task is None else Job.task == task,
     )
     return set(session.scalars(stmt))
@@ -589,7 +590,9 @@ def lease_job(session: Session, device: str, lease_seconds: int, max_attempts: i
     this the only writer. Expired jobs already leased ``max_attempts`` times fail for good.
     """
     now = utcnow()
-    available = or_(Job.status == "queued", and_(Job.status == "leased", Job.lease_expires_at < now))
+    available = or_(
+        Job.status == JobStatus.QUEUED, and_(Job.status == JobStatus.LEASED, Job.lease_expires_at < now)
+    )
     while True:
         # One row at a time: locking more would hide them from concurrent leasers (SKIP LOCKED).
         stmt = select(Job).where(Job.device == device, available).order_by(Job.id).limit(1)
@@ -598,8 +601,8 @@ def lease_job(session: Session, device: str, lease_seconds: int, max_attempts: i
         job = session.scalars(stmt).first()
         if job is None:
             return None
-        if job.status == "leased" and job.attempts >= max_attempts:
-            job.status = "failed"
+        if job.status == JobStatus.LEASED and job.attempts >= max_attempts:
+            job.status = JobStatus.FAILED
             job.last_error = (
                 f"lease expired after attempt {job.attempts} of {max_attempts}; last error: {job.last_error}"
             )
@@ -607,7 +610,7 @@ def lease_job(session: Session, device: str, lease_seconds: int, max_attempts: i
             job.updated_at = now
             session.flush()
             continue
-        job.status = "leased"
+        job.status = JobStatus.LEASED
         job.attempts += 1
         job.lease_token = secrets.token_urlsafe(24)
         job.lease_expires_at = now + dt.timedelta(seconds=lease_seconds)
@@ -618,7 +621,7 @@ def lease_job(session: Session, device: str, lease_seconds: int, max_attempts: i
 
 def heartbeat(session: Session, job_id: int, token: str, lease_seconds: int) -> Job:
     job = get_job(session, job_id, lock=True)
-    if job.status != "leased" or job.lease_token != token:
+    if job.status != JobStatus.LEASED or job.lease_token != token:
         raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
     job.lease_expires_at = utcnow() + dt.timedelta(seconds=lease_seconds)
     job.updated_at = utcnow()
@@ -642,10 +645,10 @@ def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
     """
     job = get_job(session, job_id, lock=True)
     if job.lease_token != body.lease_token:
-        if job.status == "done":
+        if job.status == JobStatus.DONE:
             raise ConflictError(f"job {job_id} was completed under another lease")
         raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
-    if job.status == "done":
+    if job.status == JobStatus.DONE:
         stored = session.get(Measurement, job.measurement_id)
         assert stored is not None, "a done job's measurement is never deleted"
         changed = [
@@ -660,22 +663,22 @@ def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
                 + "; results are never overwritten (post a re-measurement to /v1/measurements)"
             )
         return job
-    if job.metric == "latency_ms" and body.value <= 0:
+    if job.metric == Metric.LATENCY and body.value <= 0:
         raise InvalidError("a latency must be positive", ["body", "value"])
     item = MeasurementCreate.model_validate(
         {
             "id": f"{JOB_ID_PREFIX}{job.id}",
             "space": job.space,
             "arch": job.arch,
-            "device": job.device if job.metric == "latency_ms" else None,
-            "task": job.task if job.metric == "score" else None,
+            "device": job.device if job.metric == Metric.LATENCY else None,
+            "task": job.task if job.metric == Metric.SCORE else None,
             "metric": job.metric,
             **body.model_dump(exclude={"lease_token"}),
         },
         context={"job_result": True},
     )
     _, _, (measurement_id,) = insert_measurements(session, [item], job_id=job.id)
-    job.status = "done"
+    job.status = JobStatus.DONE
     job.measurement_id = measurement_id
     job.updated_at = utcnow()
     session.flush()
@@ -685,11 +688,12 @@ def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
 def fail_job(session: Session, job_id: int, token: str, error: str, max_attempts: int) -> Job:
     """Give a leased job back: queued again, or failed for good after ``max_attempts`` leases."""
     job = get_job(session, job_id, lock=True)
-    if job.failed_token == token and job.status in ("queued", "failed") and job.lease_token is None:
+    given_back = job.status in (JobStatus.QUEUED, JobStatus.FAILED) and job.lease_token is None
+    if job.failed_token == token and given_back:
         return job  # the same failure posted again
-    if job.status != "leased" or job.lease_token != token:
+    if job.status != JobStatus.LEASED or job.lease_token != token:
         raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
-    job.status = "failed" if job.attempts >= max_attempts else "queued"
+    job.status = JobStatus.FAILED if job.attempts >= max_attempts else JobStatus.QUEUED
     job.failed_token = token
     job.lease_token = None
     job.lease_expires_at = None
@@ -755,8 +759,10 @@ def archs_measured_on_both(
     if not archs:
         return set()
     base = select(Measurement.arch).where(Measurement.space == space, Measurement.arch.in_(archs), _LIVE)
-    scored = set(session.scalars(base.where(Measurement.metric == "score", Measurement.task == task)))
-    timed = set(session.scalars(base.where(Measurement.metric == "latency_ms", Measurement.device == device)))
+    scored = set(session.scalars(base.where(Measurement.metric == Metric.SCORE, Measurement.task == task)))
+    timed = set(
+        session.scalars(base.where(Measurement.metric == Metric.LATENCY, Measurement.device == device))
+    )
     return scored & timed
 
 

@@ -24,8 +24,9 @@ from pydantic import (
 
 from supernet import get_space
 
+from .domain import JobStatus, Metric
+
 INT32 = 2**31 - 1
-Metric = Literal["latency_ms", "score"]
 JOB_ID_PREFIX = "job-"  # measurement ids of job results: "job-<job id>", so a result is stored once
 
 # Names of devices, tasks, spaces, profilers: printable, no spaces, usable in URLs and file names.
@@ -225,13 +226,13 @@ class MeasurementCreate(BaseModel):
     def _consistent(self) -> MeasurementCreate:
         if (self.device is None) == (self.task is None):
             raise ValueError("give exactly one of device (for a latency) or task (for a score)")
-        if self.device is not None and self.metric != "latency_ms":
+        if self.device is not None and self.metric != Metric.LATENCY:
             raise ValueError("a measurement on a device must have metric 'latency_ms'")
         if self.task is not None:
-            if self.metric != "score":
+            if self.metric != Metric.SCORE:
                 raise ValueError("a measurement on a task must have metric 'score'")
             check_task(self.space, self.task)
-        if self.metric == "latency_ms" and self.value <= 0:
+        if self.metric == Metric.LATENCY and self.value <= 0:
             raise ValueError("a latency must be positive")
         self.arch = canonical_arch(self.space, self.arch)
         return self
@@ -438,7 +439,7 @@ class ResultRequest(BaseModel):
 
 
 class ResultResponse(BaseModel):
-    status: Literal["done"]
+    status: Literal[JobStatus.DONE]
     measurement_id: int
 
 
@@ -450,7 +451,7 @@ class FailRequest(BaseModel):
 
 
 class FailResponse(BaseModel):
-    status: Literal["queued", "failed"]
+    status: Literal[JobStatus.QUEUED, JobStatus.FAILED]
     attempts: int
 
 

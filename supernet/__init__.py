@@ -2,6 +2,7 @@
 
 from ._cells import FBNET_COSTS, FBNET_OPS, NB201_COSTS, NB201_OPS, FBNetSpace, NASBench201Space
 from ._export import ONNX_INPUT, ONNX_OUTPUT, example_input, export_onnx
+from ._metric import Metric
 from ._registry import get_space, list_spaces
 from ._space import Dimension, SearchSpace, Subnet
 from ._supernet import LayerSpec, SubnetViT, UFOSupernet, build_supernet, resolve_path, ufo_space
@@ -20,6 +21,7 @@ __all__ = [
     "Dimension",
     "FBNetSpace",
     "LayerSpec",
+    "Metric",
     "MultipathSpace",
     "NASBench201Space",
     "SearchSpace",

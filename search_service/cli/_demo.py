@@ -56,6 +56,7 @@ def register(app: typer.Typer) -> None:
         from search_service import Settings, create_app
         from search_service import repositories as repo
         from search_service.core import make_engine, make_sessionmaker, upgrade
+        from search_service.domain import Metric
         from search_service.refit import Refitter
         from search_service.schemas import DeviceCreate, MeasurementCreate
         from supernet import get_space
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
                     space=SPACE,
                     arch=arch,
                     task=task,
-                    metric="score",
+                    metric=Metric.SCORE,
                     value=rank,
                     profiler="table-score",
                     profiler_version="ufo_track2",
@@ -98,7 +99,7 @@ def register(app: typer.Typer) -> None:
         )
 
         with reads() as session:
-            measured = repo.measured_archs(session, SPACE, "latency_ms", DEVICE)
+            measured = repo.measured_archs(session, SPACE, Metric.LATENCY, DEVICE)
         # A new chip's first measurements span the analytic cost range (cheapest and costliest
         # included): uniformly drawn ufo-track2 subnets all cost about the same.
         design = create_strategy("cost-stratified").select(space, None, [], samples, seed=seed)
@@ -119,7 +120,7 @@ def register(app: typer.Typer) -> None:
                     space=SPACE,
                     arch=space.format(sub),
                     device=DEVICE,
-                    metric="latency_ms",
+                    metric=Metric.LATENCY,
                     profiler=profiler.name,
                     profiler_version=profiler.version,
                     **outcome.measurement_fields(),

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 import typer
 
-from predictors import TransferPredictor, create_predictor, list_predictors, predictor_class
-from supernet import SearchSpace, Subnet, get_space
+from predictors import create_predictor, list_predictors, predictor_class
+from supernet import Metric, SearchSpace, Subnet, get_space
 
 _SCORE_NAME = re.compile(r"rank|score|acc|top1|top5|map|mAP|miou|f1", re.IGNORECASE)
 
@@ -82,7 +82,7 @@ def read_measurements(space: SearchSpace, path: Path) -> tuple[list[Subnet], lis
     return subnets, columns, Y
 
 
-def infer_metric(name: str, values: torch.Tensor, tasks: Sequence[str]) -> str:
+def infer_metric(name: str, values: torch.Tensor, tasks: Sequence[str]) -> Metric:
     """The metric of a TRAIN.csv column for ``--metric auto``.
 
     Args:
@@ -97,11 +97,19 @@ def infer_metric(name: str, values: torch.Tensor, tasks: Sequence[str]) -> str:
     # A task column holds scores even when its name and values look like a latency's, e.g. the
     # track-2 ranks of a subset that happens to hold no rank 0.
     if name in tasks:
-        return "score"
+        return Metric.SCORE
     observed = values[~torch.isnan(values)]
     if (observed <= 0).any() or _SCORE_NAME.search(name):
-        return "score"
-    return "latency_ms"
+        return Metric.SCORE
+    return Metric.LATENCY
+
+
+def parse_metric_option(value: str) -> Metric:
+    """``--metric``'s value as a metric (ValueError naming the option otherwise)."""
+    try:
+        return Metric.parse(value)
+    except ValueError:
+        raise ValueError(f"--metric must be auto, latency_ms or score, got {value!r}") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -146,9 +154,9 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"train column {target!r} has only 1 value; at least 2 are needed")
         if metric == "auto":
             metric = infer_metric(target, Y[:, t], search_space.tasks)
-        if metric not in ("latency_ms", "score"):
-            raise ValueError(f"--metric must be auto, latency_ms or score, got {metric!r}")
-        if metric == "latency_ms" and (Y[measured, t] <= 0).any():
+        else:
+            metric = parse_metric_option(metric)
+        if metric is Metric.LATENCY and (Y[measured, t] <= 0).any():
             row = int(torch.nonzero(measured & (Y[:, t] <= 0))[0]) + 1
             raise ValueError(
                 f"train row {row} (line {row + 1}), column {target!r}: latency_ms must be positive"
@@ -158,12 +166,8 @@ def register(app: typer.Typer) -> None:
         options: dict[str, object] = {"metric": metric}
         if "seed" in inspect.signature(predictor_class(model)).parameters:
             options["seed"] = seed
-        predictor = create_predictor(model, search_space, **options)
-        if isinstance(predictor, TransferPredictor):
-            predictor.fit_multi(subnets, Y, t)
-        else:
-            rows = torch.nonzero(measured).squeeze(-1).tolist()
-            predictor.fit([subnets[i] for i in rows], Y[measured, t])
+        # Predictors that use related targets learn from the other columns; the rest fit column t.
+        predictor = create_predictor(model, search_space, **options).fit_multi(subnets, Y, t)
         mean, std = predictor.predict(queries) if queries else (torch.zeros(0), torch.zeros(0))
         arch_column = q_header.index("arch")
         with out.open("w", newline="") as handle:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import typer
 
-from supernet import SearchSpace, Subnet, get_space
+from supernet import Metric, SearchSpace, Subnet, get_space
 
 
 def parse_settings(pairs: list[str]) -> dict[str, str]:
@@ -49,24 +49,25 @@ def resolve_device(
     Without ``--server`` the device is a profiler name and ``--set`` gives its settings. With
     ``--server`` it is a device registered on the service (``GET /v1/devices/{name}``), whose
     settings ``--set`` may override.
+
+    Raises:
+        ValueError: If the server is unreachable, does not know the device or refuses the token.
     """
     if server is None:
         return device, dict(settings)
-    import httpx
+    from search_service.client import ApiError, GpnasClient, NotFound, ServerUnreachable
 
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.get(f"{server.rstrip('/')}/v1/devices/{device}", headers=headers, timeout=30)
-    except httpx.TransportError as error:
-        raise ValueError(f"--server {server}: unreachable ({error})") from None
-    if response.status_code == 404:
-        raise ValueError(f"device {device!r} is not registered on {server}")
-    if response.status_code >= 400:
-        raise ValueError(
-            f"GET /v1/devices/{device} on {server}: HTTP {response.status_code} {response.text[:200]}"
-        )
-    info = response.json()
-    return info["profiler"], {**(info.get("settings") or {}), **settings}
+    # A couple of quick retries: a person is waiting, unlike a device agent.
+    with GpnasClient(server, token, max_retries=2, backoff=0.25) as api:
+        try:
+            info = api.get_device(device)
+        except ServerUnreachable as error:
+            raise ValueError(f"--server {server}: unreachable ({error.last})") from None
+        except NotFound:
+            raise ValueError(f"device {device!r} is not registered on {server}") from None
+        except ApiError as error:
+            raise ValueError(f"{error} (on {server})") from None
+    return info.profiler, {**(info.settings or {}), **settings}
 
 
 def _choose_subnets(
@@ -167,7 +168,7 @@ def register(app: typer.Typer) -> None:
         except ProfilerUnavailableError as error:
             # Missing hardware (no GPU, no bf16) is the user's setup, not a bug: one error line.
             raise ValueError(str(error)) from None
-        if profiler.metric == "score" and task is None:
+        if profiler.metric == Metric.SCORE and task is None:
             raise ValueError(f"profiler {name!r} scores a task: pass --task (one of {search_space.tasks})")
         subs = _choose_subnets(search_space, profiler.known_subnets(), samples, seed, archs)
         value_column = column or profiler.metric

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 import typer
 
-from predictors import Predictor, TransferPredictor, create_strategy, list_strategies
-from supernet import get_space
+from predictors import NoRelatedTargetsError, Predictor, TransferPredictor, create_strategy, list_strategies
+from supernet import Metric, get_space
 
-from ._predict import _parse_archs, _read_csv, infer_metric, read_measurements
+from ._predict import _parse_archs, _read_csv, infer_metric, parse_metric_option, read_measurements
 
 
 def register(app: typer.Typer) -> None:
@@ -63,11 +63,11 @@ def register(app: typer.Typer) -> None:
         if metric == "auto":
             metric = infer_metric(target, Y[:, t], search_space.tasks)
             if not bool(measured_rows.any()) and any(
-                infer_metric(columns[j], Y[:, j], search_space.tasks) == "score" for j in others
+                infer_metric(columns[j], Y[:, j], search_space.tasks) is Metric.SCORE for j in others
             ):
-                metric = "score"  # a new target is measured like the related columns
-        if metric not in ("latency_ms", "score"):
-            raise ValueError(f"--metric must be auto, latency_ms or score, got {metric!r}")
+                metric = Metric.SCORE  # a new target is measured like the related columns
+        else:
+            metric = parse_metric_option(metric)
         measured = [s for s, m in zip(subnets, measured_rows.tolist(), strict=True) if m]
         if candidates is None:
             pool = [s for s, m in zip(subnets, measured_rows.tolist(), strict=True) if not m]
@@ -83,7 +83,7 @@ def register(app: typer.Typer) -> None:
             elif others:
                 try:
                     model = transfer.fit_sources(subnets, Y[:, others])
-                except ValueError:  # no related column with enough values: spread the picks out
+                except NoRelatedTargetsError:  # nothing to borrow from: spread the picks out
                     model = None
         picks = chooser.select(search_space, model, measured, n, candidates=pool, seed=seed)
         with out.open("w", newline="") as handle:

@@ -12,7 +12,16 @@ import pytest
 import torch
 import uvicorn
 
-from profilers import AgentError, DeviceAgent, LatencyProfiler, LocalConfig, TableLatencyProfiler
+from profilers import (
+    AgentError,
+    DeviceAgent,
+    LatencyProfiler,
+    LocalConfig,
+    ProfileResult,
+    TableLatencyProfiler,
+)
+from search_service.client import GpnasClient
+from search_service.schemas import CampaignCreate, DeviceCreate
 from supernet import get_space
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -54,53 +63,47 @@ def service(tmp_path):
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    yield base, token, client
-    client.close()
+    with GpnasClient(base, token) as api:
+        yield base, token, api
     server.should_exit = True
     thread.join(timeout=10)
 
 
-def _device(client, name, profiler, settings, space, n, task=None, candidates=None):
-    response = client.post("/v1/devices", json={"name": name, "profiler": profiler, "settings": settings})
-    assert response.status_code == 201, response.text
-    body = {"space": space, "device": name, "n": n, "seed": 0}
-    if task:
-        body["task"] = task
-    if candidates:
-        body["candidates"] = candidates
-    response = client.post("/v1/campaigns", json=body)
-    assert response.status_code == 201, response.text
+def _device(api, name, profiler, settings, space, n, task=None, candidates=None):
+    api.create_device(DeviceCreate(name=name, profiler=profiler, settings=settings))
+    api.create_campaign(
+        CampaignCreate(space=space, device=name, n=n, seed=0, task=task, candidates=candidates)
+    )
 
 
-def _jobs(client, device):
-    return client.get("/v1/jobs", params={"device": device}).json()["jobs"]
+def _jobs(api, device):
+    return api.list_jobs(device=device).jobs
 
 
-def _measurements(client, device):
-    return client.get("/v1/measurements", params={"device": device}).json()["measurements"]
+def _measurements(api, device):
+    return api.list_measurements(device=device).measurements
 
 
 def test_agent_measures_torch_cpu_jobs_end_to_end(service):
-    base, token, client = service
+    base, token, api = service
     settings = {"threads": 1, "image_size": 32, "warmup": 1, "min_repeats": 3, "max_repeats": 5}
-    _device(client, "cpu-b1", "torch-cpu", settings, "ufo-track2", 3)
+    _device(api, "cpu-b1", "torch-cpu", settings, "ufo-track2", 3)
     # A 3 s lease is shorter than building ViT-Base and timing it here: only heartbeats keep it.
     agent = DeviceAgent(base, "cpu-b1", token, exit_when_idle=True, lease_seconds=3)
     stats = agent.run()
     assert (stats.done, stats.failed, stats.lost) == (3, 0, 0)
-    jobs = _jobs(client, "cpu-b1")
-    assert [j["status"] for j in jobs] == ["done"] * 3
-    assert all(j["attempts"] == 1 for j in jobs)  # never re-leased: the heartbeats held
-    rows = _measurements(client, "cpu-b1")
-    assert sorted(m["arch"] for m in rows) == sorted(j["arch"] for j in jobs)
+    jobs = _jobs(api, "cpu-b1")
+    assert [j.status for j in jobs] == ["done"] * 3
+    assert all(j.attempts == 1 for j in jobs)  # never re-leased: the heartbeats held
+    rows = _measurements(api, "cpu-b1")
+    assert sorted(m.arch for m in rows) == sorted(j.arch for j in jobs)
     for m in rows:
-        assert m["metric"] == "latency_ms" and m["value"] > 0 and m["profiler"] == "torch-cpu"
-        assert m["environment"]["threads"] == 1 and m["environment"]["input_shape"] == [1, 3, 32, 32]
+        assert m.metric == "latency_ms" and m.value > 0 and m.profiler == "torch-cpu"
+        assert m.environment["threads"] == 1 and m.environment["input_shape"] == [1, 3, 32, 32]
         # The three jobs were leased and timed as one interleaved batch against one reference.
-        assert m["environment"]["batch_subnets"] == 3 and m["environment"]["protocol"] == "interleaved"
-        assert m["environment"]["raw_median_ms"] > 0 and m["drift"] >= 0 and isinstance(m["flagged"], bool)
-    assert len({m["environment"]["reference_median_ms"] for m in rows}) == 1
+        assert m.environment["batch_subnets"] == 3 and m.environment["protocol"] == "interleaved"
+        assert m.environment["raw_median_ms"] > 0 and m.drift >= 0 and isinstance(m.flagged, bool)
+    assert len({m.environment["reference_median_ms"] for m in rows}) == 1
 
 
 class _Faulty(httpx.BaseTransport):
@@ -129,8 +132,8 @@ class _Faulty(httpx.BaseTransport):
 
 @needs_data
 def test_agent_retries_with_backoff_and_never_counts_twice(service):
-    base, token, client = service
-    _device(client, "nb201-pixel2", "table", {"path": NB201, "column": "pixel2"}, "nasbench201", 4)
+    base, token, api = service
+    _device(api, "nb201-pixel2", "table", {"path": NB201, "column": "pixel2"}, "nasbench201", 4)
     delays: list[float] = []
     transport = _Faulty(refuse=3)
     agent = DeviceAgent(
@@ -147,17 +150,17 @@ def test_agent_retries_with_backoff_and_never_counts_twice(service):
     assert transport.dropped_result and (stats.done, stats.failed, stats.lost) == (4, 0, 0)
     assert len(delays) == 4  # 3 refused connections + 1 lost reply, each retried once
     assert delays[1] > delays[0] * 0.9 and delays[2] > delays[1] * 0.9  # growing backoff (jittered)
-    rows = _measurements(client, "nb201-pixel2")
-    assert len(rows) == 4 and len({m["arch"] for m in rows}) == 4  # the re-posted result counted once
+    rows = _measurements(api, "nb201-pixel2")
+    assert len(rows) == 4 and len({m.arch for m in rows}) == 4  # the re-posted result counted once
     table = TableLatencyProfiler(get_space("nasbench201"), local=LOCAL, path=NB201, column="pixel2")
     for m in rows:
-        assert m["value"] == table.measure(m["arch"]).value
+        assert m.value == table.measure(m.arch).value
 
 
 @needs_data
 def test_expired_lease_goes_to_another_agent_and_the_late_result_is_dropped(service):
-    base, token, client = service
-    _device(client, "nb201-raspi4", "table", {"path": NB201, "column": "raspi4"}, "nasbench201", 1)
+    base, token, api = service
+    _device(api, "nb201-raspi4", "table", {"path": NB201, "column": "raspi4"}, "nasbench201", 1)
     space = get_space("nasbench201")
 
     class StolenWhileMeasuring(LatencyProfiler):
@@ -183,9 +186,9 @@ def test_expired_lease_goes_to_another_agent_and_the_late_result_is_dropped(serv
     )
     stats = agent.run()
     assert (stats.done, stats.lost) == (0, 1)
-    assert len(_measurements(client, "nb201-raspi4")) == 1
-    (job,) = _jobs(client, "nb201-raspi4")
-    assert job["status"] == "done" and job["attempts"] == 2
+    assert len(_measurements(api, "nb201-raspi4")) == 1
+    (job,) = _jobs(api, "nb201-raspi4")
+    assert job.status == "done" and job.attempts == 2
 
 
 class _DiesAfterResults(httpx.BaseTransport):
@@ -205,8 +208,8 @@ class _DiesAfterResults(httpx.BaseTransport):
 
 @needs_data
 def test_a_batch_lease_that_dies_half_way_loses_nothing_and_counts_nothing_twice(service):
-    base, token, client = service
-    _device(client, "nb201-gold", "table", {"path": NB201, "column": "gold_6226"}, "nasbench201", 4)
+    base, token, api = service
+    _device(api, "nb201-gold", "table", {"path": NB201, "column": "gold_6226"}, "nasbench201", 4)
     dying = DeviceAgent(
         base,
         "nb201-gold",
@@ -221,25 +224,25 @@ def test_a_batch_lease_that_dies_half_way_loses_nothing_and_counts_nothing_twice
     with pytest.raises(AgentError, match="unreachable"):
         dying.run()
     assert dying.stats.done == 2
-    jobs = _jobs(client, "nb201-gold")
-    assert sorted(j["status"] for j in jobs) == ["done", "done", "leased", "leased"]
+    jobs = _jobs(api, "nb201-gold")
+    assert sorted(j.status for j in jobs) == ["done", "done", "leased", "leased"]
     time.sleep(1.2)  # the dead agent's leases (1 s, no more heartbeats) expire
     stats = DeviceAgent(base, "nb201-gold", token, local=LOCAL, lease_size=4, exit_when_idle=True).run()
     assert (stats.done, stats.failed, stats.lost) == (2, 0, 0)
-    jobs = _jobs(client, "nb201-gold")
-    assert [j["status"] for j in jobs] == ["done"] * 4
-    assert sorted(j["attempts"] for j in jobs) == [1, 1, 2, 2]
-    rows = _measurements(client, "nb201-gold")
-    assert len(rows) == 4 and len({m["arch"] for m in rows}) == 4
+    jobs = _jobs(api, "nb201-gold")
+    assert [j.status for j in jobs] == ["done"] * 4
+    assert sorted(j.attempts for j in jobs) == [1, 1, 2, 2]
+    rows = _measurements(api, "nb201-gold")
+    assert len(rows) == 4 and len({m.arch for m in rows}) == 4
 
 
 @needs_data
 def test_a_subnet_the_profiler_cannot_measure_fails_only_its_own_job(service):
-    base, token, client = service
-    _device(client, "nb201-px", "table", {"path": NB201, "column": "pixel2"}, "nasbench201", 3)
+    base, token, api = service
+    _device(api, "nb201-px", "table", {"path": NB201, "column": "pixel2"}, "nasbench201", 3)
     space = get_space("nasbench201")
     table = TableLatencyProfiler(space, local=LOCAL, path=NB201, column="pixel2")
-    broken = client.get("/v1/jobs", params={"device": "nb201-px"}).json()["jobs"][1]["arch"]
+    broken = _jobs(api, "nb201-px")[1].arch
 
     class OneBroken(LatencyProfiler):
         name = "one-broken"
@@ -251,32 +254,49 @@ def test_a_subnet_the_profiler_cannot_measure_fails_only_its_own_job(service):
 
     stats = DeviceAgent(base, "nb201-px", token, lease_size=3, max_jobs=3, profiler=OneBroken(space)).run()
     assert (stats.done, stats.failed) == (2, 1)
-    failed = [j for j in _jobs(client, "nb201-px") if j["status"] != "done"]
-    assert [j["arch"] for j in failed] == [broken] and "cannot build this subnet" in failed[0]["last_error"]
-    assert len(_measurements(client, "nb201-px")) == 2
+    failed = [j for j in _jobs(api, "nb201-px") if j.status != "done"]
+    assert [j.arch for j in failed] == [broken] and "cannot build this subnet" in failed[0].last_error
+    assert len(_measurements(api, "nb201-px")) == 2
+
+
+def test_a_result_the_service_could_not_store_fails_its_job(service):
+    base, token, api = service
+    _device(api, "cpu-nan", "torch-cpu", {}, "ufo-track2", 1)
+
+    class NaNEnvironment(LatencyProfiler):
+        name = "nan-environment"
+
+        def measure(self, sub):
+            return ProfileResult(value=1.0, environment={"temperature": float("nan")})
+
+    profiler = NaNEnvironment(get_space("ufo-track2"))
+    stats = DeviceAgent(base, "cpu-nan", token, max_jobs=1, profiler=profiler).run()
+    assert (stats.done, stats.failed) == (0, 1)
+    (job,) = _jobs(api, "cpu-nan")
+    assert job.status == "queued" and "not storable" in job.last_error and "temperature" in job.last_error
 
 
 @needs_data
 def test_a_failing_measurement_is_reported_and_the_job_requeued(service):
-    base, token, client = service
+    base, token, api = service
     # fbnet's table cannot hold ufo-track2 archs: every measurement fails.
     # The server would refuse to plan on a table it can read and that does not fit, so the
     # campaign names its candidate instead (as for a table that only the agent can read).
     arch = get_space("ufo-track2").format(get_space("ufo-track2").sample(1, seed=0)[0])
     settings = {"path": "device_latency/fbnet.csv", "column": "pixel2"}
-    _device(client, "wrong-table", "table", settings, "ufo-track2", 1, candidates=[arch])
+    _device(api, "wrong-table", "table", settings, "ufo-track2", 1, candidates=[arch])
     stats = DeviceAgent(base, "wrong-table", token, local=LOCAL, max_jobs=1).run()
     assert (stats.done, stats.failed) == (0, 1)
-    (job,) = _jobs(client, "wrong-table")
-    assert job["status"] == "queued" and "is not in space 'ufo-track2'" in job["last_error"]
-    assert _measurements(client, "wrong-table") == []
+    (job,) = _jobs(api, "wrong-table")
+    assert job.status == "queued" and "is not in space 'ufo-track2'" in job.last_error
+    assert _measurements(api, "wrong-table") == []
 
 
 def test_bad_token_and_unknown_device_stop_the_agent(service):
-    base, token, client = service
+    base, token, api = service
     with pytest.raises(AgentError, match="not registered"):
         DeviceAgent(base, "no-such-device", token).run()
-    _device(client, "cpu-x", "torch-cpu", {}, "ufo-track2", 1)
+    _device(api, "cpu-x", "torch-cpu", {}, "ufo-track2", 1)
     with pytest.raises(AgentError, match="rejected the token"):
         DeviceAgent(base, "cpu-x", "gpnas_wrong").run()
     with pytest.raises(AgentError, match="unreachable after 3 attempts"):
@@ -290,8 +310,8 @@ def test_gpnas_agent_command(service):
     import subprocess
     import sys
 
-    base, token, client = service
-    _device(client, "nb201-cli", "table", {"path": NB201, "column": "gold_6226"}, "nasbench201", 2)
+    base, token, api = service
+    _device(api, "nb201-cli", "table", {"path": NB201, "column": "gold_6226"}, "nasbench201", 2)
     done = subprocess.run(
         [
             sys.executable,
@@ -315,7 +335,7 @@ def test_gpnas_agent_command(service):
     )
     assert done.returncode == 0, done.stderr
     assert "jobs done: 2, failed: 0" in done.stdout
-    assert len(_measurements(client, "nb201-cli")) == 2
+    assert len(_measurements(api, "nb201-cli")) == 2
     bad = subprocess.run(
         [
             sys.executable,
@@ -339,9 +359,37 @@ def test_gpnas_agent_command(service):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks an agent on a machine without the device's GPU")
 def test_agent_without_the_hardware_hands_the_job_back_and_stops(service):
-    base, token, client = service
-    _device(client, "h100-fp16", "torch-cuda", {"dtype": "fp16"}, "ufo-track2", 2)
+    base, token, api = service
+    _device(api, "h100-fp16", "torch-cuda", {"dtype": "fp16"}, "ufo-track2", 2)
     with pytest.raises(AgentError, match="cannot be measured here.*needs a CUDA device"):
         DeviceAgent(base, "h100-fp16", token, exit_when_idle=True).run()
-    statuses = sorted(j["status"] for j in _jobs(client, "h100-fp16"))
+    statuses = sorted(j.status for j in _jobs(api, "h100-fp16"))
     assert statuses == ["queued", "queued"]  # one handed back, the other never leased
+
+
+def test_gpnas_profile_looks_the_device_up_on_the_server(service):
+    from search_service.cli._profile import resolve_device
+
+    base, token, api = service
+    api.create_device(
+        DeviceCreate(name="nb201-look", profiler="table", settings={"path": NB201, "column": "pixel2"})
+    )
+    name, settings = resolve_device("nb201-look", {"column": "raspi4"}, base, token)
+    assert (name, settings) == ("table", {"path": NB201, "column": "raspi4"})  # --set overrides
+    with pytest.raises(ValueError, match="'nope' is not registered on"):
+        resolve_device("nope", {}, base, token)
+    with pytest.raises(ValueError, match="HTTP 401"):
+        resolve_device("nb201-look", {}, base, "gpnas_wrong")
+    with pytest.raises(ValueError, match="unreachable .*ConnectError"):
+        resolve_device("nb201-look", {}, f"http://127.0.0.1:{_free_port()}", token)
+
+
+def test_settings_the_service_would_refuse_stop_the_agent_before_it_starts():
+    for options, message in [
+        ({"lease_size": 65}, "lease_size: .*64"),
+        ({"lease_seconds": 86_401}, "lease_seconds: .*86400"),
+        ({"device": "two words"}, "device: String should match"),
+    ]:
+        arguments = {"server": "http://127.0.0.1:1", "device": "dev", "token": "t", "local": LOCAL, **options}
+        with pytest.raises(ValueError, match=message):
+            DeviceAgent(**arguments)

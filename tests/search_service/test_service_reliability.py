@@ -24,8 +24,10 @@ from service_helpers import measurements
 from sqlalchemy import func, select
 
 from profilers import DeviceAgent, LocalConfig
+from search_service.client import ClientError, Conflict, GpnasClient
 from search_service.core import make_engine
 from search_service.models import Job, Measurement
+from search_service.schemas import CampaignCreate, DeviceCreate, ResultRequest
 from supernet import get_space
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,9 +73,10 @@ def server(
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
+                with GpnasClient(url, timeout=1, max_retries=0) as api:
+                    api.health()
+                break
+            except ClientError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
@@ -97,8 +100,8 @@ def _count(db_url: str, *where: Any) -> int:
 def _register(
     url: str, name: str = "dev1", profiler: str = "torch-cpu", settings: dict | None = None
 ) -> None:
-    body = {"name": name, "profiler": profiler, "settings": settings or {}}
-    assert httpx.post(f"{url}/v1/devices", json=body).status_code == 201
+    with GpnasClient(url) as api:
+        api.create_device(DeviceCreate(name=name, profiler=profiler, settings=settings or {}))
 
 
 def test_concurrent_clients_with_retries_store_each_measurement_once(db_url: str) -> None:
@@ -182,13 +185,10 @@ def test_agent_dies_mid_job_and_another_completes_it(db_url: str, tmp_path: Path
     arch = "0123456780123456780123"
     table.write_text(f"arch,chip\n{arch},4.25\n")
     local = LocalConfig(data_dir=tmp_path)  # the agents' and the server's data directory
-    with server(db_url, GPNAS_DATA_DIR=str(tmp_path)) as (url, _):
+    with server(db_url, GPNAS_DATA_DIR=str(tmp_path)) as (url, _), GpnasClient(url) as api:
         _register(url, "chip", "table", {"path": table.name, "column": "chip"})
-        campaign = httpx.post(
-            f"{url}/v1/campaigns", json={"space": "fbnet", "device": "chip", "n": 1, "seed": 1}
-        )
-        assert campaign.status_code == 201
-        assert httpx.get(f"{url}/v1/jobs").json()["jobs"][0]["arch"] == arch
+        api.create_campaign(CampaignCreate(space="fbnet", device="chip", n=1, seed=1))
+        assert api.list_jobs().jobs[0].arch == arch
         # Agent A: a process that leases the job with a 2 s lease, starts "measuring" and is killed.
         script = (
             "import httpx, sys, time; r = httpx.post(sys.argv[1] + '/v1/jobs/lease', "
@@ -200,8 +200,8 @@ def test_agent_dies_mid_job_and_another_completes_it(db_url: str, tmp_path: Path
         assert token_a
         agent_a.send_signal(signal.SIGKILL)
         agent_a.wait(10)
-        job = httpx.get(f"{url}/v1/jobs", params={"device": "chip"}).json()["jobs"][0]
-        assert job["status"] == "leased" and job["attempts"] == 1
+        job = api.list_jobs(device="chip").jobs[0]
+        assert job.status == "leased" and job.attempts == 1
         # Agent B (the real device agent) gets nothing until the lease has expired, then does the job.
         agent_b = DeviceAgent(url, "chip", token="unused", local=local, exit_when_idle=True, lease_seconds=30)
         assert agent_b.run().done == 0
@@ -210,17 +210,17 @@ def test_agent_dies_mid_job_and_another_completes_it(db_url: str, tmp_path: Path
             url, "chip", token="unused", local=local, exit_when_idle=True, lease_seconds=30
         ).run()
         assert (stats.done, stats.failed, stats.lost) == (1, 0, 0)
-        late = httpx.post(f"{url}/v1/jobs/{job['id']}/result", json={"lease_token": token_a, "value": 9.0})
-        assert late.status_code == 409
-        done = httpx.get(f"{url}/v1/jobs/{job['id']}").json()
-        assert done["status"] == "done" and done["attempts"] == 2
-    assert _count(db_url, Measurement.job_id == job["id"]) == 1
+        with pytest.raises(Conflict):  # the late result of agent A
+            api.post_job_result(job.id, ResultRequest(lease_token=token_a, value=9.0))
+        done = api.get_job(job.id)
+        assert done.status == "done" and done.attempts == 2
+    assert _count(db_url, Measurement.job_id == job.id) == 1
     assert _count(db_url) == 1
     engine = make_engine(db_url)
     with engine.connect() as connection:
-        value = connection.scalar(select(Measurement.value).where(Measurement.job_id == job["id"]))
+        value = connection.scalar(select(Measurement.value).where(Measurement.job_id == job.id))
         assert value == pytest.approx(4.25)
-        assert connection.scalar(select(Job.measurement_id).where(Job.id == job["id"])) is not None
+        assert connection.scalar(select(Job.measurement_id).where(Job.id == job.id)) is not None
     engine.dispose()
 
 
@@ -266,8 +266,8 @@ def test_sigkill_during_ingest_keeps_every_acknowledged_measurement(db_url: str)
         stop.set()
         for t in threads:
             t.join()
-    with server(db_url, port) as (url, _):
-        assert httpx.get(f"{url}/healthz").status_code == 200
+    with server(db_url, port) as (url, _), GpnasClient(url) as api:
+        assert api.health().status == "ok"
     engine = make_engine(db_url)
     with engine.connect() as connection:
         stored = set(connection.scalars(select(Measurement.client_id)))

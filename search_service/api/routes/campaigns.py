@@ -9,11 +9,12 @@ from fastapi import APIRouter, Request, status
 from fastapi import Path as PathParam
 from sqlalchemy.orm import Session
 
-from predictors import Predictor, TransferPredictor, create_strategy, list_strategies
+from predictors import NoRelatedTargetsError, Predictor, TransferPredictor, create_strategy, list_strategies
 from profilers import LocalConfig, get_profiler_class
 from supernet import SearchSpace, Subnet, get_space
 
 from ... import repositories as repo
+from ...domain import Metric, Target
 from ...errors import InvalidError
 from ...models import Campaign, Device
 from ...schemas import INT32, CampaignCreate, CampaignPublic
@@ -52,14 +53,15 @@ def _predictors(session: Session, body: CampaignCreate) -> Predictor | tuple[Pre
     if body.strategy == "random":
         return None
     if body.strategy == "qlognehvi":
-        score, latency = load("score", body.task), load("latency_ms", body.device)
+        score, latency = load(Metric.SCORE, body.task), load(Metric.LATENCY, body.device)
         return None if score is None or latency is None else (score, latency)
     return load(*_measured_quantity(body))
 
 
-def _measured_quantity(body: CampaignCreate) -> tuple[str, str]:
+def _measured_quantity(body: CampaignCreate) -> tuple[Metric, str]:
     """(metric, target) a campaign measures: a task's score if it names one, else latency."""
-    return ("score", body.task) if body.task is not None else ("latency_ms", body.device)
+    target = Target.of(body.space, body.device, body.task)
+    return target.metric, target.name
 
 
 def _transfer_prior(
@@ -78,7 +80,7 @@ def _transfer_prior(
         prior = TransferPredictor(space, metric=metric).fit_sources(
             subnets, torch.tensor(rows, dtype=torch.float64)
         )
-    except ValueError:  # no related target with enough values yet
+    except NoRelatedTargetsError:
         return None, []
     return prior, subnets
 

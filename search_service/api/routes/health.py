@@ -10,7 +10,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health)
-def healthz(session: SessionDep) -> Health:
+def health(session: SessionDep) -> Health:
     """The service answers, and its database with it (at the schema revision shown)."""
     engine = session.get_bind()
     return Health(

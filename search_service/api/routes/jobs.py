@@ -1,10 +1,11 @@
 """The job queue of device agents: lease with expiry, heartbeat, post a result (idempotent), fail."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from ... import repositories as repo
+from ...domain import JobStatus
 from ...models import Job
 from ...schemas import (
     INT32,
@@ -28,7 +29,7 @@ JobId = Annotated[int, Path(ge=1, le=INT32)]
 
 
 @router.post("/lease", response_model=LeaseResponse)
-def lease(
+def lease_jobs(
     body: LeaseRequest, session: WriteSessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> LeaseResponse:
     """Lease up to ``count`` of the oldest available jobs of ``device`` for ``lease_seconds``.
@@ -65,7 +66,7 @@ def lease(
 @router.post(
     "/{job_id}/heartbeat", response_model=HeartbeatResponse, responses={409: {"description": "Lease lost"}}
 )
-def heartbeat(
+def heartbeat_job(
     job_id: JobId,
     body: HeartbeatRequest,
     session: WriteSessionDep,
@@ -85,7 +86,7 @@ def heartbeat(
 @router.post(
     "/{job_id}/result", response_model=ResultResponse, responses={409: {"description": "Lease lost"}}
 )
-def result(
+def post_job_result(
     job_id: JobId,
     body: ResultRequest,
     session: WriteSessionDep,
@@ -96,14 +97,14 @@ def result(
     measurement (stored once); 409 if another agent holds or completed the job."""
     principal.check_device(repo.get_job(session, job_id).device, f"post results for job {job_id}")
     job = repo.complete_job(session, job_id, body)
-    out = ResultResponse(status="done", measurement_id=job.measurement_id)  # type: ignore[arg-type]
+    out = ResultResponse(status=JobStatus.DONE, measurement_id=job.measurement_id)  # type: ignore[arg-type]
     session.commit()
     refitter.notify()
     return out
 
 
 @router.post("/{job_id}/fail", response_model=FailResponse, responses={409: {"description": "Lease lost"}})
-def fail(
+def fail_job(
     job_id: JobId, body: FailRequest, session: WriteSessionDep, principal: PrincipalDep, settings: SettingsDep
 ) -> FailResponse:
     """Give the job back with an error: queued again, or failed for good after the last attempt."""
@@ -126,7 +127,7 @@ def list_jobs(
     reader: ReaderDep,
     campaign: Annotated[int | None, Query(ge=1, le=INT32)] = None,
     device: Annotated[Name | None, Query()] = None,
-    status: Literal["queued", "leased", "done", "failed"] | None = None,
+    status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32)] = 0,
 ) -> JobPage:

@@ -1,10 +1,11 @@
 """Ingest and list measurements."""
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from ... import repositories as repo
+from ...domain import Metric
 from ...errors import InvalidError
 from ...models import Measurement
 from ...schemas import (
@@ -55,7 +56,7 @@ def list_measurements(
     space: Annotated[Name | None, Query(max_length=64)] = None,
     device: Annotated[Name | None, Query()] = None,
     task: Annotated[Name | None, Query(max_length=64)] = None,
-    metric: Literal["latency_ms", "score"] | None = None,
+    metric: Metric | None = None,
     arch: Annotated[Text | None, Query(max_length=256)] = None,
     include_retracted: Annotated[bool, Query(description="Also list retracted measurements.")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

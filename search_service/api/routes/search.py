@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from supernet import get_space
 
 from ... import repositories as repo
+from ...domain import Metric
 from ...errors import ConflictError, InvalidError, NotFoundError
 from ...fronts import FrontCache, LoadedFront
 from ...refit import Refitter
@@ -38,10 +39,10 @@ def _front(
     repo.get_device(session, device)
     min_train = refitter.settings.min_train
     missing = []
-    for metric, target, what in (("latency_ms", device, "device"), ("score", task, "task")):
+    for metric, target, what in ((Metric.LATENCY, device, "device"), (Metric.SCORE, task, "task")):
         n = repo.count_measured_subnets(session, space, metric, target)
         if n == 0:
-            kind = "latency" if metric == "latency_ms" else "score"
+            kind = "latency" if metric is Metric.LATENCY else "score"
             missing.append(f"no {kind} measurements of {what} {target!r}")
         elif n < min_train:
             subnets = "subnet" if n == 1 else "subnets"
