@@ -60,7 +60,7 @@ from ._sampling import (
     create_strategy,
     list_strategies,
 )
-from ._transfer import NoRelatedTargetsError, TransferPredictor
+from ._transfer import NoRelatedTargetsError, TransferPredictor, transfer_prior
 from ._transforms import OutputTransform
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "TransferPredictor",
     "build_kernel",
     "create_predictor",
+    "transfer_prior",
     "create_strategy",
     "encode_subnets",
     "list_predictors",

@@ -444,3 +444,23 @@ class TransferPredictor(Predictor):
             self._shared_kernel = target.model.covar_module.kernels[1].base_kernel
         self.target = target
         self.n_train = state["n_train"]
+
+
+def transfer_prior(
+    space: SearchSpace, metric: str, subnets: Sequence[Subnet], Y: torch.Tensor, seed: int = 0
+) -> TransferPredictor | None:
+    """A target's cold-start prior: a :class:`TransferPredictor` fitted on the related targets'
+    values only (:meth:`TransferPredictor.fit_sources`), or ``None`` when none has enough values
+    yet (then there is nothing to borrow from, and a design spreads its picks out instead).
+
+    Args:
+        space: The search space.
+        metric: The target's metric, which the related targets share.
+        subnets: ``n`` subnets, the rows of ``Y``.
+        Y: ``n x S`` values of the related targets, NaN where unmeasured.
+        seed: Seed of the model's subset choices.
+    """
+    try:
+        return TransferPredictor(space, metric=metric, seed=seed).fit_sources(subnets, Y)
+    except NoRelatedTargetsError:
+        return None

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import typer
 
-from predictors import NoRelatedTargetsError, Predictor, TransferPredictor, create_strategy, list_strategies
+from predictors import Predictor, TransferPredictor, create_strategy, list_strategies, transfer_prior
 from supernet import Metric, get_space
 
 from ._predict import _parse_archs, _read_csv, infer_metric, parse_metric_option, read_measurements
@@ -81,10 +81,7 @@ def register(app: typer.Typer) -> None:
             if len(measured) >= 2:
                 model = transfer.fit_multi(subnets, Y, t)
             elif others:
-                try:
-                    model = transfer.fit_sources(subnets, Y[:, others])
-                except NoRelatedTargetsError:  # nothing to borrow from: spread the picks out
-                    model = None
+                model = transfer_prior(search_space, metric, subnets, Y[:, others], seed=seed)
         picks = chooser.select(search_space, model, measured, n, candidates=pool, seed=seed)
         with out.open("w", newline="") as handle:
             writer = csv.writer(handle)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 import torch
 import uvicorn
+from _data import DATA_DIR
 
 from profilers import (
     AgentError,
@@ -24,13 +24,9 @@ from search_service.client import GpnasClient
 from search_service.schemas import CampaignCreate, DeviceCreate
 from supernet import get_space
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 NB201 = "device_latency/nasbench201.csv"  # device settings name files relative to a data directory
-# The agent's machine keeps its tables in DATA (the server's copy is the same directory here).
-LOCAL = LocalConfig(data_dir=DATA)
-needs_data = pytest.mark.skipif(
-    not (DATA / NB201).exists(), reason="../shared/data is not beside the checkout"
-)
+# The agent's machine keeps its tables in DATA_DIR (the server's copy is the same directory here).
+LOCAL = LocalConfig(data_dir=DATA_DIR)
 
 
 def _free_port() -> int:
@@ -53,7 +49,7 @@ def service(tmp_path):
         _, token = repo.create_token(session, label="agent test")
         session.commit()
     engine.dispose()
-    app = create_app(Settings(database_url=url, refit_worker=False, data_dir=DATA))
+    app = create_app(Settings(database_url=url, refit_worker=False, data_dir=DATA_DIR))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -130,7 +126,7 @@ class _Faulty(httpx.BaseTransport):
         return response
 
 
-@needs_data
+@pytest.mark.usefixtures("data_dir")
 def test_agent_retries_with_backoff_and_never_counts_twice(service):
     base, token, api = service
     _device(api, "nb201-pixel2", "table", {"path": NB201, "column": "pixel2"}, "nasbench201", 4)
@@ -157,7 +153,7 @@ def test_agent_retries_with_backoff_and_never_counts_twice(service):
         assert m.value == table.measure(m.arch).value
 
 
-@needs_data
+@pytest.mark.usefixtures("data_dir")
 def test_expired_lease_goes_to_another_agent_and_the_late_result_is_dropped(service):
     base, token, api = service
     _device(api, "nb201-raspi4", "table", {"path": NB201, "column": "raspi4"}, "nasbench201", 1)
@@ -206,7 +202,7 @@ class _DiesAfterResults(httpx.BaseTransport):
         return self.inner.handle_request(request)
 
 
-@needs_data
+@pytest.mark.usefixtures("data_dir")
 def test_a_batch_lease_that_dies_half_way_loses_nothing_and_counts_nothing_twice(service):
     base, token, api = service
     _device(api, "nb201-gold", "table", {"path": NB201, "column": "gold_6226"}, "nasbench201", 4)
@@ -236,7 +232,7 @@ def test_a_batch_lease_that_dies_half_way_loses_nothing_and_counts_nothing_twice
     assert len(rows) == 4 and len({m.arch for m in rows}) == 4
 
 
-@needs_data
+@pytest.mark.usefixtures("data_dir")
 def test_a_subnet_the_profiler_cannot_measure_fails_only_its_own_job(service):
     base, token, api = service
     _device(api, "nb201-px", "table", {"path": NB201, "column": "pixel2"}, "nasbench201", 3)
@@ -276,7 +272,7 @@ def test_a_result_the_service_could_not_store_fails_its_job(service):
     assert job.status == "queued" and "not storable" in job.last_error and "temperature" in job.last_error
 
 
-@needs_data
+@pytest.mark.usefixtures("data_dir")
 def test_a_failing_measurement_is_reported_and_the_job_requeued(service):
     base, token, api = service
     # fbnet's table cannot hold ufo-track2 archs: every measurement fails.
@@ -305,7 +301,7 @@ def test_bad_token_and_unknown_device_stop_the_agent(service):
         ).run()
 
 
-@needs_data
+@pytest.mark.usefixtures("data_dir")
 def test_gpnas_agent_command(service):
     import subprocess
     import sys
@@ -327,7 +323,7 @@ def test_gpnas_agent_command(service):
             "--exit-when-idle",
             "--quiet",
             "--data-dir",
-            str(DATA),
+            str(DATA_DIR),
         ],
         capture_output=True,
         text=True,

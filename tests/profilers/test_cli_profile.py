@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _data import DATA_DIR
 from typer.testing import CliRunner
 
 from search_service.cli import app
 
-FBNET = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "device_latency" / "fbnet.csv"
+FBNET = DATA_DIR / "device_latency" / "fbnet.csv"
 GPNAS = [sys.executable, "-c", "from search_service.cli import main; main()"]
 
 
@@ -22,7 +23,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.mark.skipif(not FBNET.exists(), reason="../shared/data is not beside the checkout")
+@pytest.mark.usefixtures("data_dir")
 def test_profile_table_writes_predict_ready_csv(tmp_path):
     out = tmp_path / "pixel2.csv"
     args = [

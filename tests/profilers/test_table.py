@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
+from _data import DATA_DIR
 
 from profilers import LocalConfig, create_profiler
 from supernet import get_space
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FBNET = "device_latency/fbnet.csv"  # file settings are relative to the machine's data directory
 NB201 = "device_latency/nasbench201.csv"
 TRACK2 = "ufo_track2/train.json"
-LOCAL = LocalConfig(data_dir=DATA)
-needs_data = pytest.mark.skipif(
-    not (DATA / FBNET).exists(), reason="../shared/data is not beside the checkout"
-)
+LOCAL = LocalConfig(data_dir=DATA_DIR)
 
 
-@needs_data
+@pytest.mark.usefixtures("data_dir")
 def test_table_latency_replays_the_csv_column():
-    with open(DATA / FBNET, newline="") as handle:
+    with open(DATA_DIR / FBNET, newline="") as handle:
         rows = [row for _, row in zip(range(20), csv.DictReader(handle), strict=False)]
     profiler = create_profiler("table", get_space("fbnet"), local=LOCAL, path=FBNET, column="pixel2")
     for row in rows:
@@ -34,7 +30,7 @@ def test_table_latency_replays_the_csv_column():
     assert len(known) == 5000 and get_space("fbnet").format(known[0]) == rows[0]["arch"]
 
 
-@needs_data
+@pytest.mark.usefixtures("data_dir")
 def test_table_latency_nb201_and_errors():
     space = get_space("nasbench201")
     profiler = create_profiler("table", space, local=LOCAL, path=NB201, column="raspi4")
@@ -46,9 +42,9 @@ def test_table_latency_nb201_and_errors():
         create_profiler("table", space, local=LOCAL, path="nonexistent.csv", column="raspi4")
 
 
-@needs_data
+@pytest.mark.usefixtures("data_dir")
 def test_table_score_reads_ufo_track2_ranks():
-    data = json.loads((DATA / TRACK2).read_text())
+    data = json.loads((DATA_DIR / TRACK2).read_text())
     record = next(iter(data.values()))
     profiler = create_profiler("table-score", get_space("ufo-track2"), local=LOCAL, path=TRACK2)
     assert profiler.metric == "score"

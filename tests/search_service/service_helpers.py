@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,8 +12,6 @@ from search_service import Settings
 from supernet import get_space
 
 SPACE = "ufo-track2"
-# Real reference data (../shared/data, see its README).
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
 def latency_of(arch: str) -> float:

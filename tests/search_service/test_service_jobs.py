@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pandas as pd
 import torch
 from fastapi.testclient import TestClient
-from service_helpers import DATA, SPACE, make_settings, register
+from service_helpers import SPACE, make_settings, register
 
 from predictors import TransferPredictor, create_strategy
 from search_service import create_app
@@ -249,11 +250,13 @@ def test_lease_expiring_on_the_last_attempt_fails_the_job(db_url: str) -> None:
         assert failed["status"] == "failed" and "lease expired" in failed["last_error"]
 
 
-def test_first_campaign_of_a_new_chip_designs_from_the_chips_measured_before(client: TestClient) -> None:
+def test_first_campaign_of_a_new_chip_designs_from_the_chips_measured_before(
+    client: TestClient, data_dir: Path
+) -> None:
     """No latency predictor for the new chip yet: a variance-strategy campaign picks among the
     subnets other chips measured, by the transfer prior those chips define."""
     space = get_space("nasbench201")
-    table = pd.read_csv(DATA / "device_latency" / "nasbench201.csv").sample(60, random_state=0)
+    table = pd.read_csv(data_dir / "device_latency" / "nasbench201.csv").sample(60, random_state=0)
     chips = ["gold_6226", "pixel2", "titan_rtx_1"]
     for chip in [*chips, "raspi4"]:
         register(client, chip)

@@ -4,11 +4,12 @@ job results re-posted with other content, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from fastapi.testclient import TestClient
-from service_helpers import DATA, SPACE, make_settings, measurements, register
+from service_helpers import SPACE, make_settings, measurements, register
 
 from search_service import create_app
 from search_service import repositories as repo
@@ -116,7 +117,7 @@ def test_retraction_keeps_the_row_hides_it_and_refits_its_target(db_url: str) ->
     engine.dispose()
 
 
-def test_impossible_values_are_skipped_and_the_device_answers_queries(db_url: str) -> None:
+def test_impossible_values_are_skipped_and_the_device_answers_queries(db_url: str, data_dir: Path) -> None:
     with TestClient(create_app(make_settings(db_url))) as client:
         register(client)
         plausible = measurements(30)
@@ -147,7 +148,7 @@ def test_impossible_values_are_skipped_and_the_device_answers_queries(db_url: st
         # Refitting again changes nothing: the skipped values are part of the fitted data version.
         assert client.post("/v1/refit", json={}).json()["predictors"] == []
     # The limit leaves real tables alone: the widest one, its convolution-free subnets included.
-    raspi4 = pd.read_csv(DATA / "device_latency" / "nasbench201.csv")["raspi4"].tolist()
+    raspi4 = pd.read_csv(data_dir / "device_latency" / "nasbench201.csv")["raspi4"].tolist()
     assert not any(impossible(raspi4, log_scale=True))
 
 

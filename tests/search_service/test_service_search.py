@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 from scipy.special import ndtri
 from scipy.stats import kendalltau
-from service_helpers import DATA, SPACE, latency_of, make_settings, measurements, register, score_of
+from service_helpers import SPACE, latency_of, make_settings, measurements, register, score_of
 from sqlalchemy import func, select
 
 from predictors import GPNASPredictor, Predictor, TransferPredictor
@@ -167,10 +168,10 @@ def test_background_worker_refits_after_ingest(db_url: str) -> None:
         assert answer.json()["front_version"] == 1
 
 
-def test_transfer_refit_borrows_from_the_chips_measured_before(db_url: str) -> None:
+def test_transfer_refit_borrows_from_the_chips_measured_before(db_url: str, data_dir: Path) -> None:
     """With GPNAS_PREDICTOR=gpnas-transfer a chip with 10 latencies is fitted with the other
     chips as related outputs, and ranks its unmeasured subnets far better than alone."""
-    table = pd.read_csv(DATA / "device_latency" / "nasbench201.csv").sample(300, random_state=1)
+    table = pd.read_csv(data_dir / "device_latency" / "nasbench201.csv").sample(300, random_state=1)
     train, held = table.iloc[:80], table.iloc[80:]
     chips = ["gold_6226", "pixel2", "titan_rtx_1", "raspi4"]
     items = [

@@ -1,9 +1,6 @@
-"""Shared fixtures of the supernet tests: the real data folder and tiny supernets."""
+"""Shared fixtures of the supernet tests: tiny supernets (real data: ``data_dir``, tests/conftest.py)."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,16 +16,6 @@ TINY = {"embed_dim": 32, "head_dim": 4, "patch_size": 8, "image_size": 32}
 def _few_threads() -> None:
     # The CI box has 2 cores shared with other jobs; intra-op threading only adds contention here.
     torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` next to the repository (or ``$GPNAS_SHARED_DATA``); skip if absent."""
-    env = os.environ.get("GPNAS_SHARED_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
-    if not path.is_dir():
-        pytest.skip(f"reference data not found at {path}")
-    return path
 
 
 def perturbed_supernet(space: str, seed: int = 0) -> UFOSupernet:

@@ -145,10 +145,10 @@ def test_cost_extremes_exhaustive_on_a_small_layered_space():
 
 
 @pytest.mark.parametrize("name", ["fbnet", "nasbench201"])
-def test_macs_rank_real_latency(shared_data, name):
+def test_macs_rank_real_latency(data_dir, name):
     """MACs rank real device latencies: median Spearman over devices (measured 0.62 on fbnet,
     0.71 on nasbench201), and positive on every device."""
-    df = pd.read_csv(shared_data / "device_latency" / f"{name}.csv", dtype={"arch": str})
+    df = pd.read_csv(data_dir / "device_latency" / f"{name}.csv", dtype={"arch": str})
     space = get_space(name)
     macs = space.macs(space.parse_many(df.arch.tolist()))
     rhos = [spearmanr(macs, df[c])[0] for c in df.columns[1:]]
@@ -156,11 +156,11 @@ def test_macs_rank_real_latency(shared_data, name):
     assert min(rhos) > 0.1
 
 
-def test_costs_explain_real_latency(shared_data):
+def test_costs_explain_real_latency(data_dir):
     """A non-negative line on [1, costs] fits each nasbench201 device far better than MACs alone."""
     from scipy.optimize import nnls
 
-    df = pd.read_csv(shared_data / "device_latency" / "nasbench201.csv")
+    df = pd.read_csv(data_dir / "device_latency" / "nasbench201.csv")
     space = get_space("nasbench201")
     costs = space.costs(space.parse_many(df.arch.tolist()))
     A = np.hstack([np.ones((len(costs), 1)), costs])

@@ -44,8 +44,8 @@ def test_presets_are_listed_and_unknown_space_is_rejected() -> None:
         get_space("resnet")
 
 
-def test_track2_round_trips_every_real_arch(shared_data) -> None:
-    records = json.loads((shared_data / "ufo_track2" / "train.json").read_text())
+def test_track2_round_trips_every_real_arch(data_dir) -> None:
+    records = json.loads((data_dir / "ufo_track2" / "train.json").read_text())
     space = get_space("ufo-track2")
     archs = [r["arch"] for r in records.values()]
     subs = space.parse_many(archs)
@@ -57,17 +57,17 @@ def test_track2_round_trips_every_real_arch(shared_data) -> None:
     assert space.cardinality == 9**10 + 9**11 + 9**12 == 317_297_380_491
 
 
-def test_fbnet_round_trips_every_real_arch(shared_data) -> None:
+def test_fbnet_round_trips_every_real_arch(data_dir) -> None:
     space = get_space("fbnet")
-    archs = _csv_archs(shared_data / "device_latency" / "fbnet.csv")
+    archs = _csv_archs(data_dir / "device_latency" / "fbnet.csv")
     assert len(archs) == 5000 and any(a.startswith("0") for a in archs)
     assert [space.format(s) for s in space.parse_many(archs)] == archs
     assert space.cardinality == 9**22 and len(FBNET_OPS) == 9
 
 
-def test_nasbench201_real_archs_are_the_whole_space(shared_data) -> None:
+def test_nasbench201_real_archs_are_the_whole_space(data_dir) -> None:
     space = get_space("nasbench201")
-    archs = _csv_archs(shared_data / "device_latency" / "nasbench201.csv")
+    archs = _csv_archs(data_dir / "device_latency" / "nasbench201.csv")
     subs = space.parse_many(archs)
     assert [space.format(s) for s in subs] == archs
     # 15,625 distinct cells: the data set is the complete space, which enumerate() must reproduce.

@@ -1,6 +1,6 @@
 """Real, simple predictors for the search tests.
 
-* NAS-Bench-201 latency: the measured pixel2 latencies of ../shared/data/device_latency (a table
+* NAS-Bench-201 latency: the measured pixel2 latencies of the reference data's device_latency (a table
   lookup), with a std that grows with the number of 3x3 convolutions, so that high-confidence
   budget queries prefer different subnets than mean-latency ones.
 * NAS-Bench-201 score: an analytic capacity proxy (conv weights on edges that lie on an
@@ -21,8 +21,6 @@ import torch
 from sklearn.linear_model import BayesianRidge
 
 from supernet import get_space
-
-DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 
 # NB201 edge order of Subnet.layers: (1<-0), (2<-0), (2<-1), (3<-0), (3<-1), (3<-2).
 _EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
@@ -55,9 +53,9 @@ class NB201Score:
 
 
 class NB201Latency:
-    def __init__(self, device: str = "pixel2") -> None:
+    def __init__(self, data_dir: Path, device: str = "pixel2") -> None:
         space = get_space("nasbench201")
-        with open(DATA / "device_latency" / "nasbench201.csv") as f:
+        with open(data_dir / "device_latency" / "nasbench201.csv") as f:
             self.table = {space.parse(row["arch"]): float(row[device]) for row in csv.DictReader(f)}
 
     def predict(self, subnets):
@@ -67,9 +65,9 @@ class NB201Latency:
 
 
 class Track2Score:
-    def __init__(self, task: str = "veri_rank") -> None:
+    def __init__(self, data_dir: Path, task: str = "veri_rank") -> None:
         self.space = get_space("ufo-track2")
-        data = json.loads((DATA / "ufo_track2" / "train.json").read_text())
+        data = json.loads((data_dir / "ufo_track2" / "train.json").read_text())
         subs = self.space.parse_many([v["arch"] for v in data.values()])
         y = np.array([v[task] for v in data.values()], dtype=float)
         self.model = BayesianRidge().fit(self.space.encode(subs).numpy(), y)
@@ -95,11 +93,11 @@ def nb201():
 
 
 @pytest.fixture(scope="session")
-def nb201_models():
-    return NB201Score(), NB201Latency()
+def nb201_models(data_dir):
+    return NB201Score(), NB201Latency(data_dir)
 
 
 @pytest.fixture(scope="session")
-def track2_models():
+def track2_models(data_dir):
     space = get_space("ufo-track2")
-    return Track2Score(), FlopsLatency(space)
+    return Track2Score(data_dir), FlopsLatency(space)

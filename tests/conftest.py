@@ -1,0 +1,19 @@
+"""Fixtures of every test directory: the real reference data (see ``tests/_data.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from _data import DATA_DIR, DATA_ENV, require_data
+
+
+def pytest_report_header() -> str:
+    found = "" if DATA_DIR.is_dir() else " (MISSING: tests that read it will fail)"
+    return f"reference data: {DATA_DIR}{found} (set {DATA_ENV} to use another copy)"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The reference data directory; fails (never skips) when it is missing."""
+    return require_data()
