@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint typecheck bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,15 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 
+# The four packages, as configured in pyproject.toml ([tool.mypy]); about 40 s cold on 2 cores,
+# about 1 s with the incremental cache (.mypy_cache) of an earlier run.
+typecheck: install
+	$(BIN)/mypy
+
 test: install
 	./scripts/ensure_services.sh
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: install
@@ -31,4 +37,4 @@ bench: install
 	$(BIN)/python benchmarks/search.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -201,7 +201,8 @@ def main() -> None:
         started = time.perf_counter()
         report = api.refit(RefitRequest(space=SPACE))
         refit_s = time.perf_counter() - started
-        assert report.errors == [] and report.fronts, report
+        assert report.errors == [], report
+        assert report.fronts, report
         front = api.pareto(SPACE, TASK, DEVICE, limit=1000)
         latencies = [p.latency_ms for p in front.points]
         budgets = list(np.linspace(min(latencies) * 1.05, max(latencies), 17))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, overload
 
 import numpy as np
 import torch
@@ -88,6 +88,14 @@ def as_vector(y: torch.Tensor | Sequence[float] | np.ndarray) -> torch.Tensor:
     if isinstance(y, torch.Tensor):
         return y.to(torch.float64).reshape(-1)
     return torch.tensor(np.asarray(y, dtype=np.float64)).reshape(-1)
+
+
+@overload
+def check_y_std(y_std: None, n: int) -> None: ...
+@overload
+def check_y_std(y_std: torch.Tensor | Sequence[float] | np.ndarray, n: int) -> torch.Tensor: ...
+@overload
+def check_y_std(y_std: torch.Tensor | Sequence[float] | np.ndarray | None, n: int) -> torch.Tensor | None: ...
 
 
 def check_y_std(y_std: torch.Tensor | Sequence[float] | np.ndarray | None, n: int) -> torch.Tensor | None:

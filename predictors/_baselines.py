@@ -14,6 +14,9 @@ from ._base import Predictor, default_transform, encode_subnets, register_alias,
 from ._features import summary_features
 from ._transforms import OutputTransform
 
+# RidgePredictor's penalty grid: 25 values from 1e-3 to 1e3, log-spaced.
+_DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 25))
+
 
 @register_predictor("ridge")
 class RidgePredictor(Predictor):
@@ -38,7 +41,7 @@ class RidgePredictor(Predictor):
         space: SearchSpace,
         metric: str = "score",
         transform: str | None = None,
-        alphas: tuple[float, ...] = tuple(float(a) for a in np.logspace(-3, 3, 25)),
+        alphas: tuple[float, ...] = _DEFAULT_ALPHAS,
         summary: bool = False,
     ) -> None:
         super().__init__(space, metric=metric, transform=transform, alphas=list(alphas), summary=summary)
@@ -220,7 +223,7 @@ class ClosedFormGPNAS(Predictor):
         super().__init__(space, metric=metric, hp_mat=hp_mat, hp_cov=hp_cov)
         self.hp_mat, self.hp_cov = hp_mat, hp_cov
 
-    def encode(self, subnets: list[Subnet]) -> torch.Tensor:
+    def encode(self, subnets: Sequence[Subnet]) -> torch.Tensor:
         codes = self.space.choice_matrix(subnets) + 1  # absent layers become 0
         depth = np.array([[s.depth] for s in subnets], dtype=float)
         return torch.as_tensor(

@@ -244,7 +244,9 @@ class GPNASPredictor(Predictor):
         ``noise_extra`` (shape ``n``) is each point's known noise variance on top of the learned
         homoskedastic ``noise``; predictions for new points keep only the latter.
         """
-        model.set_train_data(X, z, strict=False)
+        # gpytorch ships no types, so mypy resolves its methods through torch's Module.__getattr__
+        # (Tensor | Module) instead of gpytorch.models.ExactGP.
+        model.set_train_data(X, z, strict=False)  # type: ignore[operator]
         model.eval()
         self.model, self.X, self.z = model, X, z
         self.n_train = len(z)
@@ -344,7 +346,8 @@ class GPNASPredictor(Predictor):
         """Fitted hyperparameters by name (for reports and debugging)."""
         assert self.model is not None
         out: dict[str, float | list[float]] = {}
-        for name, parameter, constraint in self.model.named_parameters_and_constraints():
+        # gpytorch.Module's method, seen through torch's Module.__getattr__: gpytorch ships no types.
+        for name, parameter, constraint in self.model.named_parameters_and_constraints():  # type: ignore[operator]
             value = (
                 (constraint.transform(parameter) if constraint is not None else parameter)
                 .detach()

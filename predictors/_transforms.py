@@ -9,12 +9,18 @@ exactly for ``log`` (log-normal moments), by Gauss-Hermite quadrature for ``rank
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 import numpy as np
 import torch
 
 TransformName = Literal["identity", "log", "rankgauss"]
+
+
+def is_transform_name(kind: str) -> TypeGuard[TransformName]:
+    """Whether ``kind`` names an output transform."""
+    return kind in ("identity", "log", "rankgauss")
+
 
 # 20 Gauss-Hermite nodes integrate the piecewise-linear inverse map to well below 1e-3 of its range.
 _GH_NODES, _GH_WEIGHTS = np.polynomial.hermite.hermgauss(20)
@@ -24,13 +30,13 @@ class OutputTransform:
     """A monotone map ``g`` of ``y`` plus standardisation: ``z = (g(y) - loc) / scale``.
 
     Args:
-        kind: ``identity``, ``log`` or ``rankgauss``.
+        kind: ``identity``, ``log`` or ``rankgauss`` (checked: it may come from user input).
     """
 
-    def __init__(self, kind: TransformName = "identity") -> None:
-        if kind not in ("identity", "log", "rankgauss"):
+    def __init__(self, kind: str = "identity") -> None:
+        if not is_transform_name(kind):
             raise ValueError(f"unknown output transform {kind!r}; expected identity, log or rankgauss")
-        self.kind = kind
+        self.kind: TransformName = kind
         self.loc = 0.0
         self.scale = 1.0
         # rankgauss only: sorted z-knots and the matching sorted y values (the inverse map).
@@ -61,7 +67,8 @@ class OutputTransform:
         """Map new ``y`` values (shape ``n``) with the fitted transform."""
         y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
         if self.kind == "rankgauss":
-            assert self.knots_y is not None and self.knots_z is not None
+            assert self.knots_y is not None
+            assert self.knots_z is not None
             g = _interp(y, self.knots_y, self.knots_z)
         else:
             g = self._forward(y)
@@ -118,7 +125,8 @@ class OutputTransform:
             out_mean = torch.exp(mu + 0.5 * sigma**2)
             out_std = out_mean * torch.sqrt(torch.expm1(sigma**2))
             return out_mean, out_std
-        assert self.knots_z is not None and self.knots_y is not None
+        assert self.knots_z is not None
+        assert self.knots_y is not None
         nodes = torch.as_tensor(_GH_NODES, dtype=mu.dtype)
         weights = torch.as_tensor(_GH_WEIGHTS, dtype=mu.dtype) / math.sqrt(math.pi)
         points = mu[:, None] + math.sqrt(2.0) * sigma[:, None] * nodes[None, :]

@@ -135,7 +135,7 @@ class DeviceAgent:
         try:  # what the service accepts: a device name, at most a day's lease, 64 jobs per lease
             LeaseRequest(device=device, lease_seconds=lease_seconds, count=lease_size)
         except ValidationError as error:
-            names = {"count": "lease_size"}
+            names: dict[int | str, str] = {"count": "lease_size"}
             problems = "; ".join(
                 f"{names.get(e['loc'][-1], e['loc'][-1])}: {e['msg']}" for e in error.errors()
             )

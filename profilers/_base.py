@@ -77,6 +77,31 @@ class ProfileResult:
         }
 
 
+def _coerce(type_: type, value: Any) -> Any:
+    """``value`` as a ``type_`` (``bool``, ``int``, ``float`` or ``str``; strings are parsed); raises
+    TypeError or ValueError if it is not one. Other types pass ``value`` through unchanged."""
+    if type_ is bool:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError
+            return lowered in {"true", "1", "yes"}
+        if not isinstance(value, bool):
+            raise ValueError
+        return value
+    if type_ is int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError
+        return int(value)
+    if type_ is float:
+        if isinstance(value, bool):
+            raise ValueError
+        return float(value)
+    if type_ is str and (not isinstance(value, str) or not value):
+        raise ValueError
+    return value
+
+
 @dataclass(frozen=True)
 class Setting:
     """Declaration of one profiler setting.
@@ -110,24 +135,7 @@ class Setting:
         """Return ``value`` converted to this setting's type, or raise ValueError naming the setting."""
         where = f"setting {name!r} of profiler {owner!r}"
         try:
-            if self.type is bool:
-                if isinstance(value, str):
-                    lowered = value.strip().lower()
-                    if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                        raise ValueError
-                    value = lowered in {"true", "1", "yes"}
-                elif not isinstance(value, bool):
-                    raise ValueError
-            elif self.type is int:
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                    raise ValueError
-                value = int(value)
-            elif self.type is float:
-                if isinstance(value, bool):
-                    raise ValueError
-                value = float(value)
-            elif self.type is str and (not isinstance(value, str) or not value):
-                raise ValueError
+            value = _coerce(self.type, value)
         except (TypeError, ValueError):
             kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a non-empty string"}[
                 self.type

@@ -41,7 +41,7 @@ ENTRY_POINT_GROUPS = {"dataset": "gpnas.datasets", "supernet": "gpnas.supernets"
 LOCAL_CONFIG_ENV = "GPNAS_LOCAL_CONFIG"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
-_SECTIONS = {"dataset": "datasets", "supernet": "supernets"}
+_SECTIONS: dict[SettingKind, str] = {"dataset": "datasets", "supernet": "supernets"}
 
 
 def check_reference_name(value: str, kind: SettingKind, where: str) -> str:
@@ -137,7 +137,7 @@ class LocalConfig:
             resolved = Path(directory).expanduser().resolve()
             if not resolved.is_dir():
                 raise ValueError(f"data directory {str(resolved)!r} does not exist")
-        return cls(data_dir=resolved, **sections)
+        return cls(data_dir=resolved, datasets=sections["datasets"], supernets=sections["supernets"])
 
     # ------------------------------------------------------------------ files
     def resolve_file(self, value: str, where: str) -> Path:

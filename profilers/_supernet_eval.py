@@ -7,9 +7,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
-from supernet import SearchSpace, Subnet, UFOSpace
+from supernet import SearchSpace, Subnet, UFOSpace, UFOSupernet
 
 from ._base import AccuracyProfiler, ProfileResult, Setting
 
@@ -63,9 +62,10 @@ class SupernetEvalProfiler(AccuracyProfiler):
             "dataset", self.settings["data"], where.format("data")
         )
         self._checkpoint = self.resolve_file("checkpoint") if self.settings["checkpoint"] else None
-        self._net: nn.Module | None = None
+        # What the supernet factory returns: a UFOSupernet, or a module with its interface.
+        self._net: UFOSupernet | None = None
 
-    def supernet(self) -> nn.Module:
+    def supernet(self) -> UFOSupernet:
         """The supernet with the checkpoint's weights (loaded on first use)."""
         if self._net is None:
             net = self._factory(self.space)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from supernet import SearchSpace, Subnet, UFOSpace
+from supernet import SearchSpace, Subnet, UFOSpace, UFOSupernet
 
 from ._base import LatencyProfiler, ProfileResult, ProfilerUnavailableError, Setting
 from ._interleave import ESTIMATORS, RoundTimings, estimate_rounds, summarise_reference, time_rounds
@@ -144,7 +144,7 @@ class ExtractedModelProfiler(LatencyProfiler):
             raise ValueError(
                 f"setting 'reference' of profiler {self.name!r} is not a subnet of {space.name!r}: {error}"
             ) from None
-        self._net: nn.Module | None = None
+        self._net: UFOSupernet | None = None
 
     @property
     def image_size(self) -> int:
@@ -156,11 +156,12 @@ class ExtractedModelProfiler(LatencyProfiler):
         assert isinstance(self.space, UFOSpace)
         return (self.settings["batch_size"], self.space.geometry.in_chans, self.image_size, self.image_size)
 
-    def supernet(self) -> nn.Module:
+    def supernet(self) -> UFOSupernet:
         """The randomly initialised supernet for this space and input size (built on first use)."""
         if self._net is None:
             from supernet import build_supernet
 
+            assert isinstance(self.space, UFOSpace)
             overrides = {"image_size": self.image_size} if self.settings["image_size"] else {}
             self._net = build_supernet(self.space, seed=self.settings["seed"], **overrides).eval()
         return self._net

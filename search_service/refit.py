@@ -104,9 +104,10 @@ class Refitter:
                 stale = []
                 for t in targets:
                     latest = repo.latest_predictor(session, t.space, t.metric, t.target)
+                    # A version fitted before migration 0003 has no count: never up to date.
                     fitted = (
                         None
-                        if latest is None
+                        if latest is None or latest.n_measurements is None
                         else repo.DataVersion(latest.last_measurement_id, latest.n_measurements)
                     )
                     if fitted == t.version:
@@ -187,7 +188,7 @@ class Refitter:
             )
         archs = data.archs
         if data.skipped:
-            note = _skipped_note(data.skipped, data.version.count)
+            note = _skipped_note(data.skipped, data.version.n_measurements)
             report.notes.append(f"{space}/{metric}/{target}: {note}")
             log.warning("refit of %s/%s/%s %s", space, metric, target, note)
         if len(archs) < self.settings.min_train:
@@ -217,7 +218,7 @@ class Refitter:
             n_train=len(data.archs),
             # The data version it was fitted on, to tell later whether the data changed.
             last_measurement_id=data.version.last_id,
-            n_measurements=data.version.count,
+            n_measurements=data.version.n_measurements,
             blob=predictor.to_bytes(),
             created_at=utcnow(),
         )

@@ -8,7 +8,7 @@ import hashlib
 import math
 import secrets
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 from sqlalchemy import Row, Select, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -283,7 +283,8 @@ class DataVersion(NamedTuple):
     """
 
     last_id: int
-    count: int
+    # Not "count": a NamedTuple field of that name would hide tuple.count.
+    n_measurements: int
 
 
 class Skipped(NamedTuple):
@@ -327,6 +328,9 @@ def _of_target(space: str, metric: str, target: str) -> tuple[Any, ...]:
 _P10_P90_SIGMAS = 2.5631
 # A larger variance would overflow once summed over an arch's measurements.
 _MAX_VARIANCE = 1e300
+# A result row of any number of columns (``Row[Any]`` would be a row of exactly one).
+_AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"
+
 _FIT_COLUMNS = (
     Measurement.id,
     Measurement.arch,
@@ -353,11 +357,11 @@ def _variance(
     return variance
 
 
-def _usable(rows: Sequence[Row[Any]], metric: str) -> tuple[list[tuple[Row[Any], float]], list[Skipped]]:
+def _usable(rows: Sequence[_AnyRow], metric: str) -> tuple[list[tuple[_AnyRow, float]], list[Skipped]]:
     """One target's rows (:data:`_FIT_COLUMNS`) that fits may use, each with its variance, and the
     impossible ones (:mod:`.outliers`, or a standard error that overflows) they skip."""
     reasons = impossible([row.value for row in rows], log_scale=metric == Metric.LATENCY)
-    kept: list[tuple[Row[Any], float]] = []
+    kept: list[tuple[_AnyRow, float]] = []
     skipped: list[Skipped] = []
     for row, reason in zip(rows, reasons, strict=True):
         variance = _variance(row.value, row.std, row.repeats, row.flagged, row.drift)
@@ -422,7 +426,7 @@ def training_matrix(
     if exclude is not None:
         stmt = stmt.where(column != exclude)
     rows = session.execute(stmt).all()
-    by_target: dict[str, list[Row[Any]]] = {}
+    by_target: dict[str, list[_AnyRow]] = {}
     for row in rows:
         by_target.setdefault(row.target, []).append(row)
     # Impossible values are judged within their own target, as that target's fit judges them.

@@ -65,13 +65,29 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     model.eval()
     args = (x.to(next(model.parameters()).dtype),)
-    names = {"input_names": [ONNX_INPUT], "output_names": [ONNX_OUTPUT], "opset_version": ONNX_OPSET}
     with warnings.catch_warnings():
         # Both exporters warn about deprecations (the TorchScript path itself, pytree internals);
         # none of it is actionable for callers of this function.
         warnings.simplefilter("ignore")
         if dynamo:
-            torch.onnx.export(model, args, str(path), dynamo=True, external_data=False, **names)
+            torch.onnx.export(
+                model,
+                args,
+                str(path),
+                dynamo=True,
+                external_data=False,
+                input_names=[ONNX_INPUT],
+                output_names=[ONNX_OUTPUT],
+                opset_version=ONNX_OPSET,
+            )
         else:
-            torch.onnx.export(model, args, str(path), dynamo=False, **names)
+            torch.onnx.export(
+                model,
+                args,
+                str(path),
+                dynamo=False,
+                input_names=[ONNX_INPUT],
+                output_names=[ONNX_OUTPUT],
+                opset_version=ONNX_OPSET,
+            )
     return path

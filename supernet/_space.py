@@ -265,7 +265,7 @@ class SearchSpace:
                 codes[i, : sub.depth] = sub.layers
         return codes
 
-    def from_choice_matrix(self, codes: np.ndarray, depths: Sequence[int]) -> list[Subnet]:
+    def from_choice_matrix(self, codes: np.ndarray, depths: Sequence[int] | np.ndarray) -> list[Subnet]:
         """Build subnets from ``n x max_depth x n_dims`` choice indices and their depths.
 
         Raises:

@@ -13,9 +13,9 @@ the supernet path and the extracted subnet agree to float rounding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -85,7 +85,8 @@ def _init_weights(module: nn.Module) -> None:
     """ViT initialisation: truncated normal (std 0.02) weights, zero biases, unit LayerNorms."""
     if isinstance(module, nn.Linear | nn.Conv2d):
         nn.init.trunc_normal_(module.weight, std=0.02)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
         nn.init.zeros_(module.bias)
@@ -218,7 +219,12 @@ class _SuperBlock(nn.Module):
         self.experts = nn.ModuleDict({task: _SuperFFN(embed_dim, max_hidden) for task in experts})
 
     def ffn_for(self, spec: LayerSpec, task: str | None) -> _SuperFFN:
-        return self.experts[task] if spec.ffn_path == "task" else self.ffn
+        if spec.ffn_path != "task":
+            return self.ffn
+        if task is None:  # resolve_path refuses this before any forward or extraction
+            raise ValueError("the task's FFN expert needs a task")
+        # ModuleDict is not generic: its values are the _SuperFFN experts built in __init__.
+        return cast(_SuperFFN, self.experts[task])
 
     def forward(self, x: Tensor, spec: LayerSpec, task: str | None) -> Tensor:
         x = x + self.attn(self.norm1(x), spec.num_heads)
@@ -232,11 +238,10 @@ def ufo_space(space: UFOSpace | str, **overrides: Any) -> UFOSpace:
         ValueError: If the space is unknown or not a UFO space, or an override is not a valid
             geometry field.
     """
-    if isinstance(space, str):
-        space = get_space(space)
-    if not isinstance(space, UFOSpace):
-        raise ValueError(f"space {getattr(space, 'name', space)!r} has no supernet; only UFO spaces do")
-    return space.with_geometry(**overrides) if overrides else space
+    resolved = get_space(space) if isinstance(space, str) else space
+    if not isinstance(resolved, UFOSpace):
+        raise ValueError(f"space {getattr(resolved, 'name', resolved)!r} has no supernet; only UFO spaces do")
+    return resolved.with_geometry(**overrides) if overrides else resolved
 
 
 def resolve_path(
@@ -321,7 +326,8 @@ class UFOSupernet(nn.Module):
         return resolve_path(self.space, sub, task)
 
     def _head(self, task: str | None) -> nn.Linear | None:
-        return self.heads[task] if task is not None and task in self.heads else None
+        # ModuleDict is not generic: its values are the nn.Linear heads built in __init__.
+        return cast(nn.Linear, self.heads[task]) if task is not None and task in self.heads else None
 
     def forward(self, x: Tensor, sub: Subnet | str, task: str | None = None) -> Tensor:
         """Run ``sub``'s path on images ``x`` (``B x in_chans x image_size x image_size``).
@@ -360,7 +366,10 @@ class UFOSupernet(nn.Module):
         dense.patch_embed.load_state_dict(self.patch_embed.state_dict())
         dense.cls_token.copy_(self.cls_token)
         dense.pos_embed.copy_(self.pos_embed)
-        for target, block, spec in zip(dense.blocks, self.blocks, specs, strict=False):
+        # ModuleList is not generic: these hold the _Block / _SuperBlock modules built in __init__.
+        targets = cast("Iterable[_Block]", dense.blocks)
+        blocks = cast("Iterable[_SuperBlock]", self.blocks)
+        for target, block, spec in zip(targets, blocks, specs, strict=False):
             target.norm1.load_state_dict(block.norm1.state_dict())
             target.norm2.load_state_dict(block.norm2.state_dict())
             attn, ffn = target.attn, target.ffn
@@ -373,7 +382,7 @@ class UFOSupernet(nn.Module):
                 block.ffn_for(spec, task).sliced(spec.ffn_hidden),
             )
         dense.norm.load_state_dict(self.norm.state_dict())
-        if head is not None:
+        if head is not None and dense.head is not None:  # dense has a head exactly when head exists
             dense.head.load_state_dict(head.state_dict())
         return dense.train(self.training)
 

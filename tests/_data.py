@@ -10,8 +10,10 @@ and letting a green run hide untested code. Tests that read the data ask for the
 fixture of ``tests/conftest.py``, directly or with ``@pytest.mark.usefixtures("data_dir")``, and
 reach files through it (or through ``DATA_DIR`` where a module-level constant needs the path).
 
-``tests/`` is on ``pythonpath`` (``[tool.pytest.ini_options]`` of pyproject.toml), so every test
-directory imports this module as ``from _data import ...``.
+``tests`` is a package (``tests/__init__.py``): loading ``tests/conftest.py`` puts the repository
+root on sys.path, so every test directory imports this module as ``from tests._data import ...``.
+(``tests/`` itself must not go on sys.path: ``tests/supernet`` and its siblings, namespace
+directories there, would shadow the real packages of the editable install.)
 """
 
 from __future__ import annotations

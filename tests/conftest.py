@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _data import DATA_DIR, DATA_ENV, require_data
+
+from tests._data import DATA_DIR, DATA_ENV, require_data
 
 
 def pytest_report_header() -> str:

@@ -14,7 +14,7 @@ import os
 import time
 import uuid
 from importlib import resources
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Profile, fit, search and serve: end to end on GPNAS_DATABASE_URL (default ./gpnas.db)."""
         from predictors import create_strategy
-        from profilers import create_profiler
+        from profilers import LatencyProfiler, create_profiler
         from search_service import Settings, create_app
         from search_service import repositories as repo
         from search_service.core import make_engine, make_sessionmaker, upgrade
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         reads, writes = make_sessionmaker(engine), make_sessionmaker(engine, write=True)
 
         # The subnets are timed as one interleaved batch, torch-cpu's default protocol.
-        profiler_settings = {"batch_size": 1, "threads": threads or os.cpu_count() or 1}
+        profiler_settings: dict[str, Any] = {"batch_size": 1, "threads": threads or os.cpu_count() or 1}
         with writes() as session:
             if DEVICE not in {d.name for d in repo.list_devices(session)}:
                 repo.create_device(
@@ -110,6 +110,7 @@ def register(app: typer.Typer) -> None:
         )
         if todo:
             profiler = create_profiler("torch-cpu", space, **profiler_settings)
+            assert isinstance(profiler, LatencyProfiler)  # torch-cpu times latencies
             try:
                 outcomes = profiler.measure_many(todo)
             finally:

@@ -8,13 +8,21 @@ import numpy as np
 import torch
 import typer
 
-from supernet import build_supernet, example_input, export_onnx, resolve_path, ufo_space
+from supernet import (
+    SubnetViT,
+    UFOSupernet,
+    build_supernet,
+    example_input,
+    export_onnx,
+    resolve_path,
+    ufo_space,
+)
 
 VERIFY_TOLERANCE = 1e-3
 """Largest accepted |onnxruntime - torch| (float32 ViT outputs agree to ~1e-6 in practice)."""
 
 
-def _load_state_dict(net: torch.nn.Module, checkpoint: Path) -> None:
+def _load_state_dict(net: UFOSupernet, checkpoint: Path) -> None:
     """Load a supernet ``state_dict`` (plain, or under a ``"state_dict"`` key) into ``net``."""
     if not checkpoint.is_file():
         raise ValueError(f"checkpoint {str(checkpoint)!r} is not a file")
@@ -33,7 +41,7 @@ def _load_state_dict(net: torch.nn.Module, checkpoint: Path) -> None:
         raise ValueError(f"checkpoint does not fit the {net.space.name} supernet: {detail}") from error
 
 
-def _verify(model: torch.nn.Module, path: Path, batch_size: int) -> float:
+def _verify(model: SubnetViT, path: Path, batch_size: int) -> float:
     """Largest absolute difference between onnxruntime and torch on a fixed random input."""
     import onnxruntime
 

@@ -21,7 +21,13 @@ async def _fetch_pages(client: httpx.AsyncClient, space: str, task: str, device:
     points: list[dict[str, Any]] = []
     offset, version, total = 0, None, None
     while total is None or offset < total:
-        params = {"space": space, "task": task, "device": device, "limit": _PAGE, "offset": offset}
+        params: dict[str, str | int] = {
+            "space": space,
+            "task": task,
+            "device": device,
+            "limit": _PAGE,
+            "offset": offset,
+        }
         response = await client.get("/v1/pareto", params=params)
         if response.status_code >= 400:
             raise ValueError(f"GET /v1/pareto answered {response.status_code}: {_detail(response)}")
@@ -124,7 +130,8 @@ def plot_front(points: list[dict[str, Any]], path: Path, title: str) -> None:
     lat = [p["latency_ms"] for p in points]
     score = [p["score"] for p in points]
     ax.step(lat, score, where="post", color="0.6", linewidth=1, zorder=1)
-    for measured, style in ((False, {"mfc": "white"}), (True, {})):
+    styles: tuple[tuple[bool, dict[str, Any]], ...] = ((False, {"mfc": "white"}), (True, {}))
+    for measured, style in styles:
         sel = [p for p in points if bool(p.get("measured")) == measured]
         if sel:
             ax.errorbar(

@@ -173,6 +173,6 @@ def register(app: typer.Typer) -> None:
         with out.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["arch", "mean", "std"])
-            for row, m, s in zip(q_body, mean.tolist(), std.tolist(), strict=True):
-                writer.writerow([row[arch_column].strip(), f"{m:.6g}", f"{s:.6g}"])
+            for query_row, m, s in zip(q_body, mean.tolist(), std.tolist(), strict=True):
+                writer.writerow([query_row[arch_column].strip(), f"{m:.6g}", f"{s:.6g}"])
         typer.echo(f"wrote {len(queries)} predictions of {target!r} ({metric}, model {model}) to {out}")

@@ -92,23 +92,25 @@ def _choose_subnets(
     return [known[i] for i in order]
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("profilers")
-    def _profilers() -> None:
-        """List the registered profilers (built-in and plug-in) with their metric and settings."""
-        from profilers import available_profilers, get_profiler_class
+def _profilers() -> None:
+    """List the registered profilers (built-in and plug-in) with their metric and settings."""
+    from profilers import available_profilers, get_profiler_class
 
-        for name in available_profilers():
-            try:
-                cls = get_profiler_class(name)
-            except ValueError as error:
-                typer.echo(f"{name:18s} (broken: {error})")
-                continue
-            typer.echo(f"{name:18s} {cls.metric:10s} v{cls.version}  {cls.__module__}.{cls.__qualname__}")
-            for key, spec in cls.settings_spec.items():
-                default = "required" if spec.required else f"default {spec.default!r}"
-                choices = f" {list(spec.choices)}" if spec.choices else ""
-                typer.echo(f"    {key:14s} {spec.type.__name__:5s} {default}{choices}  {spec.help}")
+    for name in available_profilers():
+        try:
+            cls = get_profiler_class(name)
+        except ValueError as error:
+            typer.echo(f"{name:18s} (broken: {error})")
+            continue
+        typer.echo(f"{name:18s} {cls.metric:10s} v{cls.version}  {cls.__module__}.{cls.__qualname__}")
+        for key, spec in cls.settings_spec.items():
+            default = "required" if spec.required else f"default {spec.default!r}"
+            choices = f" {list(spec.choices)}" if spec.choices else ""
+            typer.echo(f"    {key:14s} {spec.type.__name__:5s} {default}{choices}  {spec.help}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profilers")(_profilers)
 
     @app.command("profile")
     def _profile(

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -37,7 +37,7 @@ def parse_duration(text: str) -> int:
     return seconds
 
 
-def _checked(kind: object, value: str, option: str) -> str:
+def _checked(kind: Any, value: str, option: str) -> str:
     """``value`` validated as the API validates it (pydantic type ``kind``).
 
     Raises:

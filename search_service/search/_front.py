@@ -285,9 +285,9 @@ def budget_query(candidates: CandidateSet, latency_budget_ms: float, confidence:
 
 
 def _predict(model: Predictor, subnets: list[Subnet], what: str) -> tuple[np.ndarray, np.ndarray]:
-    mean, std = model.predict(subnets)
-    mean = torch.as_tensor(mean).detach().to("cpu", torch.float64).reshape(-1).numpy()
-    std = torch.as_tensor(std).detach().to("cpu", torch.float64).reshape(-1).numpy()
+    predicted_mean, predicted_std = model.predict(subnets)
+    mean = torch.as_tensor(predicted_mean).detach().to("cpu", torch.float64).reshape(-1).numpy()
+    std = torch.as_tensor(predicted_std).detach().to("cpu", torch.float64).reshape(-1).numpy()
     if len(mean) != len(subnets) or len(std) != len(subnets):
         raise ValueError(
             f"{what} model returned {len(mean)} means and {len(std)} stds for {len(subnets)} subnets"
@@ -394,6 +394,7 @@ def compute_front(
     z_lo, z_hi = float(ndtri(confidences[0])), float(ndtri(confidences[-1]))
     evaluator = _Evaluator(space, score_model, latency_model, z_lo, z_hi)
     start = time.perf_counter()
+    method: Literal["exact", "nsga2"]
     if space.cardinality <= exact_limit:
         codes, depths = enumerate_codes(space, exact_limit)
         for lo in range(0, len(codes), batch_size):

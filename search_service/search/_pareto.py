@@ -106,7 +106,9 @@ def non_dominated_sort(Y: np.ndarray) -> np.ndarray:
     front = np.flatnonzero(count == 0)
     while front.size:
         ranks[front] = rank
-        count = count - dominates[front].sum(0)
+        # numpy's stubs type ndarray.all(axis) as "scalar or array" although an axis of a 3-D
+        # array is reduced here, leaving an n x n array.
+        count = count - dominates[front].sum(0)  # type: ignore[index]
         count[front] = -1  # never picked again
         front = np.flatnonzero(count == 0)
         rank += 1

@@ -204,8 +204,8 @@ def test_bad_n():
     assert strategy.select(space, None, [], 0, seed=0) == []
     with pytest.raises(ValueError, match="unmeasured candidates"):
         strategy.select(space, None, [], space.cardinality + 1, seed=0)
+    candidates = space.sample(5, seed=0)
     with pytest.raises(ValueError, match="unmeasured candidates"):
-        candidates = space.sample(5, seed=0)
         strategy.select(space, None, candidates[:3], 3, candidates=candidates)
     with pytest.raises(ValueError, match="unmeasured candidates"):
         strategy.select(_NoCostSpace(), None, [], _NoCostSpace().cardinality + 1)

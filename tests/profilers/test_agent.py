@@ -10,7 +10,6 @@ import httpx
 import pytest
 import torch
 import uvicorn
-from _data import DATA_DIR
 
 from profilers import (
     AgentError,
@@ -23,6 +22,7 @@ from profilers import (
 from search_service.client import GpnasClient
 from search_service.schemas import CampaignCreate, DeviceCreate
 from supernet import get_space
+from tests._data import DATA_DIR
 
 NB201 = "device_latency/nasbench201.csv"  # device settings name files relative to a data directory
 # The agent's machine keeps its tables in DATA_DIR (the server's copy is the same directory here).

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from _data import DATA_DIR
 from typer.testing import CliRunner
 
 from search_service.cli import app
+from tests._data import DATA_DIR
 
 FBNET = DATA_DIR / "device_latency" / "fbnet.csv"
 GPNAS = [sys.executable, "-c", "from search_service.cli import main; main()"]

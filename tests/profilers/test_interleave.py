@@ -157,10 +157,8 @@ def test_bad_round_limits_and_empty_batches_are_errors():
         time_rounds([], lambda: 1.0, np.random.default_rng(0))
     with pytest.raises(ValueError, match="min_rounds"):
         time_rounds([lambda: 1.0], lambda: 1.0, np.random.default_rng(0), min_rounds=0)
+    timings = time_rounds([lambda: 1.0], lambda: 1.0, np.random.default_rng(0), min_rounds=1, max_rounds=1)
     with pytest.raises(ValueError, match="estimator"):
-        timings = time_rounds(
-            [lambda: 1.0], lambda: 1.0, np.random.default_rng(0), min_rounds=1, max_rounds=1
-        )
         estimate_rounds(timings, 1.0, "mean")  # type: ignore[arg-type]
 
 

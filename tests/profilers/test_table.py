@@ -6,10 +6,10 @@ import csv
 import json
 
 import pytest
-from _data import DATA_DIR
 
 from profilers import LocalConfig, create_profiler
 from supernet import get_space
+from tests._data import DATA_DIR
 
 FBNET = "device_latency/fbnet.csv"  # file settings are relative to the machine's data directory
 NB201 = "device_latency/nasbench201.csv"

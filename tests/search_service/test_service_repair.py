@@ -106,7 +106,7 @@ def test_retraction_keeps_the_row_hides_it_and_refits_its_target(db_url: str) ->
     engine = make_engine(db_url)
     with make_sessionmaker(engine)() as session:
         data = repo.training_data(session, SPACE, "latency_ms", "dev1")
-        assert arch not in data.archs and len(data.archs) == 7 and data.version.count == 7
+        assert arch not in data.archs and len(data.archs) == 7 and data.version.n_measurements == 7
         matrix_archs, targets, _ = repo.training_matrix(session, SPACE, "latency_ms")
         assert targets == ["dev1"] and arch not in matrix_archs and len(matrix_archs) == 7
         assert arch not in repo.measured_archs(session, SPACE, "latency_ms", "dev1")

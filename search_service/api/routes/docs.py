@@ -66,7 +66,7 @@ def swagger_ui(request: Request) -> HTMLResponse:
         swagger_css_url=f"{static}/swagger-ui.css",
         swagger_favicon_url=f"{static}/favicon.png",
     )
-    page.headers["Content-Security-Policy"] = content_security_policy(page.body.decode())
+    page.headers["Content-Security-Policy"] = content_security_policy(bytes(page.body).decode())
     return page
 
 

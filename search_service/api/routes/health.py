@@ -1,6 +1,7 @@
 """Liveness and database check."""
 
 from fastapi import APIRouter
+from sqlalchemy import Engine
 
 from ...core import current_revision
 from ...schemas import Health
@@ -12,7 +13,8 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz", response_model=Health)
 def health(session: SessionDep) -> Health:
     """The service answers, and its database with it (at the schema revision shown)."""
-    engine = session.get_bind()
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
     return Health(
         status="ok", database=engine.dialect.name, schema_revision=current_revision(engine) or "none"
     )

@@ -1,6 +1,6 @@
 """Budget queries and Pareto fronts, answered from the newest stored front (cached in memory)."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -19,7 +19,7 @@ from ..deps import FrontCacheDep, RefitterDep, SessionDep
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
-_NOT_COMPUTED = {
+_NOT_COMPUTED: dict[int | str, dict[str, Any]] = {
     404: {"description": "No data, or too little to fit (fewer measured subnets than min_train)"},
     409: {
         "description": "The front is being computed (retry later), or its last refit failed (the "

@@ -53,12 +53,14 @@ def test_raises_when_nothing_fits_and_names_the_fastest():
     fastest = c.latency_ms.min()
     with pytest.raises(NothingFitsError, match=f"{fastest:.4g}"):
         budget_query(c, fastest / 2, 0.9)
-    with pytest.raises(ValueError):  # NothingFitsError is a ValueError for callers that only know that
+    # NothingFitsError is a ValueError for callers that only know that.
+    with pytest.raises(ValueError, match="no subnet has P"):
         budget_query(c, 1.0, 0.5)
 
 
 @pytest.mark.parametrize(
-    "budget,confidence", [(0.0, 0.9), (-3.0, 0.9), (float("nan"), 0.9), (10.0, 0.0), (10.0, 1.0), (10.0, 1.5)]
+    ("budget", "confidence"),
+    [(0.0, 0.9), (-3.0, 0.9), (float("nan"), 0.9), (10.0, 0.0), (10.0, 1.0), (10.0, 1.5)],
 )
 def test_rejects_bad_input(budget, confidence):
     with pytest.raises(ValueError, match="latency_budget_ms|confidence"):

@@ -7,6 +7,7 @@ from search_service.search import (
     CandidateSet,
     EvolutionConfig,
     FrontResult,
+    NothingFitsError,
     budget_query,
     compute_front,
     evolve,
@@ -71,8 +72,8 @@ def test_candidates_answer_like_the_whole_space(nb201, nb201_models, exact_nb201
         confidence = float(rng.uniform(0.5, 0.999))
         try:
             want = budget_query(full, budget, confidence)
-        except ValueError:
-            with pytest.raises(ValueError):
+        except NothingFitsError:
+            with pytest.raises(NothingFitsError):
                 budget_query(everything.candidates, budget, confidence)
             continue
         got = budget_query(everything.candidates, budget, confidence)

@@ -14,7 +14,7 @@ def brute_force_mask(Y: np.ndarray) -> np.ndarray:
     return ~dominated
 
 
-@pytest.mark.parametrize("n,m", [(60, 2), (60, 3), (2500, 2), (2500, 3)])
+@pytest.mark.parametrize(("n", "m"), [(60, 2), (60, 3), (2500, 2), (2500, 3)])
 def test_pareto_mask_matches_brute_force(n, m):
     rng = np.random.default_rng(n + m)
     # Small integer grids produce ties and exact duplicates.
