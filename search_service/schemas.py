@@ -366,9 +366,13 @@ class CampaignCreate(BaseModel):
             check_task(self.space, self.task)
         if self.candidates is not None:
             self.candidates = [canonical_arch(self.space, arch) for arch in self.candidates]
-        if self.strategy is None:
-            self.strategy = "random" if self.task is not None else "cost-stratified"
+        self.strategy = self.strategy_name
         return self
+
+    @property
+    def strategy_name(self) -> str:
+        """The sampling strategy, with its default for the campaign's metric."""
+        return self.strategy or ("random" if self.task is not None else "cost-stratified")
 
 
 class CampaignPublic(BaseModel):

@@ -192,7 +192,7 @@ def create_campaign(
             body.space,
             body.device,
             body.task,
-            body.strategy,
+            body.strategy_name,
             body.seed,
             [a for a in archs if a not in pending],
         )
