@@ -14,14 +14,28 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+_debug = False
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error, not one line."),
+) -> None:
+    global _debug
+    _debug = debug
+
+
 for _module in (_spaces, _export, _predict, _suggest, _profile, _agent, _db, _serve, _token, _pareto, _demo):
     _module.register(app)
 
 
 def main() -> None:
-    """Console-script entry point: ValueErrors become one error line and exit status 2."""
+    """Console-script entry point: ValueErrors become one error line and exit status 2 (with
+    ``gpnas --debug``, their traceback)."""
     try:
         app()
     except ValueError as error:
+        if _debug:
+            raise
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)

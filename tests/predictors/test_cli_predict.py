@@ -122,3 +122,30 @@ def test_task_columns_are_scores(tmp_path, ufo, capsys, monkeypatch):
     assert [row["arch"] for row in rows] == archs[300:400]
     tau = kendalltau([float(row["mean"]) for row in rows], Y[300:400, target].numpy()).statistic
     assert tau > 0.3
+
+
+def test_debug_shows_the_traceback_of_an_error(tmp_path):
+    command = [sys.executable, "-c", "from search_service.cli import main; main()"]
+    args = [
+        "predict",
+        "--space",
+        "nope",
+        "--train",
+        "t.csv",
+        "--query",
+        "q.csv",
+        "--out",
+        "o.csv",
+        "--target",
+        "x",
+    ]
+    plain = subprocess.run([*command, *args], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert plain.returncode == 2 and plain.stderr.strip() == (
+        "error: unknown space 'nope'; known spaces: ufo-track2, ufo2-multipath, fbnet, nasbench201"
+    )
+    debug = subprocess.run(
+        [*command, "--debug", *args], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert (
+        debug.returncode != 0 and "Traceback" in debug.stderr and "ValueError: unknown space" in debug.stderr
+    )
