@@ -83,6 +83,16 @@ def default_transform(metric: str, transform: str | None) -> str:
     return "log" if Metric.parse(metric) is Metric.LATENCY else "rankgauss"
 
 
+def as_matrix(
+    Y: torch.Tensor | Sequence[Sequence[float]] | np.ndarray, rows: int, columns: str = "T"
+) -> torch.Tensor:
+    """``Y`` as a float64 tensor of shape ``rows x columns``; ValueError naming the shape otherwise."""
+    Y = torch.as_tensor(Y, dtype=torch.float64)
+    if Y.ndim != 2 or Y.shape[0] != rows:
+        raise ValueError(f"Y must be {rows} x {columns}, got shape {tuple(Y.shape)}")
+    return Y
+
+
 def as_vector(y: torch.Tensor | Sequence[float] | np.ndarray) -> torch.Tensor:
     """``y`` as a float64 tensor of shape ``n`` (copies read-only arrays, e.g. from pandas)."""
     if isinstance(y, torch.Tensor):
@@ -184,9 +194,7 @@ class Predictor(ABC):
             y_std: Optional standard errors of the target column (shape ``n``, original units;
                 entries of rows without a target value are ignored), see :meth:`fit`.
         """
-        Y = torch.as_tensor(Y, dtype=torch.float64)
-        if Y.ndim != 2 or Y.shape[0] != len(subnets):
-            raise ValueError(f"Y must be {len(subnets)} x T, got shape {tuple(Y.shape)}")
+        Y = as_matrix(Y, len(subnets))
         if not 0 <= target_index < Y.shape[1]:
             raise ValueError(f"target_index {target_index} out of range for {Y.shape[1]} columns")
         rows = ~torch.isnan(Y[:, target_index])

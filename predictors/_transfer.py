@@ -33,7 +33,7 @@ from gpytorch.priors import GammaPrior
 
 from supernet import SearchSpace, Subnet
 
-from ._base import Predictor, as_vector, check_y_std, default_transform, register_predictor
+from ._base import Predictor, as_matrix, as_vector, check_y_std, default_transform, register_predictor
 from ._cost import resolve_cost_prior
 from ._gp import GPNASPredictor
 from ._transforms import OutputTransform
@@ -192,9 +192,7 @@ class TransferPredictor(Predictor):
             y_std: Optional standard errors of the target column (shape ``n``, original units;
                 entries of rows without a target value are ignored), see :meth:`Predictor.fit`.
         """
-        Y = torch.as_tensor(Y, dtype=torch.float64)
-        if Y.ndim != 2 or Y.shape[0] != len(subnets):
-            raise ValueError(f"Y must be {len(subnets)} x T, got shape {tuple(Y.shape)}")
+        Y = as_matrix(Y, len(subnets))
         if y_std is not None:
             # NaN standard errors are allowed where the target is unmeasured.
             y_std = torch.nan_to_num(as_vector(y_std), nan=0.0)
@@ -231,9 +229,7 @@ class TransferPredictor(Predictor):
             subnets: ``n`` subnets, the rows of ``Y``.
             Y: ``n x S`` values of the related columns in original units, NaN where unmeasured.
         """
-        Y = torch.as_tensor(Y, dtype=torch.float64)
-        if Y.ndim != 2 or Y.shape[0] != len(subnets):
-            raise ValueError(f"Y must be {len(subnets)} x S, got shape {tuple(Y.shape)}")
+        Y = as_matrix(Y, len(subnets), "S")
         self._fit_sources(self.encode(subnets), Y, exclude=None)
         if not self.sources:
             raise NoRelatedTargetsError(f"no related column has {self.min_source_values} or more values")
