@@ -23,10 +23,16 @@ Usage::
     model.fit_multi(subnets, Y, target_index)  # any predictor: those with uses_related_targets
     # learn from Y's other columns too, the others fit column target_index alone
 
+    if isinstance(model, SupportsUpdate) and model.n_train and len(y) < 1.5 * model.n_hyperparameter_fit:
+        model.update(subnets, y)  # all points now: one Cholesky under the fitted hyperparameters
+    else:
+        model.fit(subnets, y)     # a full (marginal-likelihood) refit, now and then
+
 Capabilities (:mod:`predictors._capabilities`): :class:`SupportsCovariance` (posterior covariance
 and noise variance: the variance strategies), :class:`SupportsPriorCovariance` (a target's
 covariance before its first value: their cold start), :class:`SupportsBotorchModel` (a botorch
-GP: ``qlognehvi``).
+GP: ``qlognehvi``), :class:`SupportsUpdate` (condition on new measurements keeping the fitted
+hyperparameters: cheap updates between periodic full refits).
 
 Names: predictors ``gpnas`` (default kernel ``hamming``), ``gpnas-rbf``, ``gpnas-ordinal``,
 ``gpnas-closed-form``, ``ridge``, ``ridge-summary`` (one-hot plus :func:`summary_features`; best with
@@ -39,13 +45,19 @@ a new chip's first measurements, given a :meth:`TransferPredictor.fit_sources` m
 from ._base import (
     Predictor,
     create_predictor,
+    encode_choices,
     encode_subnets,
     list_predictors,
     predictor_class,
     register_predictor,
 )
 from ._baselines import ClosedFormGPNAS, GBTPredictor, RidgePredictor
-from ._capabilities import SupportsBotorchModel, SupportsCovariance, SupportsPriorCovariance
+from ._capabilities import (
+    SupportsBotorchModel,
+    SupportsCovariance,
+    SupportsPriorCovariance,
+    SupportsUpdate,
+)
 from ._cost import CostModel, CostPriorMean
 from ._features import summary_dim, summary_features
 from ._gp import GPNASPredictor
@@ -83,12 +95,14 @@ __all__ = [
     "SupportsBotorchModel",
     "SupportsCovariance",
     "SupportsPriorCovariance",
+    "SupportsUpdate",
     "NoRelatedTargetsError",
     "TransferPredictor",
     "build_kernel",
     "create_predictor",
     "transfer_prior",
     "create_strategy",
+    "encode_choices",
     "encode_subnets",
     "list_predictors",
     "list_strategies",

@@ -18,10 +18,13 @@ measured values.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, Self, runtime_checkable
 
 import torch
 from botorch.models import SingleTaskGP
+
+from supernet import Subnet
 
 
 @runtime_checkable
@@ -99,4 +102,66 @@ class SupportsBotorchModel(Protocol):
         ...
 
 
-__all__ = ["SupportsBotorchModel", "SupportsCovariance", "SupportsPriorCovariance"]
+@runtime_checkable
+class SupportsUpdate(Protocol):
+    """A fitted predictor that takes new measurements without refitting its hyperparameters.
+
+    :meth:`update` gets the whole current training set (the fitted points, new ones, minus any
+    retracted) and recomputes only the posterior (the Cholesky factor and the solves cached for
+    prediction) under the hyperparameters of the last full fit: O(n^3) linear algebra once instead
+    of an L-BFGS run of many such steps. Full refits can then be batched and periodic, e.g. when
+    :attr:`n_train` has grown by half since :attr:`n_hyperparameter_fit`. The result serialises
+    with ``to_bytes`` like a fitted predictor and can be updated again.
+    """
+
+    @property
+    def n_hyperparameter_fit(self) -> int:
+        """Training points of the last full fit, whose marginal likelihood set the hyperparameters
+        (after outlier removal; 0 before any fit). Compare with ``n_train``, the points the
+        posterior is conditioned on now."""
+        ...
+
+    def update(
+        self,
+        subnets: Sequence[Subnet],
+        y: torch.Tensor | Sequence[float],
+        y_std: torch.Tensor | Sequence[float] | None = None,
+    ) -> Self:
+        """Condition on ``subnets`` and their values ``y`` (shape ``n``), keeping the hyperparameters.
+
+        Args:
+            subnets: All measured subnets now, as :meth:`~predictors.Predictor.fit` takes them.
+            y: Their values, shape ``n``, original units.
+            y_std: Optional standard errors (shape ``n``), as for ``fit``.
+
+        Raises:
+            ValueError: If the predictor is not fitted, or the inputs are invalid.
+        """
+        ...
+
+    def update_multi(
+        self,
+        subnets: Sequence[Subnet],
+        Y: torch.Tensor,
+        target_index: int,
+        y_std: torch.Tensor | Sequence[float] | None = None,
+    ) -> Self:
+        """:meth:`update` with the arguments of :meth:`~predictors.Predictor.fit_multi`.
+
+        Predictors with ``uses_related_targets`` re-condition on the related columns too; the
+        others update on the target column's measured rows alone.
+
+        Args:
+            subnets: ``n`` subnets, the rows of ``Y``.
+            Y: ``n x T`` values in original units, NaN where a subnet was not measured.
+            target_index: The column to predict.
+            y_std: Optional standard errors of the target column (shape ``n``; ignored where the
+                target is unmeasured).
+
+        Raises:
+            ValueError: If the predictor is not fitted, or the inputs do not match its fit.
+        """
+        ...
+
+
+__all__ = ["SupportsBotorchModel", "SupportsCovariance", "SupportsPriorCovariance", "SupportsUpdate"]

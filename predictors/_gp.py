@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Sequence
 from typing import Any, Self
 
 import gpytorch
@@ -16,9 +17,17 @@ from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
 from gpytorch.means import ConstantMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
-from supernet import SearchSpace
+from supernet import SearchSpace, Subnet
 
-from ._base import Predictor, default_transform, register_alias, register_predictor
+from ._base import (
+    Predictor,
+    check_y_std,
+    default_transform,
+    register_alias,
+    register_predictor,
+    target_column,
+    training_values,
+)
 from ._cost import CostModel, CostPriorMean, decode_onehot, resolve_cost_prior
 from ._kernels import build_kernel, new_likelihood
 from ._transforms import OutputTransform
@@ -113,6 +122,11 @@ class GPNASPredictor(Predictor):
         # Known per-point noise variances of the training points (standardised scale), or None.
         self.noise_extra: torch.Tensor | None = None
         self.model: SingleTaskGP | None = None
+        # n_train right after the last hyperparameter fit (SupportsUpdate); update() leaves it.
+        self.n_hyperparameter_fit = 0
+        # One-hot codes (k x d_onehot) of the training points left out as outliers: update()
+        # keeps them out and judges only subnets it has not seen, see update_encoded.
+        self.outlier_codes: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ fitting
     def _build_covar(self) -> gpytorch.kernels.Kernel:
@@ -147,13 +161,37 @@ class GPNASPredictor(Predictor):
     def fit_encoded(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None = None) -> Self:
         X = X.to(torch.float64)
         y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        z, noise_extra = self._training_targets(X, y, y_std, self.use_cost_prior, refit_output=True)
+        return self.fit_transformed(X, z, noise_extra)
+
+    def _training_targets(
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        y_std: torch.Tensor | None,
+        cost_prior: bool,
+        refit_output: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The GP's targets for training set ``(X, y)``: fits the cost line (if ``cost_prior``) and,
+        if ``refit_output``, the output transform, else applies the fitted one.
+
+        Args:
+            X: ``n x d`` features.
+            y: ``n`` values, original units.
+            y_std: Optional standard errors (``n``, original units).
+            cost_prior: Fit the cost line (sets :attr:`cost_model`; None otherwise).
+            refit_output: Fit :attr:`output` on ``y``; if false, map ``y`` with it as fitted.
+
+        Returns:
+            Targets ``z`` (``n``, standardised scale) and the known noise variances (``n``) or None.
+        """
         self.cost_model = None
-        if self.use_cost_prior:
+        if cost_prior:
             if not (y > 0).all():
                 raise ValueError("the log transform (metric latency_ms) needs positive targets")
             costs = self.space.choice_costs(decode_onehot(self.space, X))
             self.cost_model = CostModel.fit(costs, y.numpy(), None if y_std is None else y_std.numpy())
-        z = self.output.fit_transform(y)
+        z = self.output.fit_transform(y) if refit_output else self.output.transform(y)
         if self.cost_model is not None and self.cost_model.out_of_fold is not None:
             # The GP sees each point's residual from the out-of-fold line, with the full line as
             # its mean: z - log(oof) = z' - log(full) for z' below.
@@ -161,7 +199,7 @@ class GPNASPredictor(Predictor):
             shift = np.log(self.cost_model.out_of_fold / full) / self.output.scale
             z = z - torch.as_tensor(shift, dtype=z.dtype)
         noise_extra = None if y_std is None else self.output.standardised_std(y, y_std).pow(2)
-        return self.fit_transformed(X, z, noise_extra)
+        return z, noise_extra
 
     def fit_transformed(
         self, X: torch.Tensor, z: torch.Tensor, noise_extra: torch.Tensor | None = None
@@ -197,18 +235,129 @@ class GPNASPredictor(Predictor):
             model.likelihood.noise = fitted.likelihood.second_noise.detach()
         model.eval()
         self._condition(model, X, z, noise_extra)
+        # The outlier refit below overwrites these with its inliers' count and its outliers.
+        self.n_hyperparameter_fit = self.n_train
+        self.outlier_codes = None
         self.std_scale = self._loo_scale() if self.loo_calibrate and self.inducing is None else 1.0
         if self.outlier_mad is not None and self.inducing is None and len(z) >= 8:
             keep = self._inliers(z)
             if not bool(keep.all()):
                 self.outlier_mad, outlier_mad = None, self.outlier_mad
                 try:
-                    return self.fit_transformed(
-                        X[keep], z[keep], None if noise_extra is None else noise_extra[keep]
-                    )
+                    self.fit_transformed(X[keep], z[keep], None if noise_extra is None else noise_extra[keep])
                 finally:
                     self.outlier_mad = outlier_mad
+                self.outlier_codes = self._codes(X[~keep])
         return self
+
+    # ------------------------------------------------------------------ updating (SupportsUpdate)
+    def update(
+        self,
+        subnets: Sequence[Subnet],
+        y: torch.Tensor | Sequence[float],
+        y_std: torch.Tensor | Sequence[float] | None = None,
+    ) -> Self:
+        """Condition on the current training set keeping the fitted hyperparameters.
+
+        See :meth:`update_encoded` for what is kept and what is recomputed.
+
+        Args:
+            subnets: All measured subnets now (the fitted ones, new ones, minus retracted ones).
+            y: Their values, shape ``n``, original units.
+            y_std: Optional standard errors (shape ``n``), see :meth:`Predictor.fit`.
+
+        Raises:
+            ValueError: If not fitted, or the inputs are invalid (as for :meth:`Predictor.fit`).
+        """
+        y = training_values(subnets, y)
+        return self.update_encoded(self.encode(subnets), y, check_y_std(y_std, y.numel()))
+
+    def update_multi(
+        self,
+        subnets: Sequence[Subnet],
+        Y: torch.Tensor,
+        target_index: int,
+        y_std: torch.Tensor | Sequence[float] | None = None,
+    ) -> Self:
+        """:meth:`update` on the measured rows of column ``target_index`` of ``Y`` alone, as
+        :meth:`Predictor.fit_multi` fits them (``Y``: ``n x T``, NaN where unmeasured)."""
+        return self.update(*target_column(subnets, Y, target_index, y_std))
+
+    def update_encoded(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None = None) -> Self:
+        """:meth:`update` on features from :meth:`encode`.
+
+        What :meth:`fit_encoded` would do on ``(X, y)`` with the marginal-likelihood fit left out:
+        the kernel, the noise and the mean's constant stay as fitted, and the posterior is
+        recomputed by :meth:`_condition` (exact up to ``max_exact`` points, inducing points
+        beyond, drawn from the new set as a fit would). The data-dependent pieces that are not
+        hyperparameters are redone as a fit does:
+
+        * ``log`` / ``identity`` outputs keep their standardisation (``loc``, ``scale``): the
+          kernel's and the noise's variances are in its units, so the same GP prior is conditioned
+          on more data. ``rankgauss`` refits its map on all values: the fitted map clamps values
+          beyond its old knots (a new best score would look like the old best), while the refitted
+          map's standardised values are normal quantiles whatever the data, so the variances keep
+          their meaning.
+        * The cost line (latency with the cost prior) is refitted, in closed form: the GP's
+          targets are residuals from each point's out-of-fold line, which only a fit on this set
+          gives. A model fitted without the cost prior keeps none.
+        * Outliers (``outlier_mad``): subnets left out as outliers stay out until the next fit,
+          those conditioned on stay in, and only subnets not seen before are judged, by the fit's
+          leave-one-out rule under the kept hyperparameters (exact posterior only). Re-judging
+          everything would not repeat the fit's decisions: those were made under hyperparameters
+          fitted with the outliers in, and under the inliers' tighter ones two similar outliers
+          can hide each other (two near-0 ms NAS-Bench-201 cells do). The leave-one-out std
+          calibration (``loo_calibrate``) is recomputed.
+
+        Args:
+            X: ``n x d`` features of all training points now.
+            y: ``n`` values, original units.
+            y_std: Optional standard errors (``n``, original units).
+
+        Raises:
+            ValueError: If not fitted, or ``y`` is not finite (or not positive for ``log``).
+        """
+        self._check_fitted()
+        assert self.model is not None
+        X = X.to(torch.float64)
+        y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+        if len(X) != len(y):
+            raise ValueError(f"got {len(X)} feature rows but {len(y)} target values")
+        # Checked before anything changes: a rejected update leaves the predictor as it was.
+        if not torch.isfinite(y).all():
+            raise ValueError("targets must be finite numbers")
+        if self.output.kind == "log" and not bool((y > 0).all()):
+            raise ValueError("the log transform (metric latency_ms) needs positive targets")
+        codes, previous = self._codes(X), self._codes(self.X)
+        keep = ~_rows_in(codes, self.outlier_codes)
+        if int(keep.sum()) < 2:
+            raise ValueError("fewer than 2 points remain without the fit's outliers; refit with fit()")
+        fitted = self.model
+        z, noise_extra = self._training_targets(
+            X, y, y_std, cost_prior=self.cost_model is not None, refit_output=self.output.kind == "rankgauss"
+        )
+        model = self._new_model(X, z)
+        # The mean's buffers hold the (refitted) cost line; every other entry is a hyperparameter.
+        state = dict(fitted.state_dict())
+        state.update({f"mean_module.{name}": b for name, b in model.mean_module.named_buffers()})
+        model.load_state_dict(state)
+        self._condition(model, X[keep], z[keep], None if noise_extra is None else noise_extra[keep])
+        if self.outlier_mad is not None and self.inducing is None and int(keep.sum()) >= 8:
+            new = keep & ~_rows_in(codes, previous)
+            flagged = torch.zeros_like(keep)
+            if bool(new.any()):
+                flagged[keep] = ~self._inliers(z[keep])
+            if bool((new & flagged).any()):
+                keep &= ~(new & flagged)
+                self._condition(model, X[keep], z[keep], None if noise_extra is None else noise_extra[keep])
+        self.outlier_codes = codes[~keep] if bool((~keep).any()) else None
+        self.std_scale = self._loo_scale() if self.loo_calibrate and self.inducing is None else 1.0
+        return self
+
+    def _codes(self, X: torch.Tensor) -> torch.Tensor:
+        """The one-hot code of inputs ``X`` (``n x d``): the first ``space.encoding_dim("onehot")``
+        columns, which identify a subnet (a transfer target's source embedding follows them)."""
+        return X[:, : self.space.encoding_dim("onehot")]
 
     def loo_latent_mean(self) -> torch.Tensor:
         """Leave-one-out posterior means at the training points (standardised scale), shape ``n``.
@@ -368,6 +517,8 @@ class GPNASPredictor(Predictor):
             "std_scale": self.std_scale,
             "cost_model": None if self.cost_model is None else self.cost_model.state(),
             "noise_extra": self.noise_extra,
+            "n_hyperparameter_fit": self.n_hyperparameter_fit,
+            "outlier_codes": self.outlier_codes,
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -379,6 +530,17 @@ class GPNASPredictor(Predictor):
         model.load_state_dict(state["model"])
         self._condition(model, state["X"], state["z"], state.get("noise_extra"))
         self.std_scale = state["std_scale"]
+        # Blobs saved before SupportsUpdate were never updated: fitted on all their points.
+        self.n_hyperparameter_fit = state.get("n_hyperparameter_fit", self.n_train)
+        self.outlier_codes = state.get("outlier_codes")
+
+
+def _rows_in(A: torch.Tensor, B: torch.Tensor | None) -> torch.Tensor:
+    """Mask (shape ``n``) of the rows of ``A`` (``n x d``) that are rows of ``B`` (``m x d`` or None)."""
+    if B is None or len(B) == 0:
+        return torch.zeros(len(A), dtype=torch.bool)
+    known = {row.tobytes() for row in B.detach().contiguous().numpy()}
+    return torch.tensor([row.tobytes() in known for row in A.detach().contiguous().numpy()], dtype=torch.bool)
 
 
 def _cholesky(K: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,15 @@ from gpytorch.priors import GammaPrior
 
 from supernet import SearchSpace, Subnet
 
-from ._base import Predictor, as_matrix, as_vector, check_y_std, default_transform, register_predictor
+from ._base import (
+    Predictor,
+    as_matrix,
+    as_vector,
+    check_y_std,
+    default_transform,
+    register_predictor,
+    training_values,
+)
 from ._cost import resolve_cost_prior
 from ._gp import GPNASPredictor
 from ._transforms import OutputTransform
@@ -161,6 +169,8 @@ class TransferPredictor(Predictor):
         self.sources: list[GPNASPredictor] = []
         self._shared_kernel: gpytorch.kernels.Kernel | None = None
         self.target: GPNASPredictor | None = None
+        # n_train right after the target's last hyperparameter fit (SupportsUpdate).
+        self.n_hyperparameter_fit = 0
 
     def _gp(self, **options: Any) -> GPNASPredictor:
         return GPNASPredictor(
@@ -234,7 +244,7 @@ class TransferPredictor(Predictor):
         if not self.sources:
             raise NoRelatedTargetsError(f"no related column has {self.min_source_values} or more values")
         self.target = None
-        self.n_train = 0
+        self.n_train = self.n_hyperparameter_fit = 0
         return self
 
     def _fit_sources(self, X: torch.Tensor, Y: torch.Tensor, exclude: int | None) -> None:
@@ -318,6 +328,108 @@ class TransferPredictor(Predictor):
         else:
             target.fit_encoded(X, y, y_std)
         self.target = target
+        self.n_train = self.n_hyperparameter_fit = len(y)
+        return self
+
+    # ------------------------------------------------------------------ updating (SupportsUpdate)
+    def update(
+        self,
+        subnets: Sequence[Subnet],
+        y: torch.Tensor | Sequence[float],
+        y_std: torch.Tensor | Sequence[float] | None = None,
+    ) -> Self:
+        """Condition the target stage on new target values, keeping every hyperparameter.
+
+        :meth:`refit_target` without the refit: the source GPs stay as they are (unlike
+        :meth:`fit`, which drops them), and the target GP is conditioned on ``(subnets, y)``
+        under its fitted hyperparameters (see :meth:`GPNASPredictor.update_encoded`).
+
+        Args:
+            subnets: All subnets measured on the target now.
+            y: Their values (shape ``n``, original units).
+            y_std: Optional standard errors of ``y`` (shape ``n``), see :meth:`Predictor.fit`.
+
+        Raises:
+            ValueError: If the target is not fitted, or the inputs are invalid.
+        """
+        y = training_values(subnets, y)
+        return self._update_target(self.encode(subnets), y, check_y_std(y_std, y.numel()))
+
+    def update_multi(
+        self,
+        subnets: Sequence[Subnet],
+        Y: torch.Tensor,
+        target_index: int,
+        y_std: torch.Tensor | Sequence[float] | None = None,
+    ) -> Self:
+        """Condition sources and target on the current matrix, keeping every hyperparameter.
+
+        Each related column fitted as a source is conditioned on its current values under the
+        shared source hyperparameters (restandardised, as :meth:`fit_multi` does: the shared
+        kernel was fitted on unit-variance columns), then the target GP on the target column with
+        the new source embedding. Columns that were not sources at the fit (too few values then)
+        stay out until the next :meth:`fit_multi`.
+
+        Args:
+            subnets: ``n`` subnets, the rows of ``Y``.
+            Y: ``n x T`` values in original units, NaN where unmeasured; its columns must be those
+                of the fit (the same ``target_index`` and related columns).
+            target_index: The column to predict.
+            y_std: Optional standard errors of the target column (shape ``n``; ignored where the
+                target is unmeasured), see :meth:`Predictor.fit`.
+
+        Raises:
+            ValueError: If the target is not fitted, ``Y`` does not match the fit, a source column
+                has no values left, or the target column has fewer than 2.
+        """
+        Y = as_matrix(Y, len(subnets))
+        if y_std is not None:
+            # NaN standard errors are allowed where the target is unmeasured.
+            y_std = torch.nan_to_num(as_vector(y_std), nan=0.0)
+        return self.update_multi_encoded(self.encode(subnets), Y, target_index, check_y_std(y_std, len(Y)))
+
+    def update_multi_encoded(
+        self, X: torch.Tensor, Y: torch.Tensor, target_index: int, y_std: torch.Tensor | None = None
+    ) -> Self:
+        """:meth:`update_multi` on features from :meth:`encode` (``y_std``: shape ``n`` or None)."""
+        self._check_fitted()
+        assert self.source_columns is not None
+        if not 0 <= target_index < Y.shape[1]:
+            raise ValueError(f"target_index {target_index} out of range for {Y.shape[1]} columns")
+        if target_index in self.source_columns or any(j >= Y.shape[1] for j in self.source_columns):
+            raise ValueError(
+                f"Y ({Y.shape[1]} columns, target {target_index}) does not match the fit (related "
+                f"columns {self.source_columns}); refit with fit_multi"
+            )
+        target_rows = ~torch.isnan(Y[:, target_index])
+        if int(target_rows.sum()) < 2:
+            raise ValueError(
+                f"target column {target_index} needs at least 2 values, got {int(target_rows.sum())}"
+            )
+        observed = ~torch.isnan(Y)
+        empty = [j for j in self.source_columns if not bool(observed[:, j].any())]
+        if empty:
+            raise ValueError(f"related columns {empty} have no values left; refit with fit_multi")
+        for source, j in zip(self.sources, self.source_columns, strict=True):
+            rows = observed[:, j]
+            # The fit's per-column standardisation, redone (it is not stored); the source GP's
+            # own identity transform then stays as fitted.
+            column = OutputTransform(self.transform_kind).fit_transform(Y[rows, j])
+            # Usually only the target was measured: a column with the same data keeps its posterior.
+            same = torch.equal(source.X, X[rows]) and torch.equal(source.z, source.output.transform(column))
+            if not same:
+                source.update_encoded(X[rows], column)
+        target_std = None if y_std is None else y_std[target_rows]
+        return self._update_target(X[target_rows], Y[target_rows, target_index], target_std)
+
+    def _update_target(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None) -> Self:
+        """Condition the fitted target GP on ``(X, y)`` (``n x d``, ``n``) with the current sources."""
+        self._check_fitted()
+        assert self.target is not None
+        if self.sources:
+            embedding = self._training_embedding(X) if self.loo_embedding else self.source_embedding(X)
+            X = torch.cat([X, embedding], dim=1)
+        self.target.update_encoded(X, y, y_std)
         self.n_train = len(y)
         return self
 
@@ -423,6 +535,7 @@ class TransferPredictor(Predictor):
             "sources": [source._state() for source in self.sources],
             "target": self.target._state(),
             "n_train": self.n_train,
+            "n_hyperparameter_fit": self.n_hyperparameter_fit,
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -440,6 +553,8 @@ class TransferPredictor(Predictor):
             self._shared_kernel = target.model.covar_module.kernels[1].base_kernel
         self.target = target
         self.n_train = state["n_train"]
+        # Blobs saved before SupportsUpdate were never updated: fitted on all their points.
+        self.n_hyperparameter_fit = state.get("n_hyperparameter_fit", self.n_train)
 
 
 def transfer_prior(

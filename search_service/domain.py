@@ -1,5 +1,6 @@
 """The service's domain vocabulary, defined once: what is measured (:class:`Metric`), what a
-predictor is fitted for (:class:`Target`) and where a job stands (:class:`JobStatus`)."""
+predictor is fitted for (:class:`Target`), where a job stands (:class:`JobStatus`) and where a
+unit of background work stands (:class:`WorkStatus`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from enum import StrEnum
 
 from supernet import Metric
 
-__all__ = ["ACTIVE_JOB_STATUSES", "JobStatus", "Metric", "Target"]
+__all__ = ["ACTIVE_JOB_STATUSES", "JobStatus", "Metric", "Target", "WorkKind", "WorkStatus"]
 
 
 class JobStatus(StrEnum):
@@ -19,6 +20,26 @@ class JobStatus(StrEnum):
     LEASED = "leased"
     DONE = "done"
     FAILED = "failed"
+
+
+class WorkKind(StrEnum):
+    """What a unit of background work computes."""
+
+    FIT = "fit"
+    FRONT = "front"
+    CAMPAIGN = "campaign"
+
+
+class WorkStatus(StrEnum):
+    """A unit of background work: ``queued`` -> ``running`` -> ``done``; ``failed`` when it cannot
+    succeed on its inputs (retried only once they change); ``error`` when something outside it
+    broke (the database, the worker), so that it is dispatched again."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    ERROR = "error"
 
 
 #: Jobs that still hold their subnet: the same measurement is not queued twice.

@@ -42,3 +42,9 @@ class ForbiddenError(ServiceError):
 
 class UnauthorizedError(ServiceError):
     status_code = 401
+
+
+class UnavailableError(ServiceError):
+    """Work the answer waits for did not finish in time (no worker running, or all busy)."""
+
+    status_code = 503

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from . import repositories as repo
 from .models import Front
-from .refit import decode_front
 from .search import FrontResult
+from .work import decode_front
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .domain import JobStatus
+from .domain import JobStatus, WorkStatus
 
 # Stable constraint names, so that migrations can refer to them on every backend.
 NAMING = {
@@ -183,6 +183,9 @@ class PredictorVersion(Base):
     last_measurement_id: Mapped[int] = mapped_column(Integer)
     # With last_measurement_id, the target's data version it was fitted on (null before 0003).
     n_measurements: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The full fit whose hyperparameters this version keeps, its posterior conditioned on newer
+    # data (null: a full fit itself, hyperparameters included).
+    update_of: Mapped[int | None] = mapped_column(ForeignKey("predictor_versions.id"), nullable=True)
     blob: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -203,3 +206,29 @@ class Front(Base):
     n_points: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WorkItem(Base):
+    """One unit of background work (a fit of a target's data version, or a front of a pair of
+    predictor versions), so that it is dispatched once, not by every process that notices it, and
+    its failure is known to every API process.
+
+    ``key`` names the work and what it is computed from: ``fit/<space>/<metric>/<target>/<last
+    measurement id>/<live measurements>`` or ``front/<space>/<task>/<device>/<score predictor
+    id>/<latency predictor id>``.
+    """
+
+    __tablename__ = "work_items"
+    __table_args__ = (Index("ix_work_items_space_kind", "space", "kind", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    space: Mapped[str] = mapped_column(String(64))
+    status: Mapped[WorkStatus] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The predictor version or front it stored (or found stored: the work was already done).
+    result_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dispatched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)

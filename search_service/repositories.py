@@ -780,3 +780,14 @@ def latest_front_key(session: Session, space: str, task: str, device: str) -> tu
     )
     row = session.execute(stmt).first()
     return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+
+def latest_front(session: Session, space: str, task: str, device: str) -> Front | None:
+    """The newest front row of (space, task, device), its data included, or None."""
+    stmt = (
+        select(Front)
+        .where(Front.space == space, Front.task == task, Front.device == device)
+        .order_by(Front.version.desc())
+        .limit(1)
+    )
+    return session.scalar(stmt)

@@ -6,7 +6,20 @@ import sys
 
 import typer
 
-from . import _agent, _db, _demo, _export, _pareto, _predict, _profile, _serve, _spaces, _suggest, _token
+from . import (
+    _agent,
+    _db,
+    _demo,
+    _export,
+    _pareto,
+    _predict,
+    _profile,
+    _serve,
+    _spaces,
+    _suggest,
+    _token,
+    _worker,
+)
 
 app = typer.Typer(
     name="gpnas",
@@ -25,7 +38,20 @@ def _options(
     _debug = debug
 
 
-for _module in (_spaces, _export, _predict, _suggest, _profile, _agent, _db, _serve, _token, _pareto, _demo):
+for _module in (
+    _spaces,
+    _export,
+    _predict,
+    _suggest,
+    _profile,
+    _agent,
+    _db,
+    _serve,
+    _worker,
+    _token,
+    _pareto,
+    _demo,
+):
     _module.register(app)
 
 

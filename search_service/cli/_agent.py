@@ -7,17 +7,16 @@ from pathlib import Path
 
 import typer
 
+from ._options import ServerOption, TokenOption, require
 from ._profile import DATA_DIR_HELP, LOCAL_CONFIG_HELP
 
 
 def register(app: typer.Typer) -> None:
     @app.command("agent")
     def _agent(
-        server: str = typer.Option(..., "--server", help="service URL, e.g. http://127.0.0.1:8000"),
+        server: ServerOption = None,
         device: str = typer.Option(..., "--device", help="registered device name this machine measures"),
-        token: str = typer.Option(
-            ..., "--token", envvar="GPNAS_TOKEN", help="API token (gpnas token create)"
-        ),
+        token: TokenOption = None,
         max_jobs: int | None = typer.Option(None, "--max-jobs", min=1, help="stop after this many jobs"),
         exit_when_idle: bool = typer.Option(False, "--exit-when-idle", help="stop when the queue is empty"),
         lease_seconds: int = typer.Option(60, "--lease-seconds", min=1, help="lease length per job, seconds"),
@@ -35,7 +34,9 @@ def register(app: typer.Typer) -> None:
         (latency: interleaved rounds), heartbeat while measuring and post every result; network
         errors are retried with backoff. The device's settings name files under this machine's
         data directory and datasets or supernets of its --config, never code or paths of the
-        server's choosing."""
+        server's choosing. Needs --server and --token (or GPNAS_SERVER and GPNAS_TOKEN)."""
+        server = require(server, "--server", "GPNAS_SERVER")
+        token = require(token, "--token", "GPNAS_TOKEN")
         from profilers import AgentError, DeviceAgent, LocalConfig
 
         logging.basicConfig(

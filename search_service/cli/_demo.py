@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -49,8 +51,9 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", help="Interface to serve on."),
         port: int = typer.Option(8000, help="TCP port to serve on."),
         serve: bool = typer.Option(True, "--serve/--no-serve", help="Start the server at the end."),
+        database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
     ) -> None:
-        """Profile, fit, search and serve: end to end on GPNAS_DATABASE_URL (default ./gpnas.db)."""
+        """Profile, fit, search and serve: end to end on --database-url (default ./gpnas.db)."""
         from predictors import create_strategy
         from profilers import LatencyProfiler, create_profiler
         from search_service import Settings, create_app
@@ -62,7 +65,7 @@ def register(app: typer.Typer) -> None:
         from supernet import get_space
 
         started = time.monotonic()
-        settings = Settings()
+        settings = Settings(database_url=database_url)
         space = get_space(SPACE)
         typer.echo(f"[1/5] database {settings.database_url}: migrating")
         upgrade(settings.database_url)

@@ -1,7 +1,8 @@
 """``gpnas pareto``: print (and optionally plot) the stored predicted front of (space, task, device).
 
 The front comes from ``GET /v1/pareto``: from a running server (``--server``), or from a database
-read in-process through the same route (``--database``), so both print exactly what the API serves.
+read in-process through the same route (``--database-url``), so both print exactly what the API
+serves.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 import httpx
 import typer
+
+from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption, ServerOption, server_or_database
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 _PAGE = 1000  # the route's largest page
@@ -65,15 +68,19 @@ def fetch_front(
         database: SQLAlchemy URL; the app is built in-process on it (no server needed, read only).
 
     Raises:
-        ValueError: If the server cannot be reached or answers with an error (its detail is included).
+        ValueError: If the server cannot be reached or answers with an error (its detail is included),
+            or the database is not migrated.
     """
 
     async def run() -> dict[str, Any]:
         if database is not None:
-            from search_service.core import Settings
+            from search_service.core import SchemaOutdatedError, Settings
             from search_service.main import create_app
 
-            app = create_app(Settings(database_url=database, refit_worker=False))
+            try:
+                app = create_app(Settings(database_url=database, refit_worker=False))
+            except SchemaOutdatedError as error:  # one line saying to run `gpnas db upgrade`
+                raise ValueError(str(error)) from None
             try:
                 async with httpx.AsyncClient(
                     transport=httpx.ASGITransport(app=app), base_url="http://gpnas.local"
@@ -88,7 +95,7 @@ def fetch_front(
         except httpx.TransportError as error:
             raise ValueError(
                 f"cannot reach the gpnas server at {url} ({error}); start it with `gpnas serve` "
-                "or read a database directly with --database URL"
+                "or read a database directly with --database-url URL"
             ) from None
 
     return asyncio.run(run())
@@ -162,20 +169,24 @@ def plot_front(points: list[dict[str, Any]], path: Path, title: str) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("pareto")
     def _pareto(
+        ctx: typer.Context,
         space: str = typer.Option(..., "--space", help="Search space, e.g. ufo-track2."),
         task: str = typer.Option(..., "--task", help="Task whose predicted score is maximised."),
         device: str = typer.Option(..., "--device", help="Device whose predicted latency is minimised."),
         plot: Path | None = typer.Option(None, "--plot", help="Also save the front as an image (PNG)."),
-        server: str | None = typer.Option(
-            None, "--server", envvar="GPNAS_SERVER", help=f"gpnas server URL [default: {DEFAULT_SERVER}]"
-        ),
-        database: str | None = typer.Option(
-            None, "--database", help="Read this database in-process instead of asking a server."
+        server: ServerOption = None,
+        database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
+        old_database: str | None = typer.Option(
+            None, "--database", hidden=True, help="Deprecated name of --database-url."
         ),
     ) -> None:
-        """Show the stored predicted Pareto front of SPACE for TASK on DEVICE, ordered by latency."""
-        if server is not None and database is not None:
-            raise ValueError("give either --server or --database, not both")
+        """Show the stored predicted Pareto front of SPACE for TASK on DEVICE, ordered by latency.
+
+        Asks the service at --server, or reads --database-url in-process: give one of them (an
+        option on the command line wins over the other's environment variable)."""
+        if old_database is not None:
+            typer.echo("warning: --database is deprecated; use --database-url", err=True)
+        server, database = server_or_database(ctx, server, database_url, old_database=old_database)
         front = fetch_front(space, task, device, server=server, database=database)
         points = front["points"]
         typer.echo(

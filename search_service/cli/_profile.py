@@ -13,6 +13,8 @@ import typer
 
 from supernet import Metric, SearchSpace, Subnet, get_space
 
+from ._options import ENVIRONMENT, ServerOption, TokenOption, option_source
+
 
 def parse_settings(pairs: list[str]) -> dict[str, str]:
     """``["threads=1", "batch_size=8"]`` -> ``{"threads": "1", "batch_size": "8"}``.
@@ -42,13 +44,19 @@ DATA_DIR_HELP = "directory that file settings of a server's device are relative 
 
 
 def resolve_device(
-    device: str, settings: dict[str, str], server: str | None, token: str | None
+    device: str,
+    settings: dict[str, str],
+    server: str | None,
+    token: str | None,
+    *,
+    from_environment: bool = False,
 ) -> tuple[str, dict]:
     """The profiler name and settings for ``--device``.
 
     Without ``--server`` the device is a profiler name and ``--set`` gives its settings. With
     ``--server`` it is a device registered on the service (``GET /v1/devices/{name}``), whose
-    settings ``--set`` may override.
+    settings ``--set`` may override. ``from_environment``: the server came from ``GPNAS_SERVER``
+    (the errors say so).
 
     Raises:
         ValueError: If the server is unreachable, does not know the device or refuses the token.
@@ -57,14 +65,17 @@ def resolve_device(
         return device, dict(settings)
     from search_service.client import ApiError, GpnasClient, NotFound, ServerUnreachable
 
+    option = "GPNAS_SERVER" if from_environment else "--server"
     # A couple of quick retries: a person is waiting, unlike a device agent.
     with GpnasClient(server, token, max_retries=2, backoff=0.25) as api:
         try:
             info = api.get_device(device)
         except ServerUnreachable as error:
-            raise ValueError(f"--server {server}: unreachable ({error.last})") from None
+            raise ValueError(f"{option} {server}: unreachable ({error.last})") from None
         except NotFound:
-            raise ValueError(f"device {device!r} is not registered on {server}") from None
+            hint = " (GPNAS_SERVER is set: unset it to use a profiler of that name)"
+            hint = hint if from_environment else ""
+            raise ValueError(f"device {device!r} is not registered on {server}{hint}") from None
         except ApiError as error:
             raise ValueError(f"{error} (on {server})") from None
     return info.profiler, {**(info.settings or {}), **settings}
@@ -114,11 +125,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("profile")
     def _profile(
+        ctx: typer.Context,
         space: str = typer.Option(..., "--space", help="search space, e.g. ufo-track2"),
         device: str = typer.Option(
             ...,
             "--device",
-            help="profiler name (see `gpnas profilers`), or a registered device with --server",
+            help="profiler name (see `gpnas profilers`), or a registered device with --server / GPNAS_SERVER",
         ),
         samples: int | None = typer.Option(
             None, "--samples", min=1, help="number of uniformly sampled subnets"
@@ -139,10 +151,8 @@ def register(app: typer.Typer) -> None:
         column: str | None = typer.Option(
             None, "--column", help="name of the value column (default: the metric, latency_ms or score)"
         ),
-        server: str | None = typer.Option(None, "--server", help="service URL to look the device up on"),
-        token: str | None = typer.Option(
-            None, "--token", envvar="GPNAS_TOKEN", help="API token for --server"
-        ),
+        server: ServerOption = None,
+        token: TokenOption = None,
         config: Path | None = typer.Option(
             None, "--config", envvar="GPNAS_LOCAL_CONFIG", help=LOCAL_CONFIG_HELP
         ),
@@ -162,7 +172,10 @@ def register(app: typer.Typer) -> None:
         if (samples is None) == (archs is None):
             raise ValueError("pass exactly one of --samples N or --archs FILE")
         search_space = get_space(space)
-        name, settings = resolve_device(device, parse_settings(set_), server, token)
+        from_environment = option_source(ctx, "server") == ENVIRONMENT
+        name, settings = resolve_device(
+            device, parse_settings(set_), server, token, from_environment=from_environment
+        )
         # Settings typed here are this user's own (any file path); a server's never are.
         local = dataclasses.replace(LocalConfig.load(config, data_dir), trusted=server is None)
         try:

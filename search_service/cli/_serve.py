@@ -6,6 +6,8 @@ import os
 
 import typer
 
+from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption
+
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
@@ -14,8 +16,9 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8000, help="TCP port."),
         workers: int = typer.Option(1, min=1, help="uvicorn worker processes (each runs a refit thread)."),
         log_level: str = typer.Option("info", help="uvicorn log level."),
+        database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
     ) -> None:
-        """Serve the REST API (OpenAPI at /docs) on GPNAS_DATABASE_URL; refuses an outdated schema."""
+        """Serve the REST API (OpenAPI at /docs) on --database-url; refuses an outdated schema."""
         import uvicorn
 
         from search_service import SchemaOutdatedError, create_app
@@ -23,6 +26,7 @@ def register(app: typer.Typer) -> None:
         # Through the environment, so that the worker processes' own create_app() sees it too: a
         # loopback bind admits only localhost Host headers unless GPNAS_ALLOWED_HOSTS says otherwise.
         os.environ["GPNAS_BIND_HOST"] = host
+        os.environ["GPNAS_DATABASE_URL"] = database_url
         try:
             # Built once here so that an outdated schema is one clear line, not a worker traceback.
             application = create_app()

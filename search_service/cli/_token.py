@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -52,11 +54,11 @@ def _checked(kind: Any, value: str, option: str) -> str:
 
 
 @contextmanager
-def _session(database_url: str | None) -> Iterator[Session]:
+def _session(database_url: str) -> Iterator[Session]:
     """A write session on a migrated database; a database that is not migrated is a ValueError."""
-    from search_service.core import Settings, check_schema, make_engine, make_sessionmaker
+    from search_service.core import check_schema, make_engine, make_sessionmaker
 
-    engine = make_engine(database_url or Settings().database_url)
+    engine = make_engine(database_url)
     try:
         try:
             check_schema(engine)
@@ -74,7 +76,6 @@ def _when(value: dt.datetime | None) -> str:
 
 def register(app: typer.Typer) -> None:
     token = typer.Typer(help="API tokens (stored hashed; shown once).", no_args_is_help=True)
-    database_option = typer.Option(None, envvar="GPNAS_DATABASE_URL", help="Default: sqlite:///./gpnas.db")
 
     @token.command("create")
     def _create(
@@ -83,7 +84,7 @@ def register(app: typer.Typer) -> None:
         expires_in: str = typer.Option(
             None, "--expires-in", help="Lifetime: 30d, 12h, 90m or 3600s (default: never expires)."
         ),
-        database_url: str = database_option,
+        database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
     ) -> None:
         """Create a token and print it (the last word of the output); it cannot be shown again."""
         from search_service import repositories as repo
@@ -107,7 +108,7 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"created token {token_id} for {scope}{expiry}; keep it secret: {secret}")
 
     @token.command("list")
-    def _list(database_url: str = database_option) -> None:
+    def _list(database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL) -> None:
         """List the tokens with their status (active, expired, revoked); secrets are never shown."""
         from search_service import repositories as repo
         from search_service.models import utcnow
@@ -133,7 +134,7 @@ def register(app: typer.Typer) -> None:
     @token.command("revoke")
     def _revoke(
         token_id: int = typer.Argument(..., metavar="ID", help="The id shown by `gpnas token list`."),
-        database_url: str = database_option,
+        database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
     ) -> None:
         """Revoke a token at once and for good (revoking it again changes nothing)."""
         from search_service import repositories as repo

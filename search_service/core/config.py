@@ -37,7 +37,55 @@ class Settings(BaseSettings):
     auth: bool = Field(
         True, description="Require a Bearer token on writes; off only for local single-user use."
     )
-    refit_worker: bool = Field(True, description="Run the background refit thread inside the app.")
+    refit_worker: bool = Field(
+        True,
+        description="Run the scheduling thread inside the app: it looks for stale targets and fronts "
+        "after new data and every refit_poll_s, and runs their fits in process (no broker) or sends "
+        "them to the workers (broker_url set).",
+    )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker for fits, fronts and campaign selection, e.g. redis://host:6379/0 or "
+        "amqp://guest:guest@host:5672//. Set: API processes compute none of them; `gpnas worker` "
+        "processes (any number, any machine) do. Unset: the same task functions run in process.",
+    )
+    task_queue: str = Field(
+        "gpnas",
+        description="The broker queue the API sends work to and `gpnas worker` consumes; separate "
+        "deployments on one broker use separate queues.",
+    )
+    broker_visibility_timeout_s: float = Field(
+        3600.0,
+        gt=0.0,
+        description="Redis broker: a task taken by a worker that died unacknowledged is delivered again "
+        "after this long (RabbitMQ redelivers as soon as the worker's connection drops). Tasks are "
+        "idempotent, so a shorter timeout only costs duplicate work on tasks that run longer.",
+    )
+    dispatch_timeout_s: float = Field(
+        900.0,
+        gt=0.0,
+        description="Work dispatched this long ago and still not finished is dispatched again (its "
+        "worker may be gone); longer than the slowest fit.",
+    )
+    task_wait_s: float = Field(
+        600.0,
+        gt=0.0,
+        description="How long campaign selection and POST /v1/refit wait for the workers (they report "
+        "through the database: no Celery result backend is needed).",
+    )
+    full_refit_growth: float = Field(
+        0.25,
+        ge=0.0,
+        description="New data conditions the newest predictor's posterior, keeping its hyperparameters "
+        "(seconds instead of a full fit), until the target has this fraction more measurements than "
+        "the full fit used; then the hyperparameters are fitted again. 0: always a full fit.",
+    )
+    full_refit_after_s: float = Field(
+        600.0,
+        ge=0.0,
+        description="Also fit the hyperparameters again when the newest full fit is older than this "
+        "and the data changed.",
+    )
     refit_delay_s: float = Field(
         2.0, ge=0.0, description="Wait this long after new data before refitting, to batch arrivals."
     )
@@ -59,6 +107,12 @@ class Settings(BaseSettings):
     )
     front_max_evaluations: int = Field(20_000, ge=10, description="Most subnets one front search predicts.")
     front_time_limit_s: float = Field(25.0, gt=0.0, description="Wall-clock limit of one front search.")
+    front_update_time_limit_s: float = Field(
+        2.0,
+        gt=0.0,
+        description="Wall-clock limit of a front search warm-started from the previous front after a "
+        "posterior update (no new hyperparameters).",
+    )
     front_cache_s: float = Field(
         1.0, ge=0.0, description="How long /v1/query trusts its cached 'latest front' before re-checking."
     )

@@ -1,6 +1,7 @@
 """Campaign planning: which subnets a campaign measures, chosen by its sampling strategy from the
 stored data and predictors, and the campaign with its jobs stored. The API route is a thin
-adapter over :func:`create_campaign`."""
+adapter over :func:`create_campaign`, which runs :func:`store_campaign` where the work runs (in
+process, or on a Celery worker)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from profilers import LocalConfig, get_profiler_class
 from supernet import SearchSpace, Subnet, get_space
 
 from .. import repositories as repo
-from ..domain import Metric, Target
+from ..domain import Metric, Target, WorkKind, WorkStatus
 from ..errors import InvalidError
 from ..models import Campaign, Device
 from ..schemas import CampaignCreate, CampaignPublic
+from ..work import Runner
+from ..work import _items as work_items
 
-__all__ = ["MAX_CONDITIONING", "campaign_public", "create_campaign", "plan_campaign"]
+__all__ = ["MAX_CONDITIONING", "campaign_public", "create_campaign", "plan_campaign", "store_campaign"]
 
 
 def campaign_public(session: Session, campaign: Campaign) -> CampaignPublic:
@@ -165,20 +168,28 @@ def plan_campaign(session: Session, body: CampaignCreate, device: Device, data_d
     return [space.format(s) for s in picks]
 
 
-def create_campaign(
+def store_campaign(
     read_sessions: sessionmaker[Session],
     write_sessions: sessionmaker[Session],
     body: CampaignCreate,
     data_dir: Path | None,
-) -> CampaignPublic:
-    """Plan ``body``'s campaign and store it with one queued job per chosen subnet.
+    key: str | None = None,
+) -> int:
+    """Plan ``body``'s campaign and store it with one queued job per chosen subnet; its id.
 
     The selection (seconds for the model-based strategies) reads a snapshot; only the insert
     takes the write lock, so a campaign never holds SQLite's single writer while it computes.
 
+    Args:
+        read_sessions: Sessions for the selection.
+        write_sessions: Sessions for the insert.
+        body: The campaign.
+        data_dir: Where this machine's tables lie (``GPNAS_DATA_DIR``).
+        key: The work item to mark done with the insert (a campaign planned by a worker).
+
     Raises:
         NotFoundError: Unknown device.
-        InvalidError: Unknown strategy, too few subnets left, or candidates the server cannot
+        InvalidError: Unknown strategy, too few subnets left, or candidates this machine cannot
             list, naming the field.
     """
     with read_sessions() as session:
@@ -196,6 +207,28 @@ def create_campaign(
             body.seed,
             [a for a in archs if a not in pending],
         )
-        out = campaign_public(session, campaign)
+        if key is not None:
+            work_items.finished(
+                session, key, WorkKind.CAMPAIGN, body.space, WorkStatus.DONE, result_id=campaign.id
+            )
         session.commit()
-    return out
+        return campaign.id
+
+
+def create_campaign(
+    read_sessions: sessionmaker[Session], body: CampaignCreate, runner: Runner
+) -> CampaignPublic:
+    """Plan and store ``body``'s campaign where ``runner`` runs work (here, or on a worker, which
+    reads its tables under its own data directory); the stored campaign.
+
+    Raises:
+        NotFoundError: Unknown device.
+        InvalidError: Unknown strategy, too few subnets left, or candidates that cannot be
+            listed, naming the field.
+        UnavailableError: With a broker, no worker planned it within ``task_wait_s``.
+    """
+    with read_sessions() as session:
+        repo.get_device(session, body.device)
+    campaign_id = runner.campaign(body)
+    with read_sessions() as session:
+        return campaign_public(session, repo.get_campaign(session, campaign_id))

@@ -15,6 +15,7 @@ from predictors import (
     SupportsBotorchModel,
     SupportsCovariance,
     SupportsPriorCovariance,
+    SupportsUpdate,
     TransferPredictor,
     create_predictor,
     encode_subnets,
@@ -24,8 +25,8 @@ from predictors import (
 from supernet import get_space
 
 ROOT = Path(__file__).resolve().parents[2]
-CAPABILITIES = (SupportsCovariance, SupportsPriorCovariance, SupportsBotorchModel)
-GP = {SupportsCovariance, SupportsBotorchModel}
+CAPABILITIES = (SupportsCovariance, SupportsPriorCovariance, SupportsBotorchModel, SupportsUpdate)
+GP = {SupportsCovariance, SupportsBotorchModel, SupportsUpdate}
 # What each registered name claims; a new predictor must be added here, with what it can do.
 EXPECTED = {
     "gpnas": GP,
@@ -81,6 +82,10 @@ def test_capabilities_work_on_a_fitted_example(tiny, name):
             unfitted.botorch_model()
     if isinstance(unfitted, SupportsPriorCovariance):
         assert not unfitted.has_prior_covariance
+    if isinstance(unfitted, SupportsUpdate):
+        assert unfitted.n_hyperparameter_fit == 0
+        with pytest.raises(ValueError, match="not fitted"):
+            unfitted.update_multi(subs, Y, TARGET)
 
     fitted = unfitted.fit_multi(subs, Y, TARGET)
     assert fitted.n_train == 12 and _claimed(fitted) == EXPECTED[name]
@@ -106,6 +111,12 @@ def test_capabilities_work_on_a_fitted_example(tiny, name):
         assert posterior.mean.shape == (7, 1)
         if isinstance(fitted, SupportsCovariance):  # one GP seen through both capabilities
             torch.testing.assert_close(posterior.variance.squeeze(-1), cov.diagonal(), rtol=1e-4, atol=1e-6)
+    if isinstance(fitted, SupportsUpdate):  # last: it changes the model
+        assert fitted.n_hyperparameter_fit == 12
+        more = Y.clone()
+        more[12:15, TARGET] = alone.predict(subs[12:15])[0]
+        assert fitted.update_multi(subs, more, TARGET) is fitted
+        assert (fitted.n_train, fitted.n_hyperparameter_fit) == (15, 12)
     if isinstance(fitted, SupportsPriorCovariance):
         assert fitted.has_prior_covariance
         prior = fitted.prior_covariance(X)

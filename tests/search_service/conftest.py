@@ -22,9 +22,11 @@ from service_helpers import make_settings
 
 from search_service import create_app
 from search_service.core import upgrade
+from search_service.models import Base
 
 PG_URL = os.environ.get("GPNAS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-TABLES = ("jobs", "fronts", "predictor_versions", "campaigns", "measurements", "api_tokens", "devices")
+# Every table of the schema, so that a new one is emptied between tests too.
+TABLES = tuple(table.name for table in Base.metadata.sorted_tables)
 
 
 def _with_database(url: str, name: str) -> str:
@@ -67,10 +69,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         path = tmp_path / "gpnas.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite:///{path}"
-    url = request.getfixturevalue("postgres_url")
-    with psycopg.connect(url, autocommit=True) as connection:
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def pg_url(postgres_url: str) -> str:
+    """An empty, migrated PostgreSQL database (for tests that need one: several machines' view)."""
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
         connection.execute("TRUNCATE " + ", ".join(TABLES) + " RESTART IDENTITY CASCADE")
-    return url
+    return postgres_url
 
 
 @pytest.fixture

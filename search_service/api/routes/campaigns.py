@@ -7,15 +7,13 @@ from fastapi import APIRouter, Path, Request, status
 from ... import repositories as repo
 from ...schemas import INT32, CampaignCreate, CampaignPublic
 from ...services import campaigns as service
-from ..deps import PrincipalDep, SessionDep, SettingsDep
+from ..deps import PrincipalDep, SessionDep
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
 @router.post("", response_model=CampaignPublic, status_code=status.HTTP_201_CREATED)
-def create_campaign(
-    body: CampaignCreate, request: Request, principal: PrincipalDep, settings: SettingsDep
-) -> CampaignPublic:
+def create_campaign(body: CampaignCreate, request: Request, principal: PrincipalDep) -> CampaignPublic:
     """Choose ``n`` subnets with ``strategy`` and queue one job per subnet for ``device``'s agent.
 
     Without ``task`` the jobs time the subnets on the device (metric ``latency_ms``); with
@@ -24,7 +22,7 @@ def create_campaign(
     """
     principal.require_admin("create campaigns")
     state = request.app.state
-    return service.create_campaign(state.read_sessions, state.write_sessions, body, settings.data_dir)
+    return service.create_campaign(state.read_sessions, body, state.refitter.runner)
 
 
 @router.get("", response_model=list[CampaignPublic])

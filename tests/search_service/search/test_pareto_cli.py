@@ -1,5 +1,5 @@
 """``gpnas pareto`` against the real service: a migrated SQLite database holding a stored front,
-read in-process (--database) and over HTTP from a uvicorn server (--server)."""
+read in-process (--database-url) and over HTTP from a uvicorn server (--server)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from search_service.cli import app
 from search_service.core import Settings, make_engine, make_sessionmaker, upgrade
 from search_service.main import create_app
 from search_service.models import Device, Front, Measurement, PredictorVersion
-from search_service.refit import encode_front
 from search_service.search import compute_front
+from search_service.work import encode_front
 from supernet import get_space
 
 runner = CliRunner()
@@ -94,7 +94,7 @@ def test_pareto_reads_the_database_and_plots(stored, tmp_path):
             "veri",
             "--device",
             "cpu-test",
-            "--database",
+            "--database-url",
             url,
             "--plot",
             str(png),

@@ -1,0 +1,108 @@
+"""Where a ``gpnas`` command finds its data, declared once for every command.
+
+``--database-url`` (``GPNAS_DATABASE_URL``) names the database of the commands that open it
+in-process; ``--server`` (``GPNAS_SERVER``) and ``--token`` (``GPNAS_TOKEN``) name a running
+service and the token sent to it. Each command declares the aliases below with the defaults
+given here, so that the names, environment variables, help and defaults are the same everywhere
+(``tests/search_service/test_cli_options.py`` checks every registered command)::
+
+    def _command(database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL) -> None: ...
+    def _other(server: ServerOption = None, token: TokenOption = None) -> None: ...
+
+A command that can read a database directly or ask a server takes both and resolves them with
+:func:`server_or_database`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+# The default of search_service.core.config.Settings.database_url (a test keeps them equal). Not
+# imported from there: that module loads SQLAlchemy and the app, and `gpnas --help` should not.
+DEFAULT_DATABASE_URL = "sqlite:///./gpnas.db"
+COMMANDLINE, ENVIRONMENT = "COMMANDLINE", "ENVIRONMENT"
+
+DATABASE_URL_HELP = (
+    "SQLAlchemy URL of the gpnas database: a SQLite file, or postgresql+psycopg://user@host/db."
+)
+SERVER_HELP = "URL of a running gpnas service, e.g. http://127.0.0.1:8000."
+TOKEN_HELP = "API token sent to --server (`gpnas token create`; a device token for an agent)."
+
+DatabaseUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--database-url",
+        envvar="GPNAS_DATABASE_URL",
+        help=DATABASE_URL_HELP,
+        show_default=True,
+        show_envvar=True,
+    ),
+]
+ServerOption = Annotated[
+    str | None,
+    typer.Option("--server", envvar="GPNAS_SERVER", help=SERVER_HELP, show_envvar=True),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option("--token", envvar="GPNAS_TOKEN", help=TOKEN_HELP, show_envvar=True),
+]
+
+
+def require(value: str | None, option: str, envvar: str) -> str:
+    """``value``, which the command cannot do without.
+
+    Raises:
+        ValueError: It was neither given as ``option`` nor set in ``envvar`` (or is blank).
+    """
+    if value is None or not value.strip():
+        raise ValueError(f"{option} is required: pass {option} or set {envvar}")
+    return value
+
+
+def option_source(ctx: typer.Context, name: str) -> str | None:
+    """Where parameter ``name`` came from: ``"COMMANDLINE"``, ``"ENVIRONMENT"``, or None for its
+    default (not given at all). Compared by name: typer may bundle its own copy of click."""
+    source = ctx.get_parameter_source(name)
+    return source.name if source is not None and source.name in (COMMANDLINE, ENVIRONMENT) else None
+
+
+def server_or_database(
+    ctx: typer.Context, server: str | None, database_url: str, *, old_database: str | None = None
+) -> tuple[str | None, str | None]:
+    """``(server, None)`` or ``(None, database_url)``: which of the two the user chose.
+
+    An option on the command line wins over an environment variable of the other kind (so that
+    ``GPNAS_DATABASE_URL``, set for ``gpnas serve``, does not stop ``--server`` from working).
+    ``old_database`` is the value of a command's deprecated ``--database`` alias, if given.
+
+    Raises:
+        ValueError: Both are on the command line, both only in the environment, or neither is given.
+    """
+    server_from = None if server is None else option_source(ctx, "server")
+    database_from = option_source(ctx, "database_url")
+    if old_database is not None:
+        if database_from == COMMANDLINE:
+            raise ValueError("give --database-url once (--database is its deprecated old name)")
+        database_url, database_from = old_database, COMMANDLINE
+    if server_from is not None and database_from is not None:
+        if server_from == database_from == COMMANDLINE:
+            raise ValueError("give either --server or --database-url, not both")
+        if server_from == database_from:  # both from the environment
+            raise ValueError(
+                "both GPNAS_SERVER and GPNAS_DATABASE_URL are set: choose one with "
+                "--server URL or --database-url URL"
+            )
+        if server_from == COMMANDLINE:
+            database_from = None
+        else:
+            server_from = None
+    if server_from is not None:
+        return server, None
+    if database_from is not None:
+        return None, database_url
+    raise ValueError(
+        "say where the data is: --server URL (or GPNAS_SERVER) for a running service, or "
+        "--database-url URL (or GPNAS_DATABASE_URL) to read a database directly"
+    )

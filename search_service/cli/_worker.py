@@ -1,0 +1,71 @@
+"""``gpnas worker``: a Celery worker that runs fits, fronts and campaign selection."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("worker")
+    def _worker(
+        database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
+        broker_url: str = typer.Option(
+            ...,
+            "--broker-url",
+            envvar="GPNAS_BROKER_URL",
+            show_envvar=True,
+            help="Celery broker the API sends work to: redis://host:6379/0 or amqp://user:pass@host:5672//.",
+        ),
+        queue: str = typer.Option(
+            "gpnas", "--queue", envvar="GPNAS_TASK_QUEUE", show_envvar=True, help="Broker queue to consume."
+        ),
+        concurrency: int = typer.Option(
+            1, "--concurrency", "-c", min=1, help="Worker processes (each runs one task at a time)."
+        ),
+        torch_threads: int = typer.Option(
+            0,
+            "--torch-threads",
+            min=0,
+            help="Threads per process for torch; 0: this machine's cores divided by --concurrency.",
+        ),
+        log_level: str = typer.Option("info", "--log-level", help="Celery log level."),
+    ) -> None:
+        """Run fits, fronts and campaign selection sent by API processes with GPNAS_BROKER_URL.
+
+        Start any number, on any machine that reaches the broker and the database; a worker
+        killed mid-task loses nothing (the broker delivers the task again; tasks are idempotent).
+        """
+        import torch
+
+        from search_service import SchemaOutdatedError
+        from search_service.core import Settings, check_schema, make_engine
+        from search_service.work import create_celery
+
+        settings = Settings(database_url=database_url, broker_url=broker_url, task_queue=queue)
+        engine = make_engine(settings.database_url)
+        try:
+            check_schema(engine)
+        except SchemaOutdatedError as error:
+            raise ValueError(str(error)) from None
+        finally:
+            engine.dispose()
+        threads = torch_threads or max(1, (os.cpu_count() or 1) // concurrency)
+        torch.set_num_threads(threads)
+        celery = create_celery(settings, worker=True)
+        # solo runs tasks in this process (no fork) when one at a time is asked for.
+        pool = "solo" if concurrency == 1 else "prefork"
+        celery.worker_main(
+            [
+                "worker",
+                f"--concurrency={concurrency}",
+                f"--pool={pool}",
+                f"--queues={queue}",
+                f"--loglevel={log_level}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )

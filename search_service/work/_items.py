@@ -1,0 +1,137 @@
+"""Work items: one row per unit of background work, keyed by what it is computed from.
+
+A scheduling pass creates the row when it dispatches the work, the task function marks it running
+and finally done (in the transaction that stores its result, so a result is never stored without
+its item saying so, nor twice) or failed. Rows make dispatch happen once however many processes
+notice stale data, and make a failure on a worker known to every API process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..domain import Metric, WorkKind, WorkStatus
+from ..models import WorkItem, utcnow
+from ..repositories import DataVersion
+
+# Longest error text kept: enough for any traceback's last line, bounded for the table.
+_MAX_ERROR = 4000
+
+
+def fit_key(space: str, metric: str, target: str, version: DataVersion) -> str:
+    """The work of fitting ``target``'s data ``version``."""
+    return f"{WorkKind.FIT}/{space}/{metric}/{target}/{version.last_id}/{version.n_measurements}"
+
+
+def front_key(space: str, task: str, device: str, score_id: int, latency_id: int) -> str:
+    """The work of searching the front of two predictor versions."""
+    return f"{WorkKind.FRONT}/{space}/{task}/{device}/{score_id}/{latency_id}"
+
+
+def campaign_key(request_id: str) -> str:
+    """The work of planning and storing one campaign request."""
+    return f"{WorkKind.CAMPAIGN}/{request_id}"
+
+
+def target_lock(space: str, metric: Metric | str, target: str) -> str:
+    """The lock held while a target's predictor version is stored."""
+    return f"gpnas/fit/{space}/{metric}/{target}"
+
+
+def front_lock(space: str, task: str, device: str) -> str:
+    """The lock held while a front version is stored."""
+    return f"gpnas/front/{space}/{task}/{device}"
+
+
+def get(session: Session, key: str) -> WorkItem | None:
+    return session.scalar(select(WorkItem).where(WorkItem.key == key))
+
+
+def due(item: WorkItem | None, now: dt.datetime, timeout_s: float) -> bool:
+    """Whether the work of ``item`` should be dispatched (again): never dispatched, broken by
+    something outside it, or dispatched ``timeout_s`` ago and still unfinished (its worker may
+    be gone). Done work and work that failed on its inputs are not."""
+    if item is None or item.status == WorkStatus.ERROR:
+        return True
+    if item.status in (WorkStatus.QUEUED, WorkStatus.RUNNING):
+        return (now - item.dispatched_at).total_seconds() > timeout_s
+    return False
+
+
+def dispatched(session: Session, key: str, kind: WorkKind, space: str, now: dt.datetime) -> WorkItem:
+    """Record that the work ``key`` is being dispatched now (creates or resets its row)."""
+    item = get(session, key)
+    if item is None:
+        item = WorkItem(key=key, kind=kind, space=space, attempts=0)
+        session.add(item)
+    item.status = WorkStatus.QUEUED
+    item.dispatched_at = now
+    item.error = None
+    item.finished_at = None
+    session.flush()
+    return item
+
+
+def started(session: Session, key: str, kind: WorkKind, space: str) -> WorkItem:
+    """Mark ``key`` running (creating its row if the work was started without a dispatch)."""
+    item = get(session, key)
+    if item is None:
+        item = WorkItem(key=key, kind=kind, space=space, attempts=0, dispatched_at=utcnow())
+        session.add(item)
+    item.status = WorkStatus.RUNNING
+    item.attempts += 1
+    session.flush()
+    return item
+
+
+def finished(
+    session: Session,
+    key: str,
+    kind: WorkKind,
+    space: str,
+    status: WorkStatus,
+    *,
+    result_id: int | None = None,
+    error: str | None = None,
+) -> WorkItem:
+    """Record how the work ``key`` ended, in the caller's transaction."""
+    item = get(session, key)
+    if item is None:
+        item = WorkItem(key=key, kind=kind, space=space, attempts=1, dispatched_at=utcnow())
+        session.add(item)
+    item.status = status
+    item.result_id = result_id
+    item.error = None if error is None else error[:_MAX_ERROR]
+    item.finished_at = utcnow()
+    session.flush()
+    return item
+
+
+def failure(session: Session, key: str) -> str | None:
+    """The error of ``key`` if that work failed on its inputs, else None."""
+    item = get(session, key)
+    return item.error if item is not None and item.status == WorkStatus.FAILED else None
+
+
+def reset_unfinished(session: Session) -> int:
+    """Make queued and running work dispatchable at once (an in-process runner restarted: what it
+    had taken will not finish). Returns how many items were reset."""
+    items = unfinished(session)
+    for item in items:
+        item.status = WorkStatus.ERROR
+        item.error = "interrupted: the process running it stopped"
+    session.flush()
+    return len(items)
+
+
+def unfinished(session: Session, space: str | None = None) -> list[WorkItem]:
+    """Fit and front items queued or running (in ``space``, or all)."""
+    stmt = select(WorkItem).where(
+        WorkItem.status.in_((WorkStatus.QUEUED, WorkStatus.RUNNING)), WorkItem.kind != WorkKind.CAMPAIGN
+    )
+    if space is not None:
+        stmt = stmt.where(WorkItem.space == space)
+    return list(session.scalars(stmt))
