@@ -119,28 +119,24 @@ class Refitter:
                     break
                 keys += pending
                 wait_for(self.ctx, [o.key for o in orders] + pending, self.settings.task_wait_s)
-        return self._report(keys, started, [note for o in outcomes for note in o.notes])
+        return self._report(keys, started, space, [note for o in outcomes for note in o.notes])
 
-    def _report(self, keys: list[str], started: dt.datetime, notes: list[str]) -> RefitReport:
+    def _report(
+        self, keys: list[str], started: dt.datetime, space: str | None, notes: list[str]
+    ) -> RefitReport:
+        """What was stored since ``started`` (here, or by workers: fits chain their own fronts),
+        and the failures among the work this refit waited for."""
         report = RefitReport(notes=notes)
         with self.ctx.read_sessions() as session:
-            rows = list(
-                session.scalars(select(WorkItem).where(WorkItem.key.in_(set(keys))).order_by(WorkItem.id))
-            )
-            for item in rows:
-                if item.status == WorkStatus.FAILED:
-                    report.errors.append(f"{_describe(item)}: {item.error}")
-                elif item.result_id is not None and item.kind == WorkKind.FIT:
-                    predictor = session.get(PredictorVersion, item.result_id)
-                    # Only what this refit stored: an item may name a result that was stored before.
-                    if predictor is not None and predictor.created_at >= started:
-                        report.predictors.append(predictor)
-                elif item.result_id is not None:
-                    front = session.get(Front, item.result_id)
-                    if front is not None and front.created_at >= started:
-                        report.fronts.append(front)
-        report.predictors = list({p.id: p for p in report.predictors}.values())
-        report.fronts = list({f.id: f for f in report.fronts}.values())
+            for model, out in ((PredictorVersion, report.predictors), (Front, report.fronts)):
+                stmt = select(model).where(model.created_at >= started).order_by(model.id)
+                if space is not None:
+                    stmt = stmt.where(model.space == space)
+                out.extend(session.scalars(stmt))
+            failed = select(WorkItem).where(WorkItem.key.in_(set(keys)), WorkItem.status == WorkStatus.FAILED)
+            report.errors = [
+                f"{_describe(item)}: {item.error}" for item in session.scalars(failed.order_by(WorkItem.id))
+            ]
         return report
 
     def last_failure(self, session: Session, space: str, task: str, device: str) -> str | None:
