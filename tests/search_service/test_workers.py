@@ -24,6 +24,7 @@ from search_service import create_app
 from search_service.core import make_engine, make_sessionmaker
 from search_service.domain import Metric, WorkKind, WorkStatus
 from search_service.models import Front, PredictorVersion, WorkItem
+from search_service.services import campaigns
 from search_service.work import CeleryRunner, Order, WorkContext
 from search_service.work import _functions as functions
 from search_service.work import _items as items
@@ -101,6 +102,7 @@ def _forbid_local_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(functions, "compute_front", refuse("compute_front"))
     monkeypatch.setattr(functions, "create_predictor", refuse("create_predictor"))
     monkeypatch.setattr(functions, "_train", refuse("_train"))
+    monkeypatch.setattr(campaigns, "plan_campaign", refuse("plan_campaign"))
     return called
 
 
@@ -130,6 +132,12 @@ def test_a_killed_worker_loses_no_result_and_the_api_computes_nothing(
             kill(first)
         with worker(env, log):
             refit.join(120)
+            # Campaign selection runs on the worker too; the API stores nothing it did not plan.
+            campaign = client.post(
+                "/v1/campaigns", json={"space": SPACE, "device": "dev1", "n": 3, "strategy": "random"}
+            )
+            assert campaign.status_code == 201, campaign.text
+            assert campaign.json()["jobs"]["queued"] == 3
         assert not refit.is_alive()
     assert answer.get("errors") == [], answer
     assert called == []
