@@ -29,8 +29,7 @@ from . import repositories as repo
 from .core.config import Settings
 from .domain import Metric, WorkKind, WorkStatus
 from .models import Front, PredictorVersion, WorkItem, utcnow
-from .work import CeleryRunner, InProcessRunner, Outcome, Runner, WorkContext, schedule, wait_for
-from .work import _items as items
+from .work import CeleryRunner, InProcessRunner, Outcome, Runner, WorkContext, items, schedule, wait_for
 
 log = logging.getLogger("gpnas.refit")
 

@@ -21,7 +21,7 @@ from ..errors import InvalidError
 from ..models import Campaign, Device
 from ..schemas import CampaignCreate, CampaignPublic
 from ..work import Runner
-from ..work import _items as work_items
+from ..work import items as work_items
 
 __all__ = ["MAX_CONDITIONING", "campaign_public", "create_campaign", "plan_campaign", "store_campaign"]
 

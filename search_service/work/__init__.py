@@ -4,9 +4,11 @@ The task functions (:func:`fit_target`, :func:`build_front`, :func:`plan_and_sto
 are idempotent per what they compute from and store their results once; :func:`schedule`
 decides, under one lock, what is stale and records each dispatch; a :class:`Runner` runs the
 orders here (:class:`InProcessRunner`) or sends them to ``gpnas worker`` processes
-(:class:`CeleryRunner`, with ``GPNAS_BROKER_URL``).
+(:class:`CeleryRunner`, with ``GPNAS_BROKER_URL``). :mod:`.items` keys and records the units
+of work (the ``work_items`` table).
 """
 
+from . import items
 from ._celery import CeleryRunner, create_celery
 from ._context import WorkContext
 from ._functions import (
@@ -33,6 +35,7 @@ __all__ = [
     "encode_front",
     "fit_target",
     "fitted_version",
+    "items",
     "plan_and_store_campaign",
     "run_order",
     "schedule",

@@ -20,7 +20,7 @@ from ..core import Settings
 from ..domain import Metric, Target, WorkKind
 from ..models import utcnow
 from ..schemas import CampaignCreate
-from . import _items as items
+from . import items
 from ._context import WorkContext
 from ._functions import Outcome, build_front, fit_target, plan_and_store_campaign
 from ._schedule import Order, Runner, raise_campaign_error, schedule, wait_for

@@ -31,7 +31,7 @@ from ..errors import ServiceError
 from ..models import Front, PredictorVersion, utcnow
 from ..schemas import CampaignCreate
 from ..search import FrontResult, compute_front
-from . import _items as items
+from . import items
 from ._context import WorkContext, lock
 
 log = logging.getLogger("gpnas.work")

@@ -24,7 +24,7 @@ from ..domain import Metric, Target, WorkKind, WorkStatus
 from ..errors import ConflictError, InvalidError, NotFoundError, ServiceError, UnavailableError
 from ..models import WorkItem, utcnow
 from ..schemas import CampaignCreate
-from . import _items as items
+from . import items
 from ._context import WorkContext, lock
 from ._functions import Outcome, build_front, fit_target, fitted_version, plan_and_store_campaign
 
@@ -73,7 +73,7 @@ def _outdated_fronts(session: Session, spaces: Iterable[str]) -> list[Order]:
 
 def schedule(ctx: WorkContext, space: str | None = None) -> list[Order]:
     """One scheduling pass over ``space`` (or all): the stale fits and outdated fronts that are
-    due (see :func:`~search_service.work._items.due`), recorded as dispatched.
+    due (see :func:`~search_service.work.items.due`), recorded as dispatched.
 
     A front is not ordered while one of its targets has a fit due or running: it would be
     searched again as soon as that fit is stored.

@@ -17,8 +17,7 @@ from search_service import repositories as repo
 from search_service.core import Settings, make_engine, make_sessionmaker
 from search_service.domain import Metric, Target, WorkKind, WorkStatus
 from search_service.models import Front, PredictorVersion, WorkItem
-from search_service.work import WorkContext, fit_target, run_order, schedule
-from search_service.work import _items as items
+from search_service.work import WorkContext, fit_target, items, run_order, schedule
 
 LATENCY = Target(SPACE, Metric.LATENCY, "dev1")
 
@@ -133,7 +132,9 @@ def test_a_failed_fit_is_known_to_every_process_and_not_retried_until_the_data_c
         assert outcome.error is not None and "fits need at least 3" in outcome.error
         with ctx.read_sessions() as session:
             version = repo.data_version(session, SPACE, Metric.LATENCY, "dev1")
-            assert items.failure(session, items.fit_key(SPACE, Metric.LATENCY, "dev1", version)) == outcome.error
+            assert (
+                items.failure(session, items.fit_key(SPACE, Metric.LATENCY, "dev1", version)) == outcome.error
+            )
         assert [o for o in schedule(ctx) if o.kind is WorkKind.FIT and o.target == "dev1"] == []
         _post(ctx, measurements(1, seed=4))
         assert [o.target for o in schedule(ctx) if o.kind is WorkKind.FIT] == ["dev1"]

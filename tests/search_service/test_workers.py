@@ -25,9 +25,8 @@ from search_service.core import make_engine, make_sessionmaker
 from search_service.domain import Metric, WorkKind, WorkStatus
 from search_service.models import Front, PredictorVersion, WorkItem
 from search_service.services import campaigns
-from search_service.work import CeleryRunner, Order, WorkContext
+from search_service.work import CeleryRunner, Order, WorkContext, items
 from search_service.work import _functions as functions
-from search_service.work import _items as items
 
 BROKERS = {
     "redis": os.environ.get("GPNAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
