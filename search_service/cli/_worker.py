@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption
@@ -26,11 +24,12 @@ def register(app: typer.Typer) -> None:
         concurrency: int = typer.Option(
             1, "--concurrency", "-c", min=1, help="Worker processes (each runs one task at a time)."
         ),
-        torch_threads: int = typer.Option(
-            0,
+        torch_threads: int | None = typer.Option(
+            None,
             "--torch-threads",
-            min=0,
-            help="Threads per process for torch; 0: this machine's cores divided by --concurrency.",
+            min=1,
+            help="Threads per worker process for torch (default: GPNAS_TORCH_THREADS, else 1; scale "
+            "with processes instead).",
         ),
         log_level: str = typer.Option("info", "--log-level", help="Celery log level."),
     ) -> None:
@@ -53,8 +52,7 @@ def register(app: typer.Typer) -> None:
             raise ValueError(str(error)) from None
         finally:
             engine.dispose()
-        threads = torch_threads or max(1, (os.cpu_count() or 1) // concurrency)
-        torch.set_num_threads(threads)
+        torch.set_num_threads(torch_threads or settings.torch_threads)
         celery = create_celery(settings, worker=True)
         # solo runs tasks in this process (no fork) when one at a time is asked for.
         pool = "solo" if concurrency == 1 else "prefork"
