@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from enum import Enum
 from typing import Any, ClassVar, Literal, Self, overload
 
 import numpy as np
@@ -76,6 +77,29 @@ def encode_subnets(space: SearchSpace, subnets: Sequence[Subnet], kind: FeatureK
     return space.encode(subnets, kind)
 
 
+def encode_choices(space: SearchSpace, codes: np.ndarray, kind: FeatureKind) -> torch.Tensor:
+    """:func:`encode_subnets` of the subnets held as choice matrices, without building them.
+
+    Args:
+        space: The search space.
+        codes: Choice indices, shape ``n x max_depth x n_dims`` (-1 for absent layers).
+        kind: As for :func:`encode_subnets`.
+
+    Returns:
+        The ``n x d`` float64 tensor that :func:`encode_subnets` gives for the same subnets.
+
+    Raises:
+        ValueError: If a row is not a subnet of ``space`` or ``kind`` is unknown.
+    """
+    if kind == "onehot+ordinal":
+        return torch.cat(
+            [space.encode_choices(codes, "onehot"), space.encode_choices(codes, "ordinal")], dim=1
+        )
+    if kind not in ("onehot", "ordinal"):
+        raise ValueError(f"unknown features {kind!r}; expected onehot, ordinal or onehot+ordinal")
+    return space.encode_choices(codes, kind)
+
+
 def default_transform(metric: str, transform: str | None) -> str:
     """The output transform for ``metric`` unless ``transform`` names one explicitly."""
     if transform is not None:
@@ -124,6 +148,55 @@ def check_y_std(y_std: torch.Tensor | Sequence[float] | np.ndarray | None, n: in
     return out
 
 
+def training_values(
+    subnets: Sequence[Subnet], y: torch.Tensor | Sequence[float] | np.ndarray
+) -> torch.Tensor:
+    """``y`` as a float64 tensor of shape ``n``, checked against its ``n`` subnets.
+
+    Raises:
+        ValueError: If the lengths differ or there are fewer than 2 subnets.
+    """
+    y = as_vector(y)
+    if len(subnets) != y.numel():
+        raise ValueError(f"got {len(subnets)} subnets but {y.numel()} target values")
+    if len(subnets) < 2:
+        raise ValueError(f"need at least 2 measured subnets to fit, got {len(subnets)}")
+    return y
+
+
+def target_column(
+    subnets: Sequence[Subnet],
+    Y: torch.Tensor,
+    target_index: int,
+    y_std: torch.Tensor | Sequence[float] | None = None,
+) -> tuple[list[Subnet], torch.Tensor, torch.Tensor | None]:
+    """The measured rows of column ``target_index`` of ``Y``, as :meth:`Predictor.fit` takes them.
+
+    Args:
+        subnets: ``n`` subnets, the rows of ``Y``.
+        Y: ``n x T`` values, NaN where a subnet was not measured.
+        target_index: The column wanted.
+        y_std: Optional standard errors of that column (shape ``n``; NaN allowed where the target
+            is unmeasured).
+
+    Returns:
+        The ``k`` measured subnets, their values (shape ``k``) and standard errors (``k`` or None).
+
+    Raises:
+        ValueError: If ``Y`` is not ``n x T``, ``target_index`` is out of range or ``y_std`` is invalid.
+    """
+    Y = as_matrix(Y, len(subnets))
+    if not 0 <= target_index < Y.shape[1]:
+        raise ValueError(f"target_index {target_index} out of range for {Y.shape[1]} columns")
+    rows = ~torch.isnan(Y[:, target_index])
+    std = None
+    if y_std is not None:
+        # NaN standard errors are allowed where the target is unmeasured.
+        std = check_y_std(torch.nan_to_num(as_vector(y_std), nan=0.0), len(Y))[rows]
+    measured = [subnets[i] for i in torch.nonzero(rows).squeeze(-1).tolist()]
+    return measured, Y[rows, target_index], std
+
+
 class Predictor(ABC):
     """Predicts a per-subnet quantity (a latency or a score) with an uncertainty.
 
@@ -144,13 +217,29 @@ class Predictor(ABC):
 
     def __init__(self, space: SearchSpace, **options: Any) -> None:
         self.space = space
-        self.options = dict(options)
+        # Plain values (a Metric is a str): to_bytes stores the options for torch's weights-only load.
+        self.options = {k: v.value if isinstance(v, Enum) else v for k, v in options.items()}
         self.n_train = 0
 
     # ------------------------------------------------------------------ public API
     def encode(self, subnets: Sequence[Subnet]) -> torch.Tensor:
         """The ``n x d`` features this predictor's :meth:`predict_encoded` expects."""
         return encode_subnets(self.space, subnets, self.features)
+
+    def encode_choices(self, codes: np.ndarray) -> torch.Tensor:
+        """:meth:`encode` of the subnets held as choice matrices (``n x max_depth x n_dims``, -1 =
+        absent), for callers that breed choice matrices (evolutionary search).
+
+        Predictors that override :meth:`encode` (e.g. with summary features) get their own
+        encoding of the corresponding subnets, so the result always equals :meth:`encode`'s.
+
+        Returns:
+            The ``n x d`` features that :meth:`predict_encoded` expects.
+        """
+        if type(self).encode is not Predictor.encode:
+            depths = self.space.validate_choices(codes)
+            return self.encode(self.space.from_choice_matrix(codes, depths))
+        return encode_choices(self.space, codes, self.features)
 
     def fit(
         self,
@@ -168,11 +257,7 @@ class Predictor(ABC):
                 noise, so an uncertain (e.g. drift-flagged) measurement pulls the fit less.
                 Predictors without a noise model (ridge, trees, the closed form) ignore it.
         """
-        y = as_vector(y)
-        if len(subnets) != y.numel():
-            raise ValueError(f"got {len(subnets)} subnets but {y.numel()} target values")
-        if len(subnets) < 2:
-            raise ValueError(f"need at least 2 measured subnets to fit, got {len(subnets)}")
+        y = training_values(subnets, y)
         return self.fit_encoded(self.encode(subnets), y, check_y_std(y_std, y.numel()))
 
     def fit_multi(
@@ -194,15 +279,7 @@ class Predictor(ABC):
             y_std: Optional standard errors of the target column (shape ``n``, original units;
                 entries of rows without a target value are ignored), see :meth:`fit`.
         """
-        Y = as_matrix(Y, len(subnets))
-        if not 0 <= target_index < Y.shape[1]:
-            raise ValueError(f"target_index {target_index} out of range for {Y.shape[1]} columns")
-        rows = ~torch.isnan(Y[:, target_index])
-        if y_std is not None:
-            # NaN standard errors are allowed where the target is unmeasured.
-            y_std = check_y_std(torch.nan_to_num(as_vector(y_std), nan=0.0), len(Y))[rows]
-        measured = [subnets[i] for i in torch.nonzero(rows).squeeze(-1).tolist()]
-        return self.fit(measured, Y[rows, target_index], y_std=y_std)
+        return self.fit(*target_column(subnets, Y, target_index, y_std))
 
     def predict(self, subnets: Sequence[Subnet]) -> tuple[torch.Tensor, torch.Tensor]:
         """Predictive mean and std (both shape ``n``) in the original units of ``y``."""

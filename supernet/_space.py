@@ -236,48 +236,145 @@ class SearchSpace:
         ``ordinal``: per layer position and dimension, the choice index scaled to [0, 1]; for
         variable-depth spaces one extra ``active`` column per layer, with absent layers at 0.
         """
-        width = self.encoding_dim(kind)
-        codes = self.choice_matrix(subs)  # n x max_depth x k, -1 where absent
+        return self._encode_codes(self.choice_matrix(subs), kind, dtype)
+
+    def encode_choices(
+        self, codes: np.ndarray, kind: EncodingKind = "onehot", dtype: torch.dtype = torch.float64
+    ) -> torch.Tensor:
+        """:meth:`encode` of the subnets held as a :meth:`choice_matrix`, without building them.
+
+        Evolutionary search breeds choice matrices; encoding them directly skips one ``Subnet``
+        object and one validation per candidate, which otherwise cost more than the predictions.
+
+        Args:
+            codes: Choice indices, shape ``n x max_depth x n_dims`` (-1 for absent layers).
+            kind: ``onehot`` or ``ordinal``, as for :meth:`encode`.
+            dtype: Dtype of the result.
+
+        Returns:
+            The ``n x encoding_dim(kind)`` tensor that :meth:`encode` gives for the same subnets.
+
+        Raises:
+            ValueError: If a row is not a subnet of this space (see :meth:`validate_choices`).
+        """
+        codes = np.asarray(codes)
+        self.validate_choices(codes)
+        return self._encode_codes(codes, kind, dtype)
+
+    def _encode_codes(self, codes: np.ndarray, kind: EncodingKind, dtype: torch.dtype) -> torch.Tensor:
+        """The encoding of valid choice matrices ``codes`` (``n x max_depth x n_dims``)."""
+        width = self.encoding_dim(kind)  # also rejects an unknown kind
         n = codes.shape[0]
+        sizes = np.array([len(dim) for dim in self.dimensions])
         if kind == "onehot":
-            blocks = []
-            for k, dim in enumerate(self.dimensions):
-                size = len(dim) + (1 if self.variable_depth else 0)
-                idx = np.where(codes[:, :, k] < 0, len(dim), codes[:, :, k])
-                onehot = np.zeros((n, self.max_depth, size))
-                np.put_along_axis(onehot, idx[:, :, None], 1.0, axis=2)
-                blocks.append(onehot)
-            out = np.concatenate(blocks, axis=2).reshape(n, width)
+            absent = 1 if self.variable_depth else 0
+            # Column of choice 0 of each (layer, dimension) block; an absent layer (-1) maps to the
+            # block's extra "absent" column, i.e. index len(dim).
+            block = sizes + absent
+            starts = np.arange(self.max_depth)[:, None] * block.sum() + np.cumsum(block) - block
+            column = starts[None] + np.where(codes < 0, sizes, codes)  # n x max_depth x n_dims
+            out = np.zeros((n, width))
+            out[np.arange(n)[:, None], column.reshape(n, self.max_depth * len(sizes))] = 1.0
         else:
-            scale = np.array([max(len(dim) - 1, 1) for dim in self.dimensions], dtype=float)
-            active = codes[:, :, :1] >= 0
+            scale = np.maximum(sizes - 1, 1).astype(float)
             values = np.where(codes >= 0, codes / scale, 0.0)
-            parts = [values, active.astype(float)] if self.variable_depth else [values]
-            out = np.concatenate(parts, axis=2).reshape(n, width)
+            if self.variable_depth:
+                values = np.concatenate([values, (codes[:, :, :1] >= 0).astype(float)], axis=2)
+            out = values.reshape(n, width)
         return torch.as_tensor(out, dtype=dtype)
 
+    def validate_choices(
+        self, codes: np.ndarray, depths: Sequence[int] | np.ndarray | None = None
+    ) -> np.ndarray:
+        """Check that every row of ``codes`` is a subnet of this space (vectorised :meth:`validate`).
+
+        Args:
+            codes: Choice indices, shape ``n x max_depth x n_dims``: the first ``depth`` layers hold
+                indices in range, the others -1 in every dimension.
+            depths: Expected depth of each row (shape ``n``), or None to read them from ``codes``.
+
+        Returns:
+            The depth of each row, int64 array of shape ``n``.
+
+        Raises:
+            ValueError: Naming the first offending row and why.
+        """
+        codes = np.asarray(codes)
+        shape = (self.max_depth, len(self.dimensions))
+        if codes.ndim != 3 or codes.shape[1:] != shape or not np.issubdtype(codes.dtype, np.integer):
+            raise ValueError(
+                f"choice matrix must be an integer n x {shape[0]} x {shape[1]} array, got "
+                f"{codes.dtype} {codes.shape}"
+            )
+        sizes = np.array([len(dim) for dim in self.dimensions])
+        active = codes >= 0
+        layer_active = active[:, :, 0]
+        found = layer_active.sum(1)
+        checks = (
+            ((codes >= -1) & (codes < sizes)).all((1, 2)),
+            (active == layer_active[:, :, None]).all((1, 2)),
+            (layer_active == (np.arange(self.max_depth)[None, :] < found[:, None])).all(1),
+            np.isin(found, self.depths),
+            np.ones(len(codes), bool) if depths is None else found == np.asarray(depths).reshape(-1),
+        )
+        reasons = (
+            "a choice index is out of range",
+            "a layer is partly absent",
+            "an absent layer precedes an active one",
+            f"its depth is not one of {list(self.depths)}",
+            "its depth differs from the one given",
+        )
+        for ok, reason in zip(checks, reasons, strict=True):
+            if not ok.all():
+                row = int(np.flatnonzero(~ok)[0])
+                raise ValueError(f"choice matrix row {row} is not a subnet of {self.name!r}: {reason}")
+        return found.astype(np.int64)
+
     def choice_matrix(self, subs: Sequence[Subnet]) -> np.ndarray:
-        """Choice indices as an int array ``n x max_depth x n_dims``; -1 marks absent layers."""
+        """Choice indices as an int array ``n x max_depth x n_dims``; -1 marks absent layers.
+
+        Raises:
+            ValueError: If a subnet is not in this space (the message of :meth:`validate`).
+        """
         codes = np.full((len(subs), self.max_depth, len(self.dimensions)), -1, dtype=np.int64)
-        for i, sub in enumerate(subs):
-            self.validate(sub)
-            if sub.depth:
-                codes[i, : sub.depth] = sub.layers
+        try:
+            # Fast path: fill, then check the whole matrix at once; per-subnet validation (which
+            # names the problem precisely) runs only when something is wrong.
+            for i, sub in enumerate(subs):
+                if sub.space != self.name or sub.depth != len(sub.layers):
+                    raise ValueError
+                if sub.depth:
+                    codes[i, : sub.depth] = sub.layers
+            self.validate_choices(codes, [sub.depth for sub in subs])
+        except (ValueError, TypeError, AttributeError, IndexError):
+            for sub in subs:
+                self.validate(sub)
+            raise
         return codes
 
     def from_choice_matrix(self, codes: np.ndarray, depths: Sequence[int] | np.ndarray) -> list[Subnet]:
         """Build subnets from ``n x max_depth x n_dims`` choice indices and their depths.
 
+        Entries of layers at or beyond a row's depth are ignored.
+
         Raises:
             ValueError: If a resulting subnet is not in the space (bad depth or index).
         """
+        codes, depth_array = np.asarray(codes), np.asarray(depths).reshape(-1)
         # tolist() first: converting numpy scalars one by one dominates evolutionary search time.
-        rows, depth_list = np.asarray(codes).tolist(), np.asarray(depths).tolist()
+        rows, depth_list = codes.tolist(), depth_array.tolist()
         subs = [
             Subnet(self.name, d, tuple(tuple(layer) for layer in row[:d]))
             for row, d in zip(rows, depth_list, strict=True)
         ]
-        return [self.validate(sub) for sub in subs]
+        try:
+            beyond = np.arange(codes.shape[1])[None, :, None] >= depth_array[:, None, None]
+            self.validate_choices(np.where(beyond, -1, codes), depth_array)
+        except (ValueError, IndexError):
+            # Per-subnet validation names the problem precisely; it is the authority.
+            for sub in subs:
+                self.validate(sub)
+        return subs
 
     # ------------------------------------------------------------------ analytic costs
     @property

@@ -7,6 +7,7 @@ from ._front import (
     DEFAULT_CONFIDENCES,
     CandidateSet,
     Choice,
+    EncodedPredictor,
     FrontPoint,
     FrontResult,
     NothingFitsError,
@@ -15,7 +16,7 @@ from ._front import (
     compute_front,
     enumerate_codes,
 )
-from ._nsga2 import Archive, EvolutionConfig, evolve, homogeneous_codes, random_codes
+from ._nsga2 import Archive, EvolutionConfig, Evolver, Objective, evolve, homogeneous_codes, random_codes
 from ._pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
 
 __all__ = [
@@ -23,10 +24,13 @@ __all__ = [
     "Archive",
     "CandidateSet",
     "Choice",
+    "EncodedPredictor",
     "EvolutionConfig",
+    "Evolver",
     "FrontPoint",
     "FrontResult",
     "NothingFitsError",
+    "Objective",
     "Predictor",
     "budget_query",
     "compute_front",

@@ -3,6 +3,10 @@
 A front is computed from two fitted predictors: a score model for the task (higher is better)
 and a latency model for the device (milliseconds). Both only need ``predict(subnets) -> (mean,
 std)``. Small spaces are enumerated; larger ones are searched with NSGA-II on the posterior.
+Predictors that also have ``encode_choices`` and ``predict_encoded`` (every ``predictors.Predictor``)
+are fed NSGA-II's choice matrices directly: no ``Subnet`` is built until the front is known. A
+previous front can warm-start the search, so that after a small predictor update a short search
+suffices.
 
 Budget queries ask for the best predicted score subject to
 ``P(latency <= budget) >= confidence``, i.e. ``mean + z_c * std <= budget`` with
@@ -17,9 +21,10 @@ range return the same subnet as a query over the whole evaluated set.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -27,7 +32,7 @@ from scipy.special import ndtr, ndtri
 
 from supernet import SearchSpace, Subnet
 
-from ._nsga2 import EvolutionConfig, evolve
+from ._nsga2 import EvolutionConfig, Evolver, evolve
 from ._pareto import pareto_mask
 
 DEFAULT_CONFIDENCES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
@@ -38,6 +43,22 @@ class Predictor(Protocol):
 
     def predict(self, subnets: Sequence[Subnet]) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and standard deviation, each of shape ``n``, in original units."""
+        ...
+
+
+@runtime_checkable
+class EncodedPredictor(Protocol):
+    """A predictor that also scores choice matrices directly (``predictors.Predictor`` does).
+
+    The search then encodes the matrices it breeds without building a ``Subnet`` per candidate.
+    """
+
+    def encode_choices(self, codes: np.ndarray) -> torch.Tensor:
+        """Features, shape ``n x d``, of choice matrices ``codes`` (``n x max_depth x n_dims``)."""
+        ...
+
+    def predict_encoded(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior mean and standard deviation, each of shape ``n``, for features ``X``."""
         ...
 
 
@@ -284,14 +305,14 @@ def budget_query(candidates: CandidateSet, latency_budget_ms: float, confidence:
     return Choice(candidates.point(int(best)), float(p_best[0]))
 
 
-def _predict(model: Predictor, subnets: list[Subnet], what: str) -> tuple[np.ndarray, np.ndarray]:
-    predicted_mean, predicted_std = model.predict(subnets)
-    mean = torch.as_tensor(predicted_mean).detach().to("cpu", torch.float64).reshape(-1).numpy()
-    std = torch.as_tensor(predicted_std).detach().to("cpu", torch.float64).reshape(-1).numpy()
-    if len(mean) != len(subnets) or len(std) != len(subnets):
-        raise ValueError(
-            f"{what} model returned {len(mean)} means and {len(std)} stds for {len(subnets)} subnets"
-        )
+def _as_prediction(
+    predicted: tuple[torch.Tensor, torch.Tensor], n: int, what: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A model's ``(mean, std)`` as float64 arrays of shape ``n``, checked."""
+    mean = torch.as_tensor(predicted[0]).detach().to("cpu", torch.float64).reshape(-1).numpy()
+    std = torch.as_tensor(predicted[1]).detach().to("cpu", torch.float64).reshape(-1).numpy()
+    if len(mean) != n or len(std) != n:
+        raise ValueError(f"{what} model returned {len(mean)} means and {len(std)} stds for {n} subnets")
     if not (np.isfinite(mean).all() and np.isfinite(std).all()) or (std < 0).any():
         raise ValueError(f"{what} model returned NaN, infinite or negative predictions")
     return mean, std
@@ -326,30 +347,64 @@ def enumerate_codes(space: SearchSpace, limit: int = 1_000_000) -> tuple[np.ndar
 
 
 class _Evaluator:
-    """Predicts batches of choice matrices and records the predictions in evaluation order."""
+    """Predicts batches of choice matrices and records the predictions in evaluation order.
+
+    Models with :class:`EncodedPredictor`'s methods are fed the matrices directly; others get
+    ``Subnet`` objects (built once per batch and shared by both models).
+    """
 
     def __init__(
         self, space: SearchSpace, score_model: Predictor, latency_model: Predictor, z_lo: float, z_hi: float
     ) -> None:
         self.space, self.score_model, self.latency_model = space, score_model, latency_model
         self.z_lo, self.z_hi = z_lo, z_hi
-        self.subnets: list[Subnet] = []
+        self.codes: list[np.ndarray] = []  # batches of n x max_depth x n_dims
+        self.depths: list[np.ndarray] = []  # batches of n
         self.stats: list[np.ndarray] = []  # batches of n x 4: score, score_std, latency, latency_std
 
+    def _predict(
+        self, model: Predictor, codes: np.ndarray, depths: np.ndarray, subnets: list[Subnet] | None, what: str
+    ) -> tuple[tuple[np.ndarray, np.ndarray], list[Subnet] | None]:
+        """One model's predictions for a batch, and the batch's subnets if they had to be built."""
+        if isinstance(model, EncodedPredictor):
+            return _as_prediction(
+                model.predict_encoded(model.encode_choices(codes)), len(codes), what
+            ), subnets
+        if subnets is None:
+            subnets = self.space.from_choice_matrix(codes, depths)
+        return _as_prediction(model.predict(subnets), len(codes), what), subnets
+
     def __call__(self, codes: np.ndarray, depths: np.ndarray) -> np.ndarray:
-        subnets = self.space.from_choice_matrix(codes, depths)
-        score, score_std = _predict(self.score_model, subnets, "score")
-        latency, latency_std = _predict(self.latency_model, subnets, "latency")
-        self.subnets.extend(subnets)
+        """Objectives ``n x 3`` (score, -latency quantile at z_lo, -latency quantile at z_hi), maximised."""
+        self.space.validate_choices(codes, depths)
+        (score, score_std), subnets = self._predict(self.score_model, codes, depths, None, "score")
+        (latency, latency_std), _ = self._predict(self.latency_model, codes, depths, subnets, "latency")
+        self.codes.append(codes)
+        self.depths.append(depths)
         self.stats.append(np.column_stack([score, score_std, latency, latency_std]))
         upper_lo, upper_hi = latency + self.z_lo * latency_std, latency + self.z_hi * latency_std
         return np.column_stack([score, -upper_lo, -upper_hi])
 
     def candidates(self, index: np.ndarray) -> CandidateSet:
-        """The evaluated subnets at positions ``index`` (only these get arch strings)."""
+        """The evaluated subnets at positions ``index`` (only these become subnets with arch strings)."""
         stats = np.concatenate(self.stats)[index]
-        subnets = [self.subnets[i] for i in index]
+        subnets = self.space.from_choice_matrix(
+            np.concatenate(self.codes)[index], np.concatenate(self.depths)[index]
+        )
         return CandidateSet(subnets, [self.space.format(s) for s in subnets], *stats.T)
+
+
+def _warm_seeds(space: SearchSpace, warm_start: FrontResult) -> tuple[np.ndarray, np.ndarray]:
+    """Choice matrices and depths of a previous front's points and candidates (front points first).
+
+    Raises:
+        ValueError: If ``warm_start`` is a front of another space.
+    """
+    if warm_start.space != space.name:
+        raise ValueError(f"warm_start is a front of space {warm_start.space!r}, not {space.name!r}")
+    subnets = list(dict.fromkeys([p.subnet for p in warm_start.points] + list(warm_start.candidates.subnets)))
+    codes = space.choice_matrix(subnets)
+    return codes, np.array([s.depth for s in subnets], dtype=np.int64)
 
 
 def compute_front(
@@ -364,6 +419,9 @@ def compute_front(
     confidences: Sequence[float] = DEFAULT_CONFIDENCES,
     exact_limit: int = 1_000_000,
     batch_size: int = 50_000,
+    warm_start: FrontResult | None = None,
+    torch_threads: int | None = 1,
+    evolver: Evolver = evolve,
 ) -> FrontResult:
     """The predicted Pareto front of ``space`` on (score max, latency min) and budget-query candidates.
 
@@ -384,9 +442,25 @@ def compute_front(
             confidence between their minimum and maximum.
         exact_limit: Largest cardinality that is enumerated.
         batch_size: Subnets per predictor call during enumeration.
+        warm_start: A previous front of the same space (typically of the same task and device, on
+            slightly older predictors): its points and candidates are re-predicted by the given
+            models and seed NSGA-II's first population, so a short search (a small
+            ``max_evaluations`` or ``time_limit_s``) ends near the front a full search would find.
+            Ignored when the space is enumerated.
+        torch_threads: torch's intra-op threads while the search runs (restored afterwards; the
+            setting is process-wide), or None to leave it. One by default: a search predicts
+            batches of a few hundred subnets, where OpenMP's threads mostly wait on each other;
+            on 2 shared cores a ufo-track2 search made 7,644 evaluations/s with one thread and
+            715 with two (medians, benchmarks/results/fronts.md).
+        evolver: The evolutionary search, with :func:`evolve`'s signature (benchmarks pass other
+            implementations, e.g. pymoo's NSGA-II, to compare them on the same objective).
 
     Returns:
         The front (ordered by predicted latency) and the candidates.
+
+    Raises:
+        ValueError: On an empty or out-of-range confidence, a ``warm_start`` of another space, or
+            predictions of the wrong shape or with non-finite values.
     """
     confidences = tuple(sorted(_check_confidence(c) for c in confidences))
     if not confidences:
@@ -395,31 +469,65 @@ def compute_front(
     evaluator = _Evaluator(space, score_model, latency_model, z_lo, z_hi)
     start = time.perf_counter()
     method: Literal["exact", "nsga2"]
-    if space.cardinality <= exact_limit:
-        codes, depths = enumerate_codes(space, exact_limit)
-        for lo in range(0, len(codes), batch_size):
-            evaluator(codes[lo : lo + batch_size], depths[lo : lo + batch_size])
-        method, generations = "exact", 0
-    else:
-        # A small evaluation budget shrinks the population rather than being refused.
-        config = EvolutionConfig(
-            population_size=min(population_size, max_evaluations),
-            max_evaluations=max_evaluations,
-            time_limit_s=time_limit_s,
-        )
-        generations = evolve(space, evaluator, config=config, seed=seed).generations
-        method = "nsga2"
+    with _torch_threads(torch_threads):
+        if space.cardinality <= exact_limit:
+            codes, depths = enumerate_codes(space, exact_limit)
+            for lo in range(0, len(codes), batch_size):
+                evaluator(codes[lo : lo + batch_size], depths[lo : lo + batch_size])
+            method, generations = "exact", 0
+        else:
+            # A small evaluation budget shrinks the population rather than being refused.
+            config = EvolutionConfig(
+                population_size=min(population_size, max_evaluations),
+                max_evaluations=max_evaluations,
+                time_limit_s=time_limit_s,
+            )
+            seeds = None if warm_start is None else _warm_seeds(space, warm_start)
+            generations = evolver(space, evaluator, config=config, seed=seed, initial=seeds).generations
+            method = "nsga2"
+    return _result(space, evaluator, method, generations, start, confidences)
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (None: unchanged), then restore the setting."""
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise ValueError(f"torch_threads must be >= 1, got {n}")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _result(
+    space: SearchSpace,
+    evaluator: _Evaluator,
+    method: Literal["exact", "nsga2"],
+    generations: int,
+    start: float,
+    confidences: tuple[float, ...],
+) -> FrontResult:
+    """The mean front and the budget-query candidates of everything ``evaluator`` predicted.
+
+    ``start`` is the search's ``time.perf_counter()`` at its start; the elapsed time includes this step.
+    """
     score, _, latency, latency_std = np.concatenate(evaluator.stats).T
 
     mean_front = np.flatnonzero(pareto_mask(np.column_stack([score, -latency])))
     mean_front = mean_front[np.argsort(latency[mean_front], kind="stable")]
-    upper = [latency + z * latency_std for z in (z_lo, z_hi)]
+    upper = [latency + z * latency_std for z in (evaluator.z_lo, evaluator.z_hi)]
     keep = np.union1d(np.flatnonzero(pareto_mask(np.column_stack([score, -upper[0], -upper[1]]))), mean_front)
     keep = keep[np.argsort(latency[keep], kind="stable")]
+    points, candidates = evaluator.candidates(mean_front).points(), evaluator.candidates(keep)
     return FrontResult(
         space=space.name,
-        points=evaluator.candidates(mean_front).points(),
-        candidates=evaluator.candidates(keep),
+        points=points,
+        candidates=candidates,
         method=method,
         evaluations=len(score),
         generations=generations,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -21,6 +22,22 @@ from ._pareto import crowding_distance, non_dominated_sort
 
 Objective = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``(codes n x max_depth x n_dims, depths n) -> objectives n x m`` (every column maximised)."""
+
+
+class Evolver(Protocol):
+    """An evolutionary search with :func:`evolve`'s signature."""
+
+    def __call__(
+        self,
+        space: SearchSpace,
+        objective: Objective,
+        *,
+        config: EvolutionConfig | None = None,
+        seed: int = 0,
+        initial: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Archive:
+        """Search ``space`` maximising ``objective``; the archive of everything evaluated."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -115,8 +132,16 @@ def homogeneous_codes(space: SearchSpace) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Evolution:
-    def __init__(self, space: SearchSpace, objective: Objective, config: EvolutionConfig, seed: int) -> None:
+    def __init__(
+        self,
+        space: SearchSpace,
+        objective: Objective,
+        config: EvolutionConfig,
+        seed: int,
+        initial: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         self.space, self.objective, self.config = space, objective, config
+        self.initial = initial
         self.rng = np.random.default_rng(seed)
         self.sizes = np.array([len(d) for d in space.dimensions])
         self.allowed_depths = np.asarray(space.depths)
@@ -205,20 +230,25 @@ class _Evolution:
         order = np.lexsort((-crowding, ranks))[:n]
         return order, ranks[order], crowding[order]
 
+    def _seeds(self, n_pop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Seeds of the first population: the caller's (at most ``n_pop``, in their order), then
+        homogeneous subnets (at most half a population, drawn at random if there are more)."""
+        empty = (np.empty((0, self.space.max_depth, len(self.sizes)), np.int64), np.empty(0, np.int64))
+        given_c, given_d = self.initial if self.initial is not None else empty
+        given_c, given_d = np.asarray(given_c, np.int64)[:n_pop], np.asarray(given_d, np.int64)[:n_pop]
+        homog_c, homog_d = homogeneous_codes(self.space) if self.config.homogeneous_seeds else empty
+        if len(homog_c) > n_pop // 2:
+            pick = self.rng.choice(len(homog_c), size=n_pop // 2, replace=False)
+            homog_c, homog_d = homog_c[pick], homog_d[pick]
+        return np.concatenate([given_c, homog_c]), np.concatenate([given_d, homog_d])
+
     # -------------------------------------------------------------- main loop
     def run(self) -> Archive:
         cfg, start = self.config, time.perf_counter()
         n_pop = cfg.population_size
         limit = min(cfg.max_evaluations, self.space.cardinality)
 
-        if cfg.homogeneous_seeds:
-            seeds_c, seeds_d = homogeneous_codes(self.space)
-        else:
-            seeds_c = np.empty((0, self.space.max_depth, len(self.sizes)), np.int64)
-            seeds_d = np.empty(0, np.int64)
-        if len(seeds_c) > n_pop // 2:
-            pick = self.rng.choice(len(seeds_c), size=n_pop // 2, replace=False)
-            seeds_c, seeds_d = seeds_c[pick], seeds_d[pick]
+        seeds_c, seeds_d = self._seeds(n_pop)
         rand_c, rand_d = random_codes(self.space, 4 * n_pop, self.rng)
         pop_c, pop_d = self._new_only(
             np.concatenate([seeds_c, rand_c]), np.concatenate([seeds_d, rand_d]), min(n_pop, limit)
@@ -257,7 +287,12 @@ class _Evolution:
 
 
 def evolve(
-    space: SearchSpace, objective: Objective, *, config: EvolutionConfig | None = None, seed: int = 0
+    space: SearchSpace,
+    objective: Objective,
+    *,
+    config: EvolutionConfig | None = None,
+    seed: int = 0,
+    initial: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Archive:
     """Run NSGA-II on ``space``, maximising every column of ``objective``.
 
@@ -271,8 +306,11 @@ def evolve(
         objective: Maps ``(codes, depths)`` of a batch to its ``n x m`` objectives (maximised).
         config: Budget and operator settings.
         seed: Seed of the random generator; equal seeds and inputs give equal archives.
+        initial: Subnets to put first into the first population, as ``(codes m x max_depth x
+            n_dims, depths m)`` (e.g. a previous front, for a warm start); at most
+            ``population_size`` of them are used.
 
     Returns:
         The archive of every evaluated subnet.
     """
-    return _Evolution(space, objective, config or EvolutionConfig(), seed).run()
+    return _Evolution(space, objective, config or EvolutionConfig(), seed, initial).run()

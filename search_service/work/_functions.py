@@ -212,8 +212,19 @@ def fit_target(ctx: WorkContext, target: Target, key: str | None = None) -> Outc
                 f"{len(data.archs)} measured subnets remain once {len(data.skipped)} impossible values "
                 f"are skipped; fits need at least {settings.min_train} (min_train)"
             )
-        predictor = fresh if source is None else Predictor.from_bytes(source.blob, space)
-        _train(space, predictor, data, matrix, target.name, update=source is not None)
+        predictor = fresh
+        if source is not None:
+            try:
+                updated = Predictor.from_bytes(source.blob, space)
+                _train(space, updated, data, matrix, target.name, update=True)
+                predictor = updated
+            except INPUT_ERRORS as error:
+                # E.g. a related target appeared since the full fit: its hyperparameters do not
+                # cover the data any more, so fit them anew.
+                log.info("posterior update of %s refused (%s); fitting anew", target, error)
+                source = None
+        if source is None:
+            _train(space, predictor, data, matrix, target.name, update=False)
         blob = predictor.to_bytes()
     except INPUT_ERRORS as error:
         log.warning("fit of %s failed: %s", target, error)

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from service_helpers import SPACE, make_settings, measurements, register
 from sqlalchemy import func, select
 
+from predictors import GPNASPredictor
 from search_service import create_app
 from search_service import repositories as repo
 from search_service.core import Settings, make_engine, make_sessionmaker
@@ -138,3 +139,19 @@ def test_a_failed_fit_is_known_to_every_process_and_not_retried_until_the_data_c
         assert [o for o in schedule(ctx) if o.kind is WorkKind.FIT and o.target == "dev1"] == []
         _post(ctx, measurements(1, seed=4))
         assert [o.target for o in schedule(ctx) if o.kind is WorkKind.FIT] == ["dev1"]
+
+
+def test_an_update_the_predictor_refuses_becomes_a_full_fit(
+    ctx: WorkContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = fit_target(ctx, LATENCY).stored
+
+    def refuse(*_: object, **__: object) -> None:
+        raise ValueError("the related columns changed since the fit")
+
+    monkeypatch.setattr(GPNASPredictor, "update", refuse)
+    _post(ctx, measurements(1, seed=5))
+    outcome = fit_target(ctx, LATENCY)
+    assert outcome.error is None and outcome.stored not in (None, full)
+    with ctx.read_sessions() as session:
+        assert session.get(PredictorVersion, outcome.stored).update_of is None  # type: ignore[union-attr]
