@@ -13,6 +13,10 @@ name                class                          metric
 ``table-score``     :class:`TableScoreProfiler`     score
 ``supernet-eval``   :class:`SupernetEvalProfiler`   score
 =================== ============================== ==========
+
+``supernet-eval`` scores a task with a *task metric*, a :class:`TaskMetric` registered under the
+entry-point group ``gpnas.metrics`` the same way (built in: ``top1``, ``reid``, ``verification``,
+``retrieval``; see :mod:`profilers._metrics` for the protocols).
 """
 
 from ._agent import AgentError, DeviceAgent
@@ -34,6 +38,30 @@ from ._interleave import (
     time_rounds,
 )
 from ._local import LocalConfig, resolve_import_path
+from ._metrics import (
+    METRICS_ENTRY_POINT_GROUP,
+    EvalBatch,
+    EvalOutputs,
+    MetricResult,
+    RankedQueries,
+    ReIDMetric,
+    RetrievalMetric,
+    TaskMetric,
+    Top1Metric,
+    VerificationMetric,
+    as_eval_batch,
+    available_metrics,
+    best_threshold,
+    collect_outputs,
+    create_metric,
+    distance_matrix,
+    get_metric,
+    kfold_indices,
+    pair_distances,
+    reid_rankings,
+    retrieval_ranks,
+    verification_folds,
+)
 from ._onnx import OnnxRuntimeCPUProfiler
 from ._registry import (
     ENTRY_POINT_GROUP,
@@ -46,46 +74,76 @@ from ._supernet_eval import SupernetEvalProfiler
 from ._table import TableLatencyProfiler, TableScoreProfiler
 from ._timing import TimingStats, base_environment, cpu_model, summarize, time_repeats
 from ._torch import ExtractedModelProfiler, TorchCPUProfiler, TorchCUDAProfiler
-from ._training import DIGITS_TASKS, digits_batches, digits_space, extreme_subnet, train_sandwich
+from ._training import (
+    DIGITS_TASKS,
+    digits_batches,
+    digits_eval_batches,
+    digits_space,
+    extreme_subnet,
+    train_sandwich,
+)
 
 __all__ = [
     "DIGITS_TASKS",
     "ENTRY_POINT_GROUP",
+    "METRICS_ENTRY_POINT_GROUP",
     "AccuracyProfiler",
     "AgentError",
     "DeviceAgent",
+    "EvalBatch",
+    "EvalOutputs",
     "ExtractedModelProfiler",
     "InterleavedEstimate",
     "LatencyProfiler",
     "LocalConfig",
+    "MetricResult",
     "OnnxRuntimeCPUProfiler",
     "ProfileResult",
     "Profiler",
     "ProfilerUnavailableError",
+    "RankedQueries",
+    "ReIDMetric",
     "ReferenceSummary",
+    "RetrievalMetric",
     "RoundTimings",
     "Setting",
     "SupernetEvalProfiler",
     "TableLatencyProfiler",
     "TableScoreProfiler",
+    "TaskMetric",
     "TimingStats",
+    "Top1Metric",
     "TorchCPUProfiler",
     "TorchCUDAProfiler",
+    "VerificationMetric",
+    "as_eval_batch",
+    "available_metrics",
     "available_profilers",
     "base_environment",
+    "best_threshold",
+    "collect_outputs",
     "cpu_model",
+    "create_metric",
     "create_profiler",
     "digits_batches",
+    "digits_eval_batches",
     "digits_space",
+    "distance_matrix",
     "estimate_rounds",
     "extreme_subnet",
+    "get_metric",
     "get_profiler_class",
+    "kfold_indices",
     "outlier_rounds",
+    "pair_distances",
+    "reid_rankings",
     "resolve_import_path",
+    "retrieval_ranks",
     "summarise_reference",
     "summarize",
     "time_repeats",
     "time_rounds",
     "train_sandwich",
     "validate_settings",
+    "verification_folds",
 ]

@@ -42,7 +42,7 @@ from search_service.schemas import (
     LeaseRequest,
     ResultRequest,
 )
-from supernet import get_space
+from supernet import SearchSpace, get_space, is_preset, space_from_definition
 
 from ._base import Profiler, ProfileResult, ProfilerUnavailableError
 from ._local import LocalConfig
@@ -165,6 +165,7 @@ class DeviceAgent:
         self._fixed_profiler = profiler
         self.local = dataclasses.replace(local or LocalConfig.load(), trusted=False)
         self._profilers: dict[str, Profiler] = {}
+        self._spaces: dict[str, SearchSpace] = {}
         self._device_info: DevicePublic | None = None
         self._stop = threading.Event()
         self.stats = AgentStats()
@@ -208,6 +209,28 @@ class DeviceAgent:
                 raise AgentError(f"device {self.device!r} is not registered on the server") from None
         return self._device_info
 
+    def space(self, name: str, task: str | None = None) -> SearchSpace:
+        """The space ``name``: a preset, or a space registered on the server, whose definition is
+        fetched once (and again when a job names a ``task`` it lacks: tasks are added later).
+
+        Raises:
+            AgentError: The server does not know the space (or refuses the token).
+        """
+        if is_preset(name):
+            return get_space(name)
+        known = self._spaces.get(name)
+        if known is None or (task is not None and task not in known.tasks):
+            what = f"GET /v1/spaces/{name}/definition"
+            try:
+                definition = self._call(
+                    what, lambda: self.api.get_space_definition(name), passthrough=(NotFound,)
+                )
+            except NotFound:
+                raise AgentError(f"space {name!r} is not registered on the server") from None
+            known = self._spaces[name] = space_from_definition(definition)
+            self._profilers.pop(name, None)  # built on the old definition
+        return known
+
     def profiler_for(self, space_name: str) -> Profiler:
         """The profiler measuring jobs of ``space_name`` (created once per space)."""
         if self._fixed_profiler is not None:
@@ -220,7 +243,7 @@ class DeviceAgent:
         if space_name not in self._profilers:
             info = self.device_info()
             self._profilers[space_name] = create_profiler(
-                info.profiler, get_space(space_name), local=self.local, **(info.settings or {})
+                info.profiler, self.space(space_name), local=self.local, **(info.settings or {})
             )
         return self._profilers[space_name]
 
@@ -305,6 +328,8 @@ class DeviceAgent:
     def _measure(self, space: str, task: str | None, jobs: list[JobLease]) -> list[ProfileResult | Exception]:
         """One outcome per job; a profiler that cannot be set up fails every job of the group."""
         try:
+            if self._fixed_profiler is None:
+                self.space(space, task)  # a task added to the space since it was fetched
             profiler = self.profiler_for(space)
             if profiler.metric != jobs[0].metric:
                 raise ValueError(

@@ -116,10 +116,10 @@ class Setting:
         maximum: Largest allowed value for numbers.
         required: The setting must be given (``default`` is then ignored).
         kind: ``"value"`` for plain data; ``"file"`` for a path relative to the measuring
-            machine's data directory; ``"dataset"`` / ``"supernet"`` for the name of a callable
-            defined on the measuring machine (see :mod:`profilers._local`). Settings are stored
-            by the server and read by every agent of a device, so code and files are only ever
-            referred to by such names.
+            machine's data directory; ``"dataset"`` / ``"supernet"`` / ``"metric"`` for the name
+            of a callable (or a metric class) defined on the measuring machine (see
+            :mod:`profilers._local`). Settings are stored by the server and read by every agent of
+            a device, so code and files are only ever referred to by such names.
     """
 
     type: type
@@ -141,7 +141,7 @@ class Setting:
                 self.type
             ]
             raise ValueError(f"{where} must be {kind}, got {value!r}") from None
-        if self.kind in ("dataset", "supernet"):
+        if self.kind in ("dataset", "supernet", "metric"):
             check_reference_name(value, self.kind, where)
         if self.choices is not None and value not in self.choices:
             raise ValueError(f"{where} must be one of {list(self.choices)}, got {value!r}")

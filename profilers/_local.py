@@ -9,9 +9,11 @@ chip's machine:
 * ``file``: a path relative to the machine's data directory (``data_dir``); absolute paths and
   paths that leave the directory (``..``, symlinks) are refused.
   Checkpoints and tables are such files.
-* ``dataset``, ``supernet``: a name defined in the machine's local configuration file (sections
-  ``[datasets]``, ``[supernets]``) or registered by an installed package under the entry-point
-  groups ``gpnas.datasets`` / ``gpnas.supernets`` (built in: dataset ``digits``, supernet ``ufo``).
+* ``dataset``, ``supernet``, ``metric``: a name defined in the machine's local configuration file
+  (sections ``[datasets]``, ``[supernets]``, ``[metrics]``) or registered by an installed package
+  under the entry-point groups ``gpnas.datasets`` / ``gpnas.supernets`` / ``gpnas.metrics`` (built
+  in: datasets ``digits`` and ``digits-ufo``, supernet ``ufo``, metrics ``top1``, ``reid``,
+  ``verification``, ``retrieval``).
 
 The local configuration is a TOML file (``gpnas agent --config FILE`` or ``GPNAS_LOCAL_CONFIG``)::
 
@@ -22,6 +24,9 @@ The local configuration is a TOML file (``gpnas agent --config FILE`` or ``GPNAS
 
     [supernets]                             # callable(space) -> supernet module
     ufo-base = "mylab.nets:build_ufo"
+
+    [metrics]                               # profilers.TaskMetric subclass
+    my-reid = "mylab.metrics:MyReID"
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ from importlib.metadata import entry_points
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
-SettingKind = Literal["value", "file", "dataset", "supernet"]
-ENTRY_POINT_GROUPS = {"dataset": "gpnas.datasets", "supernet": "gpnas.supernets"}
+SettingKind = Literal["value", "file", "dataset", "supernet", "metric"]
+#: The kinds of setting that name code defined on the measuring machine.
+ReferenceKind = Literal["dataset", "supernet", "metric"]
+ENTRY_POINT_GROUPS = {"dataset": "gpnas.datasets", "supernet": "gpnas.supernets", "metric": "gpnas.metrics"}
 LOCAL_CONFIG_ENV = "GPNAS_LOCAL_CONFIG"
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}$")
-_SECTIONS: dict[SettingKind, str] = {"dataset": "datasets", "supernet": "supernets"}
+_SECTIONS: dict[SettingKind, str] = {"dataset": "datasets", "supernet": "supernets", "metric": "metrics"}
 
 
 def check_reference_name(value: str, kind: SettingKind, where: str) -> str:
@@ -83,6 +90,7 @@ class LocalConfig:
             no file named in settings.
         datasets: Dataset name -> import path of ``callable(task)`` returning validation batches.
         supernets: Supernet name -> import path of ``callable(space)`` returning the supernet.
+        metrics: Metric name -> import path of a :class:`~profilers.TaskMetric` subclass.
         trusted: The settings come from this machine's own user (``gpnas profile`` on the command
             line), not from a server: ``file`` settings may then be any path. Never set for
             settings fetched from a server.
@@ -91,6 +99,7 @@ class LocalConfig:
     data_dir: Path | None = None
     datasets: Mapping[str, str] = field(default_factory=dict)
     supernets: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, str] = field(default_factory=dict)
     trusted: bool = False
 
     @classmethod
@@ -137,7 +146,12 @@ class LocalConfig:
             resolved = Path(directory).expanduser().resolve()
             if not resolved.is_dir():
                 raise ValueError(f"data directory {str(resolved)!r} does not exist")
-        return cls(data_dir=resolved, datasets=sections["datasets"], supernets=sections["supernets"])
+        return cls(
+            data_dir=resolved,
+            datasets=sections["datasets"],
+            supernets=sections["supernets"],
+            metrics=sections["metrics"],
+        )
 
     # ------------------------------------------------------------------ files
     def resolve_file(self, value: str, where: str) -> Path:
@@ -162,16 +176,18 @@ class LocalConfig:
         return candidate
 
     # ------------------------------------------------------------------ references
-    def resolve_callable(
-        self, kind: Literal["dataset", "supernet"], value: str, where: str
-    ) -> Callable[..., Any]:
-        """The callable a ``dataset`` or ``supernet`` setting names here: the local config's entry,
-        else an installed entry point of that name.
+    def resolve_callable(self, kind: ReferenceKind, value: str, where: str) -> Callable[..., Any]:
+        """The callable a ``dataset``, ``supernet`` or ``metric`` setting names here: the local
+        config's entry, else an installed entry point of that name.
 
         Raises:
             ValueError: The name is not defined here or does not load a callable.
         """
-        configured: Mapping[str, str] = self.datasets if kind == "dataset" else self.supernets
+        configured: Mapping[str, str] = {
+            "dataset": self.datasets,
+            "supernet": self.supernets,
+            "metric": self.metrics,
+        }[kind]
         if value in configured:
             found = resolve_import_path(configured[value], f"{where} ({value!r} in the local config)")
         else:

@@ -16,6 +16,8 @@ from torch import nn
 
 from supernet import MultipathSpace, Subnet, UFOSpace, ViTGeometry
 
+from ._metrics import EvalBatch
+
 DIGITS_TASKS: dict[str, tuple[int, ...]] = {"low": (0, 1, 2, 3, 4), "high": (5, 6, 7, 8, 9)}
 """Task name -> the digit classes it distinguishes."""
 
@@ -67,6 +69,80 @@ def digits_batches(
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     x, y = _digits_split()[task][split]
     return [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
+
+
+DIGITS_CAMERAS = 3
+"""Synthetic cameras of :func:`digits_eval_batches`."""
+
+
+def _digits_eval_split(task: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images and labels of a digits task's split; tasks other than :data:`DIGITS_TASKS`: all
+    ten digits (both tasks' items, labelled by the digit)."""
+    parts = _digits_split()
+    if task in DIGITS_TASKS:
+        return parts[task][split]
+    xs, ys = [], []
+    for name, classes in DIGITS_TASKS.items():
+        x, y = parts[name][split]
+        xs.append(x)
+        ys.append(torch.tensor(classes)[y])
+    return torch.cat(xs), torch.cat(ys)
+
+
+def digits_eval_batches(task: str, split: str = "val", batch_size: int = 256) -> list[EvalBatch]:
+    """scikit-learn's digits as a re-id, verification and retrieval set: digits are identities.
+
+    For ``low`` and ``high`` the items (and labels 0-4) are those of :func:`digits_batches`; any
+    other task name gets all ten digits, labelled by the digit, so that spaces with other tasks
+    (ufo-track2's, on a ``1 x 8 x 8`` geometry) are scored end to end. Every batch carries the
+    fields of every built-in metric (:class:`~profilers.EvalBatch`):
+
+    * ``labels``: the class, which is also the identity;
+    * ``cameras``: the ``j``-th item of an identity (in split order) is seen by camera
+      ``j % 3``;
+    * ``is_query``: the first item of each identity on each camera is a query (three per
+      identity, as Market-1501 takes one query per identity and camera), the others the gallery;
+    * ``pair_inputs`` / ``same``: item ``j`` of an identity is paired with the next item of the
+      same identity when ``j`` is even, else with an item of the next identity (about half the
+      pairs are "same").
+
+    Raises:
+        ValueError: Unknown split.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    x, y = _digits_eval_split(task, split)
+    n = len(y)
+    labels = y.numpy()
+    classes = np.unique(labels)
+    members = {int(c): np.flatnonzero(labels == c) for c in classes}
+    position = np.zeros(n, dtype=np.int64)  # j: the item's index among its identity's items
+    for idx in members.values():
+        position[idx] = np.arange(idx.size)
+    partner = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        c, j = int(labels[i]), int(position[i])
+        if j % 2 == 0:
+            own = members[c]
+            partner[i] = own[(j + 1) % own.size]
+        else:
+            other = members[int(classes[(np.searchsorted(classes, c) + 1) % classes.size])]
+            partner[i] = other[j % other.size]
+    cameras = torch.as_tensor(position % DIGITS_CAMERAS)
+    is_query = torch.as_tensor(position < DIGITS_CAMERAS)
+    same = torch.as_tensor(labels[partner] == labels)
+    pair_x = x[torch.as_tensor(partner)]
+    return [
+        EvalBatch(
+            inputs=x[i : i + batch_size],
+            labels=y[i : i + batch_size],
+            cameras=cameras[i : i + batch_size],
+            is_query=is_query[i : i + batch_size],
+            pair_inputs=pair_x[i : i + batch_size],
+            same=same[i : i + batch_size],
+        )
+        for i in range(0, n, batch_size)
+    ]
 
 
 def extreme_subnet(space: UFOSpace, largest: bool, rng: np.random.Generator) -> Subnet:

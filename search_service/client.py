@@ -34,6 +34,8 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from supernet import SpaceDefinition, TaskDefinition
+
 from .schemas import (
     CampaignCreate,
     CampaignPublic,
@@ -332,12 +334,37 @@ class GpnasClient:
         return self._call(Health, "GET", "/healthz")
 
     def list_spaces(self) -> list[SpaceSummary]:
-        """``GET /v1/spaces``: every preset search space."""
+        """``GET /v1/spaces``: every search space, the presets and the registered ones."""
         return self._call(list[SpaceSummary], "GET", "/v1/spaces")
 
     def get_space(self, space: str) -> SpaceDetail:
         """``GET /v1/spaces/{space}``: one space's tasks, depths and choices."""
         return self._call(SpaceDetail, "GET", f"/v1/spaces/{_segment(space)}")
+
+    def get_space_definition(self, space: str) -> SpaceDefinition:
+        """``GET /v1/spaces/{space}/definition``: the space as data (what ``create_space`` takes).
+
+        Raises:
+            NotFound: If no space has this name.
+        """
+        return self._call(SpaceDefinition, "GET", f"/v1/spaces/{_segment(space)}/definition")
+
+    def create_space(self, body: SpaceDefinition) -> SpaceDetail:
+        """``POST /v1/spaces`` (admin): register a space definition.
+
+        Raises:
+            Conflict: The name is a preset's or a registered space's.
+        """
+        return self._call(SpaceDetail, "POST", "/v1/spaces", body)
+
+    def add_space_task(self, space: str, body: TaskDefinition) -> SpaceDetail:
+        """``POST /v1/spaces/{space}/tasks`` (admin): add a task to a registered space.
+
+        Raises:
+            NotFound: No space of that name is registered.
+            Conflict: The space is a preset or has the task already.
+        """
+        return self._call(SpaceDetail, "POST", f"/v1/spaces/{_segment(space)}/tasks", body)
 
     # ------------------------------------------------------------------ search
     def query(self, body: QueryRequest) -> QueryResponse:

@@ -25,6 +25,7 @@ from .core import Settings, check_schema, make_engine, make_sessionmaker
 from .errors import ServiceError
 from .fronts import FrontCache
 from .refit import Refitter
+from .services.spaces import SqlSpaceSource, install_space_source, uninstall_space_source
 
 log = logging.getLogger("gpnas.api")
 
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     read_sessions = make_sessionmaker(engine)
     write_sessions = make_sessionmaker(engine, write=True)
     refitter = Refitter(read_sessions, write_sessions, settings)
+    # Spaces registered as data (by this process, another API process or `gpnas spaces add`) are
+    # found by supernet.get_space everywhere: schema validators, fits, fronts, campaigns.
+    space_source = install_space_source(SqlSpaceSource(read_sessions))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             refitter.stop()
+            uninstall_space_source(space_source)
             engine.dispose()
 
     # No built-in /docs or /redoc: they load their scripts from a CDN. routes/docs.py serves /docs.

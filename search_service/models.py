@@ -232,3 +232,25 @@ class WorkItem(Base):
     result_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     dispatched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SpaceRow(Base):
+    """A search space defined as data (``POST /v1/spaces``, ``gpnas spaces add``); presets are built
+    in and never stored. Every process finds it through the space source the service installs
+    (:mod:`search_service.services.spaces`).
+
+    ``definition`` is the :class:`supernet.SpaceDefinition` as JSON text, not a JSON column:
+    PostgreSQL's JSONB reorders object keys, and the order of the ``choices`` is the order of a
+    subnet's per-layer indices. Only tasks are ever added to it
+    (``version`` counts the changes, 1 when registered): subnets, arch strings and encodings do not
+    depend on the tasks, so what is stored under the space stays valid.
+    """
+
+    __tablename__ = "spaces"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    definition: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

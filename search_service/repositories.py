@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from .domain import ACTIVE_JOB_STATUSES, JobStatus, Metric
 from .errors import ConflictError, InvalidError, NotFoundError, UnauthorizedError
-from .models import ApiToken, Campaign, Device, Front, Job, Measurement, PredictorVersion, utcnow
+from .models import ApiToken, Campaign, Device, Front, Job, Measurement, PredictorVersion, SpaceRow, utcnow
 from .outliers import impossible
 from .schemas import JOB_ID_PREFIX, DeviceCreate, MeasurementCreate, ResultRequest, TokenStatus
 
@@ -41,6 +41,52 @@ def create_device(session: Session, body: DeviceCreate) -> Device:
     session.add(device)
     session.flush()
     return device
+
+
+# ---------------------------------------------------------------------------------------- spaces
+
+
+def get_space_row(session: Session, name: str, lock: bool = False) -> SpaceRow | None:
+    """The stored definition of the space ``name``, or None (presets are never stored).
+
+    Args:
+        session: The session to read with.
+        name: The space's name.
+        lock: Lock the row until the transaction ends (PostgreSQL ``FOR UPDATE``; a SQLite write
+            session holds the database's single write lock already), so that two processes adding
+            tasks to one space do not lose one of them.
+    """
+    stmt = select(SpaceRow).where(SpaceRow.name == name)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return session.scalar(stmt)
+
+
+def space_names(session: Session) -> list[str]:
+    return list(session.scalars(select(SpaceRow.name).order_by(SpaceRow.name)))
+
+
+def create_space_row(session: Session, name: str, definition: str) -> SpaceRow:
+    """Store a new space's definition (validated, as JSON text).
+
+    Raises:
+        ConflictError: A space of that name is stored already (naming the field).
+    """
+    if session.scalar(select(SpaceRow.id).where(SpaceRow.name == name)) is not None:
+        raise ConflictError(f"space {name!r} is registered already", ["body", "name"])
+    row = SpaceRow(name=name, definition=definition, version=1)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def update_space_definition(session: Session, row: SpaceRow, definition: str) -> SpaceRow:
+    """Replace ``row``'s definition (read with ``lock=True``) and count the change."""
+    row.definition = definition
+    row.version += 1
+    row.updated_at = utcnow()
+    session.flush()
+    return row
 
 
 # ---------------------------------------------------------------------------------------- tokens

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from supernet import get_space
+from supernet import get_space, space_with_task
 
 from .domain import JobStatus, Metric
 
@@ -132,7 +132,9 @@ def canonical_arch(space: str, arch: str) -> str:
 
 
 def check_task(space: str, task: str) -> None:
-    tasks = get_space(space).tasks
+    """ValueError unless ``task`` is a task of ``space`` (a registered space that may have gained
+    it in another process since this one read it is read again)."""
+    tasks = space_with_task(space, task).tasks
     if task not in tasks:
         raise ValueError(
             f"task {task!r} is not a task of space {space!r}; its tasks: {', '.join(tasks) or 'none'}"
@@ -150,6 +152,9 @@ class SpaceSummary(BaseModel):
     tasks: list[str]
     cardinality: str = Field(description="Exact number of subnets, as a decimal string.")
     score_label: str = Field(description="What a score on this space's tasks means (higher is better).")
+    preset: bool = Field(
+        True, description="Built in (false: registered as data with POST /v1/spaces, can gain tasks)."
+    )
 
 
 class SpaceDetail(SpaceSummary):

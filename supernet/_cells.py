@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ._space import Dimension, SearchSpace, Subnet
@@ -107,8 +109,9 @@ class FBNetSpace(SearchSpace):
     Cardinality ``9**22``.
     """
 
-    def __init__(self) -> None:
-        super().__init__("fbnet", [], [Dimension("op", FBNET_OPS)], [22])
+    def __init__(self, name: str = "fbnet", tasks: Sequence[str] = ()) -> None:
+        # name and tasks: a space defined as data on this macro-architecture (with scored tasks).
+        super().__init__(name, tasks, [Dimension("op", FBNET_OPS)], [22])
         self._table, self._fixed_macs = _fbnet_layer_table()
 
     def parse(self, arch: str) -> Subnet:
@@ -145,8 +148,9 @@ class NASBench201Space(SearchSpace):
     Arch strings are the standard ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``.
     """
 
-    def __init__(self) -> None:
-        super().__init__("nasbench201", [], [Dimension("op", NB201_OPS)], [6])
+    def __init__(self, name: str = "nasbench201", tasks: Sequence[str] = ()) -> None:
+        # name and tasks: a space defined as data on this macro-architecture (with scored tasks).
+        super().__init__(name, tasks, [Dimension("op", NB201_OPS)], [6])
         # Stem 3x3 conv 3 -> 16 at 32x32; per reduction block (C -> 2C, output side s): 3x3 conv
         # with stride 2, 3x3 conv, and a 2x2 avg-pool + 1x1 conv shortcut; the classifier.
         reductions = sum(

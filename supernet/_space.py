@@ -12,10 +12,13 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from ._definition import SpaceDefinition
 
 EncodingKind = Literal["onehot", "ordinal"]
 
@@ -69,6 +72,10 @@ class SearchSpace:
 
     #: What a ``score`` measured on this space's tasks means, for axis labels and docs.
     score_label: str = "score (higher is better)"
+    #: Task -> name of the metric plug-in that evaluates it (a ``gpnas.metrics`` entry point:
+    #: ``reid``, ``verification``, ``retrieval`` ...); tasks not listed are classification tasks
+    #: (``top1``). Replace it (per class or instance) rather than mutating it.
+    evaluation_metrics: dict[str, str] = {}
 
     def __init__(
         self,
@@ -84,6 +91,11 @@ class SearchSpace:
         self.dimensions: tuple[Dimension, ...] = tuple(dimensions)
         self.depths: tuple[int, ...] = tuple(sorted(set(depths)))
         self.max_depth = self.depths[-1]
+
+    def evaluation_metric(self, task: str) -> str:
+        """The ``gpnas.metrics`` plug-in that evaluates ``task`` (what ``supernet-eval`` computes):
+        its :attr:`evaluation_metrics` entry, else ``"top1"``."""
+        return self.evaluation_metrics.get(task, "top1")
 
     # ------------------------------------------------------------------ size and sampling
     @property
@@ -202,6 +214,18 @@ class SearchSpace:
                 choice.append(dim.values.index(layer[dim.name]))
             layers.append(tuple(choice))
         return self.validate(Subnet(self.name, len(layers), tuple(layers)))
+
+    def to_definition(self) -> SpaceDefinition:
+        """This space as data: the :class:`~supernet.SpaceDefinition` that
+        :func:`~supernet.space_from_definition` builds it back from (YAML / JSON via its
+        ``to_yaml`` / ``to_json``).
+
+        Raises:
+            ValueError: If the space is of no family a definition describes.
+        """
+        from ._definition import definition_of
+
+        return definition_of(self)
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description: name, tasks, cardinality (decimal string) and choices."""

@@ -205,11 +205,25 @@ class Track2Space(UFOSpace):
     """
 
     score_label = "rank among the 500 track-2 subnets (0-499, higher is better)"
+    #: How UFO scores these tasks (PaddlePaddle/VIMER ``UFO/OneForAll`` evaluators): CPLFW by
+    #: face verification accuracy, the person and vehicle re-id sets by mAP/CMC, SOP by Recall@K.
+    evaluation_metrics = {
+        "cplfw": "verification",
+        **dict.fromkeys(("market1501", "dukemtmc", "msmt17", "veri", "vehicleid", "veriwild"), "reid"),
+        "sop": "retrieval",
+    }
 
-    def __init__(self, geometry: ViTGeometry | None = None) -> None:
+    def __init__(
+        self,
+        geometry: ViTGeometry | None = None,
+        *,
+        name: str = "ufo-track2",
+        task_outputs: Mapping[str, int | None] | None = None,
+    ) -> None:
+        # name and task_outputs: a space defined as data with this arch format and its own tasks.
         super().__init__(
-            "ufo-track2",
-            {task: None for task in TRACK2_TASKS},
+            name,
+            {task: None for task in TRACK2_TASKS} if task_outputs is None else task_outputs,
             [Dimension("num_heads", (12, 11, 10)), Dimension("mlp_ratio", (4.0, 3.5, 3.0))],
             sorted(_TRACK2_DEPTH_CHARS.values()),
             geometry or ViTGeometry(),
@@ -217,9 +231,9 @@ class Track2Space(UFOSpace):
 
     def parse(self, arch: str) -> Subnet:
         if not isinstance(arch, str) or len(arch) != 37:
-            raise ValueError(f"ufo-track2 arch must be a 37-character string, got {arch!r}")
+            raise ValueError(f"{self.name} arch must be a 37-character string, got {arch!r}")
         if arch[0] not in _TRACK2_DEPTH_CHARS:
-            raise ValueError(f"ufo-track2 arch position 0 (depth) is {arch[0]!r}; allowed: j, k, l")
+            raise ValueError(f"{self.name} arch position 0 (depth) is {arch[0]!r}; allowed: j, k, l")
         depth = _TRACK2_DEPTH_CHARS[arch[0]]
         layers = []
         for layer in range(12):
@@ -228,7 +242,7 @@ class Track2Space(UFOSpace):
             if layer >= depth:
                 if group != "000":
                     raise ValueError(
-                        f"ufo-track2 arch positions {pos}-{pos + 2} (layer {layer}, beyond depth {depth}) "
+                        f"{self.name} arch positions {pos}-{pos + 2} (layer {layer}, beyond depth {depth}) "
                         f"are {group!r}; allowed: '000'"
                     )
                 continue
@@ -236,7 +250,7 @@ class Track2Space(UFOSpace):
                 if char not in allowed:
                     what = ("num_heads", "mlp_ratio", "embed_dim")[offset]
                     raise ValueError(
-                        f"ufo-track2 arch position {pos + offset} (layer {layer} {what}) is {char!r}; "
+                        f"{self.name} arch position {pos + offset} (layer {layer} {what}) is {char!r}; "
                         f"allowed: {', '.join(allowed)}"
                     )
             layers.append((int(group[0]) - 1, int(group[1]) - 1))
@@ -259,7 +273,12 @@ class MultipathSpace(UFOSpace):
 
     Arch strings: two digits of depth, then ``max_depth`` groups of three: ffn_path ``s``/``t``
     (shared / task-specific), mlp_ratio index and num_heads index (1-based); absent layers ``000``.
+
+    The preset's task kinds are scored as UFO scores them (face: verification, person and
+    vehicle: re-id, product: retrieval); other task names are classification tasks (``top1``).
     """
+
+    evaluation_metrics = {"face": "verification", "person": "reid", "vehicle": "reid", "product": "retrieval"}
 
     def __init__(
         self,

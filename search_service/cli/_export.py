@@ -10,6 +10,7 @@ import typer
 
 from supernet import (
     SubnetViT,
+    UFOSpace,
     UFOSupernet,
     build_supernet,
     example_input,
@@ -17,6 +18,8 @@ from supernet import (
     resolve_path,
     ufo_space,
 )
+
+from ._spaces import SPACE_HELP, resolve_space
 
 VERIFY_TOLERANCE = 1e-3
 """Largest accepted |onnxruntime - torch| (float32 ViT outputs agree to ~1e-6 in practice)."""
@@ -56,7 +59,7 @@ def _verify(model: SubnetViT, path: Path, batch_size: int) -> float:
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(
-        space: str = typer.Option(..., "--space", help="UFO space: ufo-track2 or ufo2-multipath."),
+        space: str = typer.Option(..., "--space", help="A UFO space. " + SPACE_HELP),
         arch: str = typer.Option(..., "--arch", help="Arch string of the subnet to extract."),
         out: Path = typer.Option(..., "--out", help="Destination .onnx file."),
         task: str | None = typer.Option(None, "--task", help="Task path and head (required for multipath)."),
@@ -88,7 +91,10 @@ def register(app: typer.Typer) -> None:
             if value is not None
         }
         # Check everything cheap before allocating the (up to GB-sized) supernet.
-        target = ufo_space(space, **overrides)
+        resolved = resolve_space(space)
+        if not isinstance(resolved, UFOSpace):
+            raise ValueError(f"space {resolved.name!r} has no supernet; only UFO spaces do")
+        target = ufo_space(resolved, **overrides)
         resolve_path(target, arch, task)
         net = build_supernet(target, seed=seed)
         if checkpoint is not None:

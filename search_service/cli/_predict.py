@@ -13,7 +13,9 @@ import torch
 import typer
 
 from predictors import create_predictor, list_predictors, predictor_class
-from supernet import Metric, SearchSpace, Subnet, get_space
+from supernet import Metric, SearchSpace, Subnet
+
+from ._spaces import SPACE_HELP, resolve_space
 
 _SCORE_NAME = re.compile(r"rank|score|acc|top1|top5|map|mAP|miou|f1", re.IGNORECASE)
 
@@ -115,7 +117,7 @@ def parse_metric_option(value: str) -> Metric:
 def register(app: typer.Typer) -> None:
     @app.command("predict")
     def _predict(
-        space: str = typer.Option(..., "--space", help="Search space preset, e.g. fbnet or ufo-track2."),
+        space: str = typer.Option(..., "--space", help=SPACE_HELP),
         train: Path = typer.Option(
             ..., "--train", help="CSV: column 'arch' plus one numeric column per device/task."
         ),
@@ -138,7 +140,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for subset choices."),
     ) -> None:
         """Predict COLUMN for every arch of QUERY.csv with mean and std, from TRAIN.csv."""
-        search_space = get_space(space)
+        search_space = resolve_space(space)
         if model not in list_predictors():
             raise ValueError(f"--model {model!r} is unknown; known: {', '.join(list_predictors())}")
         subnets, columns, Y = read_measurements(search_space, train)

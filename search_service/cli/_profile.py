@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import typer
 
-from supernet import Metric, SearchSpace, Subnet, get_space
+from supernet import Metric, SearchSpace, Subnet
 
 from ._options import ENVIRONMENT, ServerOption, TokenOption, option_source
+from ._spaces import SPACE_HELP, resolve_space
 
 
 def parse_settings(pairs: list[str]) -> dict[str, str]:
@@ -126,7 +127,7 @@ def register(app: typer.Typer) -> None:
     @app.command("profile")
     def _profile(
         ctx: typer.Context,
-        space: str = typer.Option(..., "--space", help="search space, e.g. ufo-track2"),
+        space: str = typer.Option(..., "--space", help=SPACE_HELP),
         device: str = typer.Option(
             ...,
             "--device",
@@ -171,7 +172,7 @@ def register(app: typer.Typer) -> None:
 
         if (samples is None) == (archs is None):
             raise ValueError("pass exactly one of --samples N or --archs FILE")
-        search_space = get_space(space)
+        search_space = resolve_space(space, server, token)
         from_environment = option_source(ctx, "server") == ENVIRONMENT
         name, settings = resolve_device(
             device, parse_settings(set_), server, token, from_environment=from_environment

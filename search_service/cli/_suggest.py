@@ -9,15 +9,16 @@ import torch
 import typer
 
 from predictors import Predictor, TransferPredictor, create_strategy, list_strategies, transfer_prior
-from supernet import Metric, get_space
+from supernet import Metric
 
 from ._predict import _parse_archs, _read_csv, infer_metric, parse_metric_option, read_measurements
+from ._spaces import SPACE_HELP, resolve_space
 
 
 def register(app: typer.Typer) -> None:
     @app.command("suggest")
     def _suggest(
-        space: str = typer.Option(..., "--space", help="Search space preset, e.g. fbnet or ufo-track2."),
+        space: str = typer.Option(..., "--space", help=SPACE_HELP),
         train: Path = typer.Option(
             ..., "--train", help="CSV: column 'arch' plus one numeric column per device/task."
         ),
@@ -52,7 +53,7 @@ def register(app: typer.Typer) -> None:
                 f"--strategy {strategy!r} is not a single-target strategy; use random, max-variance "
                 "or integrated-variance"
             )
-        search_space = get_space(space)
+        search_space = resolve_space(space)
         subnets, columns, Y = read_measurements(search_space, train)
         if target not in columns:
             columns.append(target)

@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
 
         from search_service import SchemaOutdatedError
         from search_service.core import Settings, check_schema, make_engine
+        from search_service.services.spaces import UrlSpaceSource, install_space_source
         from search_service.work import create_celery
 
         settings = Settings(database_url=database_url, broker_url=broker_url, task_queue=queue)
@@ -53,6 +54,9 @@ def register(app: typer.Typer) -> None:
         finally:
             engine.dispose()
         torch.set_num_threads(torch_threads or settings.torch_threads)
+        # Fits and fronts of registered spaces look them up by name; each worker process opens
+        # the source's engine itself, after the fork.
+        install_space_source(UrlSpaceSource(settings.database_url))
         celery = create_celery(settings, worker=True)
         # solo runs tasks in this process (no fork) when one at a time is asked for.
         pool = "solo" if concurrency == 1 else "prefork"

@@ -21,7 +21,7 @@ from profilers import (
 )
 from search_service.client import GpnasClient
 from search_service.schemas import CampaignCreate, DeviceCreate
-from supernet import get_space
+from supernet import SpaceDefinition, TaskDefinition, get_space
 from tests._data import DATA_DIR
 
 NB201 = "device_latency/nasbench201.csv"  # device settings name files relative to a data directory
@@ -100,6 +100,37 @@ def test_agent_measures_torch_cpu_jobs_end_to_end(service):
         assert m.environment["batch_subnets"] == 3 and m.environment["protocol"] == "interleaved"
         assert m.environment["raw_median_ms"] > 0 and m.drift >= 0 and isinstance(m.flagged, bool)
     assert len({m.environment["reference_median_ms"] for m in rows}) == 1
+
+
+def test_agent_measures_jobs_of_a_space_registered_on_the_server(service):
+    base, token, api = service
+    definition = SpaceDefinition.load(
+        {
+            "name": "tiny-vit",
+            "tasks": [{"name": "face", "head": 8}],
+            "depths": [2, 3],
+            "choices": {"ffn_path": ["shared", "task"], "mlp_ratio": [4.0, 2.0], "num_heads": [4, 2]},
+            "per_task": ["ffn"],
+            "geometry": {"embed_dim": 32, "patch_size": 16, "image_size": 32, "head_dim": 8},
+        }
+    )
+    api.create_space(definition)
+    settings = {"threads": 1, "warmup": 1, "min_repeats": 3, "max_repeats": 5}
+    _device(api, "cpu-tiny", "torch-cpu", settings, "tiny-vit", 2)
+    agent = DeviceAgent(base, "cpu-tiny", token, exit_when_idle=True)
+    stats = agent.run()
+    assert (stats.done, stats.failed, stats.lost) == (2, 0, 0)
+    rows = _measurements(api, "cpu-tiny")
+    assert len(rows) == 2 and all(m.space == "tiny-vit" and m.value > 0 for m in rows)
+    assert all(m.environment["input_shape"] == [1, 3, 32, 32] for m in rows)  # the space's geometry
+    # The agent read the definition from the server (this process's own registry aside) ...
+    assert agent.space("tiny-vit").to_definition() == definition
+    # ... and reads it again when a job names a task added there since.
+    api.add_space_task("tiny-vit", TaskDefinition(name="vehicle"))
+    assert agent.space("tiny-vit").tasks == ["face"]
+    assert agent.space("tiny-vit", task="vehicle").tasks == ["face", "vehicle"]
+    with pytest.raises(AgentError, match="'nope' is not registered on the server"):
+        agent.space("nope")
 
 
 class _Faulty(httpx.BaseTransport):

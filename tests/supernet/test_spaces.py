@@ -277,7 +277,9 @@ def test_invalid_subnets_configs_and_codes() -> None:
 
 # ---------------------------------------------------------------------- CLI
 def test_cli_spaces_show_prints_json() -> None:
-    result = CliRunner().invoke(app, ["spaces", "show", "ufo-track2"])
+    # `spaces show` prints the definition (tests/supernet/test_definition.py); --describe the
+    # description of GET /v1/spaces/{space}.
+    result = CliRunner().invoke(app, ["spaces", "show", "ufo-track2", "--describe"])
     assert result.exit_code == 0, result.output
     described = json.loads(result.output)
     assert described["cardinality"] == "317297380491"

@@ -13,7 +13,17 @@ from ...domain import Metric
 from ...errors import ConflictError, InvalidError, NotFoundError
 from ...fronts import FrontCache, LoadedFront
 from ...refit import Refitter
-from ...schemas import INT32, Name, ParetoPage, ParetoPoint, Predicted, QueryRequest, QueryResponse, SpaceName
+from ...schemas import (
+    INT32,
+    Name,
+    ParetoPage,
+    ParetoPoint,
+    Predicted,
+    QueryRequest,
+    QueryResponse,
+    SpaceName,
+    check_task,
+)
 from ...search import NothingFitsError, budget_query
 from ..deps import FrontCacheDep, RefitterDep, SessionDep
 
@@ -121,8 +131,10 @@ def pareto(
     ``measured`` is true for subnets with both a measured score on the task and a measured
     latency on the device; the numbers shown are the predictions in every case.
     """
-    if task not in get_space(space).tasks:
-        raise InvalidError(f"task {task!r} is not a task of space {space!r}", ["query", "task"])
+    try:
+        check_task(space, task)  # reads a registered space again if the task is new
+    except ValueError as error:
+        raise InvalidError(str(error), ["query", "task"]) from None
     loaded = _front(session, cache, refitter, space, task, device)
     points = loaded.result.points[offset : offset + limit]
     archs = [p.arch for p in points]
