@@ -148,7 +148,7 @@ def workers(env: dict[str, str], n: int, threads: int, logs: Path) -> Iterator[l
             )
             stack.callback(lambda p=process: (p.terminate(), p.wait(30)))
             paths.append(path)
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         while not all(b"ready." in p.read_bytes() for p in paths):
             assert time.monotonic() < deadline, "workers did not start"
             time.sleep(0.2)

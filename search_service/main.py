@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -26,6 +25,7 @@ from .errors import ServiceError
 from .fronts import FrontCache
 from .refit import Refitter
 from .services.spaces import SqlSpaceSource, install_space_source, uninstall_space_source
+from .work import use_threads
 
 log = logging.getLogger("gpnas.api")
 
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.refit_worker:
             if refitter.runner.in_process:
-                torch.set_num_threads(settings.torch_threads)
+                use_threads(settings.torch_threads)
             refitter.start()
         try:
             yield

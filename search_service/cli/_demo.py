@@ -54,8 +54,6 @@ def register(app: typer.Typer) -> None:
         database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
     ) -> None:
         """Profile, fit, search and serve: end to end on --database-url (default ./gpnas.db)."""
-        import torch
-
         from predictors import create_strategy
         from profilers import LatencyProfiler, create_profiler
         from search_service import Settings, create_app
@@ -64,6 +62,7 @@ def register(app: typer.Typer) -> None:
         from search_service.domain import Metric
         from search_service.refit import Refitter
         from search_service.schemas import DeviceCreate, MeasurementCreate
+        from search_service.work import use_threads
         from supernet import get_space
 
         started = time.monotonic()
@@ -152,7 +151,7 @@ def register(app: typer.Typer) -> None:
         work_log = logging.getLogger("gpnas.work")
         work_log.setLevel(logging.INFO)
         work_log.addHandler(logging.StreamHandler())
-        torch.set_num_threads(settings.torch_threads)
+        use_threads(settings.torch_threads)
         report = Refitter(reads, writes, settings).refit(SPACE)
         for line in report.errors:
             typer.echo(f"  warning: {line}", err=True)

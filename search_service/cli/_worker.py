@@ -38,12 +38,10 @@ def register(app: typer.Typer) -> None:
         Start any number, on any machine that reaches the broker and the database; a worker
         killed mid-task loses nothing (the broker delivers the task again; tasks are idempotent).
         """
-        import torch
-
         from search_service import SchemaOutdatedError
         from search_service.core import Settings, check_schema, make_engine
         from search_service.services.spaces import UrlSpaceSource, install_space_source
-        from search_service.work import create_celery
+        from search_service.work import create_celery, use_threads
 
         settings = Settings(database_url=database_url, broker_url=broker_url, task_queue=queue)
         engine = make_engine(settings.database_url)
@@ -53,7 +51,7 @@ def register(app: typer.Typer) -> None:
             raise ValueError(str(error)) from None
         finally:
             engine.dispose()
-        torch.set_num_threads(torch_threads or settings.torch_threads)
+        use_threads(torch_threads or settings.torch_threads)
         # Fits and fronts of registered spaces look them up by name; each worker process opens
         # the source's engine itself, after the fork.
         install_space_source(UrlSpaceSource(settings.database_url))

@@ -10,7 +10,7 @@ of work (the ``work_items`` table).
 
 from . import items
 from ._celery import CeleryRunner, create_celery
-from ._context import WorkContext
+from ._context import WorkContext, use_threads
 from ._functions import (
     Outcome,
     build_front,
@@ -39,5 +39,6 @@ __all__ = [
     "plan_and_store_campaign",
     "run_order",
     "schedule",
+    "use_threads",
     "wait_for",
 ]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import torch
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
+from threadpoolctl import threadpool_limits
 
 from ..core import Settings, make_engine, make_sessionmaker
 
@@ -31,6 +33,14 @@ class WorkContext:
         """A context on a new engine for ``settings.database_url``; the caller disposes the engine."""
         engine = make_engine(settings.database_url)
         return cls(make_sessionmaker(engine), make_sessionmaker(engine, write=True), settings), engine
+
+
+def use_threads(n: int) -> None:
+    """Run this process's numeric work on ``n`` threads: torch's intra-op pool and the BLAS and
+    OpenMP pools numpy and scipy load (2 each by default on 2 cores). On shared cores more
+    threads than cores stall each other; processes, not threads, scale the work."""
+    torch.set_num_threads(n)
+    threadpool_limits(limits=n)
 
 
 def _lock_id(name: str) -> int:
