@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# pytest processes of `make test` (pytest-xdist); CI has 2 cores.
+PYTEST_WORKERS ?= 2
 
 .PHONY: install demo test lint typecheck bench clean
 
@@ -30,7 +32,7 @@ test: install
 	./scripts/ensure_services.sh
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 bench: install
 	$(BIN)/python benchmarks/predictors.py

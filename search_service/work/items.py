@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain import Metric, WorkKind, WorkStatus
@@ -50,6 +51,24 @@ def get(session: Session, key: str) -> WorkItem | None:
     return session.scalar(select(WorkItem).where(WorkItem.key == key))
 
 
+def _row(session: Session, key: str, kind: WorkKind, space: str) -> WorkItem:
+    """The row of ``key``, created if missing. Two processes may start the same work at once
+    (a re-delivered task beside the first): the loser of the insert reads the winner's row."""
+    item = get(session, key)
+    if item is not None:
+        return item
+    try:
+        with session.begin_nested():
+            item = WorkItem(
+                key=key, kind=kind, space=space, status=WorkStatus.QUEUED, attempts=0, dispatched_at=utcnow()
+            )
+            session.add(item)
+    except IntegrityError:
+        item = get(session, key)
+        assert item is not None, "a unique key that conflicts exists"
+    return item
+
+
 def due(item: WorkItem | None, now: dt.datetime, timeout_s: float) -> bool:
     """Whether the work of ``item`` should be dispatched (again): never dispatched, broken by
     something outside it, or dispatched ``timeout_s`` ago and still unfinished (its worker may
@@ -63,10 +82,7 @@ def due(item: WorkItem | None, now: dt.datetime, timeout_s: float) -> bool:
 
 def dispatched(session: Session, key: str, kind: WorkKind, space: str, now: dt.datetime) -> WorkItem:
     """Record that the work ``key`` is being dispatched now (creates or resets its row)."""
-    item = get(session, key)
-    if item is None:
-        item = WorkItem(key=key, kind=kind, space=space, attempts=0)
-        session.add(item)
+    item = _row(session, key, kind, space)
     item.status = WorkStatus.QUEUED
     item.dispatched_at = now
     item.error = None
@@ -77,10 +93,7 @@ def dispatched(session: Session, key: str, kind: WorkKind, space: str, now: dt.d
 
 def started(session: Session, key: str, kind: WorkKind, space: str) -> WorkItem:
     """Mark ``key`` running (creating its row if the work was started without a dispatch)."""
-    item = get(session, key)
-    if item is None:
-        item = WorkItem(key=key, kind=kind, space=space, attempts=0, dispatched_at=utcnow())
-        session.add(item)
+    item = _row(session, key, kind, space)
     item.status = WorkStatus.RUNNING
     item.attempts += 1
     session.flush()
@@ -98,10 +111,8 @@ def finished(
     error: str | None = None,
 ) -> WorkItem:
     """Record how the work ``key`` ended, in the caller's transaction."""
-    item = get(session, key)
-    if item is None:
-        item = WorkItem(key=key, kind=kind, space=space, attempts=1, dispatched_at=utcnow())
-        session.add(item)
+    item = _row(session, key, kind, space)
+    item.attempts = max(item.attempts, 1)
     item.status = status
     item.result_id = result_id
     item.error = None if error is None else error[:_MAX_ERROR]

@@ -84,12 +84,21 @@ def test_a_fit_is_stored_once_however_often_it_runs(ctx: WorkContext) -> None:
 
 
 def test_concurrent_fits_of_one_data_version_store_one_version(ctx: WorkContext) -> None:
-    outcomes = []
-    threads = [threading.Thread(target=lambda: outcomes.append(fit_target(ctx, LATENCY))) for _ in range(3)]
+    outcomes, errors = [], []
+
+    def fit() -> None:
+        try:
+            outcomes.append(fit_target(ctx, LATENCY))
+        except Exception as error:  # noqa: BLE001 - the assertion below names it
+            errors.append(error)
+
+    threads = [threading.Thread(target=fit) for _ in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    # Each starts the same work item: the losers of its insert use the winner's row.
+    assert errors == []
     assert sum(o.stored is not None for o in outcomes) == 1
     assert _count(ctx, PredictorVersion) == 1
 
