@@ -15,9 +15,14 @@ A command that can read a database directly or ask a server takes both and resol
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 # The default of search_service.core.config.Settings.database_url (a test keeps them equal). Not
 # imported from there: that module loads SQLAlchemy and the app, and `gpnas --help` should not.
@@ -106,3 +111,21 @@ def server_or_database(
         "say where the data is: --server URL (or GPNAS_SERVER) for a running service, or "
         "--database-url URL (or GPNAS_DATABASE_URL) to read a database directly"
     )
+
+
+@contextmanager
+def database_session(database_url: str, write: bool = False) -> Iterator[Session]:
+    """A session on the migrated database of ``--database-url``; a database that is not migrated
+    is a ValueError (one ``error:`` line saying to run ``gpnas db upgrade``)."""
+    from search_service.core import check_schema, make_engine, make_sessionmaker
+
+    engine = make_engine(database_url)
+    try:
+        try:
+            check_schema(engine)
+        except RuntimeError as error:
+            raise ValueError(str(error)) from None
+        with make_sessionmaker(engine, write=write)() as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -21,6 +21,7 @@ from ._options import (
     DatabaseUrlOption,
     ServerOption,
     TokenOption,
+    database_session,
     server_or_database,
 )
 
@@ -36,23 +37,6 @@ SPACE_HELP = (
     "Search space: a preset (ufo-track2, ufo2-multipath, fbnet, nasbench201), a space registered on "
     "--server or in GPNAS_DATABASE_URL's database, or a definition file (.yaml, .yml, .json)."
 )
-
-
-@contextmanager
-def _database(database_url: str, write: bool = False) -> Iterator[Any]:
-    """A session on a migrated database; a database that is not migrated is a ValueError."""
-    from search_service.core import check_schema, make_engine, make_sessionmaker
-
-    engine = make_engine(database_url)
-    try:
-        try:
-            check_schema(engine)
-        except RuntimeError as error:
-            raise ValueError(str(error)) from None
-        with make_sessionmaker(engine, write=write)() as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 def _ask(server: str, token: str | None, call: Callable[[GpnasClient], T]) -> T:
@@ -131,7 +115,7 @@ def _summaries(server: str | None, token: str | None, database: str | None) -> l
         return _ask(server, token, lambda api: api.list_spaces())
     spaces = [supernet.get_space(name) for name in supernet.preset_names()]
     if database is not None:
-        with _database(database) as session:
+        with database_session(database) as session:
             source = SqlSpaceSource(lambda: session_context(session))
             definitions = [source.load(name) for name in source.names()]
         spaces += [supernet.space_from_definition(d) for d in definitions if d is not None]
@@ -156,7 +140,7 @@ def _definition(name: str, server: str | None, token: str | None, database: str 
     if server is not None:
         return _ask(server, token, lambda api: api.get_space_definition(name))
     assert database is not None
-    with _database(database) as session:
+    with database_session(database) as session:
         definition = SqlSpaceSource(lambda: session_context(session)).load(name)
     if definition is None:
         raise ValueError(
@@ -264,7 +248,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         from search_service.errors import ServiceError
         from search_service.services import spaces as space_service
 
-        with _database(database, write=True) as session:
+        with database_session(database, write=True) as session:
             try:
                 space = space_service.register_space(session, definition)
             except ServiceError as error:
@@ -311,7 +295,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         from search_service.errors import ServiceError
         from search_service.services import spaces as space_service
 
-        with _database(database, write=True) as session:
+        with database_session(database, write=True) as session:
             try:
                 extended = space_service.add_task(session, space, body)
             except ServiceError as error:

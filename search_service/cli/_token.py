@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption
+from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption, database_session
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    pass
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
@@ -53,23 +51,6 @@ def _checked(kind: Any, value: str, option: str) -> str:
         raise ValueError(f"{option} {value!r}: {error.errors()[0]['msg']}") from None
 
 
-@contextmanager
-def _session(database_url: str) -> Iterator[Session]:
-    """A write session on a migrated database; a database that is not migrated is a ValueError."""
-    from search_service.core import check_schema, make_engine, make_sessionmaker
-
-    engine = make_engine(database_url)
-    try:
-        try:
-            check_schema(engine)
-        except RuntimeError as error:
-            raise ValueError(str(error)) from None
-        with make_sessionmaker(engine, write=True)() as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
 def _when(value: dt.datetime | None) -> str:
     return "-" if value is None else value.strftime("%Y-%m-%d %H:%MZ")
 
@@ -99,7 +80,7 @@ def register(app: typer.Typer) -> None:
             _checked(TokenLabel, label, "--label")
         lifetime = None if expires_in is None else dt.timedelta(seconds=parse_duration(expires_in))
         expires_at = None if lifetime is None else utcnow() + lifetime
-        with _session(database_url) as session:
+        with database_session(database_url, write=True) as session:
             row, secret = repo.create_token(session, device, label, expires_at)
             token_id = row.id
             session.commit()
@@ -113,7 +94,7 @@ def register(app: typer.Typer) -> None:
         from search_service import repositories as repo
         from search_service.models import utcnow
 
-        with _session(database_url) as session:
+        with database_session(database_url, write=True) as session:
             now = utcnow()
             rows = [
                 (
@@ -143,7 +124,7 @@ def register(app: typer.Typer) -> None:
 
         if not 1 <= token_id <= INT32:  # no such id can exist, and PostgreSQL would refuse the lookup
             raise ValueError(f"unknown token id {token_id}")
-        with _session(database_url) as session:
+        with database_session(database_url, write=True) as session:
             try:
                 row = repo.revoke_token(session, token_id)
             except NotFoundError as error:
