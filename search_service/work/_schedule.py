@@ -44,9 +44,9 @@ class Order:
     device: str | None = None
 
 
-def _stale_fits(session: Session, ctx: WorkContext, space: str | None) -> list[Order]:
+def _stale_fits(session: Session, ctx: WorkContext, targets: list[repo.MeasuredTarget]) -> list[Order]:
     orders = []
-    for t in repo.measured_targets(session, space):
+    for t in targets:
         if t.n_subnets < ctx.settings.min_train:
             continue
         latest = repo.latest_predictor(session, t.space, t.metric, t.target)
@@ -84,14 +84,15 @@ def schedule(ctx: WorkContext, space: str | None = None) -> list[Order]:
         timeout = ctx.settings.dispatch_timeout_s
         fits = []
         refitting = set()
-        for order in _stale_fits(session, ctx, space):
+        targets = repo.measured_targets(session, space)
+        for order in _stale_fits(session, ctx, targets):
             item = items.get(session, order.key)
             if items.due(item, now, timeout):
                 fits.append(order)
             elif item is None or item.status in (WorkStatus.QUEUED, WorkStatus.RUNNING):
                 refitting.add((order.space, order.metric, order.target))
         refitting |= {(o.space, o.metric, o.target) for o in fits}
-        spaces = [space] if space is not None else sorted({t.space for t in repo.measured_targets(session)})
+        spaces = [space] if space is not None else sorted({t.space for t in targets})
         fronts = [
             o
             for o in _outdated_fronts(session, spaces)
