@@ -9,6 +9,18 @@ from ._definition import (
     TaskDefinition,
     space_from_definition,
 )
+from ._deployment import (
+    DTYPE_BYTES,
+    Deployment,
+    DeploymentViT,
+    SharedLayer,
+    deployment_macs,
+    deployment_params,
+    deployment_tree,
+    deployment_weight_mb,
+    export_deployment_onnx,
+    extract_deployment,
+)
 from ._export import ONNX_INPUT, ONNX_OUTPUT, example_input, export_onnx
 from ._metric import Metric
 from ._registry import (
@@ -29,6 +41,16 @@ from ._supernet import LayerSpec, SubnetViT, UFOSupernet, build_supernet, resolv
 from ._ufo import MULTIPATH_TASKS, TRACK2_TASKS, UFO_COSTS, MultipathSpace, Track2Space, UFOSpace, ViTGeometry
 
 __all__ = [
+    "extract_deployment",
+    "export_deployment_onnx",
+    "deployment_weight_mb",
+    "deployment_tree",
+    "deployment_params",
+    "deployment_macs",
+    "SharedLayer",
+    "DeploymentViT",
+    "Deployment",
+    "DTYPE_BYTES",
     "FBNET_COSTS",
     "FBNET_OPS",
     "MULTIPATH_TASKS",

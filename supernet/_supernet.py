@@ -13,9 +13,9 @@ the supernet path and the extracted subnet agree to float rounding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,9 @@ from torch import Tensor, nn
 from ._registry import get_space
 from ._space import Subnet
 from ._ufo import UFOSpace, ViTGeometry
+
+if TYPE_CHECKING:
+    from ._deployment import Deployment, DeploymentViT
 
 
 @dataclass(frozen=True)
@@ -385,6 +388,13 @@ class UFOSupernet(nn.Module):
         if head is not None and dense.head is not None:  # dense has a head exactly when head exists
             dense.head.load_state_dict(head.state_dict())
         return dense.train(self.training)
+
+    def extract_deployment(self, dep: Deployment | Mapping[str, Subnet | str]) -> DeploymentViT:
+        """One standalone model of several tasks' paths, holding their shared weights once
+        (see :func:`supernet.extract_deployment`)."""
+        from ._deployment import extract_deployment
+
+        return extract_deployment(self, dep)
 
     def extra_repr(self) -> str:
         return f"space={self.space.name!r}, geometry={self.space.geometry}"

@@ -10,11 +10,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._space import Dimension, SearchSpace, Subnet
+
+if TYPE_CHECKING:
+    from ._deployment import Deployment
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,14 @@ class UFOSpace(SearchSpace):
         g = self.geometry
         patch_embed = float(g.num_patches * g.embed_dim * g.in_chans * g.patch_size**2)
         return patch_embed + self.choice_costs(codes)[:, :3].sum(1)
+
+    # ------------------------------------------------------------------ deployments
+    def deployment_params(self, dep: Deployment) -> int:
+        """Exact parameter count of ``dep`` deployed as one model: shared parts once, at their
+        widest use, experts and heads per task (see :func:`supernet.deployment_params`)."""
+        from ._deployment import deployment_params
+
+        return deployment_params(self, dep)
 
 
 TRACK2_TASKS = ("cplfw", "market1501", "dukemtmc", "msmt17", "veri", "vehicleid", "veriwild", "sop")
