@@ -19,8 +19,9 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -173,31 +174,112 @@ def _union(space: UFOSpace, dep: Deployment) -> list[_Union]:
     return layers
 
 
-def _linear(n_in: int, n_out: int) -> int:
+def _linear(n_in: int | np.ndarray, n_out: int | np.ndarray) -> Any:
     return n_in * n_out + n_out
+
+
+@dataclass(frozen=True)
+class LayerChoices:
+    """Per-layer shapes of many deployments' paths, from their choice matrices.
+
+    Every array is ``n x T x max_depth`` (``n`` deployments of the same ``T`` tasks).
+
+    Attributes:
+        active: Whether the task's path has the layer.
+        heads: Attention heads of the layer (0 where absent).
+        hidden: FFN hidden width of the layer (0 where absent).
+        expert: Whether the layer runs the task's own FFN expert.
+    """
+
+    active: np.ndarray
+    heads: np.ndarray
+    hidden: np.ndarray
+    expert: np.ndarray
+
+    @classmethod
+    def of(cls, space: UFOSpace, codes: np.ndarray) -> LayerChoices:
+        """The shapes of ``codes``, ``n x T x max_depth x n_dims`` choice indices (-1 = absent)."""
+        codes = np.asarray(codes)
+        if codes.ndim != 4:
+            raise ValueError(f"deployment codes must be n x T x max_depth x n_dims, got shape {codes.shape}")
+        names = [d.name for d in space.dimensions]
+        active = codes[..., 0] >= 0
+
+        def values(name: str, convert: Any) -> np.ndarray:
+            table = np.array([convert(v) for v in space.dimensions[names.index(name)].values], dtype=np.int64)
+            return np.where(active, table[np.where(active, codes[..., names.index(name)], 0)], 0)
+
+        heads = values("num_heads", int)
+        hidden = values("mlp_ratio", space.geometry.ffn_hidden)
+        if "ffn_path" in names:
+            expert = active & (codes[..., names.index("ffn_path")] == 1)
+        else:
+            expert = np.zeros_like(active)
+        return cls(active, heads, hidden, expert)
+
+
+def deployment_choice_params(space: UFOSpace, tasks: Sequence[str], codes: np.ndarray) -> np.ndarray:
+    """:func:`deployment_params` of many deployments of ``tasks`` at once (vectorised).
+
+    Args:
+        space: The UFO space.
+        tasks: The ``T`` tasks, in the order of ``codes``' second axis.
+        codes: Valid choice matrices, ``n x T x max_depth x n_dims`` (-1 for absent layers).
+
+    Returns:
+        Parameter counts, int64 array of shape ``n``.
+    """
+    g = space.geometry
+    e = g.embed_dim
+    layers = LayerChoices.of(space, codes)
+    used = layers.active.any(axis=1)  # n x max_depth
+    attn = g.head_dim * layers.heads.max(axis=1)
+    shared_hidden = np.where(layers.active & ~layers.expert, layers.hidden, 0).max(axis=1)
+    expert_hidden = np.where(layers.expert, layers.hidden, 0)
+    ffn = np.where(shared_hidden > 0, 2 * e * shared_hidden + shared_hidden + e, 0).sum(axis=1)
+    ffn += np.where(expert_hidden > 0, 2 * e * expert_hidden + expert_hidden + e, 0).sum(axis=(1, 2))
+    per_layer = np.where(used, 4 * e + _linear(e, 3 * attn) + _linear(attn, e), 0).sum(axis=1)
+    stem = g.in_chans * g.patch_size**2 * e + e + e + g.num_tokens * e
+    heads = sum(_linear(e, out) for task in tasks if (out := space.task_outputs[task]))
+    return (stem + per_layer + ffn + 2 * e + heads).astype(np.int64)
+
+
+def reused_layers(space: UFOSpace, codes: np.ndarray) -> np.ndarray:
+    """Which layers a shared-input forward does not compute again: ``n x T x max_depth`` bool.
+
+    Task ``t``'s layer ``i`` is reused when an earlier task ``u`` (in ``codes``' task order)
+    agrees with ``t`` on every layer up to ``i`` (heads, width, the shared FFN; expert layers never
+    agree), i.e. when :func:`deployment_tree` gives both the same :class:`SharedLayer`.
+    """
+    layers = LayerChoices.of(space, codes)
+    n, tasks, depth = layers.active.shape
+    same_layer = (
+        layers.active[:, :, None]
+        & layers.active[:, None, :]
+        & ~layers.expert[:, :, None]
+        & ~layers.expert[:, None, :]
+        & (layers.heads[:, :, None] == layers.heads[:, None, :])
+        & (layers.hidden[:, :, None] == layers.hidden[:, None, :])
+    )  # n x T x T x max_depth
+    same_prefix = np.logical_and.accumulate(same_layer, axis=3)
+    earlier = np.tril(np.ones((tasks, tasks), dtype=bool), k=-1)  # [t, u]: u comes before t
+    return (same_prefix & earlier[None, :, :, None]).any(axis=2)
+
+
+def deployment_choices(space: UFOSpace, dep: Deployment) -> np.ndarray:
+    """``dep`` as a ``1 x T x max_depth x n_dims`` choice matrix (tasks in deployment order)."""
+    resolve_deployment(space, dep)
+    return space.choice_matrix([sub for _, sub in dep])[None]
 
 
 def deployment_params(space: UFOSpace, dep: Deployment) -> int:
     """Exact parameter count of the deployed model: the union of the tasks' weight slices.
 
-    Shared parts count once, at their widest use; experts and heads count per task. For a
-    one-task deployment this equals ``space.param_count(sub, task)``.
+    Shared parts count once, at their widest use (stem, norms, attention, shared FFN, final
+    norm); experts and heads count per task. For a one-task deployment this equals
+    ``space.param_count(sub, task)``.
     """
-    g = space.geometry
-    e = g.embed_dim
-    total = g.in_chans * g.patch_size**2 * e + e + e + g.num_tokens * e  # stem
-    for layer in _union(space, dep):
-        a = g.attn_dim(layer.heads)
-        total += 4 * e + _linear(e, 3 * a) + _linear(a, e)  # two norms, attention
-        for hidden in (layer.shared_hidden, *layer.experts.values()):
-            if hidden:
-                total += _linear(e, hidden) + _linear(hidden, e)
-    total += 2 * e  # final norm
-    for task in dep.tasks:
-        out = space.task_outputs[task]
-        if out:
-            total += _linear(e, out)
-    return total
+    return int(deployment_choice_params(space, dep.tasks, deployment_choices(space, dep))[0])
 
 
 def deployment_weight_mb(space: UFOSpace, dep: Deployment, dtype: str = "float32") -> float:

@@ -18,12 +18,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from supernet import (
     Deployment,
+    deployment_choice_params,
+    deployment_choices,
     deployment_macs,
     deployment_params,
     deployment_tree,
     deployment_weight_mb,
     example_input,
     export_deployment_onnx,
+    reused_layers,
 )
 
 # Paths of the tiny multipath space (depths 10-12; per layer s/t, mlp_ratio index, heads index).
@@ -159,6 +162,28 @@ def test_shared_input_computes_common_layers_once(make_supernet) -> None:
             model.forward_separate({task: torch.randn(1, 3, 32, 32) for task in dep.tasks})
         assert counter.get_total_flops() == 2 * deployment_macs(space, dep, "separate")
     assert deployment_macs(space, same, "shared") < deployment_macs(space, same, "separate")
+
+
+@pytest.mark.parametrize("name", ["ufo2-multipath", "ufo-track2"])
+def test_vectorised_counts_match_the_tree(name: str, make_supernet) -> None:
+    space = make_supernet(name).space
+    deps = deployments(space)
+    rng = np.random.default_rng(0)
+    for _ in range(30):  # random deployments that share prefixes by copying a path and cutting it
+        tasks = list(rng.choice(space.tasks, size=3, replace=False))
+        base = space.sample(1, seed=int(rng.integers(1 << 30)))[0]
+        subs = [base, *space.sample(2, seed=int(rng.integers(1 << 30)))]
+        cut = int(rng.integers(0, base.depth))
+        subs[1] = type(base)(space.name, base.depth, base.layers[:cut] + subs[1].layers[cut : base.depth])
+        if subs[1].depth != len(subs[1].layers):
+            continue
+        deps.append(Deployment.of(space.name, dict(zip(tasks, subs, strict=True))))
+    for dep in deps:
+        codes = deployment_choices(space, dep)
+        assert deployment_choice_params(space, dep.tasks, codes)[0] == deployment_params(space, dep)
+        tree, _ = deployment_tree(space, dep)
+        computed = (codes[..., 0] >= 0) & ~reused_layers(space, codes)
+        assert computed.sum() == len(tree)
 
 
 @pytest.mark.parametrize("input", ["shared", "separate"])
