@@ -16,6 +16,14 @@ from ._front import (
     compute_front,
     enumerate_codes,
 )
+from ._deployment import (
+    DeploymentAnswer,
+    NoFeasibleDeploymentError,
+    SharedLatency,
+    TaskAnswer,
+    TaskGoal,
+    solve_deployment,
+)
 from ._nsga2 import Archive, EvolutionConfig, Evolver, Objective, evolve, homogeneous_codes, random_codes
 from ._pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
 
@@ -24,14 +32,19 @@ __all__ = [
     "Archive",
     "CandidateSet",
     "Choice",
+    "DeploymentAnswer",
     "EncodedPredictor",
     "EvolutionConfig",
     "Evolver",
     "FrontPoint",
     "FrontResult",
+    "NoFeasibleDeploymentError",
     "NothingFitsError",
     "Objective",
     "Predictor",
+    "SharedLatency",
+    "TaskAnswer",
+    "TaskGoal",
     "budget_query",
     "compute_front",
     "crowding_distance",
@@ -42,4 +55,5 @@ __all__ = [
     "non_dominated_sort",
     "pareto_mask",
     "random_codes",
+    "solve_deployment",
 ]
