@@ -39,10 +39,13 @@ from supernet import SpaceDefinition, TaskDefinition
 from .schemas import (
     CampaignCreate,
     CampaignPublic,
+    DeploymentQueryRequest,
+    DeploymentQueryResponse,
     DeviceCreate,
     DevicePublic,
     FailRequest,
     FailResponse,
+    FrontObjectiveName,
     Health,
     HeartbeatRequest,
     HeartbeatResponse,
@@ -368,18 +371,50 @@ class GpnasClient:
 
     # ------------------------------------------------------------------ search
     def query(self, body: QueryRequest) -> QueryResponse:
-        """``POST /v1/query``: the best predicted subnet within a latency budget.
+        """``POST /v1/query``: the best predicted subnet within a latency budget (and the body's
+        ``max_params``), with its parameter count and MACs.
 
         Raises:
-            Invalid: When no subnet meets the budget (the detail names the fastest).
+            Invalid: When no subnet meets the budget (the detail names the fastest) or the
+                parameter cap (the detail's field is ``max_params`` and names the smallest).
             Conflict: When the front is not computed yet (retry shortly).
         """
         return self._call(QueryResponse, "POST", "/v1/query", body)
 
-    def pareto(self, space: str, task: str, device: str, limit: int = 100, offset: int = 0) -> ParetoPage:
-        """``GET /v1/pareto``: one page of the predicted front, ordered by latency."""
-        params = {"space": space, "task": task, "device": device, "limit": limit, "offset": offset}
+    def pareto(
+        self,
+        space: str,
+        task: str,
+        device: str,
+        limit: int = 100,
+        offset: int = 0,
+        *,
+        objective: FrontObjectiveName = "latency",
+        max_params: int | None = None,
+    ) -> ParetoPage:
+        """``GET /v1/pareto``: one page of the predicted front, ordered by latency; with
+        ``objective="params"`` the (score, parameters) front, ordered by parameters; with
+        ``max_params`` the front of the subnets that have at most that many parameters."""
+        params = {
+            "space": space,
+            "task": task,
+            "device": device,
+            "limit": limit,
+            "offset": offset,
+            "objective": objective,
+            "max_params": max_params,
+        }
         return self._call(ParetoPage, "GET", "/v1/pareto", params=params)
+
+    def query_deployment(self, body: DeploymentQueryRequest) -> DeploymentQueryResponse:
+        """``POST /v1/deployments/query``: the paths of several tasks deployed together on one chip,
+        under per-task latency budgets and a memory cap (shared weights counted once).
+
+        Raises:
+            Invalid: When no deployment meets the budgets (the detail names what the closest misses).
+            Conflict: When a predictor is not fitted yet (retry shortly).
+        """
+        return self._call(DeploymentQueryResponse, "POST", "/v1/deployments/query", body)
 
     def refit(self, body: RefitRequest | None = None) -> RefitResponse:
         """``POST /v1/refit`` (admin): refit predictors and fronts now (default: every space, wait)."""

@@ -28,6 +28,7 @@ class WorkKind(StrEnum):
     FIT = "fit"
     FRONT = "front"
     CAMPAIGN = "campaign"
+    DEPLOYMENT = "deployment"
 
 
 class WorkStatus(StrEnum):

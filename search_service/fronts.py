@@ -98,7 +98,7 @@ class FrontCache:
                 return loaded
         row = session.get(Front, front_id)
         assert row is not None, "fronts are never deleted"
-        loaded = LoadedFront(front_id, version, decode_front(row.data, space))
+        loaded = LoadedFront(front_id, version, decode_front(row.data, space, task))
         with self._lock:
             self._fronts[front_id] = loaded
             while len(self._fronts) > self.max_fronts:

@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from supernet import get_space, space_with_task
+from supernet import UFOSpace, get_space, space_with_task
 
 from .domain import JobStatus, Metric
 
@@ -288,6 +288,17 @@ class MeasurementPage(BaseModel):
     measurements: list[MeasurementPublic]
 
 
+#: A cap on a subnet's parameter count: a positive integer that fits the counts' int64.
+MaxParams = Annotated[int, Field(ge=1, le=2**63 - 1)]
+FrontObjectiveName = Literal["latency", "params"]
+_PARAMS_HELP = (
+    "Exact parameter count of the subnet as a standalone model for the task (its head included "
+    "when the task has one); null only for a space without a parameter count (every preset and "
+    "defined space has one)."
+)
+_MACS_HELP = "Multiply-accumulates of one forward pass of one image (the space's analytic count)."
+
+
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -296,6 +307,9 @@ class QueryRequest(BaseModel):
     device: Name
     latency_budget_ms: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
     confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    max_params: MaxParams | None = Field(
+        None, description="Choose only among subnets with at most this many parameters (their `params`)."
+    )
 
     @model_validator(mode="after")
     def _task_in_space(self) -> QueryRequest:
@@ -314,6 +328,8 @@ class Predicted(BaseModel):
 class QueryResponse(BaseModel):
     arch: str
     config: dict[str, Any]
+    params: int | None = Field(description=_PARAMS_HELP)
+    macs: int | None = Field(description=_MACS_HELP)
     predicted: Predicted
     front_version: int
 
@@ -324,6 +340,8 @@ class ParetoPoint(BaseModel):
     score_std: float
     latency_ms: float
     latency_std: float
+    params: int | None = Field(description=_PARAMS_HELP)
+    macs: int | None = Field(description=_MACS_HELP)
     measured: bool
 
 
@@ -333,6 +351,12 @@ class ParetoPage(BaseModel):
     limit: int
     offset: int
     version: int
+    objective: FrontObjectiveName = Field(
+        "latency",
+        description="What the front trades the score against: `latency` (ordered by predicted "
+        "latency) or `params` (ordered by parameter count).",
+    )
+    max_params: int | None = Field(None, description="The parameter cap the front was restricted to, if any.")
 
 
 # Selection builds an (n + pool) x (n + pool) covariance: n is bounded so that one request cannot
@@ -565,3 +589,99 @@ class TokenCreated(BaseModel):
     device: str | None
     expires_at: dt.datetime | None
     created_at: dt.datetime
+
+
+# ---------------------------------------------------------------------- deployments
+DeploymentInput = Literal["separate", "shared"]
+WeightDtype = Literal["float32", "float16", "bfloat16", "int8"]
+MAX_DEPLOYMENT_TASKS = 16
+
+
+class DeploymentTask(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: Name
+    weight: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = Field(
+        1.0, description="Weight of the task's normalised predicted score in the objective."
+    )
+    latency_budget_ms: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = Field(
+        None, description="The task's latency budget (none: unconstrained)."
+    )
+
+
+class DeploymentQueryRequest(BaseModel):
+    """Several tasks on one chip: their paths are chosen together, since the weights they share
+    are stored once (and, on a shared input, the layers they share are computed once)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: SpaceName
+    device: Name
+    tasks: Annotated[list[DeploymentTask], Field(min_length=1, max_length=MAX_DEPLOYMENT_TASKS)]
+    max_params: MaxParams | None = Field(
+        None, description="Most parameters the deployment may hold, shared weights counted once."
+    )
+    max_weight_mb: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = Field(
+        None, description="Most megabytes (10^6 bytes) of weights, stored as `dtype`."
+    )
+    dtype: WeightDtype = Field("float32", description="How the weights are stored, for max_weight_mb.")
+    confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    input: DeploymentInput = Field(
+        "separate",
+        description="`separate`: each task reads its own image; `shared`: one image for every "
+        "task, so the layers their paths share are computed once (every task then waits for the "
+        "one joint forward, so each budget bounds that).",
+    )
+
+    @model_validator(mode="after")
+    def _tasks(self) -> DeploymentQueryRequest:
+        if not isinstance(get_space(self.space), UFOSpace):
+            raise ValueError(
+                f"space {self.space!r} has no deployments: only UFO spaces, whose tasks share one "
+                "supernet, do"
+            )
+        names = [t.task for t in self.tasks]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"tasks must be distinct; repeated: {', '.join(repeated)}")
+        for name in names:
+            check_task(self.space, name)
+        if self.max_params is not None and self.max_weight_mb is not None:
+            raise ValueError("give max_params or max_weight_mb, not both")
+        return self
+
+
+class DeploymentPrediction(BaseModel):
+    score: float
+    score_std: float
+    normalised_score: float = Field(
+        description="(score - lo) / (hi - lo), lo and hi the task's lowest and highest measured score."
+    )
+    latency_ms: float = Field(description="The task's latency: its path's, or the joint forward's (shared).")
+    latency_std: float
+    p_feasible: float = Field(description="P(latency <= the task's budget); 1 without a budget.")
+
+
+class DeploymentTaskAnswer(BaseModel):
+    task: str
+    arch: str
+    config: dict[str, Any]
+    params_alone: int = Field(description="Parameters of this path as its own standalone model.")
+    predicted: DeploymentPrediction
+
+
+class DeploymentQueryResponse(BaseModel):
+    space: str
+    device: str
+    input: DeploymentInput
+    tasks: list[DeploymentTaskAnswer]
+    params: int = Field(description="Parameters of the deployment: what the tasks share counts once.")
+    weight_mb: float = Field(description="Megabytes of its weights stored as `dtype`.")
+    dtype: WeightDtype
+    independent_params: int = Field(description="The tasks' paths as separate models: sum of params_alone.")
+    objective: float = Field(description="Weighted sum of the tasks' normalised predicted scores.")
+    method: Literal["exact", "evolution"]
+    evaluations: int
+    predictor_versions: dict[str, int] = Field(
+        description="Ids of the predictor versions used: `score/<task>` and `latency/<device>`."
+    )

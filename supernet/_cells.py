@@ -57,6 +57,19 @@ NB201_COSTS = (
 )
 
 
+def _fbnet_layers() -> list[tuple[int, int, int, int, int]]:
+    """Shapes of FBNet's 22 searchable layers: ``(stage, C_in, C_out, stride, input side)``."""
+    layers = []
+    side = _FBNET_IMAGE // 2  # after the stride-2 stem
+    c_in = _FBNET_STEM
+    for stage, (c_out, n_layers, first_stride) in enumerate(_FBNET_STAGES):
+        for i in range(n_layers):
+            stride = first_stride if i == 0 else 1
+            layers.append((stage, c_in, c_out, stride, side))
+            c_in, side = c_out, side // stride
+    return layers
+
+
 def _fbnet_layer_table() -> tuple[np.ndarray, float]:
     """Costs of every (layer, op) of FBNet, ``22 x 9 x len(FBNET_COSTS)``, and the fixed MACs.
 
@@ -68,39 +81,63 @@ def _fbnet_layer_table() -> tuple[np.ndarray, float]:
     its MACs count as projection MACs and it is not a ConvBlock.
     """
     rows = []
-    side = _FBNET_IMAGE // 2  # after the stride-2 stem
-    fixed = 3 * _FBNET_STEM * 9 * side**2
-    c_in = _FBNET_STEM
+    fixed = 3 * _FBNET_STEM * 9 * (_FBNET_IMAGE // 2) ** 2
     n_stages = len(_FBNET_STAGES)
-    for stage, (c_out, n_layers, first_stride) in enumerate(_FBNET_STAGES):
-        for i in range(n_layers):
-            stride = first_stride if i == 0 else 1
-            out_side = side // stride
-            keeps_shape = c_in == c_out and stride == 1
-            ops = []
-            for block in (*_FBNET_BLOCKS, None):
-                activation = np.zeros(n_stages)
-                if block is None:  # skip: identity, or a strided 1x1 conv where the shape changes
-                    macs = (0.0, 0.0, 0.0 if keeps_shape else c_in * c_out * out_side**2)
-                    activation[stage] = 0.0 if keeps_shape else c_out * out_side**2
-                    counts = (0.0, 0.0)
-                else:
-                    kernel, expansion, groups = block
-                    hidden = c_in * expansion
-                    macs = (
-                        c_in * hidden * side**2 / groups,
-                        hidden * kernel**2 * out_side**2,
-                        hidden * c_out * out_side**2 / groups,
-                    )
-                    activation[stage] = (
-                        hidden * side**2 + hidden * out_side**2 + c_out * out_side**2 * (1 + keeps_shape)
-                    )
-                    counts = (1.0, float(groups > 1))
-                ops.append((*macs, *activation, *counts))
-            rows.append(ops)
-            c_in, side = c_out, out_side
-    fixed += c_in * _FBNET_HEADER * side**2 + _FBNET_HEADER * _FBNET_CLASSES
+    for stage, c_in, c_out, stride, side in _fbnet_layers():
+        out_side = side // stride
+        keeps_shape = c_in == c_out and stride == 1
+        ops = []
+        for block in (*_FBNET_BLOCKS, None):
+            activation = np.zeros(n_stages)
+            if block is None:  # skip: identity, or a strided 1x1 conv where the shape changes
+                macs = (0.0, 0.0, 0.0 if keeps_shape else c_in * c_out * out_side**2)
+                activation[stage] = 0.0 if keeps_shape else c_out * out_side**2
+                counts = (0.0, 0.0)
+            else:
+                kernel, expansion, groups = block
+                hidden = c_in * expansion
+                macs = (
+                    c_in * hidden * side**2 / groups,
+                    hidden * kernel**2 * out_side**2,
+                    hidden * c_out * out_side**2 / groups,
+                )
+                activation[stage] = (
+                    hidden * side**2 + hidden * out_side**2 + c_out * out_side**2 * (1 + keeps_shape)
+                )
+                counts = (1.0, float(groups > 1))
+            ops.append((*macs, *activation, *counts))
+        rows.append(ops)
+    # The header reads the last layer's output (c_out x out_side^2).
+    fixed += c_out * _FBNET_HEADER * out_side**2 + _FBNET_HEADER * _FBNET_CLASSES
     return np.array(rows, dtype=np.float64), float(fixed)
+
+
+def _fbnet_param_table() -> tuple[np.ndarray, int]:
+    """Trainable parameters of every (layer, op) of FBNet, ``22 x 9`` int64, and of the fixed parts.
+
+    As HW-NAS-Bench's ``FBNet_Infer`` holds them: convolutions without bias, each followed by a
+    BatchNorm (weight and bias; running statistics are buffers, not counted). A ConvBlock has
+    its 1x1 expansion ``C_in -> e C_in`` (``g`` groups), depthwise ``k x k`` and 1x1 projection
+    ``e C_in -> C_out`` (``g`` groups), three BNs; ``skip`` has none where it is the identity and a
+    1x1 conv ``C_in -> C_out`` with BN where the layer changes the shape. Fixed: the stem 3x3
+    conv ``3 -> 16`` with BN, the 1x1 header conv ``352 -> 1984`` with BN and the
+    ``1984 -> 1000`` classifier (weight and bias).
+    """
+    rows = []
+    for _, c_in, c_out, stride, _ in _fbnet_layers():
+        ops = []
+        for kernel, expansion, groups in _FBNET_BLOCKS:
+            hidden = c_in * expansion
+            expand = c_in * hidden // groups + 2 * hidden
+            depthwise = hidden * kernel**2 + 2 * hidden
+            project = hidden * c_out // groups + 2 * c_out
+            ops.append(expand + depthwise + project)
+        ops.append(0 if c_in == c_out and stride == 1 else c_in * c_out + 2 * c_out)  # skip
+        rows.append(ops)
+    fixed = 3 * _FBNET_STEM * 9 + 2 * _FBNET_STEM
+    fixed += _FBNET_STAGES[-1][0] * _FBNET_HEADER + 2 * _FBNET_HEADER
+    fixed += _FBNET_HEADER * _FBNET_CLASSES + _FBNET_CLASSES
+    return np.array(rows, dtype=np.int64), fixed
 
 
 class FBNetSpace(SearchSpace):
@@ -113,6 +150,7 @@ class FBNetSpace(SearchSpace):
         # name and tasks: a space defined as data on this macro-architecture (with scored tasks).
         super().__init__(name, tasks, [Dimension("op", FBNET_OPS)], [22])
         self._table, self._fixed_macs = _fbnet_layer_table()
+        self._param_table, self._fixed_params = _fbnet_param_table()
 
     def parse(self, arch: str) -> Subnet:
         if not isinstance(arch, str) or len(arch) != 22:
@@ -141,6 +179,19 @@ class FBNetSpace(SearchSpace):
     def choice_macs(self, codes: np.ndarray) -> np.ndarray:
         return self._fixed_macs + self.choice_costs(codes)[:, :3].sum(1)
 
+    def choice_params(self, codes: np.ndarray, task: str | None = None) -> np.ndarray:
+        """Parameters of HW-NAS-Bench's ImageNet ``FBNet_Infer`` (see :func:`_fbnet_param_table`).
+
+        Args:
+            codes: Valid choice indices, shape ``n x 22 x 1``.
+            task: Ignored: every task is scored on the same network, classifier included.
+
+        Returns:
+            int64 array of shape ``n``.
+        """
+        ops = np.asarray(codes)[:, :, 0]
+        return self._fixed_params + self._param_table[np.arange(ops.shape[1])[None, :], ops].sum(1)
+
 
 class NASBench201Space(SearchSpace):
     """NAS-Bench-201: a 4-node cell with 6 edges, 5 ops each (15,625 cells).
@@ -158,6 +209,22 @@ class NASBench201Space(SearchSpace):
             for (c, _), (_, s) in zip(_NB201_STAGES[:-1], _NB201_STAGES[1:], strict=True)
         )
         self._fixed_macs = float(3 * 16 * 9 * 32 * 32 + reductions + 64 * _NB201_CLASSES)
+        # Parameters (see choice_params): stem conv + BN; per reduction block C -> 2C two 3x3
+        # ReLU-conv-BNs and the shortcut's 1x1 conv (no BN); the final BN and the classifier.
+        reduction_params = sum(
+            (9 * c * 2 * c + 4 * c) + (9 * (2 * c) ** 2 + 4 * c) + c * 2 * c for c, _ in _NB201_STAGES[:-1]
+        )
+        last = _NB201_STAGES[-1][0]
+        head_params = 2 * last + last * _NB201_CLASSES + _NB201_CLASSES
+        self._fixed_params = 3 * 16 * 9 + 2 * 16 + reduction_params + head_params
+        # Per op (NB201_OPS order), summed over the 15 cells: ReLU-conv-BN for the convolutions.
+        self._op_params = np.array(
+            [
+                sum(_NB201_CELLS * (k * c * c + 2 * c) for c, _ in _NB201_STAGES) if k else 0
+                for k in (0, 0, 1, 9, 0)  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3
+            ],
+            dtype=np.int64,
+        )
 
     def parse(self, arch: str) -> Subnet:
         if not isinstance(arch, str):
@@ -258,6 +325,25 @@ class NASBench201Space(SearchSpace):
     def choice_macs(self, codes: np.ndarray) -> np.ndarray:
         """MACs of the stem, the reduction blocks, the classifier and the live convolutions."""
         return self._fixed_macs + self.choice_costs(codes)[:, :2].sum(1)
+
+    def choice_params(self, codes: np.ndarray, task: str | None = None) -> np.ndarray:
+        """Parameters of the NAS-Bench-201 CIFAR-10 network (``TinyNetwork``, C = 16, N = 5).
+
+        Counted: the stem 3x3 conv ``3 -> 16`` (no bias) and its BN; per cell edge at ``C``
+        channels, ``nor_conv_3x3`` ``9 C^2 + 2 C`` and ``nor_conv_1x1`` ``C^2 + 2 C`` (ReLU-conv-BN,
+        BN weight and bias), other ops none; per reduction block ``C -> 2C`` two 3x3 ReLU-conv-BNs
+        and a 1x1 shortcut conv; the final BN and the ``64 -> 10`` classifier. Edges off every
+        input-to-output path count too: their weights are in the model. The range is NAS-Bench-201's
+        own, 0.073306 M to 1.531546 M.
+
+        Args:
+            codes: Valid choice indices, shape ``n x 6 x 1``.
+            task: Ignored: every task is scored on the same network, classifier included.
+
+        Returns:
+            int64 array of shape ``n``.
+        """
+        return self._fixed_params + self._op_params[np.asarray(codes)[:, :, 0]].sum(1)
 
     def cost_extremes(self) -> tuple[Subnet, Subnet]:
         """Cheapest and costliest cell by :meth:`macs`, by exhaustive search (dead edges make the

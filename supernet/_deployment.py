@@ -28,7 +28,17 @@ from torch import Tensor, nn
 
 from ._export import ONNX_OPSET, example_input
 from ._space import Subnet
-from ._supernet import LayerSpec, UFOSupernet, _embed, _ffn, _init_weights, resolve_path
+from ._supernet import (
+    LayerSpec,
+    UFOSupernet,
+    _copy_,
+    _embed,
+    _ffn,
+    _init_weights,
+    _SuperBlock,
+    _SuperFFN,
+    resolve_path,
+)
 from ._ufo import UFOSpace, ViTGeometry
 
 InputMode = Literal["separate", "shared"]
@@ -263,7 +273,7 @@ def reused_layers(space: UFOSpace, codes: np.ndarray) -> np.ndarray:
     )  # n x T x T x max_depth
     same_prefix = np.logical_and.accumulate(same_layer, axis=3)
     earlier = np.tril(np.ones((tasks, tasks), dtype=bool), k=-1)  # [t, u]: u comes before t
-    return (same_prefix & earlier[None, :, :, None]).any(axis=2)
+    return np.asarray((same_prefix & earlier[None, :, :, None]).any(axis=2))
 
 
 def deployment_choices(space: UFOSpace, dep: Deployment) -> np.ndarray:
@@ -454,10 +464,10 @@ class DeploymentViT(nn.Module):
         return f"space={self.space.name!r}, tasks={list(self.tasks)}"
 
 
-def _copy_attention(target: _LayerUnion, source: nn.Module, heads: int, head_dim: int) -> None:
+def _copy_attention(target: _LayerUnion, source: _SuperBlock, heads: int, head_dim: int) -> None:
     """Copy the first ``heads`` heads of a supernet layer's ``[q | k | v]`` attention into the
     head-major layout of ``target``."""
-    qkv, proj = source.attn.qkv, source.attn.proj  # type: ignore[union-attr]
+    qkv, proj = source.attn.qkv, source.attn.proj
     e = qkv.in_features
     max_heads = qkv.out_features // (3 * head_dim)
     weight = qkv.weight.view(3, max_heads, head_dim, e)[:, :heads].permute(1, 0, 2, 3)
@@ -468,12 +478,9 @@ def _copy_attention(target: _LayerUnion, source: nn.Module, heads: int, head_dim
     target.proj.bias.copy_(proj.bias)
 
 
-def _copy_ffn(target: _FFNUnion, source: nn.Module) -> None:
-    hidden = target.fc1.out_features
-    target.fc1.weight.copy_(source.fc1.weight[:hidden])  # type: ignore[union-attr,index]
-    target.fc1.bias.copy_(source.fc1.bias[:hidden])  # type: ignore[union-attr,index]
-    target.fc2.weight.copy_(source.fc2.weight[:, :hidden])  # type: ignore[union-attr,index]
-    target.fc2.bias.copy_(source.fc2.bias)  # type: ignore[union-attr,arg-type]
+def _copy_ffn(target: _FFNUnion, source: _SuperFFN) -> None:
+    fc1, fc2 = target.fc1, target.fc2
+    _copy_((fc1.weight, fc1.bias, fc2.weight, fc2.bias), source.sliced(fc1.out_features))
 
 
 @torch.no_grad()
@@ -495,17 +502,19 @@ def extract_deployment(supernet: UFOSupernet, dep: Deployment | Mapping[str, Sub
     model.cls_token.copy_(supernet.cls_token)
     model.pos_embed.copy_(supernet.pos_embed)
     g = space.geometry
-    for target, source in zip(cast("Iterable[_LayerUnion]", model.blocks), supernet.blocks, strict=False):
+    # ModuleList / ModuleDict are not generic: these hold the modules built in the two __init__s.
+    sources = cast("Iterable[_SuperBlock]", supernet.blocks)
+    for target, source in zip(cast("Iterable[_LayerUnion]", model.blocks), sources, strict=False):
         target.norm1.load_state_dict(source.norm1.state_dict())
         target.norm2.load_state_dict(source.norm2.state_dict())
         _copy_attention(target, source, target.qkv.out_features // (3 * g.head_dim), g.head_dim)
         if target.ffn is not None:
             _copy_ffn(target.ffn, source.ffn)
         for task, expert in target.experts.items():
-            _copy_ffn(cast(_FFNUnion, expert), source.experts[task])
+            _copy_ffn(cast(_FFNUnion, expert), cast(_SuperFFN, source.experts[task]))
     model.norm.load_state_dict(supernet.norm.state_dict())
     for task, head in model.heads.items():
-        head.load_state_dict(supernet.heads[task].state_dict())
+        head.load_state_dict(cast(nn.Linear, supernet.heads[task]).state_dict())
     return model.train(supernet.training)
 
 

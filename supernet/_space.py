@@ -489,6 +489,43 @@ class SearchSpace:
                     best[kind] = (value, sub)
         return best["min"][1], best["max"][1]
 
+    # ------------------------------------------------------------------ parameter counts
+    @property
+    def has_params(self) -> bool:
+        """Whether :meth:`params` and :meth:`choice_params` are available (every preset has them)."""
+        return type(self).choice_params is not SearchSpace.choice_params
+
+    def choice_params(self, codes: np.ndarray, task: str | None = None) -> np.ndarray:
+        """:meth:`params` from a :meth:`choice_matrix` (vectorised, like :meth:`choice_macs`).
+
+        Args:
+            codes: Valid choice indices (see :meth:`validate_choices`), shape
+                ``n x max_depth x n_dims`` with -1 for absent layers; not checked here.
+            task: The task whose own head is counted, in spaces whose tasks have heads; spaces
+                whose tasks all run one network ignore it.
+
+        Returns:
+            int64 array of shape ``n``.
+
+        Raises:
+            NotImplementedError: If the space cannot count parameters (:attr:`has_params`).
+            ValueError: If the space has per-task heads and ``task`` is not one of its tasks.
+        """
+        raise NotImplementedError(f"space {self.name!r} has no parameter count")
+
+    def params(self, subs: Sequence[Subnet], task: str | None = None) -> np.ndarray:
+        """Exact trainable parameters (weights and biases, BatchNorm/LayerNorm affine terms; no
+        running statistics) of each subnet built as a standalone model, int64 array of shape ``n``.
+
+        Each preset documents what its model holds at its ``choice_params``.
+
+        Raises:
+            NotImplementedError: If the space cannot count parameters (:attr:`has_params`).
+            ValueError: If a subnet is not in this space, or ``task`` is unknown (see
+                :meth:`choice_params`).
+        """
+        return self.choice_params(self.choice_matrix(subs), task)
+
     # ------------------------------------------------------------------ arch strings
     def parse(self, arch: str) -> Subnet:  # pragma: no cover - every preset overrides
         raise NotImplementedError

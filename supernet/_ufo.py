@@ -120,22 +120,49 @@ class UFOSpace(SearchSpace):
         return self.config(sub)["layers"]
 
     def param_count(self, sub: Subnet, task: str | None = None) -> int:
-        """Exact parameter count of the extracted subnet (plus ``task``'s head when it has one)."""
+        """Exact parameter count of the extracted subnet (plus ``task``'s head when it has one).
+
+        The one-subnet form of :meth:`choice_params`, which holds the formula.
+
+        Raises:
+            ValueError: If ``sub`` is not a subnet of this space or ``task`` is unknown.
+        """
+        return int(self.choice_params(self.choice_matrix([sub]), task)[0])
+
+    def choice_params(self, codes: np.ndarray, task: str | None = None) -> np.ndarray:
+        """Exact trainable parameters of each subnet's extracted model (:meth:`UFOSupernet.extract`).
+
+        Counted: the patch-embedding conv (weight and bias), the class token, the position
+        embedding, per active layer two LayerNorms (weight and bias), the qkv linear
+        ``E -> 3 h d`` and the projection ``h d -> E``, the FFN's two linears ``E -> H -> E``
+        (all with biases), the final LayerNorm, and ``task``'s head ``E -> out`` when the task has
+        an output width. An ``ffn_path`` choice changes whose FFN a layer runs, not its size.
+
+        Args:
+            codes: Valid choice indices, shape ``n x max_depth x n_dims`` (-1 for absent layers).
+            task: The task whose head is counted; None (or a task without a head) counts none.
+
+        Returns:
+            int64 array of shape ``n``.
+
+        Raises:
+            ValueError: If ``task`` is not a task of this space.
+        """
         self.check_task(task)
         g = self.geometry
         e = g.embed_dim
-        total = g.in_chans * g.patch_size**2 * e + e  # patch embedding conv
-        total += e + g.num_tokens * e  # class token, position embedding
-        for layer in self.layer_values(sub):
-            a = g.attn_dim(layer["num_heads"])
-            h = g.ffn_hidden(layer["mlp_ratio"])
-            total += 2 * e + _linear_params(e, 3 * a) + _linear_params(a, e)
-            total += 2 * e + _linear_params(e, h) + _linear_params(h, e)
-        total += 2 * e  # final norm
+        fixed = g.in_chans * g.patch_size**2 * e + e  # patch embedding conv
+        fixed += e + g.num_tokens * e  # class token, position embedding
+        fixed += 2 * e  # final norm
         out = self.task_outputs.get(task) if task else None
         if out:
-            total += _linear_params(e, out)
-        return total
+            fixed += _linear_params(e, out)
+        active, heads, hidden = self._layer_shapes(np.asarray(codes))
+        attn = heads.astype(np.int64) * g.head_dim  # exact: small integers held as float64
+        width = hidden.astype(np.int64)
+        # Two norms (2E each), qkv E -> 3A and proj A -> E, fc1 E -> H and fc2 H -> E, with biases.
+        per_layer = 6 * e + (4 * e + 3) * attn + (2 * e + 1) * width
+        return fixed + np.where(active, per_layer, 0).sum(1, dtype=np.int64)
 
     def flops(self, sub: Subnet, task: str | None = None) -> int:
         """Multiply-accumulates of one 1-image forward pass (convolutions and matmuls only)."""

@@ -10,6 +10,7 @@ from . import (
     _agent,
     _db,
     _demo,
+    _deploy,
     _export,
     _pareto,
     _predict,
@@ -50,6 +51,7 @@ for _module in (
     _worker,
     _token,
     _pareto,
+    _deploy,
     _demo,
 ):
     _module.register(app)

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
         description="Wall-clock limit of a front search warm-started from the previous front after a "
         "posterior update (no new hyperparameters).",
     )
+    deployment_time_limit_s: float = Field(
+        5.0,
+        gt=0.0,
+        description="Wall-clock limit of the search behind one deployment query (POST "
+        "/v1/deployments/query) that is too large to compare every combination.",
+    )
     front_cache_s: float = Field(
         1.0, ge=0.0, description="How long /v1/query trusts its cached 'latest front' before re-checking."
     )

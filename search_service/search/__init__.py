@@ -1,21 +1,9 @@
-"""Pareto search on predicted (score, latency): exact fronts, NSGA-II, budget queries.
+"""Pareto search on predicted (score, latency): exact fronts, NSGA-II, budget queries (with a
+parameter cap), and (score, parameters) fronts.
 
 A pure package (numpy, torch, botorch): no web framework or database imports.
 """
 
-from ._front import (
-    DEFAULT_CONFIDENCES,
-    CandidateSet,
-    Choice,
-    EncodedPredictor,
-    FrontPoint,
-    FrontResult,
-    NothingFitsError,
-    Predictor,
-    budget_query,
-    compute_front,
-    enumerate_codes,
-)
 from ._deployment import (
     DeploymentAnswer,
     NoFeasibleDeploymentError,
@@ -24,11 +12,28 @@ from ._deployment import (
     TaskGoal,
     solve_deployment,
 )
+from ._front import (
+    DEFAULT_CONFIDENCES,
+    FRONT_OBJECTIVES,
+    CandidateSet,
+    Choice,
+    EncodedPredictor,
+    FrontObjective,
+    FrontPoint,
+    FrontResult,
+    NothingFitsError,
+    Predictor,
+    budget_query,
+    candidate_front,
+    compute_front,
+    enumerate_codes,
+)
 from ._nsga2 import Archive, EvolutionConfig, Evolver, Objective, evolve, homogeneous_codes, random_codes
 from ._pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
 
 __all__ = [
     "DEFAULT_CONFIDENCES",
+    "FRONT_OBJECTIVES",
     "Archive",
     "CandidateSet",
     "Choice",
@@ -36,6 +41,7 @@ __all__ = [
     "EncodedPredictor",
     "EvolutionConfig",
     "Evolver",
+    "FrontObjective",
     "FrontPoint",
     "FrontResult",
     "NoFeasibleDeploymentError",
@@ -46,6 +52,7 @@ __all__ = [
     "TaskAnswer",
     "TaskGoal",
     "budget_query",
+    "candidate_front",
     "compute_front",
     "crowding_distance",
     "enumerate_codes",

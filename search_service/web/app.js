@@ -107,6 +107,15 @@ function formatMs(value) {
   return String(Number(value.toPrecision(4)));
 }
 
+/** A count (parameters, MACs) with three significant digits and a k/M/G suffix; "?" if unknown. */
+function formatCount(value) {
+  if (value === null || value === undefined) return "?";
+  for (const [size, suffix] of [[1e9, " G"], [1e6, " M"], [1e3, " k"]]) {
+    if (Math.abs(value) >= size) return `${Number((value / size).toPrecision(3))}${suffix}`;
+  }
+  return String(value);
+}
+
 // ---- Talking to the server -----------------------------------------------------------------------
 
 /** An error answer of the service, with its message written as sentences. */
@@ -365,6 +374,7 @@ function drawPlot() {
     circle.append(svgEl("title", {}, `${p.arch}${p.measured ? " (measured)" : ""}\n` +
       `predicted ${label}: ${p.score.toFixed(3)} ± ${p.score_std.toFixed(3)}\n` +
       `predicted latency: ${p.latency_ms.toFixed(2)} ± ${p.latency_std.toFixed(2)} ms\n` +
+      `${formatCount(p.params)} parameters, ${formatCount(p.macs)} MACs\n` +
       `meets a budget of ${formatMs(budget)} ms with probability ${conf}; click to use that budget`));
     circle.addEventListener("click", () => {
       setBudget(reachable(budget));
@@ -422,7 +432,8 @@ async function runQuery() {
   showChoice(result.arch,
     `predicted ${scoreLabel()}: ${p.score.toFixed(3)} ± ${p.score_std.toFixed(3)}; predicted latency: ` +
     `${p.latency_ms.toFixed(2)} ± ${p.latency_std.toFixed(2)} ms; P(latency ≤ ${formatMs(budget)} ms) = ` +
-    `${p.p_feasible.toFixed(3)}, at least the required ${conf}`);
+    `${p.p_feasible.toFixed(3)}, at least the required ${conf}; ${formatCount(result.params)} parameters, ` +
+    `${formatCount(result.macs)} MACs`);
   renderConfig(result.config);
   drawPlot();
 }

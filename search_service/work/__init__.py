@@ -13,6 +13,7 @@ from ._celery import CeleryRunner, create_celery
 from ._context import WorkContext, use_threads
 from ._functions import (
     Outcome,
+    answer_and_store_deployment,
     build_front,
     decode_front,
     encode_front,
@@ -29,6 +30,7 @@ __all__ = [
     "Outcome",
     "Runner",
     "WorkContext",
+    "answer_and_store_deployment",
     "build_front",
     "create_celery",
     "decode_front",

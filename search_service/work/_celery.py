@@ -19,17 +19,18 @@ from celery import Celery, Task
 from ..core import Settings
 from ..domain import Metric, Target, WorkKind
 from ..models import utcnow
-from ..schemas import CampaignCreate
+from ..schemas import CampaignCreate, DeploymentQueryRequest
 from . import items
 from ._context import WorkContext
-from ._functions import Outcome, build_front, fit_target, plan_and_store_campaign
-from ._schedule import Order, Runner, raise_campaign_error, schedule, wait_for
+from ._functions import Outcome, answer_and_store_deployment, build_front, fit_target, plan_and_store_campaign
+from ._schedule import Order, Runner, raise_recorded_error, schedule, wait_for
 
 log = logging.getLogger("gpnas.work")
 
 FIT_TASK = "gpnas.fit_target"
 FRONT_TASK = "gpnas.build_front"
 CAMPAIGN_TASK = "gpnas.plan_campaign"
+DEPLOYMENT_TASK = "gpnas.answer_deployment"
 
 # A task that failed for a reason outside it (the database restarting) is retried this often.
 _MAX_RETRIES = 5
@@ -115,6 +116,14 @@ def _register(app: Celery, settings: Settings) -> None:
         except Exception as error:
             retrying(task, error)
 
+    @app.task(name=DEPLOYMENT_TASK, bind=True)
+    def deployment(task: Task, body: dict[str, Any], key: str) -> dict[str, Any]:
+        try:
+            request = DeploymentQueryRequest.model_validate(body)
+            return answer_and_store_deployment(context(), request, key).to_dict()
+        except Exception as error:
+            retrying(task, error)
+
 
 class CeleryRunner(Runner):
     """Sends work to Celery workers; waits for campaigns through their work items.
@@ -141,13 +150,22 @@ class CeleryRunner(Runner):
 
     def campaign(self, body: CampaignCreate) -> int:
         key = items.campaign_key(uuid.uuid4().hex)
+        return self._request(CAMPAIGN_TASK, WorkKind.CAMPAIGN, body.space, body.model_dump(mode="json"), key)
+
+    def deployment(self, body: DeploymentQueryRequest, key: str) -> int:
+        return self._request(
+            DEPLOYMENT_TASK, WorkKind.DEPLOYMENT, body.space, body.model_dump(mode="json"), key
+        )
+
+    def _request(self, name: str, kind: WorkKind, space: str, body: dict[str, Any], key: str) -> int:
+        """Send a request's task to a worker and wait for what it stores (or the error it records)."""
         with self.ctx.write_sessions() as session:
-            items.dispatched(session, key, WorkKind.CAMPAIGN, body.space, utcnow())
+            items.dispatched(session, key, kind, space, utcnow())
             session.commit()
-        self.app.send_task(CAMPAIGN_TASK, args=[body.model_dump(mode="json"), key])
+        self.app.send_task(name, args=[body, key])
         item = wait_for(self.ctx, [key], self.ctx.settings.task_wait_s)[key]
         if item.error is not None:
-            raise_campaign_error(item.error)
+            raise_recorded_error(item.error)
         assert item.result_id is not None
         return item.result_id
 

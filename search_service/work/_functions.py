@@ -23,13 +23,13 @@ import torch
 from sqlalchemy.orm import Session
 
 from predictors import Predictor, SupportsUpdate, create_predictor
-from supernet import SearchSpace, get_space
+from supernet import SearchSpace, get_space, space_with_task
 
 from .. import repositories as repo
 from ..domain import Metric, Target, WorkKind, WorkStatus
 from ..errors import ServiceError
 from ..models import Front, PredictorVersion, utcnow
-from ..schemas import CampaignCreate
+from ..schemas import CampaignCreate, DeploymentQueryRequest
 from ..search import FrontResult, compute_front
 from . import items
 from ._context import WorkContext, lock
@@ -78,8 +78,10 @@ def encode_front(result: FrontResult) -> bytes:
     return gzip.compress(json.dumps(result.to_dict(), separators=(",", ":")).encode(), compresslevel=6)
 
 
-def decode_front(data: bytes, space: str) -> FrontResult:
-    return FrontResult.from_dict(json.loads(gzip.decompress(data)), get_space(space))
+def decode_front(data: bytes, space: str, task: str) -> FrontResult:
+    """Inverse of :func:`encode_front` for a front of ``task``: fronts stored before they kept
+    parameter counts get them computed (``space``'s, read again if it has gained ``task``)."""
+    return FrontResult.from_dict(json.loads(gzip.decompress(data)), space_with_task(space, task), task)
 
 
 def fitted_version(row: PredictorVersion) -> repo.DataVersion | None:
@@ -294,7 +296,8 @@ def build_front(ctx: WorkContext, space_name: str, task: str, device: str, key: 
     (``front_update_time_limit_s``): the front moves little.
     """
     settings = ctx.settings
-    space = get_space(space_name)
+    # Read again if this process's copy predates the task (its head is in the parameter counts).
+    space = space_with_task(space_name, task)
     with ctx.read_sessions() as session:
         score = repo.latest_predictor(session, space_name, Metric.SCORE, task)
         latency = repo.latest_predictor(session, space_name, Metric.LATENCY, device)
@@ -328,11 +331,12 @@ def build_front(ctx: WorkContext, space_name: str, task: str, device: str, key: 
             space,
             Predictor.from_bytes(score.blob, space),
             Predictor.from_bytes(latency.blob, space),
+            task=task,
             max_evaluations=settings.front_max_evaluations,
             time_limit_s=settings.front_update_time_limit_s
             if same_hyperparameters
             else settings.front_time_limit_s,
-            warm_start=None if previous is None else decode_front(previous.data, space_name),
+            warm_start=None if previous is None else decode_front(previous.data, space_name, task),
         )
         data = encode_front(result)
     except INPUT_ERRORS as error:
@@ -382,7 +386,11 @@ def build_front(ctx: WorkContext, space_name: str, task: str, device: str, key: 
     return outcome
 
 
-# ------------------------------------------------------------------------------------- campaigns
+# ------------------------------------------------------------------------------------- requests
+def _recorded(error: ServiceError) -> str:
+    """A client error as a work item records it for the waiting API process (JSON: status,
+    message, loc; see ``_schedule.raise_recorded_error``)."""
+    return json.dumps({"status": error.status_code, "message": error.message, "loc": error.loc})
 
 
 def plan_and_store_campaign(ctx: WorkContext, body: CampaignCreate, key: str) -> Outcome:
@@ -400,8 +408,39 @@ def plan_and_store_campaign(ctx: WorkContext, body: CampaignCreate, key: str) ->
     try:
         campaign = store_campaign(ctx.read_sessions, ctx.write_sessions, body, ctx.settings.data_dir, key=key)
     except ServiceError as error:
-        outcome.error = json.dumps({"status": error.status_code, "message": error.message, "loc": error.loc})
+        outcome.error = _recorded(error)
         _mark(ctx, key, WorkKind.CAMPAIGN, body.space, WorkStatus.FAILED, outcome.error)
         return outcome
     outcome.stored = campaign
+    return outcome
+
+
+def answer_and_store_deployment(ctx: WorkContext, body: DeploymentQueryRequest, key: str) -> Outcome:
+    """Search the deployment ``body`` asks for and store the answer under ``key`` (see
+    :func:`~search_service.services.deployments.query_deployment`), once per key; a
+    :class:`ServiceError` (nothing fits, predictors missing) is recorded as the item's error."""
+    from ..services.deployments import compute_answer, store_answer
+
+    outcome = Outcome(key)
+    with ctx.read_sessions() as session:
+        item = items.get(session, key)
+        if item is not None and item.status in (WorkStatus.DONE, WorkStatus.FAILED):
+            outcome.existing, outcome.error = item.result_id, item.error
+            return outcome
+    with ctx.write_sessions() as session:
+        items.started(session, key, WorkKind.DEPLOYMENT, body.space)
+        session.commit()
+    try:
+        with ctx.read_sessions() as session:
+            answer = compute_answer(session, body, ctx.settings)
+    except ServiceError as error:
+        outcome.error = _recorded(error)
+        _mark(ctx, key, WorkKind.DEPLOYMENT, body.space, WorkStatus.FAILED, outcome.error)
+        return outcome
+    with ctx.write_sessions() as session:
+        outcome.stored = store_answer(session, key, answer)
+        items.finished(
+            session, key, WorkKind.DEPLOYMENT, body.space, WorkStatus.DONE, result_id=outcome.stored
+        )
+        session.commit()
     return outcome

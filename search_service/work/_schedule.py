@@ -23,10 +23,17 @@ from .. import repositories as repo
 from ..domain import Metric, Target, WorkKind, WorkStatus
 from ..errors import ConflictError, InvalidError, NotFoundError, ServiceError, UnavailableError
 from ..models import WorkItem, utcnow
-from ..schemas import CampaignCreate
+from ..schemas import CampaignCreate, DeploymentQueryRequest
 from . import items
 from ._context import WorkContext, lock
-from ._functions import Outcome, build_front, fit_target, fitted_version, plan_and_store_campaign
+from ._functions import (
+    Outcome,
+    answer_and_store_deployment,
+    build_front,
+    fit_target,
+    fitted_version,
+    plan_and_store_campaign,
+)
 
 SCHEDULER_LOCK = "gpnas/scheduler"
 
@@ -118,15 +125,17 @@ def run_order(ctx: WorkContext, order: Order) -> Outcome:
     return build_front(ctx, order.space, order.task, order.device, key=order.key)
 
 
-def raise_campaign_error(error: str) -> None:
-    """Raise the :class:`ServiceError` a campaign task recorded (JSON: status, message, loc)."""
+def raise_recorded_error(error: str) -> None:
+    """Raise the :class:`ServiceError` a campaign or deployment task recorded (JSON: status,
+    message, loc)."""
     recorded = json.loads(error)
     kinds: dict[int, type[ServiceError]] = {404: NotFoundError, 409: ConflictError, 422: InvalidError}
     raise kinds.get(recorded["status"], InvalidError)(recorded["message"], recorded["loc"])
 
 
 class Runner(abc.ABC):
-    """Where work runs. Callers hand it what a scheduling pass ordered, and campaign requests."""
+    """Where work runs. Callers hand it what a scheduling pass ordered, campaign requests and
+    deployment queries."""
 
     def __init__(self, ctx: WorkContext) -> None:
         self.ctx = ctx
@@ -141,6 +150,14 @@ class Runner(abc.ABC):
 
         Raises:
             ServiceError: What planning raised (unknown device, too few subnets...).
+        """
+
+    @abc.abstractmethod
+    def deployment(self, body: DeploymentQueryRequest, key: str) -> int:
+        """Answer ``body`` and store the answer under the work item ``key``; the answer's id.
+
+        Raises:
+            ServiceError: What the search raised (nothing fits, predictors missing...).
         """
 
     @property
@@ -158,11 +175,19 @@ class InProcessRunner(Runner):
         return [run_order(self.ctx, order) for order in orders]
 
     def campaign(self, body: CampaignCreate) -> int:
-        outcome = plan_and_store_campaign(self.ctx, body, items.campaign_key(uuid.uuid4().hex))
-        if outcome.error is not None:
-            raise_campaign_error(outcome.error)
-        assert outcome.stored is not None or outcome.existing is not None
-        return outcome.stored or outcome.existing  # type: ignore[return-value]
+        return _result_of(plan_and_store_campaign(self.ctx, body, items.campaign_key(uuid.uuid4().hex)))
+
+    def deployment(self, body: DeploymentQueryRequest, key: str) -> int:
+        return _result_of(answer_and_store_deployment(self.ctx, body, key))
+
+
+def _result_of(outcome: Outcome) -> int:
+    """The id a request's task stored or found, or the client error it recorded, raised."""
+    if outcome.error is not None:
+        raise_recorded_error(outcome.error)
+    result = outcome.stored if outcome.stored is not None else outcome.existing
+    assert result is not None
+    return result
 
 
 def wait_for(

@@ -37,6 +37,11 @@ def campaign_key(request_id: str) -> str:
     return f"{WorkKind.CAMPAIGN}/{request_id}"
 
 
+def deployment_key(digest: str) -> str:
+    """The work of answering one deployment query on given predictors (``digest`` names both)."""
+    return f"{WorkKind.DEPLOYMENT}/{digest}"
+
+
 def target_lock(space: str, metric: Metric | str, target: str) -> str:
     """The lock held while a target's predictor version is stored."""
     return f"gpnas/fit/{space}/{metric}/{target}"

@@ -44,6 +44,7 @@ EXPECTED = {
     ("GET", "/v1/devices/{name}"): "get_device",
     ("GET", "/v1/campaigns"): "list_campaigns",
     ("POST", "/v1/campaigns"): "create_campaign",
+    ("POST", "/v1/deployments/query"): "query_deployment",
     ("GET", "/v1/campaigns/{campaign_id}"): "get_campaign",
     ("POST", "/v1/refit"): "refit",
     ("GET", "/v1/tokens"): "list_tokens",

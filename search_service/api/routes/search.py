@@ -15,6 +15,8 @@ from ...fronts import FrontCache, LoadedFront
 from ...refit import Refitter
 from ...schemas import (
     INT32,
+    FrontObjectiveName,
+    MaxParams,
     Name,
     ParetoPage,
     ParetoPoint,
@@ -24,7 +26,7 @@ from ...schemas import (
     SpaceName,
     check_task,
 )
-from ...search import NothingFitsError, budget_query
+from ...search import FrontPoint, NothingFitsError, budget_query
 from ..deps import FrontCacheDep, RefitterDep, SessionDep
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -77,10 +79,17 @@ def _front(
     )
 
 
+def _macs(point: FrontPoint) -> int | None:
+    return None if point.macs is None else round(point.macs)
+
+
 @router.post("/query", response_model=QueryResponse, responses=_NOT_COMPUTED)
 async def query(body: QueryRequest, request: Request) -> Response:
     """The subnet with the best predicted score whose latency meets the budget with probability
-    ``confidence`` (Gaussian latency posterior). 422 when nothing fits, naming the fastest candidate."""
+    ``confidence`` (Gaussian latency posterior) and, given ``max_params``, that has at most that
+    many parameters. 422 when nothing fits, on the field whose constraint ruled the candidates
+    out: ``latency_budget_ms`` (naming the fastest candidate) or ``max_params`` (naming the
+    smallest)."""
     # The hot path: async and without dependencies to solve, so a cached front is answered on the
     # event loop with no thread hand-off (the database is read at most once per front_cache_s),
     # and the answer is serialised once here rather than validated again against response_model.
@@ -89,13 +98,19 @@ async def query(body: QueryRequest, request: Request) -> Response:
     if loaded is None:
         loaded = await run_in_threadpool(_front_in_session, request, cache, refitter, body)
     try:
-        choice = budget_query(loaded.result.candidates, body.latency_budget_ms, body.confidence)
+        choice = budget_query(
+            loaded.result.candidates, body.latency_budget_ms, body.confidence, body.max_params
+        )
     except NothingFitsError as error:
-        raise InvalidError(str(error), ["body", "latency_budget_ms"]) from None
+        raise InvalidError(str(error), ["body", error.field]) from None
+    except ValueError as error:  # a cap on a front without parameter counts
+        raise InvalidError(str(error), ["body", "max_params"]) from None
     point = choice.point
     answer = QueryResponse(
         arch=point.arch,
         config=get_space(body.space).config(point.subnet),
+        params=point.params,
+        macs=_macs(point),
         predicted=Predicted(
             score=point.score,
             score_std=point.score_std,
@@ -125,24 +140,52 @@ def pareto(
     device: Annotated[Name, Query()],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=INT32)] = 0,
+    objective: Annotated[
+        FrontObjectiveName,
+        Query(description="`latency`: the (score, latency) front; `params`: the (score, parameters) front."),
+    ] = "latency",
+    max_params: Annotated[
+        MaxParams | None, Query(description="The front of the subnets with at most this many parameters.")
+    ] = None,
 ) -> ParetoPage:
-    """The predicted Pareto front (score up, latency down) ordered by latency, a page at a time.
+    """The predicted Pareto front (score up, latency down) ordered by latency, a page at a time;
+    with ``objective=params`` the front on (score up, parameters down), ordered by parameters.
 
-    ``measured`` is true for subnets with both a measured score on the task and a measured
-    latency on the device; the numbers shown are the predictions in every case.
+    ``max_params`` restricts the front to the subnets with at most that many parameters (the
+    front among them, not the full front cut off). Every point has its exact ``params`` and
+    ``macs``. ``measured`` is true for subnets with both a measured score on the task and a
+    measured latency on the device; the numbers shown are the predictions in every case.
     """
     try:
         check_task(space, task)  # reads a registered space again if the task is new
     except ValueError as error:
         raise InvalidError(str(error), ["query", "task"]) from None
     loaded = _front(session, cache, refitter, space, task, device)
-    points = loaded.result.points[offset : offset + limit]
+    try:
+        front = loaded.result.front_on(objective, max_params)
+    except ValueError as error:  # a front without parameter counts
+        raise InvalidError(str(error), ["query", "max_params" if max_params else "objective"]) from None
+    points = front[offset : offset + limit]
     archs = [p.arch for p in points]
     measured = repo.archs_measured_on_both(session, space, task, device, archs)
     return ParetoPage(
-        points=[ParetoPoint(**p.to_dict(), measured=p.arch in measured) for p in points],
-        total=len(loaded.result.points),
+        points=[
+            ParetoPoint(
+                arch=p.arch,
+                score=p.score,
+                score_std=p.score_std,
+                latency_ms=p.latency_ms,
+                latency_std=p.latency_std,
+                params=p.params,
+                macs=_macs(p),
+                measured=p.arch in measured,
+            )
+            for p in points
+        ],
+        total=len(front),
         limit=limit,
         offset=offset,
         version=loaded.version,
+        objective=objective,
+        max_params=max_params,
     )

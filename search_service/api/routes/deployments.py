@@ -1,0 +1,31 @@
+"""Deployment queries: the best paths for several tasks deployed together on one chip."""
+
+from fastapi import APIRouter, Request
+
+from ...schemas import DeploymentQueryRequest, DeploymentQueryResponse
+from ...services import deployments as service
+
+router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
+
+
+@router.post(
+    "/query",
+    response_model=DeploymentQueryResponse,
+    responses={
+        404: {"description": "Unknown device, or a task or the device without measurements"},
+        409: {"description": "A predictor is not fitted yet (retry shortly)"},
+        422: {
+            "description": "Bad request, or no deployment meets the budgets (the answer names the closest)"
+        },
+        503: {"description": "No worker answered in time, or this process is busy with other queries"},
+    },
+)
+def query_deployment(body: DeploymentQueryRequest, request: Request) -> DeploymentQueryResponse:
+    """Per task a path (arch, config, predicted score and latency with std and P(feasible)) that
+    together maximise the weighted sum of the tasks' normalised predicted scores, each task
+    meeting its latency budget with probability ``confidence``, within the memory cap
+    (``max_params``, or ``max_weight_mb`` of ``dtype`` weights); weights the tasks share are
+    stored once. The answer is stored: the same query on the same predictors returns it again.
+    """
+    state = request.app.state
+    return service.query_deployment(state.read_sessions, body, state.refitter.runner)

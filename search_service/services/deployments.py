@@ -1,0 +1,228 @@
+"""Deployment queries (``POST /v1/deployments/query``, ``gpnas deploy``): several tasks on one chip.
+
+The answer is a search of seconds over the newest predictors (:func:`search.solve_deployment`),
+run where the service runs heavy work (this process without a broker, a worker with one). It
+is stored under a key made of the request and the predictor versions, so asking again is
+answered from the table, the same way, until a refit changes a predictor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import cast
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from predictors import Predictor
+from supernet import DTYPE_BYTES, UFOSpace, get_space, reused_layers
+
+from .. import repositories as repo
+from ..core.config import Settings
+from ..domain import Metric
+from ..errors import ConflictError, InvalidError, NotFoundError
+from ..models import DeploymentAnswerRow
+from ..schemas import (
+    DeploymentPrediction,
+    DeploymentQueryRequest,
+    DeploymentQueryResponse,
+    DeploymentTaskAnswer,
+)
+from ..search import NoFeasibleDeploymentError, SharedLatency, TaskGoal, solve_deployment
+from ..work import decode_front, items
+from ..work._schedule import Runner
+
+
+def shared_latency_model(space: UFOSpace, latency: Predictor) -> SharedLatency:
+    """The joint forward on one shared image: the tasks' path latencies minus the layers the
+    tasks compute together, each costed by the device's cost line (the latency predictor's
+    ``cost_model``: ms per MAC of each kind, per layer and per head).
+
+    Raises:
+        InvalidError: The device's latency predictor has no cost line to cost layers with.
+    """
+    cost_model = getattr(latency, "cost_model", None)
+    if cost_model is None:
+        raise InvalidError(
+            "a shared-input query needs the device's latency predictor to carry a cost line "
+            "(the gpnas predictor's cost_prior, on by default for latency)",
+            ["body", "input"],
+        )
+    weights = np.asarray(cost_model.weights[1:], dtype=np.float64)
+
+    def predict(codes: np.ndarray, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        reused = reused_layers(space, codes)  # n x T x max_depth
+        only_reused = np.where(reused[..., None], codes, -1).reshape(-1, *codes.shape[2:])
+        saved = (space.choice_costs(only_reused) @ weights).reshape(codes.shape[:2]).sum(1)
+        # Errors of the tasks' paths move together (similar subnets on one chip), so their stds add.
+        return np.maximum(mean.sum(1) - saved, mean.max(1)), std.sum(1)
+
+    return predict
+
+
+def predictor_versions(session: Session, body: DeploymentQueryRequest) -> dict[str, int]:
+    """Ids of the newest score predictor of every task and latency predictor of the device.
+
+    Raises:
+        NotFoundError: Unknown device, or a task or the device without measurements.
+        ConflictError: Measurements exist but are not fitted yet.
+    """
+    repo.get_device(session, body.device)
+    targets = [(Metric.SCORE, t.task, f"score/{t.task}") for t in body.tasks]
+    versions, missing, unfitted = {}, [], []
+    for metric, target, name in [*targets, (Metric.LATENCY, body.device, f"latency/{body.device}")]:
+        row = repo.latest_predictor(session, body.space, metric, target)
+        if row is not None:
+            versions[name] = row.id
+        elif repo.count_measured_subnets(session, body.space, metric, target) == 0:
+            missing.append(f"no {metric} measurements of {target!r}")
+        else:
+            unfitted.append(name)
+    if missing:
+        raise NotFoundError(f"cannot answer for space {body.space!r}: " + ", ".join(missing))
+    if unfitted:
+        raise ConflictError(
+            f"predictors {', '.join(unfitted)} are not fitted yet (too few measurements, or a refit "
+            "is pending: POST /v1/refit); retry shortly"
+        )
+    return versions
+
+
+def answer_key(body: DeploymentQueryRequest, versions: dict[str, int]) -> str:
+    """The work item (and stored answer) of ``body`` on the predictor versions ``versions``."""
+    canonical = json.dumps([body.model_dump(mode="json"), versions], sort_keys=True)
+    return items.deployment_key(hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def _max_params(body: DeploymentQueryRequest) -> int | None:
+    if body.max_weight_mb is None:
+        return body.max_params
+    return max(1, math.floor(body.max_weight_mb * 1e6 / DTYPE_BYTES[body.dtype]))
+
+
+def compute_answer(
+    session: Session, body: DeploymentQueryRequest, settings: Settings
+) -> DeploymentQueryResponse:
+    """Search the deployment ``body`` asks for on the newest predictors.
+
+    Raises:
+        NotFoundError, ConflictError: See :func:`predictor_versions`.
+        InvalidError: The space has no supernet, or no deployment meets the budgets (naming the
+            constraint that the closest deployment found misses).
+    """
+    # The request's validation admits UFO spaces only.
+    space = cast(UFOSpace, get_space(body.space))
+    versions = predictor_versions(session, body)
+    latency_row = repo.latest_predictor(session, body.space, Metric.LATENCY, body.device)
+    assert latency_row is not None  # predictor_versions checked it
+    latency = Predictor.from_bytes(latency_row.blob, space)
+    scores, goals, seeds = {}, [], {}
+    for goal in body.tasks:
+        row = repo.latest_predictor(session, body.space, Metric.SCORE, goal.task)
+        assert row is not None
+        scores[goal.task] = Predictor.from_bytes(row.blob, space)
+        values = repo.training_data(session, body.space, Metric.SCORE, goal.task).values
+        goals.append(TaskGoal(goal.task, goal.weight, goal.latency_budget_ms, (min(values), max(values))))
+        front = repo.latest_front(session, body.space, goal.task, body.device)
+        if front is not None:
+            seeds[goal.task] = decode_front(front.data, body.space, goal.task).candidates.subnets
+    shared = None
+    if body.input == "shared":
+        shared = shared_latency_model(space, latency)
+    try:
+        answer = solve_deployment(
+            space,
+            goals,
+            scores,
+            latency,
+            confidence=body.confidence,
+            max_params=_max_params(body),
+            input=body.input,
+            shared_latency=shared,
+            seeds=seeds,
+            time_limit_s=settings.deployment_time_limit_s,
+        )
+    except NoFeasibleDeploymentError as error:
+        field = (
+            "tasks"
+            if "budget of" in str(error)
+            else ("max_weight_mb" if body.max_weight_mb else "max_params")
+        )
+        raise InvalidError(str(error), ["body", field]) from None
+    tasks = []
+    for task_answer in answer.tasks:
+        sub = task_answer.subnet
+        tasks.append(
+            DeploymentTaskAnswer(
+                task=task_answer.task,
+                arch=space.format(sub),
+                config=space.config(sub),
+                params_alone=space.param_count(sub, task_answer.task),
+                predicted=DeploymentPrediction(
+                    score=task_answer.score,
+                    score_std=task_answer.score_std,
+                    normalised_score=task_answer.normalised_score,
+                    latency_ms=task_answer.latency_ms,
+                    latency_std=task_answer.latency_std,
+                    p_feasible=task_answer.p_feasible,
+                ),
+            )
+        )
+    return DeploymentQueryResponse(
+        space=body.space,
+        device=body.device,
+        input=body.input,
+        tasks=tasks,
+        params=answer.params,
+        weight_mb=answer.params * DTYPE_BYTES[body.dtype] / 1e6,
+        dtype=body.dtype,
+        independent_params=sum(t.params_alone for t in tasks),
+        objective=answer.objective,
+        method=answer.method,
+        evaluations=answer.evaluations,
+        predictor_versions=versions,
+    )
+
+
+def store_answer(session: Session, key: str, answer: DeploymentQueryResponse) -> int:
+    """Insert ``answer`` under ``key`` (or find the equal one another process stored); its id."""
+    try:
+        with session.begin_nested():
+            row = DeploymentAnswerRow(
+                key=key, space=answer.space, device=answer.device, answer=answer.model_dump_json()
+            )
+            session.add(row)
+        return row.id
+    except IntegrityError:
+        existing = stored_answer_row(session, key)
+        assert existing is not None, "the insert lost to a row with this key"
+        return existing.id
+
+
+def stored_answer_row(session: Session, key: str) -> DeploymentAnswerRow | None:
+    return session.scalar(select(DeploymentAnswerRow).where(DeploymentAnswerRow.key == key))
+
+
+def query_deployment(
+    read_sessions: sessionmaker[Session], body: DeploymentQueryRequest, runner: Runner
+) -> DeploymentQueryResponse:
+    """The stored answer of ``body`` on the newest predictors, computed first where ``runner``
+    runs work when there is none.
+
+    Raises:
+        NotFoundError, ConflictError, InvalidError: See :func:`compute_answer`.
+        UnavailableError: With a broker, no worker answered within ``task_wait_s``.
+    """
+    with read_sessions() as session:
+        key = answer_key(body, predictor_versions(session, body))
+        row = stored_answer_row(session, key)
+    if row is None:
+        answer_id = runner.deployment(body, key)
+        with read_sessions() as session:
+            row = session.get(DeploymentAnswerRow, answer_id)
+    assert row is not None
+    return DeploymentQueryResponse.model_validate_json(row.answer)
