@@ -60,7 +60,7 @@ from ._ufo import MultipathSpace, Track2Space, UFOSpace, ViTGeometry
 
 Family = Literal["ufo", "fbnet", "nasbench201"]
 ArchFormat = Literal["indices", "track2", "multipath", "fbnet", "nasbench201"]
-PerTaskPart = Literal["ffn"]
+PerTaskPart = Literal["ffn", "stem"]
 
 #: Names of spaces and tasks: printable, no spaces, usable in URLs and file names (as the service's).
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$"
@@ -211,8 +211,10 @@ class SpaceDefinition(BaseModel):
             names is the order of a subnet's per-layer indices (and of the encodings).
         geometry: ViT shapes (``ufo`` only).
         per_task: Parts every task has its own copy of: ``ffn`` = each layer holds one FFN expert
-            per task besides the shared FFN, chosen per layer by the ``ffn_path`` choice. Task
-            heads are always per task (a task's ``head``).
+            per task besides the shared FFN, chosen per layer by the ``ffn_path`` choice;
+            ``stem`` = each task has its own patch embedding, class token and position embedding
+            (UFO's released layout), so tasks share nothing before the first layer. Task heads
+            are always per task (a task's ``head``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -358,6 +360,8 @@ class SpaceDefinition(BaseModel):
             raise ValueError("an ffn_path choice routes to per-task FFN experts: list ffn here")
         if "ffn" in parts and not info.data.get("tasks"):
             raise ValueError("ffn: per-task FFN experts need at least one task")
+        if "stem" in parts and info.data.get("family") != "ufo":
+            raise ValueError("stem: only ufo spaces have a ViT stem to give each task")
         return parts
 
     # ------------------------------------------------------------------ use
@@ -557,6 +561,8 @@ def space_from_definition(definition: SpaceDefinition | Mapping[str, Any]) -> Se
         space = FBNetSpace(name=defn.name, tasks=list(heads))
     else:
         space = NASBench201Space(name=defn.name, tasks=list(heads))
+    if isinstance(space, UFOSpace):
+        space.per_task_stem = "stem" in defn.per_task
     space.score_label = defn.score_label
     space.evaluation_metrics = {task.name: task.metric for task in defn.tasks}
     return space
@@ -604,6 +610,7 @@ def definition_of(space: SearchSpace) -> SpaceDefinition:
         "geometry": GeometryDefinition.of(space.geometry).model_dump()
         if isinstance(space, UFOSpace)
         else None,
-        "per_task": ["ffn"] if any(dim.name == "ffn_path" for dim in space.dimensions) else [],
+        "per_task": (["ffn"] if any(dim.name == "ffn_path" for dim in space.dimensions) else [])
+        + (["stem"] if isinstance(space, UFOSpace) and space.per_task_stem else []),
     }
     return SpaceDefinition.load(data)

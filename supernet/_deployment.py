@@ -30,11 +30,15 @@ from ._export import ONNX_OPSET, example_input
 from ._space import Subnet
 from ._supernet import (
     LayerSpec,
+    StemParts,
     UFOSupernet,
     _copy_,
+    _copy_stem,
     _embed,
     _ffn,
     _init_weights,
+    _Stem,
+    _stem_parts,
     _SuperBlock,
     _SuperFFN,
     resolve_path,
@@ -130,7 +134,8 @@ def deployment_tree(space: UFOSpace, dep: Deployment) -> tuple[list[SharedLayer]
 
     Two tasks share a layer when they share its input (the stem, or the same parent layer) and
     choose the same heads, FFN width and the shared FFN; a layer on a task's own expert is that
-    task's alone.
+    task's alone, and so is every layer of a space with a stem per task (a first layer's
+    ``parent`` is -1: it reads the stem of its first task).
 
     Returns:
         ``(layers, last)``: the layers in computation order, and for each task the index of the
@@ -138,13 +143,14 @@ def deployment_tree(space: UFOSpace, dep: Deployment) -> tuple[list[SharedLayer]
     """
     specs = resolve_deployment(space, dep)
     layers: list[SharedLayer] = []
-    index: dict[tuple[int, LayerSpec, str | None], int] = {}
+    index: dict[tuple[int, LayerSpec, str | None, str | None], int] = {}
     last: dict[str, int] = {}
     for task, task_specs in specs.items():
         parent = -1
+        stem = task if space.per_task_stem else None
         for position, spec in enumerate(task_specs):
             expert = task if spec.ffn_path == "task" else None
-            key = (parent, spec, expert)
+            key = (parent, spec, expert, stem if parent < 0 else None)
             if key in index:
                 node = layers[index[key]]
                 layers[index[key]] = SharedLayer(
@@ -249,7 +255,8 @@ def deployment_choice_params(space: UFOSpace, tasks: Sequence[str], codes: np.nd
     ffn = np.where(shared_hidden > 0, 2 * e * shared_hidden + shared_hidden + e, 0).sum(axis=1)
     ffn += np.where(expert_hidden > 0, 2 * e * expert_hidden + expert_hidden + e, 0).sum(axis=(1, 2))
     per_layer = np.where(used, 4 * e + _linear(e, 3 * attn) + _linear(attn, e), 0).sum(axis=1)
-    stem = g.in_chans * g.patch_size**2 * e + e + e + g.num_tokens * e
+    stems = len(tasks) if space.per_task_stem else 1
+    stem = stems * (g.in_chans * g.patch_size**2 * e + e + e + g.num_tokens * e)
     heads = sum(_linear(e, out) for task in tasks if (out := space.task_outputs[task]))
     return (stem + per_layer + ffn + 2 * e + heads).astype(np.int64)
 
@@ -261,6 +268,8 @@ def reused_layers(space: UFOSpace, codes: np.ndarray) -> np.ndarray:
     agrees with ``t`` on every layer up to ``i`` (heads, width, the shared FFN; expert layers never
     agree), i.e. when :func:`deployment_tree` gives both the same :class:`SharedLayer`.
     """
+    if space.per_task_stem:  # no two tasks start from the same tokens
+        return np.zeros(np.asarray(codes).shape[:3], dtype=bool)
     layers = LayerChoices.of(space, codes)
     n, tasks, depth = layers.active.shape
     same_layer = (
@@ -323,7 +332,8 @@ def deployment_macs(space: UFOSpace, dep: Deployment, input: InputMode = "separa
     g = space.geometry
     layers, _ = deployment_tree(space, dep)
     heads = sum(g.embed_dim * out for task in dep.tasks if (out := space.task_outputs[task]))
-    stem = g.num_patches * g.embed_dim * g.in_chans * g.patch_size**2
+    stems = len(dep) if space.per_task_stem else 1
+    stem = stems * g.num_patches * g.embed_dim * g.in_chans * g.patch_size**2
     return stem + sum(_layer_macs(g, node.spec) for node in layers) + heads
 
 
@@ -401,9 +411,12 @@ class DeploymentViT(nn.Module):
         self._specs = resolve_deployment(space, dep)
         self._tree, self._last = deployment_tree(space, dep)
         with torch.device("meta"):
-            self.patch_embed = nn.Conv2d(g.in_chans, g.embed_dim, g.patch_size, stride=g.patch_size)
-            self.cls_token = nn.Parameter(torch.empty(1, 1, g.embed_dim))
-            self.pos_embed = nn.Parameter(torch.empty(1, g.num_tokens, g.embed_dim))
+            if space.per_task_stem:
+                self.stems = nn.ModuleDict({task: _Stem(g) for task in dep.tasks})
+            else:
+                self.patch_embed = nn.Conv2d(g.in_chans, g.embed_dim, g.patch_size, stride=g.patch_size)
+                self.cls_token = nn.Parameter(torch.empty(1, 1, g.embed_dim))
+                self.pos_embed = nn.Parameter(torch.empty(1, g.num_tokens, g.embed_dim))
             self.blocks = nn.ModuleList(_LayerUnion(g.embed_dim, g.head_dim, u) for u in _union(space, dep))
             self.norm = nn.LayerNorm(g.embed_dim)
             self.heads = nn.ModuleDict(
@@ -412,6 +425,10 @@ class DeploymentViT(nn.Module):
         self.to_empty(device="cpu")
         with torch.no_grad():
             self.apply(_init_weights)
+
+    def stem_parts(self, task: str) -> StemParts:
+        """``(patch_embed, cls_token, pos_embed)`` of ``task``'s stem (shared or its own)."""
+        return _stem_parts(self, self.space.per_task_stem, task)
 
     def _finish(self, x: Tensor, task: str) -> Tensor:
         out = self.norm(x)[:, 0]
@@ -430,7 +447,7 @@ class DeploymentViT(nn.Module):
         if task not in self._specs:
             raise ValueError(f"task {task!r} is not in this deployment; it holds {list(self.tasks)}")
         self._check_input(x)
-        x = _embed(x, self.patch_embed, self.cls_token, self.pos_embed)
+        x = _embed(x, *self.stem_parts(task))
         # ModuleList is not generic: these hold the _LayerUnion modules built in __init__.
         for block, spec in zip(cast("Iterable[_LayerUnion]", self.blocks), self._specs[task], strict=False):
             x = block(x, spec, task if spec.ffn_path == "task" else None)
@@ -443,10 +460,13 @@ class DeploymentViT(nn.Module):
             ``{task: output}`` in :attr:`tasks` order; each equals ``self(x, task)``.
         """
         self._check_input(x)
-        stem = _embed(x, self.patch_embed, self.cls_token, self.pos_embed)
+        stem = None if self.space.per_task_stem else _embed(x, *self.stem_parts(self.tasks[0]))
         computed: list[Tensor] = []
         for node in self._tree:  # parents come first
-            source = stem if node.parent < 0 else computed[node.parent]
+            if node.parent >= 0:
+                source = computed[node.parent]
+            else:  # a first layer reads the shared stem, or its only task's own
+                source = stem if stem is not None else _embed(x, *self.stem_parts(node.tasks[0]))
             computed.append(self.blocks[node.layer](source, node.spec, node.expert))
         return {task: self._finish(computed[self._last[task]], task) for task in self.tasks}
 
@@ -496,11 +516,10 @@ def extract_deployment(supernet: UFOSupernet, dep: Deployment | Mapping[str, Sub
         dep = Deployment.of(
             space.name, {task: space.parse(s) if isinstance(s, str) else s for task, s in dep.items()}
         )
-    param = supernet.pos_embed
+    param = next(supernet.parameters())
     model = DeploymentViT(space, dep).to(device=param.device, dtype=param.dtype)
-    model.patch_embed.load_state_dict(supernet.patch_embed.state_dict())
-    model.cls_token.copy_(supernet.cls_token)
-    model.pos_embed.copy_(supernet.pos_embed)
+    for task in dep.tasks if space.per_task_stem else dep.tasks[:1]:
+        _copy_stem(model.stem_parts(task), supernet.stem_parts(task))
     g = space.geometry
     # ModuleList / ModuleDict are not generic: these hold the modules built in the two __init__s.
     sources = cast("Iterable[_SuperBlock]", supernet.blocks)

@@ -78,6 +78,36 @@ def _ffn(x: Tensor, fc1_weight: Tensor, fc1_bias: Tensor, fc2_weight: Tensor, fc
     return F.linear(F.gelu(F.linear(x, fc1_weight, fc1_bias)), fc2_weight, fc2_bias)
 
 
+class _Stem(nn.Module):
+    """Patch embedding, class token and position embedding: one per task when the space says so."""
+
+    def __init__(self, g: ViTGeometry) -> None:
+        super().__init__()
+        self.patch_embed = nn.Conv2d(g.in_chans, g.embed_dim, g.patch_size, stride=g.patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, g.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, g.num_tokens, g.embed_dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _embed(x, self.patch_embed, self.cls_token, self.pos_embed)
+
+
+StemParts = tuple[nn.Conv2d, Tensor, Tensor]
+
+
+def _stem_parts(model: nn.Module, per_task: bool, task: str | None) -> StemParts:
+    """``(patch_embed, cls_token, pos_embed)`` of ``task``: its own stem (``model.stems[task]``) or
+    the model's shared one (``model.patch_embed`` ...)."""
+    # ModuleDict is not generic: its values are the _Stem modules built with the model.
+    owner = cast(nn.ModuleDict, model.stems)[task] if per_task and task is not None else model
+    return cast(StemParts, (owner.patch_embed, owner.cls_token, owner.pos_embed))
+
+
+def _copy_stem(target: StemParts, source: StemParts) -> None:
+    target[0].load_state_dict(source[0].state_dict())
+    target[1].copy_(source[1])
+    target[2].copy_(source[2])
+
+
 def _copy_(targets: Sequence[Tensor], sources: Sequence[Tensor]) -> None:
     """Copy each source tensor into the same-shaped target parameter, in place."""
     for target, source in zip(targets, sources, strict=True):
@@ -264,6 +294,10 @@ def resolve_path(
         raise ValueError(
             f"space {space.name!r} routes FFNs per task, so a task is required; known: {space.tasks}"
         )
+    if task is None and space.per_task_stem:
+        raise ValueError(
+            f"space {space.name!r} has a stem per task, so a task is required; known: {space.tasks}"
+        )
     g = space.geometry
     specs = [
         LayerSpec(int(v["num_heads"]), g.ffn_hidden(v["mlp_ratio"]), v.get("ffn_path", "shared"))
@@ -303,9 +337,12 @@ class UFOSupernet(nn.Module):
         # Build on the meta device, then allocate once and initialise: nn.Linear's own
         # initialisation would otherwise run on every (large) weight before ours replaces it.
         with torch.device("meta"):
-            self.patch_embed = nn.Conv2d(g.in_chans, g.embed_dim, g.patch_size, stride=g.patch_size)
-            self.cls_token = nn.Parameter(torch.empty(1, 1, g.embed_dim))
-            self.pos_embed = nn.Parameter(torch.empty(1, g.num_tokens, g.embed_dim))
+            if space.per_task_stem:
+                self.stems = nn.ModuleDict({task: _Stem(g) for task in space.tasks})
+            else:  # the attribute names of checkpoints saved before stems could be per task
+                self.patch_embed = nn.Conv2d(g.in_chans, g.embed_dim, g.patch_size, stride=g.patch_size)
+                self.cls_token = nn.Parameter(torch.empty(1, 1, g.embed_dim))
+                self.pos_embed = nn.Parameter(torch.empty(1, g.num_tokens, g.embed_dim))
             self.blocks = nn.ModuleList(
                 _SuperBlock(g.embed_dim, max_heads, g.head_dim, max_hidden, experts)
                 for _ in range(space.max_depth)
@@ -321,8 +358,16 @@ class UFOSupernet(nn.Module):
     def reset_parameters(self) -> None:
         """Re-initialise every weight (ViT scheme: truncated normal, std 0.02)."""
         self.apply(_init_weights)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        for task in self.space.tasks if self.space.per_task_stem else [None]:
+            _, cls_token, pos_embed = self.stem_parts(task)
+            nn.init.trunc_normal_(cls_token, std=0.02)
+            nn.init.trunc_normal_(pos_embed, std=0.02)
+
+    def stem_parts(self, task: str | None) -> StemParts:
+        """``(patch_embed, cls_token, pos_embed)`` that ``task``'s path starts with: its own
+        when the space has a stem per task (then ``task`` must be one of its tasks), else the
+        shared one."""
+        return _stem_parts(self, self.space.per_task_stem, task)
 
     def resolve(self, sub: Subnet | str, task: str | None = None) -> tuple[Subnet, list[LayerSpec]]:
         """:func:`resolve_path` on this supernet's space."""
@@ -344,7 +389,7 @@ class UFOSupernet(nn.Module):
         expected = (g.in_chans, g.image_size, g.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ValueError(f"input must be B x {' x '.join(map(str, expected))}, got {tuple(x.shape)}")
-        x = _embed(x, self.patch_embed, self.cls_token, self.pos_embed)
+        x = _embed(x, *self.stem_parts(task))
         for block, spec in zip(self.blocks, specs, strict=False):
             x = block(x, spec, task)
         out = self.norm(x)[:, 0]
@@ -361,14 +406,12 @@ class UFOSupernet(nn.Module):
         """
         sub, specs = self.resolve(sub, task)
         head = self._head(task)
-        param = self.pos_embed
+        param = next(self.parameters())
         with torch.device("meta"):
             dense = SubnetViT(self.space.geometry, specs, head.out_features if head is not None else None)
         dense.to_empty(device=param.device).to(param.dtype)
         dense.arch, dense.task = self.space.format(sub), task
-        dense.patch_embed.load_state_dict(self.patch_embed.state_dict())
-        dense.cls_token.copy_(self.cls_token)
-        dense.pos_embed.copy_(self.pos_embed)
+        _copy_stem((dense.patch_embed, dense.cls_token, dense.pos_embed), self.stem_parts(task))
         # ModuleList is not generic: these hold the _Block / _SuperBlock modules built in __init__.
         targets = cast("Iterable[_Block]", dense.blocks)
         blocks = cast("Iterable[_SuperBlock]", self.blocks)

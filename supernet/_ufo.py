@@ -81,6 +81,11 @@ class UFOSpace(SearchSpace):
         geometry: ViT shapes used for parameter and MAC counts and by the supernet.
     """
 
+    #: Whether every task has its own stem (patch embedding, class token, position embedding),
+    #: as UFO's released supernet does, instead of one shared stem. A definition's
+    #: ``per_task: [stem]`` sets it; the presets share their stem.
+    per_task_stem: bool = False
+
     def __init__(
         self,
         name: str,

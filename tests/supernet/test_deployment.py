@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from supernet import (
     Deployment,
+    build_supernet,
     deployment_choice_params,
     deployment_choices,
     deployment_macs,
@@ -27,6 +28,7 @@ from supernet import (
     example_input,
     export_deployment_onnx,
     reused_layers,
+    space_from_definition,
 )
 
 # Paths of the tiny multipath space (depths 10-12; per layer s/t, mlp_ratio index, heads index).
@@ -49,7 +51,7 @@ def used_weights(net, dep: Deployment) -> int:
     """Independent count of a deployment's weights: the supernet entries some task's path reads,
     found as the entries with a nonzero gradient of that task's output."""
     used = {name: torch.zeros_like(p, dtype=torch.bool) for name, p in net.named_parameters()}
-    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    x = example_input(net.space.geometry, 2, seed=3)
     for task, sub in dep:
         net.zero_grad(set_to_none=True)
         # A random projection of the output reaches every entry (a plain sum would cancel in
@@ -237,3 +239,49 @@ def test_bad_deployments_are_refused(make_supernet) -> None:
         model.forward_shared(torch.randn(1, 3, 16, 16))
     with pytest.raises(ValueError, match="unknown dtype 'int4'"):
         deployment_weight_mb(space, model.deployment, "int4")
+
+
+def stem_space():
+    """A multipath space with a stem per task, as UFO's released supernet has."""
+    return space_from_definition(
+        {
+            "name": "ufo-stems",
+            "family": "ufo",
+            "arch_format": "multipath",
+            "tasks": [{"name": "a", "head": 4}, {"name": "b", "head": None}, {"name": "c", "head": 3}],
+            "depths": [2, 3],
+            "choices": {"ffn_path": ["shared", "task"], "mlp_ratio": [2.0, 1.0], "num_heads": [2, 1]},
+            "per_task": ["ffn", "stem"],
+            "geometry": {"embed_dim": 16, "head_dim": 4, "patch_size": 8, "image_size": 16},
+        }
+    )
+
+
+def test_a_stem_per_task_is_stored_per_task_and_shares_no_layer() -> None:
+    space = stem_space()
+    assert space.per_task_stem and space.to_definition().per_task == ["ffn", "stem"]
+    net = build_supernet(space, seed=0).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    keys = set(net.state_dict())
+    assert {"stems.a.patch_embed.weight", "stems.b.cls_token", "stems.c.pos_embed"} <= keys
+    assert "patch_embed.weight" not in keys
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    path = space.parse("03" + "s11" * 3)
+    assert net.stem_parts("a")[2] is not net.stem_parts("b")[2]
+    dep = Deployment.of(space.name, {"a": path, "b": path, "c": space.parse("02" + "t21s12" + "000")})
+    model = net.extract_deployment(dep).eval()
+    for task, sub in dep:
+        single = net.extract(sub, task)
+        torch.testing.assert_close(single(x), net(x, sub, task), atol=1e-5, rtol=0)
+        torch.testing.assert_close(model.forward_shared(x)[task], single(x), atol=1e-5, rtol=0)
+    counted = deployment_params(space, dep)
+    assert n_unique(model) == counted == used_weights(net, dep)
+    stem = 3 * 8 * 8 * 16 + 16 + 16 + 5 * 16
+    assert counted - deployment_params(space, Deployment.of(space.name, {"a": path, "b": path})) > stem
+    layers, _ = deployment_tree(space, dep)
+    assert len(layers) == 3 + 3 + 2  # nothing shared: every task starts from its own tokens
+    assert not reused_layers(space, deployment_choices(space, dep)).any()
+    with pytest.raises(ValueError, match="so a task is required"):
+        net.extract(path)
