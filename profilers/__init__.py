@@ -70,7 +70,7 @@ from ._registry import (
     get_profiler_class,
     validate_settings,
 )
-from ._supernet_eval import SupernetEvalProfiler
+from ._supernet_eval import DeviceUnavailableError, SupernetEvalProfiler
 from ._table import TableLatencyProfiler, TableScoreProfiler
 from ._timing import TimingStats, base_environment, cpu_model, summarize, time_repeats
 from ._torch import ExtractedModelProfiler, TorchCPUProfiler, TorchCUDAProfiler
@@ -90,6 +90,7 @@ __all__ = [
     "AccuracyProfiler",
     "AgentError",
     "DeviceAgent",
+    "DeviceUnavailableError",
     "EvalBatch",
     "EvalOutputs",
     "ExtractedModelProfiler",

@@ -20,11 +20,29 @@ The protocols are those of the evaluation code Baidu released with VIMER-UFO
 readers), re-implemented here; each function's docstring names the details it follows and where
 it deliberately differs.
 
-Data: a ``gpnas.datasets`` callable yields batches as :class:`EvalBatch` objects, as mappings
-with :class:`EvalBatch`'s field names as keys, or as ``(inputs, labels)`` tuples. The profiler
-runs the model on ``inputs`` (and ``pair_inputs`` when the metric compares pairs), concatenates
-everything into one :class:`EvalOutputs` and hands it to the metric, which names the fields it
-needs in :attr:`TaskMetric.requires`.
+Data: a ``gpnas.datasets`` callable returns an iterable of batches (a list, a generator or a
+``torch.utils.data.DataLoader``); :func:`collect_outputs` accepts each batch as an
+:class:`EvalBatch`, as a mapping with :class:`EvalBatch`'s field names as keys (what a DataLoader's
+default collation makes of dict samples) or as an ``(inputs, labels)`` pair (what it makes of
+``(image, label)`` samples: a two-item list). What each metric needs in every batch of ``b``
+items:
+
+================ ==================================================================================
+metric           fields (besides ``inputs``: ``b x C x H x W`` float images, already normalised)
+================ ==================================================================================
+``top1``         ``labels``: ``b`` class indices into the head's logits
+``reid``         ``labels``: identities (``-1`` = junk); ``is_query``: ``b`` booleans (query or
+                 gallery item, in any order and any batch); ``cameras`` (optional): ``b`` ints
+``verification`` ``pair_inputs``: the second image of each pair (shape of ``inputs``); ``same``: ``b``
+                 booleans
+``retrieval``    ``labels``: classes; ``is_query`` only with ``separate_gallery``
+================ ==================================================================================
+
+Every batch carries the same fields; keys other than the field names are refused (a typo must not
+silently drop ``cameras``), so a loader whose samples hold more (file names, indices) drops them in
+its dataset or ``collate_fn``. The profiler runs the model on ``inputs`` (and ``pair_inputs`` when
+the metric compares pairs), concatenates everything into one :class:`EvalOutputs` and hands it to
+the metric, which names the fields it needs in :attr:`TaskMetric.requires`.
 
 Distances between embeddings are computed with torch on the embeddings' device, a block of
 queries at a time (``chunk_elements`` distance entries per block), so that a 20k x 20k gallery
@@ -34,7 +52,9 @@ never holds its whole distance matrix (or its argsort) in memory.
 from __future__ import annotations
 
 import abc
+import contextlib
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from importlib.metadata import entry_points
@@ -44,6 +64,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm import tqdm
 
 from ._local import ENTRY_POINT_GROUPS, LocalConfig
 
@@ -150,9 +171,12 @@ def as_eval_batch(item: Any, where: str = "dataset") -> EvalBatch:
             return EvalBatch(inputs=item[0], labels=item[1])
     except (TypeError, RuntimeError, ValueError) as error:
         raise ValueError(f"{where}: bad batch: {error}") from None
+    got = type(item).__name__
+    if isinstance(item, tuple | list):
+        got += f" of {len(item)} items"
     raise ValueError(
         f"{where}: a batch must be an EvalBatch, a mapping of its fields or an (inputs, labels) pair; "
-        f"got {type(item).__name__}"
+        f"got {got}"
     )
 
 
@@ -199,6 +223,99 @@ class EvalOutputs:
         return [f.name for f in fields(self) if getattr(self, f.name) is not None]
 
 
+def _total_images(batches: Iterable[Any], max_batches: int, pairs: bool) -> int | None:
+    """Images a progress bar expects: the length of a DataLoader's (sized) dataset, doubled for
+    pairs; ``None`` when unknown (plain iterables, ``max_batches``, ``drop_last``)."""
+    dataset = getattr(batches, "dataset", None)
+    if max_batches or dataset is None or getattr(batches, "drop_last", False):
+        return None
+    try:
+        n = len(dataset)
+    except TypeError:  # an IterableDataset
+        return None
+    return n * (2 if pairs else 1)
+
+
+def _as_collected(part: Tensor) -> Tensor:
+    """Gathered outputs: float32 (float64 stays float64), so metrics never see half precision."""
+    return part if part.dtype in (torch.float32, torch.float64) else part.float()
+
+
+class _Forward:
+    """``model`` on one batch of inputs: moved to ``device`` (``non_blocking``), under
+    ``torch.inference_mode()`` and, with ``autocast``, ``torch.autocast``; the outputs stay on
+    the device until :class:`_Gathered` flushes them."""
+
+    def __init__(
+        self, model: Callable[[Tensor], Tensor], device: torch.device | None, autocast: torch.dtype | None
+    ) -> None:
+        self.model, self.device, self.autocast = model, device, autocast
+
+    def __call__(self, inputs: Tensor, where: str) -> Tensor:
+        x = inputs if self.device is None else inputs.to(self.device, non_blocking=True)
+        mixed = (
+            torch.autocast(x.device.type, dtype=self.autocast)
+            if self.autocast is not None
+            else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), mixed:
+            out = self.model(x)
+        if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != x.shape[0]:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"{where}: the model must return one row of outputs per input ({x.shape[0]} x d), got {shape}"
+            )
+        return _as_collected(out.detach())
+
+
+#: Outputs held on the evaluation device before they are copied to the CPU in one piece: the
+#: host then runs ahead of the device instead of waiting for every batch.
+_FLUSH_BYTES = 64 << 20
+
+
+class _Gathered:
+    """Per field, the parts of an :class:`EvalOutputs` as batches arrive."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.carried: tuple[str, ...] | None = None
+        self.fields: dict[str, list[Tensor]] = {}
+        self.done: dict[str, list[Tensor]] = {"outputs": [], "pair_outputs": []}
+        self.pending: dict[str, list[Tensor]] = {"outputs": [], "pair_outputs": []}
+        self.pending_bytes = 0
+
+    def add_fields(self, count: int, batch: EvalBatch) -> None:
+        have = tuple(name for name in _ITEM_FIELDS if getattr(batch, name) is not None)
+        if self.carried is not None and have != self.carried:
+            raise ValueError(
+                f"{self.where}: batch {count} carries fields {list(have)}, the first {list(self.carried)}"
+            )
+        self.carried = have
+        for name in have:
+            self.fields.setdefault(name, []).append(getattr(batch, name))
+
+    def add_output(self, name: str, part: Tensor) -> None:
+        self.pending[name].append(part)
+        self.pending_bytes += part.numel() * part.element_size()
+        if self.pending_bytes >= _FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Copy the outputs held on the device to the CPU (one copy per field)."""
+        for name, parts in self.pending.items():
+            if parts:
+                self.done[name].append(torch.cat(parts).to("cpu"))
+                parts.clear()
+        self.pending_bytes = 0
+
+    def result(self) -> EvalOutputs:
+        self.flush()
+        if not self.done["outputs"] or sum(len(p) for p in self.done["outputs"]) == 0:
+            raise ValueError(f"{self.where} yielded no examples")
+        parts = {name: values for name, values in (self.done | self.fields).items() if values}
+        return EvalOutputs(**{name: torch.cat(values) for name, values in parts.items()})
+
+
 def collect_outputs(
     model: Callable[[Tensor], Tensor],
     batches: Iterable[Any],
@@ -206,42 +323,73 @@ def collect_outputs(
     pairs: bool = False,
     max_batches: int = 0,
     where: str = "dataset",
+    device: torch.device | str | None = None,
+    autocast: torch.dtype | None = None,
+    batch_size: int | None = None,
+    progress: bool | None = False,
+    description: str | None = None,
 ) -> EvalOutputs:
-    """Run ``model`` over a dataset's batches and gather an :class:`EvalOutputs` (on the CPU).
+    """Run ``model`` over a dataset's batches and gather an :class:`EvalOutputs` on the CPU.
+
+    Each batch is fetched outside any grad mode (so tensors a data loader creates and caches stay
+    ordinary tensors) and the model runs under ``torch.inference_mode()``. Outputs are gathered
+    as float32 (float64 stays float64; float16/bfloat16 from autocast are widened), so the
+    metrics compute on exact, device-independent inputs.
 
     Args:
-        model: ``inputs -> outputs`` (``b x d``); called under the caller's grad mode.
-        batches: What the dataset callable returned (see :func:`as_eval_batch`).
+        model: ``inputs -> outputs`` (``b x d``), already on ``device``.
+        batches: What the dataset callable returned: any iterable of batches (a list, a generator,
+            a ``torch.utils.data.DataLoader``), each accepted by :func:`as_eval_batch`.
         pairs: Also run the model on ``pair_inputs`` (metrics that compare pairs).
         max_batches: Stop after this many batches (0 = all).
         where: Names the data in error messages.
+        device: Move each batch's inputs there (``non_blocking=True``: asynchronous from a
+            DataLoader's pinned memory); ``None``: pass them as they are.
+        autocast: Run the model under ``torch.autocast`` with this dtype (e.g. ``torch.float16``
+            on CUDA); ``None``: in the model's own precision.
+        batch_size: A batch of more items than this is an error (the dataset callable was asked
+            for batches of this size and did not honour it).
+        progress: Show a progress bar on stderr (``tqdm``: images so far, images per second);
+            ``None``: only when stderr is a terminal; ``False``: never.
+        description: The progress bar's label.
 
     Raises:
-        ValueError: A batch is malformed, batches disagree on which fields they carry, ``pairs``
-            is set and a batch has no ``pair_inputs``, or there was no item at all.
+        ValueError: A batch is malformed or larger than ``batch_size``, batches disagree on which
+            fields they carry, ``pairs`` is set and a batch has no ``pair_inputs``, the model's
+            outputs are not one row per input, or there was no item at all.
     """
-    parts: dict[str, list[Tensor]] = {}
-    carried: tuple[str, ...] | None = None
-    for count, item in enumerate(batches, start=1):
-        batch = as_eval_batch(item, where)
-        have = tuple(name for name in _ITEM_FIELDS if getattr(batch, name) is not None)
-        if carried is not None and have != carried:
-            raise ValueError(f"{where}: batch {count} carries fields {list(have)}, the first {list(carried)}")
-        carried = have
-        parts.setdefault("outputs", []).append(model(batch.inputs).detach().cpu())
-        if pairs:
-            if batch.pair_inputs is None:
+    forward = _Forward(model, None if device is None else torch.device(device), autocast)
+    gathered = _Gathered(where)
+    bar = tqdm(
+        total=None if progress is False else _total_images(batches, max_batches, pairs),
+        desc=description,
+        unit="img",
+        unit_scale=True,
+        disable=True if progress is False else (None if progress is None else False),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    with bar:
+        for count, item in enumerate(batches, start=1):
+            batch = as_eval_batch(item, where)
+            n = int(batch.inputs.shape[0])
+            if batch_size is not None and n > batch_size:
+                raise ValueError(
+                    f"{where}: batch {count} holds {n} items, more than the batch_size={batch_size} it "
+                    "was asked for"
+                )
+            if pairs and batch.pair_inputs is None:
                 raise ValueError(
                     f"{where}: batch {count} has no 'pair_inputs' (the second image of each pair)"
                 )
-            parts.setdefault("pair_outputs", []).append(model(batch.pair_inputs).detach().cpu())
-        for name in have:
-            parts.setdefault(name, []).append(getattr(batch, name))
-        if max_batches and count >= max_batches:
-            break
-    if not parts or sum(len(p) for p in parts["outputs"]) == 0:
-        raise ValueError(f"{where} yielded no examples")
-    return EvalOutputs(**{name: torch.cat(values) for name, values in parts.items()})
+            gathered.add_fields(count, batch)
+            gathered.add_output("outputs", forward(batch.inputs, where))
+            if batch.pair_inputs is not None and pairs:
+                gathered.add_output("pair_outputs", forward(batch.pair_inputs, where))
+            bar.update(n * (2 if pairs else 1))
+            if max_batches and count >= max_batches:
+                break
+        return gathered.result()
 
 
 # ---------------------------------------------------------------------- distances
