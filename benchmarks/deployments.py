@@ -20,11 +20,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import shutil
+import sqlite3
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from scipy.special import ndtri
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -45,7 +49,7 @@ def main() -> None:
         nargs="+",
         type=float,
         default=[0.3, 0.5, 0.7],
-        help="Each task's budget: this quantile of its front's predicted latencies (one per task).",
+        help="Each task's budget: this quantile of its front's latencies at the confidence (one per task).",
     )
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--out", type=Path, default=None)
@@ -53,7 +57,16 @@ def main() -> None:
     if len(args.quantiles) != len(args.tasks):
         parser.error("give one --quantiles value per task")
 
-    app = create_app(Settings(database_url=args.database_url, refit_worker=False))
+    url = args.database_url
+    if url.startswith("sqlite:///"):
+        # Search every query afresh: work on a copy without the answers an earlier run stored.
+        copy = Path(tempfile.mkdtemp()) / "gpnas.db"
+        shutil.copy(url.removeprefix("sqlite:///"), copy)
+        with sqlite3.connect(copy) as db:
+            db.execute("DELETE FROM deployment_answers")
+            db.execute("DELETE FROM work_items WHERE kind = 'deployment'")
+        url = f"sqlite:///{copy}"
+    app = create_app(Settings(database_url=url, refit_worker=False))
     client = TestClient(app)
     budgets = {}
     for task, q in zip(args.tasks, args.quantiles, strict=True):
@@ -61,8 +74,10 @@ def main() -> None:
             "/v1/pareto", params={"space": SPACE, "task": task, "device": args.device, "limit": 1000}
         )
         page.raise_for_status()
-        latencies = [p["latency_ms"] for p in page.json()["points"]]
-        budgets[task] = round(float(np.quantile(latencies, q)), 1)
+        # The budget a front point meets at the confidence: mean + z * std.
+        z = float(ndtri(args.confidence))
+        uppers = [p["latency_ms"] + z * p["latency_std"] for p in page.json()["points"]]
+        budgets[task] = round(float(np.quantile(uppers, q)), 1)
 
     alone = {}
     for task in args.tasks:
@@ -95,11 +110,17 @@ def main() -> None:
     rows = []
     free, seconds = deployment()
     rows.append(("no cap", free, seconds))
-    for share in (1.0, 0.75, 0.5):
+    # 100 / 75 / 50 % as the issue asks; below the unconstrained deployment's own share the cap binds.
+    for share in (1.0, 0.75, 0.5, 0.35, 0.3, 0.25):
         answer, seconds = deployment(max_params=int(share * independent))
-        rows.append((f"{share:.0%} of independent", answer, seconds))
-    shared, seconds = deployment(input="shared")
-    rows.append(("no cap, shared input", shared, seconds))
+        rows.append((f"cap {share:.0%} of independent", answer, seconds))
+    # One image for all three: each answer comes with the joint forward, so each task's budget is
+    # the three budgets' sum (the time the three separate models take one after another).
+    total = round(sum(budgets.values()), 1)
+    shared, seconds = deployment(
+        input="shared", tasks=[{"task": t, "latency_budget_ms": total} for t in args.tasks]
+    )
+    rows.append((f"no cap, shared input, joint budget {total} ms", shared, seconds))
 
     lines = [
         f"# Deployments of {', '.join(args.tasks)} on {args.device} ({SPACE})",
@@ -108,7 +129,7 @@ def main() -> None:
         f"(real task scores of the 400 shared subnets; {args.device}: ViT-Base latencies timed on this "
         "CPU). Scores are the track-2 ranks (0-499, higher is better), as predicted by the service's "
         f"GPs; confidence {args.confidence}; budgets: the {', '.join(f'{q:.0%}' for q in args.quantiles)} "
-        "quantiles of each task's front latencies.",
+        "quantiles of each task's front latencies at that confidence (mean + z std).",
         "",
         "| task | budget ms | alone: arch | alone: score | alone: params |",
         "|---|---|---|---|---|",
@@ -135,9 +156,14 @@ def main() -> None:
         lines.append(
             f"| {name} | {answer['params']:,} | {answer['params'] / independent:.0%} | "
             + " | ".join(f"{scores[t]:.1f}" for t in args.tasks)
-            + f" | {given_up:.1f} | {seconds:.1f} |"
+            + f" | {round(given_up, 1) + 0.0:.1f} | {seconds:.1f} |"
         )
     lines += [
+        "",
+        "seconds: the query's wall time in process (an evolutionary search of up to "
+        "`deployment_time_limit_s`); on a SQLite database the script works on a copy without "
+        "stored answers, so every query is searched. A cap below the smallest subnet of the space (55.9 M "
+        "parameters in ufo-track2) cannot be met, and the 422 says by how much.",
         "",
         "The deployment stores what the tasks share once (in ufo-track2 every weight is shared: a "
         "layer holds the widest slice any task uses), so its parameters are those of the layer-wise "
