@@ -43,7 +43,15 @@ from ._supernet import (
     _SuperFFN,
     resolve_path,
 )
-from ._ufo import UFOSpace, ViTGeometry
+from ._ufo import (
+    UFOSpace,
+    ViTGeometry,
+    _attention_params,
+    _ffn_params,
+    _linear_params,
+    _norms_params,
+    _stem_params,
+)
 
 InputMode = Literal["separate", "shared"]
 #: Bytes per weight of the dtypes a deployment's memory can be counted in.
@@ -190,10 +198,6 @@ def _union(space: UFOSpace, dep: Deployment) -> list[_Union]:
     return layers
 
 
-def _linear(n_in: int | np.ndarray, n_out: int | np.ndarray) -> Any:
-    return n_in * n_out + n_out
-
-
 @dataclass(frozen=True)
 class LayerChoices:
     """Per-layer shapes of many deployments' paths, from their choice matrices.
@@ -252,12 +256,11 @@ def deployment_choice_params(space: UFOSpace, tasks: Sequence[str], codes: np.nd
     attn = g.head_dim * layers.heads.max(axis=1)
     shared_hidden = np.where(layers.active & ~layers.expert, layers.hidden, 0).max(axis=1)
     expert_hidden = np.where(layers.expert, layers.hidden, 0)
-    ffn = np.where(shared_hidden > 0, 2 * e * shared_hidden + shared_hidden + e, 0).sum(axis=1)
-    ffn += np.where(expert_hidden > 0, 2 * e * expert_hidden + expert_hidden + e, 0).sum(axis=(1, 2))
-    per_layer = np.where(used, 4 * e + _linear(e, 3 * attn) + _linear(attn, e), 0).sum(axis=1)
-    stems = len(tasks) if space.per_task_stem else 1
-    stem = stems * (g.in_chans * g.patch_size**2 * e + e + e + g.num_tokens * e)
-    heads = sum(_linear(e, out) for task in tasks if (out := space.task_outputs[task]))
+    ffn = np.where(shared_hidden > 0, _ffn_params(e, shared_hidden), 0).sum(axis=1)
+    ffn += np.where(expert_hidden > 0, _ffn_params(e, expert_hidden), 0).sum(axis=(1, 2))
+    per_layer = np.where(used, _norms_params(e) + _attention_params(e, attn), 0).sum(axis=1)
+    stem = (len(tasks) if space.per_task_stem else 1) * _stem_params(g)
+    heads = sum(_linear_params(e, out) for task in tasks if (out := space.task_outputs[task]))
     return (stem + per_layer + ffn + 2 * e + heads).astype(np.int64)
 
 

@@ -72,6 +72,27 @@ def _linear_params(n_in: int, n_out: int) -> int:
     return n_in * n_out + n_out
 
 
+# Per-layer parameter counts, elementwise on ints or int arrays (the one formula that single
+# subnets and deployments share). Embedding width e; attention of a = heads * head_dim channels:
+# qkv e -> 3a and proj a -> e with biases; an FFN e -> h -> e with biases; a layer's two LayerNorms.
+def _attention_params(e: int, a: Any) -> Any:
+    return (4 * e + 3) * a + e
+
+
+def _ffn_params(e: int, h: Any) -> Any:
+    return (2 * e + 1) * h + e
+
+
+def _norms_params(e: int) -> int:
+    return 4 * e
+
+
+def _stem_params(g: ViTGeometry) -> int:
+    """Patch-embedding conv (weight, bias), class token and position embedding."""
+    e = g.embed_dim
+    return g.in_chans * g.patch_size**2 * e + e + e + g.num_tokens * e
+
+
 class UFOSpace(SearchSpace):
     """A ViT space whose layers choose heads and FFN width (and, for UFO 2.0, the FFN path).
 
@@ -156,17 +177,14 @@ class UFOSpace(SearchSpace):
         self.check_task(task)
         g = self.geometry
         e = g.embed_dim
-        fixed = g.in_chans * g.patch_size**2 * e + e  # patch embedding conv
-        fixed += e + g.num_tokens * e  # class token, position embedding
-        fixed += 2 * e  # final norm
+        fixed = _stem_params(g) + 2 * e  # stem, final norm
         out = self.task_outputs.get(task) if task else None
         if out:
             fixed += _linear_params(e, out)
         active, heads, hidden = self._layer_shapes(np.asarray(codes))
         attn = heads.astype(np.int64) * g.head_dim  # exact: small integers held as float64
         width = hidden.astype(np.int64)
-        # Two norms (2E each), qkv E -> 3A and proj A -> E, fc1 E -> H and fc2 H -> E, with biases.
-        per_layer = 6 * e + (4 * e + 3) * attn + (2 * e + 1) * width
+        per_layer = _norms_params(e) + _attention_params(e, attn) + _ffn_params(e, width)
         return fixed + np.where(active, per_layer, 0).sum(1, dtype=np.int64)
 
     def flops(self, sub: Subnet, task: str | None = None) -> int:
