@@ -95,10 +95,10 @@ function reachable(budget) {
 
 function confidence() { return Number($("confidence").value); }
 
-/** [smallest, largest] budget over the front's points at the chosen confidence. */
-function budgetRange() {
+/** [smallest, largest] budget over a front's points (the plotted one's) at the chosen confidence. */
+function budgetRange(points = state.points) {
   const z = normalQuantile(confidence());
-  const budgets = state.points.map((p) => budgetOf(p, z));
+  const budgets = points.map((p) => budgetOf(p, z));
   return [Math.min(...budgets), Math.max(...budgets)];
 }
 
@@ -193,6 +193,7 @@ async function loadChoices() {
   fillSelect($("space"), state.spaces.map((s) => s.name), params.get("space") || "ufo-track2");
   fillSelect($("device"), devices.map((d) => d.name), params.get("device"));
   updateTasks(params.get("task"));
+  updateDeploymentTasks();
 }
 
 function currentSpace() { return state.spaces.find((s) => s.name === $("space").value); }
@@ -218,6 +219,20 @@ function showChoice(arch, text, isError = false) {
   }
 }
 
+/** Every point of the front of ``task`` on ``device``, page by page. */
+async function fetchFront(space, task, device) {
+  const points = [];
+  let offset = 0;
+  for (;;) {
+    const query = new URLSearchParams({ space, task, device, offset, limit: 500 });
+    const page = await getJSON(`/v1/pareto?${query}`);
+    points.push(...page.points);
+    offset += page.points.length;
+    if (!page.points.length || offset >= page.total) break;
+  }
+  return points;
+}
+
 async function loadFront() {
   const seq = ++state.loadSeq;
   const space = $("space").value, task = $("task").value, device = $("device").value;
@@ -232,16 +247,9 @@ async function loadFront() {
   drawPlot();
   if (!space || !task || !device) { setStatus("Choose a space, a task and a device."); return; }
   setStatus("Loading the front…");
-  const points = [];
+  let points;
   try {
-    let offset = 0;
-    for (;;) {
-      const query = new URLSearchParams({ space, task, device, offset, limit: 500 });
-      const page = await getJSON(`/v1/pareto?${query}`);
-      points.push(...page.points);
-      offset += page.points.length;
-      if (!page.points.length || offset >= page.total) break;
-    }
+    points = await fetchFront(space, task, device);
   } catch (error) {
     if (seq !== state.loadSeq) return;
     setStatus(`No front for this choice. ${describeError(error)}`, true);
@@ -452,10 +460,370 @@ function rowOf(cell, values) {
   return tr;
 }
 
-$("space").addEventListener("change", () => { updateTasks(); loadFront(); });
+// ---- Deployments: several tasks on one chip ------------------------------------------------------
+
+const DTYPE_BYTES = { float32: 4, float16: 2, bfloat16: 2, int8: 1 };
+const MEMORY_STEPS = 100; // the memory slider's positions: 0..99 are caps, 100 is "no cap"
+const deploy = {
+  fronts: new Map(), // task -> {loading} | {points} | {error}, of frontKey's space and device
+  frontKey: "",
+  cap: null, // max_params asked for; null: no cap
+  top: null, // parameters of the latest answer without a cap, for the chosen tasks
+  timer: null, inFlight: false, again: false,
+  shownKey: null, // the request (as JSON) whose answer, or lasting error, is shown
+  shown: null, // [body, answer] shown
+};
+
+/** An exact count with thousands separators: 66,900,672. */
+function formatInt(value) { return Math.round(value).toLocaleString("en-US"); }
+
+function dtype() { return $("deploy-dtype").value; }
+
+/** Megabytes (10^6 bytes) of ``params`` weights stored as the chosen dtype: "267.6 MB". */
+function formatMB(params) { return `${Number((params * DTYPE_BYTES[dtype()] / 1e6).toPrecision(4))} MB`; }
+
+function deployRows() { return [...$("deploy-tasks").tBodies[0].rows]; }
+function chosenRows() { return deployRows().filter((row) => row.querySelector(".deploy-check").checked); }
+function deployRowOf(task) { return deployRows().find((row) => row.dataset.task === task); }
+
+function numberInput(className, label, attrs) {
+  const input = document.createElement("input");
+  Object.assign(input, { type: "number", className, min: 0, step: "any", ...attrs });
+  input.setAttribute("aria-label", label);
+  return input;
+}
+
+/** The row of ``task``: whether it is deployed, its latency budget (with its front's range) and weight. */
+function deploymentRow(task) {
+  const tr = document.createElement("tr");
+  tr.dataset.task = task;
+  const check = document.createElement("input");
+  Object.assign(check, { type: "checkbox", className: "deploy-check", id: `deploy-${task}` });
+  const name = document.createElement("label");
+  name.htmlFor = check.id;
+  name.textContent = task;
+  const budget = numberInput("deploy-budget", `latency budget of ${task} (ms)`, { placeholder: "none" });
+  const hint = document.createElement("span");
+  hint.className = "front-hint hint";
+  const weight = numberInput("deploy-weight", `weight of ${task}`, { value: 1, placeholder: "1" });
+  const cells = [[check], [name], [budget, hint], [weight]];
+  for (const children of cells) {
+    const td = document.createElement("td");
+    td.append(...children);
+    tr.append(td);
+  }
+  return tr;
+}
+
+/** The deployment rows of the chosen space's tasks, none chosen. */
+function updateDeploymentTasks() {
+  const space = currentSpace();
+  $("deploy-tasks").tBodies[0].replaceChildren(...(space ? space.tasks : []).map(deploymentRow));
+  reloadDeploymentFronts();
+}
+
+/** Forget the fronts (another space or device), then load those of the chosen tasks again. */
+function reloadDeploymentFronts() {
+  deploy.fronts = new Map();
+  deploy.frontKey = JSON.stringify([$("space").value, $("device").value]);
+  deploy.cap = null;
+  deploy.top = null;
+  for (const row of deployRows()) {
+    row.querySelector(".front-hint").textContent = "";
+    if (!row.querySelector(".deploy-budget").dataset.touched) row.querySelector(".deploy-budget").value = "";
+  }
+  for (const row of chosenRows()) loadTaskFront(row.dataset.task);
+  updateMemoryRange();
+  scheduleDeployment();
+}
+
+/** Fetch the front of ``task`` (once per space and device): it gives the default budget and memory range. */
+async function loadTaskFront(task) {
+  if (deploy.fronts.has(task)) return;
+  const key = deploy.frontKey, [space, device] = JSON.parse(key);
+  deploy.fronts.set(task, { loading: true });
+  let front;
+  try {
+    front = { points: await fetchFront(space, task, device) };
+  } catch (error) {
+    front = { error };
+  }
+  if (key !== deploy.frontKey) return; // another space or device was chosen meanwhile
+  deploy.fronts.set(task, front);
+  applyDefaultBudget(task);
+  updateMemoryRange();
+  scheduleDeployment();
+}
+
+/**
+ * Show the budgets the front of ``task`` meets at the chosen confidence, and, unless the budget
+ * was typed, set it to the middle of that range.
+ */
+function applyDefaultBudget(task) {
+  const row = deployRowOf(task), front = deploy.fronts.get(task);
+  if (!row || !front || front.loading) return;
+  const hint = row.querySelector(".front-hint"), budget = row.querySelector(".deploy-budget");
+  if (front.error || !front.points.length) {
+    hint.textContent = "no front";
+    hint.title = front.error ? describeError(front.error) : "The front of this task is empty.";
+    return;
+  }
+  const [lo, hi] = budgetRange(front.points);
+  hint.textContent = `front: ${formatMs(lo)}–${formatMs(hi)}`;
+  hint.title = `The front's subnets of ${task} meet budgets from ${formatMs(lo)} to ${formatMs(hi)} ms ` +
+    `with probability ${confidence()}.`;
+  if (!budget.dataset.touched) budget.value = formatMs(reachable((lo + hi) / 2));
+}
+
+/**
+ * [lowest, highest] cap of the memory slider, or null while a chosen task has no front: from the
+ * largest of the chosen tasks' smallest front subnets (no deployment holds less) to the size of
+ * the latest answer without a cap (before one: the tasks' largest front subnets side by side).
+ */
+function memoryBounds() {
+  const rows = chosenRows();
+  const params = rows.map((row) => {
+    const front = deploy.fronts.get(row.dataset.task);
+    return front && front.points ? front.points.map((p) => p.params).filter((n) => Number.isFinite(n)) : [];
+  });
+  if (!rows.length || params.some((list) => !list.length)) return null;
+  const lo = Math.max(...params.map((list) => Math.min(...list)));
+  let hi = deploy.top ?? params.reduce((sum, list) => sum + Math.max(...list), 0);
+  if (hi <= lo) hi = lo + Math.max(1, Math.round(lo * 0.05));
+  return [lo, hi];
+}
+
+function capAt(position, [lo, hi]) {
+  return position >= MEMORY_STEPS ? null : Math.round(lo + ((hi - lo) * position) / (MEMORY_STEPS - 1));
+}
+
+function positionOf(cap, [lo, hi]) {
+  if (cap === null) return MEMORY_STEPS;
+  return Math.min(Math.max(Math.round(((cap - lo) / (hi - lo)) * (MEMORY_STEPS - 1)), 0), MEMORY_STEPS - 1);
+}
+
+function showCap() {
+  const out = $("memory-value");
+  out.dataset.cap = deploy.cap === null ? "none" : String(deploy.cap);
+  out.textContent = deploy.cap === null ? "no cap"
+    : `at most ${formatInt(deploy.cap)} parameters (${formatMB(deploy.cap)} as ${dtype()})`;
+}
+
+function updateMemoryRange() {
+  const bounds = memoryBounds(), slider = $("memory");
+  slider.disabled = bounds === null;
+  if (bounds === null) {
+    deploy.cap = null;
+    slider.value = MEMORY_STEPS;
+    const missing = chosenRows().map((row) => row.dataset.task).find((task) => {
+      const front = deploy.fronts.get(task);
+      return front && !front.loading && !(front.points || []).some((p) => Number.isFinite(p.params));
+    });
+    $("memory-range").textContent = missing !== undefined
+      ? `No memory cap to choose: ${missing} has no front on this device to size one with.`
+      : chosenRows().length ? "The memory cap waits for the chosen tasks' fronts." : "";
+  } else {
+    const [lo, hi] = bounds;
+    slider.value = positionOf(deploy.cap, bounds);
+    $("memory-range").textContent = `From ${formatInt(lo)} parameters (${formatMB(lo)}: the largest of the ` +
+      `chosen tasks' smallest front subnets) to ${formatInt(hi)} (${formatMB(hi)}` +
+      `${deploy.top === null ? "" : ": the deployment without a cap"}), then no cap.`;
+  }
+  showCap();
+}
+
+/** The request the controls describe: {body}, {empty} (no task chosen) or {problem} (a sentence). */
+function deploymentBody() {
+  const rows = chosenRows();
+  if (!rows.length) return { empty: true };
+  const tasks = [];
+  for (const row of rows) {
+    const task = row.dataset.task, item = { task };
+    for (const [field, input, what] of [["weight", ".deploy-weight", "weight"],
+      ["latency_budget_ms", ".deploy-budget", "latency budget"]]) {
+      const el = row.querySelector(input), text = el.value.trim();
+      if (el.validity.badInput || (text !== "" && !Number.isFinite(Number(text)))) {
+        return { problem: `The ${what} of ${task} is not a number.` };
+      }
+      if (text !== "") item[field] = Number(text);
+      else if (field === "weight") item.weight = 1;
+    }
+    tasks.push(item);
+  }
+  const body = { space: $("space").value, device: $("device").value, tasks, confidence: confidence(),
+    input: $("deploy-input").value };
+  if (deploy.cap !== null) body.max_params = deploy.cap;
+  return { body };
+}
+
+function setDeployStatus(text, isError = false) {
+  $("deploy-status").textContent = text;
+  $("deploy-status").classList.toggle("error", isError);
+}
+
+function clearDeployment(state, cap) {
+  deploy.shown = null;
+  const result = $("deploy-result");
+  result.dataset.state = state;
+  result.dataset.cap = cap;
+  result.classList.remove("stale");
+  $("deploy-table").tHead.replaceChildren();
+  $("deploy-table").tBodies[0].replaceChildren();
+  $("deploy-summary").textContent = "";
+  delete $("deploy-summary").dataset.params;
+}
+
+function showDeploymentError(text, body) {
+  clearDeployment("error", body && body.max_params !== undefined ? String(body.max_params) : "none");
+  setDeployStatus(text, true);
+}
+
+/** Plain sentences for a failed deployment query, naming a task where the API names its index. */
+function describeDeploymentError(error, body) {
+  if (!(error instanceof ApiError) || !Array.isArray(error.detail) || !error.detail.length) {
+    return describeError(error);
+  }
+  return error.detail.map((item) => {
+    const loc = (item && Array.isArray(item.loc) ? item.loc : []).slice();
+    if (["body", "query", "path"].includes(loc[0])) loc.shift();
+    const msg = item && typeof item.msg === "string" ? item.msg.replace(/^Value error, /, "") : "is not valid";
+    let where = loc.join(".");
+    if (loc[0] === "tasks" && Number.isInteger(loc[1]) && body.tasks[loc[1]]) {
+      where = [`task ${body.tasks[loc[1]].task}`, ...loc.slice(2)].join(" ");
+    } else if (item && item.type === "value_error" && ["tasks", "max_params", "max_weight_mb"].includes(where)) {
+      where = ""; // "no deployment meets every budget ...": the message names what misses
+    }
+    return where ? `${where}: ${sentence(msg)}` : sentence(msg);
+  }).join(" ");
+}
+
+function showDeployment(body, answer) {
+  clearDeployment("answer", body.max_params !== undefined ? String(body.max_params) : "none");
+  deploy.shown = [body, answer];
+  const budgets = new Map(body.tasks.map((t) => [t.task, t.latency_budget_ms]));
+  const table = $("deploy-table");
+  table.tHead.replaceChildren(rowOf("th", ["task", "arch", "predicted score", "predicted latency (ms)",
+    "P(latency ≤ budget)", "parameters alone"]));
+  table.tHead.rows[0].cells[2].title = `predicted ${scoreLabel()} ± 1 std`;
+  table.tBodies[0].replaceChildren(...answer.tasks.map((t) => {
+    const p = t.predicted, budget = budgets.get(t.task);
+    const tr = rowOf("td", [t.task, t.arch, `${p.score.toFixed(3)} ± ${p.score_std.toFixed(3)}`,
+      `${p.latency_ms.toFixed(2)} ± ${p.latency_std.toFixed(2)}`,
+      budget === undefined ? "1 (no budget)" : `${p.p_feasible.toFixed(3)} (≤ ${formatMs(budget)} ms)`,
+      formatInt(t.params_alone)]);
+    tr.dataset.task = t.task;
+    tr.dataset.arch = t.arch;
+    tr.cells[1].className = "arch";
+    tr.cells[2].title = `normalised score ${p.normalised_score.toFixed(3)}`;
+    return tr;
+  }));
+  const saved = answer.independent_params > 0 ? (1 - answer.params / answer.independent_params) * 100 : 0;
+  const summary = $("deploy-summary");
+  summary.dataset.params = String(answer.params);
+  summary.textContent = `The deployment holds ${formatInt(answer.params)} parameters (${formatMB(answer.params)} ` +
+    `as ${dtype()}) against ${formatInt(answer.independent_params)} (${formatMB(answer.independent_params)}) ` +
+    `for the tasks' paths as separate models: ${saved.toFixed(1)}% saved. ` +
+    `Objective (weighted sum of the normalised predicted scores): ${answer.objective.toFixed(3)}; ` +
+    `method: ${answer.method}, ${formatInt(answer.evaluations)} deployments evaluated` +
+    `${answer.input === "shared" ? "; one shared image, each task waiting for the joint forward" : ""}.`;
+  setDeployStatus(`The best deployment found of ${answer.tasks.length} task${answer.tasks.length === 1 ? "" : "s"} ` +
+    `on ${answer.device} at confidence ${body.confidence}` +
+    `${body.max_params === undefined ? ", without a memory cap" : `, within ${formatInt(body.max_params)} parameters`}:`);
+}
+
+function scheduleDeployment() {
+  clearTimeout(deploy.timer);
+  if (!chosenRows().length) runDeployment(); // nothing to ask: say so at once
+  else deploy.timer = setTimeout(runDeployment, 250);
+}
+
+/**
+ * Ask for the deployment the controls describe. One request at a time: one asked for meanwhile
+ * waits for it, and an answer is shown only while the controls still describe its request (so a
+ * stale answer never replaces a newer one).
+ */
+async function runDeployment() {
+  clearTimeout(deploy.timer);
+  if (deploy.inFlight) { deploy.again = true; return; }
+  const built = deploymentBody();
+  if (built.empty || built.problem) {
+    deploy.shownKey = null;
+    if (built.empty) { clearDeployment("none", "none"); setDeployStatus("Choose one or more tasks to deploy together."); }
+    else showDeploymentError(built.problem, null);
+    return;
+  }
+  const body = built.body;
+  if (body.tasks.some((t) => (deploy.fronts.get(t.task) || {}).loading)) {
+    setDeployStatus("Loading the chosen tasks' fronts…");
+    return; // each front schedules the query again when it arrives
+  }
+  const key = JSON.stringify(body);
+  if (key === deploy.shownKey) return;
+  deploy.inFlight = true;
+  $("deploy-result").classList.add("stale");
+  setDeployStatus("Searching for the best deployment…");
+  let answer = null, failure = null;
+  try {
+    answer = await request("/v1/deployments/query", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: key,
+    });
+  } catch (error) {
+    failure = error;
+  }
+  deploy.inFlight = false;
+  const now = deploymentBody();
+  if (now.body && JSON.stringify(now.body) === key) {
+    if (answer) {
+      showDeployment(body, answer);
+      if (body.max_params === undefined && deploy.top !== answer.params) {
+        deploy.top = answer.params;
+        updateMemoryRange();
+      }
+    } else {
+      showDeploymentError(describeDeploymentError(failure, body), body);
+    }
+    // Errors that may pass (no worker free, a refit pending, no connection) are asked again.
+    const lasting = answer || (failure instanceof ApiError && [404, 422].includes(failure.status));
+    deploy.shownKey = lasting ? key : null;
+  }
+  if (deploy.again) { deploy.again = false; runDeployment(); }
+}
+
+$("deploy-tasks").addEventListener("change", (event) => {
+  const row = event.target.closest("tr");
+  if (!row || !event.target.classList.contains("deploy-check")) return;
+  deploy.cap = null; // another set of tasks: the memory range changes
+  deploy.top = null;
+  if (event.target.checked) loadTaskFront(row.dataset.task);
+  updateMemoryRange();
+  scheduleDeployment();
+});
+$("deploy-tasks").addEventListener("input", (event) => {
+  if (event.target.classList.contains("deploy-budget")) event.target.dataset.touched = "yes";
+  if (event.target.type === "number") scheduleDeployment();
+});
+$("deploy-input").addEventListener("change", scheduleDeployment);
+$("deploy-dtype").addEventListener("change", () => {
+  updateMemoryRange();
+  // The answer is in parameters: only its megabytes change, so it is not asked for again.
+  if (deploy.shown && $("deploy-result").dataset.state === "answer") showDeployment(...deploy.shown);
+});
+$("memory").addEventListener("input", () => {
+  const bounds = memoryBounds();
+  if (bounds === null) return;
+  deploy.cap = capAt(Number($("memory").value), bounds);
+  showCap();
+  scheduleDeployment();
+});
+
+$("space").addEventListener("change", () => { updateTasks(); loadFront(); updateDeploymentTasks(); });
 $("task").addEventListener("change", loadFront);
-$("device").addEventListener("change", loadFront);
-$("confidence").addEventListener("change", () => { updateBudgetRange(false); drawPlot(); scheduleQuery(); });
+$("device").addEventListener("change", () => { loadFront(); reloadDeploymentFronts(); });
+$("confidence").addEventListener("change", () => {
+  updateBudgetRange(false); drawPlot(); scheduleQuery();
+  for (const row of chosenRows()) applyDefaultBudget(row.dataset.task);
+  scheduleDeployment();
+});
 $("budget").addEventListener("input", () => { setBudget(Number($("budget").value)); drawPlot(); scheduleQuery(); });
 
 loadChoices().then(loadFront).catch((error) => setStatus(`Could not load the page. ${describeError(error)}`, true));

@@ -7,6 +7,7 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,13 @@ def server_url(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) 
         assert client.post("/v1/measurements", json={"measurements": batch}).status_code == 200
         report = client.post("/v1/refit", json={"space": SPACE})
         assert report.status_code == 200 and report.json()["fronts"], report.text
+    with serve(app) as url:
+        yield url
 
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """``app`` on a real uvicorn server on a free local port, in a thread; its base URL."""
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -62,9 +69,11 @@ def server_url(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) 
         thread.join(0.05)
         assert thread.is_alive(), "uvicorn stopped during start-up"
     port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture(scope="module")

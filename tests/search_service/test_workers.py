@@ -24,7 +24,7 @@ from search_service import create_app
 from search_service.core import make_engine, make_sessionmaker
 from search_service.domain import Metric, WorkKind, WorkStatus
 from search_service.models import Front, PredictorVersion, WorkItem
-from search_service.services import campaigns
+from search_service.services import campaigns, deployments
 from search_service.work import CeleryRunner, Order, WorkContext, items
 from search_service.work import _functions as functions
 
@@ -102,6 +102,7 @@ def _forbid_local_work(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(functions, "create_predictor", refuse("create_predictor"))
     monkeypatch.setattr(functions, "_train", refuse("_train"))
     monkeypatch.setattr(campaigns, "plan_campaign", refuse("plan_campaign"))
+    monkeypatch.setattr(deployments, "compute_answer", refuse("compute_answer"))
     return called
 
 
@@ -137,6 +138,11 @@ def test_a_killed_worker_loses_no_result_and_the_api_computes_nothing(
             )
             assert campaign.status_code == 201, campaign.text
             assert campaign.json()["jobs"]["queued"] == 3
+            # And so do deployment queries.
+            body = {"space": SPACE, "device": "dev1", "tasks": [{"task": "market1501"}], "max_params": 10**9}
+            deployment = client.post("/v1/deployments/query", json=body)
+            assert deployment.status_code == 200, deployment.text
+            assert deployment.json()["tasks"][0]["task"] == "market1501"
         assert not refit.is_alive()
     assert answer.get("errors") == [], answer
     assert called == []
