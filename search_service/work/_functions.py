@@ -387,6 +387,17 @@ def build_front(ctx: WorkContext, space_name: str, task: str, device: str, key: 
 
 
 # ------------------------------------------------------------------------------------- requests
+def _request_outcome(ctx: WorkContext, key: str) -> Outcome:
+    """The outcome of request ``key`` if a run already ended it (its result or recorded error),
+    else an empty one to fill: a re-delivered task does the work once."""
+    outcome = Outcome(key)
+    with ctx.read_sessions() as session:
+        item = items.get(session, key)
+    if item is not None and item.status in (WorkStatus.DONE, WorkStatus.FAILED):
+        outcome.existing, outcome.error = item.result_id, item.error
+    return outcome
+
+
 def _recorded(error: ServiceError) -> str:
     """A client error as a work item records it for the waiting API process (JSON: status,
     message, loc; see ``_schedule.raise_recorded_error``)."""
@@ -399,12 +410,9 @@ def plan_and_store_campaign(ctx: WorkContext, body: CampaignCreate, key: str) ->
     (JSON: status, message, loc) for the waiting API process to raise."""
     from ..services.campaigns import store_campaign
 
-    outcome = Outcome(key)
-    with ctx.read_sessions() as session:
-        item = items.get(session, key)
-        if item is not None and item.status in (WorkStatus.DONE, WorkStatus.FAILED):
-            outcome.existing, outcome.error = item.result_id, item.error
-            return outcome
+    outcome = _request_outcome(ctx, key)
+    if outcome.existing is not None or outcome.error is not None:
+        return outcome
     try:
         campaign = store_campaign(ctx.read_sessions, ctx.write_sessions, body, ctx.settings.data_dir, key=key)
     except ServiceError as error:
@@ -421,12 +429,9 @@ def answer_and_store_deployment(ctx: WorkContext, body: DeploymentQueryRequest, 
     :class:`ServiceError` (nothing fits, predictors missing) is recorded as the item's error."""
     from ..services.deployments import compute_answer, store_answer
 
-    outcome = Outcome(key)
-    with ctx.read_sessions() as session:
-        item = items.get(session, key)
-        if item is not None and item.status in (WorkStatus.DONE, WorkStatus.FAILED):
-            outcome.existing, outcome.error = item.result_id, item.error
-            return outcome
+    outcome = _request_outcome(ctx, key)
+    if outcome.existing is not None or outcome.error is not None:
+        return outcome
     with ctx.write_sessions() as session:
         items.started(session, key, WorkKind.DEPLOYMENT, body.space)
         session.commit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,28 @@ def measurements(
             item.update(metric="score", value=score_of(arch, rng))
         items.append(item)
     return items
+
+
+def post_scored_tasks(client: Any, tasks: Sequence[str], n: int = 30, device: str = "dev1") -> None:
+    """Latencies of ``n`` random subnets on ``device`` and a score of each on every task (the
+    i-th task's scores are ``score_of`` times ``i + 1``, so tasks differ in scale)."""
+    latencies = measurements(n, device=device, seed=0)
+    rng = np.random.default_rng(1)
+    scores = [
+        {
+            **m,
+            "id": f"{m['id']}-{task}",
+            "device": None,
+            "task": task,
+            "metric": "score",
+            "std": None,
+            "value": score_of(m["arch"], rng) * (1 + i),
+        }
+        for i, task in enumerate(tasks)
+        for m in latencies
+    ]
+    response = client.post("/v1/measurements", json={"measurements": latencies + scores})
+    assert response.status_code == 200, response.text
 
 
 def register(client: Any, name: str = "dev1", headers: dict[str, str] | None = None) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 from fastapi.testclient import TestClient
 from scipy.special import ndtri
-from service_helpers import SPACE, make_settings, measurements, register, score_of
+from service_helpers import SPACE, make_settings, post_scored_tasks, register
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -18,26 +17,6 @@ from search_service.models import DeploymentAnswerRow
 from supernet import Deployment, get_space
 
 TASKS = ("market1501", "veri", "sop")
-
-
-def _post_data(client: TestClient, n: int = 30) -> None:
-    latencies = measurements(n, seed=0)
-    rng = np.random.default_rng(1)
-    scores = [
-        {
-            **m,
-            "id": f"{m['id']}-{task}",
-            "device": None,
-            "task": task,
-            "metric": "score",
-            "std": None,
-            "value": score_of(m["arch"], rng) * (1 + i),
-        }
-        for i, task in enumerate(TASKS)
-        for m in latencies
-    ]
-    response = client.post("/v1/measurements", json={"measurements": latencies + scores})
-    assert response.status_code == 200, response.text
 
 
 def _body(**overrides) -> dict:
@@ -60,7 +39,7 @@ def test_deployment_queries(db_url: str) -> None:
         register(client)
         missing = client.post("/v1/deployments/query", json=_body())
         assert missing.status_code == 404 and "no score measurements of 'market1501'" in missing.text
-        _post_data(client)
+        post_scored_tasks(client, TASKS)
         pending = client.post("/v1/deployments/query", json=_body())
         assert pending.status_code == 409 and "not fitted yet" in pending.text
         assert client.post("/v1/refit", json={}).json()["errors"] == []

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 import test_web_page as web
 from fastapi.testclient import TestClient
 from scipy.stats import norm
-from service_helpers import make_settings, measurements, register, score_of
+from service_helpers import make_settings, post_scored_tasks, register
 from test_web_page import assert_sentences, serve
 
 from search_service import create_app
@@ -46,23 +45,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) 
     app = create_app(settings)
     with TestClient(app) as client:
         register(client, DEVICE)
-        latencies = measurements(30, device=DEVICE, seed=0)
-        rng = np.random.default_rng(1)
-        scores = [
-            {
-                **m,
-                "id": f"{m['id']}-{task}",
-                "device": None,
-                "task": task,
-                "metric": "score",
-                "std": None,
-                "value": score_of(m["arch"], rng) * (1 + i),
-            }
-            for i, task in enumerate(TASKS)
-            for m in latencies
-        ]
-        response = client.post("/v1/measurements", json={"measurements": latencies + scores})
-        assert response.status_code == 200, response.text
+        post_scored_tasks(client, TASKS, device=DEVICE)
         report = client.post("/v1/refit", json={"space": SPACE}).json()
         assert report["errors"] == [] and len(report["fronts"]) == len(TASKS), report
     with serve(app) as url:
