@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from typing import cast
 
 import numpy as np
@@ -24,7 +25,7 @@ from supernet import DTYPE_BYTES, UFOSpace, get_space, reused_layers
 from .. import repositories as repo
 from ..core.config import Settings
 from ..domain import Metric
-from ..errors import ConflictError, InvalidError, NotFoundError
+from ..errors import ConflictError, InvalidError, NotFoundError, UnavailableError
 from ..models import DeploymentAnswerRow
 from ..schemas import (
     DeploymentPrediction,
@@ -207,6 +208,25 @@ def stored_answer_row(session: Session, key: str) -> DeploymentAnswerRow | None:
     return session.scalar(select(DeploymentAnswerRow).where(DeploymentAnswerRow.key == key))
 
 
+# Searches this process runs at once when it has no broker: each keeps a core busy for seconds, so
+# more would only slow every request of this process (and a client could start many).
+_IN_PROCESS_SEARCHES = threading.BoundedSemaphore(1)
+
+
+def _search(runner: Runner, body: DeploymentQueryRequest, key: str) -> int:
+    if not runner.in_process:
+        return runner.deployment(body, key)  # the workers' queue spreads the searches
+    wait_s = runner.ctx.settings.task_wait_s
+    if not _IN_PROCESS_SEARCHES.acquire(timeout=wait_s):
+        raise UnavailableError(
+            f"this server is busy with other deployment searches (waited {wait_s:g} s); retry shortly"
+        )
+    try:
+        return runner.deployment(body, key)
+    finally:
+        _IN_PROCESS_SEARCHES.release()
+
+
 def query_deployment(
     read_sessions: sessionmaker[Session], body: DeploymentQueryRequest, runner: Runner
 ) -> DeploymentQueryResponse:
@@ -221,7 +241,7 @@ def query_deployment(
         key = answer_key(body, predictor_versions(session, body))
         row = stored_answer_row(session, key)
     if row is None:
-        answer_id = runner.deployment(body, key)
+        answer_id = _search(runner, body, key)
         with read_sessions() as session:
             row = session.get(DeploymentAnswerRow, answer_id)
     assert row is not None
