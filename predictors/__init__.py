@@ -12,6 +12,10 @@ Usage::
     # y_std: per-measurement standard errors (ms), optional; latency models use the space's
     # analytic costs as their prior mean by default (cost_prior=None; see predictors._cost).
 
+    deployments = DeploymentLatencyModel.fit(space, subnets, y, y_std=y_std)  # the chip's cost line
+    mean, std = deployments.predict(deps, model, input="shared")  # n supernet.Deployment, ms
+    mean, std = deployments.predict(deps, (path_mean, path_std))  # paths predicted once, n x T
+
     transfer = TransferPredictor(space, metric="latency_ms").fit_multi(subnets, Y, target_index)
     # Y: n x T, NaN where unmeasured; predictions are for column target_index.
 
@@ -59,6 +63,7 @@ from ._capabilities import (
     SupportsUpdate,
 )
 from ._cost import CostModel, CostPriorMean
+from ._deployment import STD_RULES, DeploymentLatencyModel, PathLatencyPredictor
 from ._features import summary_dim, summary_features
 from ._gp import GPNASPredictor
 from ._kernels import KERNELS, GroupHammingKernel, build_kernel
@@ -77,16 +82,19 @@ from ._transforms import OutputTransform
 
 __all__ = [
     "KERNELS",
+    "STD_RULES",
     "ClosedFormGPNAS",
     "CostModel",
     "CostPriorMean",
     "CostStratifiedStrategy",
+    "DeploymentLatencyModel",
     "GBTPredictor",
     "GPNASPredictor",
     "GroupHammingKernel",
     "IntegratedVarianceStrategy",
     "MaxVarianceStrategy",
     "OutputTransform",
+    "PathLatencyPredictor",
     "Predictor",
     "QLogNEHVIStrategy",
     "RandomStrategy",

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
-from supernet import Metric, SearchSpace, Subnet
+from supernet import Deployment, InputMode, Metric, SearchSpace, Subnet
 
 from ._local import LocalConfig, SettingKind, check_reference_name, check_relative_path
 
@@ -305,9 +305,16 @@ class LatencyProfiler(Profiler):
     should override :meth:`measure_many` to time a batch in interleaved rounds with a reference
     subnet (see :class:`profilers.ExtractedModelProfiler`), so that the machine's drift does not
     become the data; the default measures the subnets one after another.
+
+    Profilers that run real models can also time a :class:`supernet.Deployment` (several tasks'
+    paths deployed as one model, :meth:`measure_deployment`); they set
+    :attr:`measures_deployments`. The default raises :class:`NotImplementedError`: a table of
+    single-path latencies has nothing to replay for a deployment.
     """
 
     metric: ClassVar[Metric] = Metric.LATENCY
+    measures_deployments: ClassVar[bool] = False
+    """Whether :meth:`measure_deployments` can time deployments here (ask before calling)."""
 
     @abc.abstractmethod
     def measure(self, sub: Subnet | str) -> ProfileResult:
@@ -326,6 +333,61 @@ class LatencyProfiler(Profiler):
         The default calls :meth:`measure` for each subnet in turn.
         """
         return Profiler.profile_many(self, subs)
+
+    def measure_deployment(self, dep: Deployment, input: InputMode = "shared") -> ProfileResult:
+        """Latency of one forward pass of every task of ``dep``, deployed as one model.
+
+        Args:
+            dep: Tasks and their paths, all of :attr:`space`.
+            input: ``shared``: one batch of images that every task reads, the layers the paths
+                share computed once; ``separate``: each task runs its path on its own batch,
+                one task after another (the value is the time of all of them).
+
+        Returns:
+            A :class:`ProfileResult` (milliseconds per batch, for all the tasks together) whose
+            environment names the tasks, their paths and the input mode.
+
+        Raises:
+            NotImplementedError: If this profiler cannot time deployments
+                (:attr:`measures_deployments` is false).
+            ValueError: If ``input`` is not ``shared`` or ``separate``, or ``dep`` does not
+                belong to :attr:`space`.
+        """
+        (outcome,) = self.measure_deployments([dep], input)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def measure_deployments(
+        self,
+        items: Sequence[Deployment | Subnet | str],
+        input: InputMode | Sequence[InputMode] = "shared",
+    ) -> list[ProfileResult | Exception]:
+        """Latencies of a batch of deployments, and of single paths timed alongside them.
+
+        A :class:`~supernet.Subnet` (or arch string) among ``items`` is timed as
+        :meth:`measure_many` times it; profilers that time in interleaved rounds put
+        deployments and paths into the same rounds, so that their numbers share one reference
+        and one drift (what a latency model of deployments built from single paths needs).
+
+        Args:
+            items: Deployments and subnets, in any order.
+            input: One input mode for every deployment, or one per item (ignored for subnets);
+                see :meth:`measure_deployment`.
+
+        Returns:
+            Per item, in order, its :class:`ProfileResult` or the exception that kept it from
+            being measured (a deployment or path that does not belong to the space, or whose
+            model fails to run).
+
+        Raises:
+            NotImplementedError: If this profiler cannot time deployments.
+            ValueError: If ``items`` is empty or an input mode is unknown.
+        """
+        raise NotImplementedError(
+            f"profiler {self.name!r} cannot time deployments: it measures single subnets only "
+            "(use a profiler that runs the models, e.g. 'torch-cpu' or 'torch-cuda')"
+        )
 
     def profile(self, sub: Subnet | str, task: str | None = None) -> ProfileResult:
         return self.measure(sub)

@@ -5,13 +5,24 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from supernet import SearchSpace, Subnet, UFOSpace, UFOSupernet
+from supernet import (
+    INPUT_MODES,
+    Deployment,
+    DeploymentViT,
+    InputMode,
+    SearchSpace,
+    Subnet,
+    UFOSpace,
+    UFOSupernet,
+    deployment_params,
+)
 
 from ._base import LatencyProfiler, ProfileResult, ProfilerUnavailableError, Setting
 from ._interleave import ESTIMATORS, RoundTimings, estimate_rounds, summarise_reference, time_rounds
@@ -96,6 +107,36 @@ def cpu_clock(profiler: str, settings: dict[str, Any]) -> Callable[[], float]:
     return time.perf_counter
 
 
+@dataclass(frozen=True)
+class _Joint:
+    """A deployment timed as one model, with how its tasks get their images."""
+
+    deployment: Deployment
+    input: InputMode
+
+
+# What one slot of a timed batch is: a single path or a deployment.
+_Item = Subnet | _Joint
+
+
+class _JointForward(nn.Module):
+    """``forward(x)`` of a deployment: ``forward_shared(x)`` (shared input), or every task's
+    ``forward(x, task)`` one after another (separate inputs).
+
+    Separate inputs all read the same tensor ``x``: a path's time does not depend on the pixels,
+    and a fresh tensor per task would add its allocation to the time.
+    """
+
+    def __init__(self, model: DeploymentViT, input: InputMode) -> None:
+        super().__init__()
+        self.model, self.input = model, input
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.input == "shared":
+            return list(self.model.forward_shared(x).values())
+        return [self.model(x, task) for task in self.model.tasks]
+
+
 def mid_cost_subnet(space: SearchSpace) -> Subnet:
     """The middle depth with the middle choice of every dimension in every layer."""
     depth = space.depths[len(space.depths) // 2]
@@ -112,6 +153,12 @@ class ExtractedModelProfiler(LatencyProfiler):
     a fresh random order. :meth:`measure` is a batch of one. ``protocol=sequential`` times each
     subnet on its own instead, as gpnas did before (kept for comparison and for dedicated
     hardware).
+
+    Deployments (:meth:`measure_deployments`) are timed by the same protocol, in the same
+    rounds as any single paths of the batch: each is the supernet's
+    :meth:`~supernet.UFOSupernet.extract_deployment`, run by ``forward_shared(x)`` (shared input)
+    or by every task's ``forward(x, task)`` in turn (separate inputs); subclasses that can run
+    such a model set :attr:`measures_deployments` and implement :meth:`_prepare_deployment`.
 
     Subclasses implement :meth:`_prepare` (move/convert/compile the extracted model and return a
     ``run_once`` closure that returns milliseconds), :meth:`_session` (process-wide state such as
@@ -195,30 +242,98 @@ class ExtractedModelProfiler(LatencyProfiler):
         """
         self._check_batch(subs)
         outcomes: list[ProfileResult | Exception | None] = [None] * len(subs)
-        todo: list[tuple[int, Subnet]] = []
+        todo: list[tuple[int, _Item]] = []
         for i, sub in enumerate(subs):
             try:
                 todo.append((i, self.subnet(sub)))
             except ValueError as error:
                 outcomes[i] = error
+        return self._measure_items(todo, outcomes)
+
+    def measure_deployments(
+        self,
+        items: Sequence[Deployment | Subnet | str],
+        input: InputMode | Sequence[InputMode] = "shared",
+    ) -> list[ProfileResult | Exception]:
+        """Latencies of deployments (and of single paths) timed in one batch, by the batch
+        protocol of :meth:`measure_many`; see :meth:`LatencyProfiler.measure_deployments`.
+
+        A deployment's environment adds ``deployment_tasks`` (its tasks, in order),
+        ``deployment_archs`` (their paths' arch strings) and ``deployment_input``.
+
+        Raises:
+            NotImplementedError: If this profiler cannot run deployments.
+            ValueError: If ``items`` is empty, an input mode is unknown, or ``input`` is a
+                sequence whose length is not ``len(items)``.
+        """
+        if not self.measures_deployments:
+            return super().measure_deployments(items, input)
+        if not items:
+            raise ValueError(f"profiler {self.name!r} got an empty batch; give at least one deployment")
+        modes = [input] * len(items) if isinstance(input, str) else list(input)
+        if len(modes) != len(items):
+            raise ValueError(f"input names {len(modes)} input modes for {len(items)} items")
+        for mode in modes:
+            if mode not in INPUT_MODES:
+                raise ValueError(f"input must be one of {list(INPUT_MODES)}, got {mode!r}")
+        outcomes: list[ProfileResult | Exception | None] = [None] * len(items)
+        todo: list[tuple[int, _Item]] = []
+        for i, (item, mode) in enumerate(zip(items, modes, strict=True)):
+            try:
+                if isinstance(item, Deployment):
+                    deployment_params(self._ufo_space, item)  # checks space, tasks and paths
+                    todo.append((i, _Joint(item, mode)))
+                else:
+                    todo.append((i, self.subnet(item)))
+            except ValueError as error:
+                outcomes[i] = error
+        return self._measure_items(todo, outcomes)
+
+    @property
+    def _ufo_space(self) -> UFOSpace:
+        assert isinstance(self.space, UFOSpace)
+        return self.space
+
+    def _measure_items(
+        self, todo: list[tuple[int, _Item]], outcomes: list[ProfileResult | Exception | None]
+    ) -> list[ProfileResult | Exception]:
         load_start = load_average()
         with self._session():
             if self.settings["protocol"] == "sequential":
-                for i, sub in todo:
-                    outcomes[i] = self._measure_alone(sub, load_start)
+                for i, item in todo:
+                    outcomes[i] = self._measure_alone(item, load_start)
             elif todo:
                 self._measure_interleaved(todo, outcomes, load_start)
         return [o if o is not None else RuntimeError("not measured") for o in outcomes]
 
-    def _prepared(self, sub: Subnet) -> Callable[[], float]:
-        """``run_once`` of ``sub``, run once so that a model that cannot run fails here."""
-        run_once = self._prepare(self.extract(sub))
+    def _prepared(self, item: _Item) -> Callable[[], float]:
+        """``run_once`` of a path or deployment, run once so that a model that cannot run fails here."""
+        if isinstance(item, _Joint):
+            model = self.supernet().extract_deployment(item.deployment).eval()
+            run_once = self._prepare_deployment(model, item.input)
+        else:
+            run_once = self._prepare(self.extract(item))
         run_once()
         return run_once
 
-    def _measure_alone(self, sub: Subnet, load_start: float | None) -> ProfileResult | Exception:
+    def _param_count(self, item: _Item) -> int:
+        if isinstance(item, _Joint):
+            return deployment_params(self._ufo_space, item.deployment)
+        return self._ufo_space.param_count(item, self.task)
+
+    def _item_environment(self, item: _Item) -> dict[str, Any]:
+        if not isinstance(item, _Joint):
+            return {}
+        dep = item.deployment
+        return {
+            "deployment_tasks": list(dep.tasks),
+            "deployment_archs": [self.space.format(sub) for _, sub in dep],
+            "deployment_input": item.input,
+        }
+
+    def _measure_alone(self, item: _Item, load_start: float | None) -> ProfileResult | Exception:
         try:
-            run_once = self._prepared(sub)
+            run_once = self._prepared(item)
         except ProfilerUnavailableError:
             raise
         except Exception as error:  # this subnet's failure only
@@ -231,20 +346,19 @@ class ExtractedModelProfiler(LatencyProfiler):
             target_rse=self.settings["target_rse"],
             max_seconds=self.settings["max_seconds"],
         )
-        environment = self._environment(load_start, stats.samples)
+        environment = {**self._environment(load_start, stats.samples), **self._item_environment(item)}
         return ProfileResult(
             stats.median, stats.std, stats.repeats, stats.p10, stats.p90, stats.rse, environment
         )
 
-    def _chunks(self, todo: list[tuple[int, Subnet]]) -> list[list[tuple[int, Subnet]]]:
+    def _chunks(self, todo: list[tuple[int, _Item]]) -> list[list[tuple[int, _Item]]]:
         """Consecutive chunks whose weights, with the reference's, fit in ``memory_mb``."""
-        assert isinstance(self.space, UFOSpace)
         budget = self.settings["memory_mb"] * 2**20 / self._bytes_per_param()
-        budget -= self.space.param_count(self.reference, self.task)
-        chunks: list[list[tuple[int, Subnet]]] = [[]]
+        budget -= self._param_count(self.reference)
+        chunks: list[list[tuple[int, _Item]]] = [[]]
         used = 0.0
         for item in todo:
-            size = self.space.param_count(item[1], self.task)
+            size = self._param_count(item[1])
             if chunks[-1] and used + size > budget:
                 chunks.append([])
                 used = 0.0
@@ -254,19 +368,20 @@ class ExtractedModelProfiler(LatencyProfiler):
 
     def _measure_interleaved(
         self,
-        todo: list[tuple[int, Subnet]],
+        todo: list[tuple[int, _Item]],
         outcomes: list[ProfileResult | Exception | None],
         load_start: float | None,
     ) -> None:
         rng = np.random.default_rng(self.settings["seed"])
         reference = self._prepared(self.reference)
-        timed: list[tuple[list[int], RoundTimings]] = []
+        timed: list[tuple[list[tuple[int, _Item]], RoundTimings]] = []
         for chunk in self._chunks(todo):
-            indices, runners = [], []
-            for i, sub in chunk:
+            kept: list[tuple[int, _Item]] = []
+            runners = []
+            for i, item in chunk:
                 try:
-                    runners.append(self._prepared(sub))
-                    indices.append(i)
+                    runners.append(self._prepared(item))
+                    kept.append((i, item))
                 except ProfilerUnavailableError:
                     raise
                 except Exception as error:  # this subnet's failure only
@@ -283,7 +398,7 @@ class ExtractedModelProfiler(LatencyProfiler):
                 target_rse=self.settings["target_rse"],
                 max_seconds=self.settings["max_seconds"] * (len(runners) + 1),
             )
-            timed.append((indices, timings))
+            timed.append((kept, timings))
             del runners  # free the chunk's models before preparing the next
             self._release()
         if not timed:
@@ -300,9 +415,12 @@ class ExtractedModelProfiler(LatencyProfiler):
             "chunks": len(timed),
             "rounds_timed": summary.rounds,
         }
-        for indices, timings in timed:
+        joints = sum(isinstance(item, _Joint) for _, item in todo)
+        if joints:
+            batch["batch_deployments"] = joints  # of the batch_subnets items
+        for kept, timings in timed:
             estimates = estimate_rounds(timings, summary.median, self.settings["estimator"])
-            for i, est in zip(indices, estimates, strict=True):
+            for (i, item), est in zip(kept, estimates, strict=True):
                 outcomes[i] = ProfileResult(
                     value=est.value,
                     std=est.std,
@@ -310,7 +428,11 @@ class ExtractedModelProfiler(LatencyProfiler):
                     p10=est.p10,
                     p90=est.p90,
                     rse=est.rse,
-                    environment={**self._environment(load_start, est.samples), **batch},
+                    environment={
+                        **self._environment(load_start, est.samples),
+                        **batch,
+                        **self._item_environment(item),
+                    },
                     raw_value=est.raw,
                     rounds_dropped=est.dropped,
                     reference_spread=summary.spread,
@@ -342,6 +464,14 @@ class ExtractedModelProfiler(LatencyProfiler):
         Called inside :meth:`_session`; the model's resources are freed when the closure is.
         """
 
+    def _prepare_deployment(self, model: DeploymentViT, input: InputMode) -> Callable[[], float]:
+        """``run_once`` of a deployment: one timed forward of all its tasks, in milliseconds.
+
+        The default times :class:`_JointForward` with :meth:`_prepare`, which suits runtimes
+        whose ``_prepare`` runs any ``nn.Module`` on one input tensor (eager torch).
+        """
+        return self._prepare(_JointForward(model, input))
+
     @contextlib.contextmanager
     def _session(self) -> Iterator[None]:
         """Process-wide settings (thread counts, math modes) held while a batch is timed."""
@@ -370,6 +500,7 @@ class TorchCPUProfiler(ExtractedModelProfiler):
 
     name: ClassVar[str] = "torch-cpu"
     version: ClassVar[str] = "2"
+    measures_deployments: ClassVar[bool] = True
     settings_spec: ClassVar[dict[str, Setting]] = {
         **COMMON_SETTINGS,
         "threads": Setting(int, 1, "intra-op threads (torch.set_num_threads)", minimum=1),
@@ -431,6 +562,7 @@ class TorchCUDAProfiler(ExtractedModelProfiler):
 
     name: ClassVar[str] = "torch-cuda"
     version: ClassVar[str] = "2"
+    measures_deployments: ClassVar[bool] = True
     settings_spec: ClassVar[dict[str, Setting]] = {
         **COMMON_SETTINGS,
         "warmup": Setting(

@@ -1,6 +1,16 @@
 """Search spaces and the UFO weight-sharing supernet."""
 
 from ._cells import FBNET_COSTS, FBNET_OPS, NB201_COSTS, NB201_OPS, FBNetSpace, NASBench201Space
+from ._checkpoint import (
+    CheckpointError,
+    ExpertGates,
+    ImportReport,
+    convert_ufo_state_dict,
+    import_ufo_checkpoint,
+    merge_rank_states,
+    read_pdparams,
+    ufo_space_of,
+)
 from ._definition import (
     DefinitionError,
     GeometryDefinition,
@@ -11,8 +21,10 @@ from ._definition import (
 )
 from ._deployment import (
     DTYPE_BYTES,
+    INPUT_MODES,
     Deployment,
     DeploymentViT,
+    InputMode,
     LayerChoices,
     SharedLayer,
     deployment_choice_params,
@@ -42,10 +54,21 @@ from ._registry import (
 )
 from ._space import Dimension, SearchSpace, Subnet
 from ._supernet import LayerSpec, SubnetViT, UFOSupernet, build_supernet, resolve_path, ufo_space
-from ._ufo import MULTIPATH_TASKS, TRACK2_TASKS, UFO_COSTS, MultipathSpace, Track2Space, UFOSpace, ViTGeometry
+from ._ufo import (
+    DEFAULT_NORM_EPS,
+    MULTIPATH_TASKS,
+    TRACK2_TASKS,
+    UFO_COSTS,
+    MultipathSpace,
+    Track2Space,
+    UFOSpace,
+    ViTGeometry,
+)
 
 __all__ = [
+    "DEFAULT_NORM_EPS",
     "DTYPE_BYTES",
+    "INPUT_MODES",
     "FBNET_COSTS",
     "FBNET_OPS",
     "MULTIPATH_TASKS",
@@ -55,13 +78,17 @@ __all__ = [
     "ONNX_OUTPUT",
     "TRACK2_TASKS",
     "UFO_COSTS",
+    "CheckpointError",
     "DefinitionError",
     "Deployment",
     "DeploymentViT",
     "Dimension",
+    "ExpertGates",
     "FBNetSpace",
     "GeometryDefinition",
+    "ImportReport",
     "IndexUFOSpace",
+    "InputMode",
     "LayerChoices",
     "LayerSpec",
     "Metric",
@@ -79,6 +106,7 @@ __all__ = [
     "UFOSupernet",
     "ViTGeometry",
     "build_supernet",
+    "convert_ufo_state_dict",
     "deployment_choice_params",
     "deployment_choices",
     "deployment_macs",
@@ -90,9 +118,12 @@ __all__ = [
     "export_onnx",
     "extract_deployment",
     "get_space",
+    "import_ufo_checkpoint",
     "is_preset",
     "list_spaces",
+    "merge_rank_states",
     "preset_names",
+    "read_pdparams",
     "register_space",
     "reload_space",
     "resolve_path",
@@ -102,5 +133,6 @@ __all__ = [
     "space_source",
     "space_with_task",
     "ufo_space",
+    "ufo_space_of",
     "unregister_space",
 ]

@@ -56,7 +56,7 @@ from pydantic import (
 
 from ._cells import FBNET_OPS, NB201_OPS, FBNetSpace, NASBench201Space
 from ._space import Dimension, SearchSpace, Subnet
-from ._ufo import MultipathSpace, Track2Space, UFOSpace, ViTGeometry
+from ._ufo import DEFAULT_NORM_EPS, MultipathSpace, Track2Space, UFOSpace, ViTGeometry
 
 Family = Literal["ufo", "fbnet", "nasbench201"]
 ArchFormat = Literal["indices", "track2", "multipath", "fbnet", "nasbench201"]
@@ -160,7 +160,11 @@ class TaskDefinition(BaseModel):
 
 
 class GeometryDefinition(BaseModel):
-    """The ViT shapes of a UFO space (the fields of :class:`~supernet.ViTGeometry`, ViT-Base by default)."""
+    """The ViT shapes of a UFO space (the fields of :class:`~supernet.ViTGeometry`, ViT-Base by default).
+
+    ``norm_eps`` (the LayerNorms' epsilon) is written out only when it is not the default
+    ``1e-5``, so the definitions of spaces that keep it read as they did before it existed.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -169,6 +173,9 @@ class GeometryDefinition(BaseModel):
     image_size: _GeometryInt = Field(224, ge=1, le=8_192)
     head_dim: _GeometryInt = Field(64, ge=1, le=4_096)
     in_chans: _GeometryInt = Field(3, ge=1, le=64)
+    norm_eps: Annotated[float, AllowInfNan(False)] = Field(
+        DEFAULT_NORM_EPS, gt=0, lt=1, exclude_if=lambda eps: eps == DEFAULT_NORM_EPS
+    )
 
     @model_validator(mode="after")
     def _patch_fits(self) -> GeometryDefinition:
@@ -187,6 +194,7 @@ class GeometryDefinition(BaseModel):
             image_size=geometry.image_size,
             head_dim=geometry.head_dim,
             in_chans=geometry.in_chans,
+            norm_eps=geometry.norm_eps,
         )
 
 

@@ -44,6 +44,7 @@ from ._supernet import (
     resolve_path,
 )
 from ._ufo import (
+    DEFAULT_NORM_EPS,
     UFOSpace,
     ViTGeometry,
     _attention_params,
@@ -54,6 +55,8 @@ from ._ufo import (
 )
 
 InputMode = Literal["separate", "shared"]
+#: The input modes of a deployment: each task its own image, or one image for every task.
+INPUT_MODES: tuple[InputMode, ...] = ("separate", "shared")
 #: Bytes per weight of the dtypes a deployment's memory can be counted in.
 DTYPE_BYTES: dict[str, int] = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
@@ -373,13 +376,13 @@ class _FFNUnion(nn.Module):
 class _LayerUnion(nn.Module):
     """One layer position of a deployment: what every task using it needs, stored once."""
 
-    def __init__(self, embed_dim: int, head_dim: int, union: _Union) -> None:
+    def __init__(self, embed_dim: int, head_dim: int, union: _Union, eps: float = DEFAULT_NORM_EPS) -> None:
         super().__init__()
         self.head_dim = head_dim
-        self.norm1 = nn.LayerNorm(embed_dim)
+        self.norm1 = nn.LayerNorm(embed_dim, eps=eps)
         self.qkv = nn.Linear(embed_dim, 3 * union.heads * head_dim)
         self.proj = nn.Linear(union.heads * head_dim, embed_dim)
-        self.norm2 = nn.LayerNorm(embed_dim)
+        self.norm2 = nn.LayerNorm(embed_dim, eps=eps)
         self.ffn = _FFNUnion(embed_dim, union.shared_hidden) if union.shared_hidden else None
         self.experts = nn.ModuleDict({task: _FFNUnion(embed_dim, h) for task, h in union.experts.items()})
 
@@ -420,8 +423,10 @@ class DeploymentViT(nn.Module):
                 self.patch_embed = nn.Conv2d(g.in_chans, g.embed_dim, g.patch_size, stride=g.patch_size)
                 self.cls_token = nn.Parameter(torch.empty(1, 1, g.embed_dim))
                 self.pos_embed = nn.Parameter(torch.empty(1, g.num_tokens, g.embed_dim))
-            self.blocks = nn.ModuleList(_LayerUnion(g.embed_dim, g.head_dim, u) for u in _union(space, dep))
-            self.norm = nn.LayerNorm(g.embed_dim)
+            self.blocks = nn.ModuleList(
+                _LayerUnion(g.embed_dim, g.head_dim, u, g.norm_eps) for u in _union(space, dep)
+            )
+            self.norm = nn.LayerNorm(g.embed_dim, eps=g.norm_eps)
             self.heads = nn.ModuleDict(
                 {task: nn.Linear(g.embed_dim, out) for task in dep.tasks if (out := space.task_outputs[task])}
             )

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ._registry import get_space
 from ._space import Subnet
-from ._ufo import UFOSpace, ViTGeometry
+from ._ufo import DEFAULT_NORM_EPS, UFOSpace, ViTGeometry
 
 if TYPE_CHECKING:
     from ._deployment import Deployment, DeploymentViT
@@ -150,11 +150,13 @@ class _FFN(nn.Module):
 
 
 class _Block(nn.Module):
-    def __init__(self, embed_dim: int, num_heads: int, head_dim: int, hidden: int) -> None:
+    def __init__(
+        self, embed_dim: int, num_heads: int, head_dim: int, hidden: int, eps: float = DEFAULT_NORM_EPS
+    ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(embed_dim)
+        self.norm1 = nn.LayerNorm(embed_dim, eps=eps)
         self.attn = _Attention(embed_dim, num_heads, head_dim)
-        self.norm2 = nn.LayerNorm(embed_dim)
+        self.norm2 = nn.LayerNorm(embed_dim, eps=eps)
         self.ffn = _FFN(embed_dim, hidden)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -189,9 +191,9 @@ class SubnetViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, g.embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, g.num_tokens, g.embed_dim))
         self.blocks = nn.ModuleList(
-            _Block(g.embed_dim, spec.num_heads, g.head_dim, spec.ffn_hidden) for spec in layers
+            _Block(g.embed_dim, spec.num_heads, g.head_dim, spec.ffn_hidden, g.norm_eps) for spec in layers
         )
-        self.norm = nn.LayerNorm(g.embed_dim)
+        self.norm = nn.LayerNorm(g.embed_dim, eps=g.norm_eps)
         self.head = nn.Linear(g.embed_dim, head_outputs) if head_outputs else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -242,12 +244,18 @@ class _SuperFFN(nn.Module):
 
 class _SuperBlock(nn.Module):
     def __init__(
-        self, embed_dim: int, max_heads: int, head_dim: int, max_hidden: int, experts: Sequence[str]
+        self,
+        embed_dim: int,
+        max_heads: int,
+        head_dim: int,
+        max_hidden: int,
+        experts: Sequence[str],
+        eps: float = DEFAULT_NORM_EPS,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(embed_dim)
+        self.norm1 = nn.LayerNorm(embed_dim, eps=eps)
         self.attn = _SuperAttention(embed_dim, max_heads, head_dim)
-        self.norm2 = nn.LayerNorm(embed_dim)
+        self.norm2 = nn.LayerNorm(embed_dim, eps=eps)
         self.ffn = _SuperFFN(embed_dim, max_hidden)
         self.experts = nn.ModuleDict({task: _SuperFFN(embed_dim, max_hidden) for task in experts})
 
@@ -316,6 +324,8 @@ class UFOSupernet(nn.Module):
 
     Args:
         space: The UFO space, with the geometry the weights should have.
+        device: Where the weights live; ``"meta"`` builds the module with every shape but no
+            storage (and no initialisation), e.g. to list a large supernet's parameter shapes.
 
     Attributes:
         space: ``space``; its ``geometry`` gives every shape.
@@ -323,7 +333,7 @@ class UFOSupernet(nn.Module):
             then needs a task).
     """
 
-    def __init__(self, space: UFOSpace) -> None:
+    def __init__(self, space: UFOSpace, *, device: str | torch.device = "cpu") -> None:
         super().__init__()
         if not isinstance(space, UFOSpace):
             raise ValueError(f"a supernet needs a UFO space, got {getattr(space, 'name', space)!r}")
@@ -344,15 +354,16 @@ class UFOSupernet(nn.Module):
                 self.cls_token = nn.Parameter(torch.empty(1, 1, g.embed_dim))
                 self.pos_embed = nn.Parameter(torch.empty(1, g.num_tokens, g.embed_dim))
             self.blocks = nn.ModuleList(
-                _SuperBlock(g.embed_dim, max_heads, g.head_dim, max_hidden, experts)
+                _SuperBlock(g.embed_dim, max_heads, g.head_dim, max_hidden, experts, g.norm_eps)
                 for _ in range(space.max_depth)
             )
-            self.norm = nn.LayerNorm(g.embed_dim)
+            self.norm = nn.LayerNorm(g.embed_dim, eps=g.norm_eps)
             self.heads = nn.ModuleDict(
                 {task: nn.Linear(g.embed_dim, out) for task, out in space.task_outputs.items() if out}
             )
-        self.to_empty(device="cpu")
-        self.reset_parameters()
+        if torch.device(device).type != "meta":
+            self.to_empty(device=device)
+            self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:

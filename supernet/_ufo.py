@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from ._deployment import Deployment
 
 
+#: Epsilon of the supernet's LayerNorms unless a geometry says otherwise (``torch.nn.LayerNorm``'s).
+DEFAULT_NORM_EPS = 1e-5
+
+
 @dataclass(frozen=True)
 class ViTGeometry:
     """Shapes of a ViT supernet. Defaults are ViT-Base at 224x224.
@@ -31,6 +35,7 @@ class ViTGeometry:
         head_dim: Width of one attention head; a layer with ``h`` heads has ``h * head_dim``
             query/key/value channels.
         in_chans: Input image channels.
+        norm_eps: Epsilon of every LayerNorm (torch's default; UFO's released supernet uses 1e-6).
     """
 
     embed_dim: int = 768
@@ -38,10 +43,15 @@ class ViTGeometry:
     image_size: int = 224
     head_dim: int = 64
     in_chans: int = 3
+    norm_eps: float = DEFAULT_NORM_EPS
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
+            if field.name == "norm_eps":
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+                    raise ValueError(f"geometry norm_eps must be a number in (0, 1), got {value!r}")
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"geometry {field.name} must be a positive integer, got {value!r}")
         if self.patch_size > self.image_size:

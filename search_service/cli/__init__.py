@@ -12,6 +12,7 @@ from . import (
     _demo,
     _deploy,
     _export,
+    _import,
     _pareto,
     _predict,
     _profile,
@@ -42,6 +43,7 @@ def _options(
 for _module in (
     _spaces,
     _export,
+    _import,
     _predict,
     _suggest,
     _profile,

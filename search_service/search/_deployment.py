@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from supernet import Deployment, Subnet, UFOSpace, deployment_choice_params
+from supernet import Deployment, InputMode, Subnet, UFOSpace, deployment_choice_params
 
 from ._front import (
     EncodedPredictor,
@@ -36,7 +36,6 @@ from ._front import (
     enumerate_codes,
 )
 
-InputMode = Literal["separate", "shared"]
 #: ``(codes n x T x max_depth x n_dims, path_mean n x T, path_std n x T) -> (mean n, std n)``:
 #: the latency of one forward of all tasks on one shared image, from the paths' predictions.
 SharedLatency = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
