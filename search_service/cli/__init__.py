@@ -20,6 +20,7 @@ from . import (
     _spaces,
     _suggest,
     _token,
+    _train,
     _worker,
 )
 
@@ -54,6 +55,7 @@ for _module in (
     _token,
     _pareto,
     _deploy,
+    _train,
     _demo,
 ):
     _module.register(app)
