@@ -150,6 +150,10 @@ class TaskDefinition(BaseModel):
         metric: The ``gpnas.metrics`` plug-in that turns the task's outputs into its score
             (``top1``, ``reid``, ``verification``, ``retrieval``, or one the measuring machine
             defines): a name, resolved where the task is evaluated, never on the server.
+        ffn_paths: For spaces with an ``ffn_path`` choice: the FFN the task takes at every layer
+            position (``shared`` or ``task``), e.g. what its trained gates chose (``gpnas train``
+            writes them); searches for the task then vary only the other choices. Null (and left
+            out): every path is open.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -157,6 +161,9 @@ class TaskDefinition(BaseModel):
     name: _TaskName
     head: Annotated[int, Strict()] | None = Field(None, ge=1, le=1_000_000)
     metric: _MetricName = "top1"
+    ffn_paths: list[Literal["shared", "task"]] | None = Field(
+        None, max_length=MAX_DEPTH, exclude_if=lambda paths: paths is None
+    )
 
 
 class GeometryDefinition(BaseModel):
@@ -420,6 +427,20 @@ class SpaceDefinition(BaseModel):
             self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, default_flow_style=None
         )
 
+    @model_validator(mode="after")
+    def _task_paths(self) -> SpaceDefinition:
+        for i, task in enumerate(self.tasks):
+            if task.ffn_paths is None:
+                continue
+            if "ffn_path" not in self.choices:
+                raise ValueError(f"tasks[{i}].ffn_paths: the space has no ffn_path choice to fix")
+            if len(task.ffn_paths) != max(self.depths):
+                raise ValueError(
+                    f"tasks[{i}].ffn_paths: one per layer position, {max(self.depths)}; "
+                    f"got {len(task.ffn_paths)}"
+                )
+        return self
+
     def with_task(self, task: TaskDefinition) -> SpaceDefinition:
         """This definition with ``task`` added last. The space's subnets, arch strings and encodings
         do not depend on its tasks, so nothing measured on it changes.
@@ -571,6 +592,7 @@ def space_from_definition(definition: SpaceDefinition | Mapping[str, Any]) -> Se
         space = NASBench201Space(name=defn.name, tasks=list(heads))
     if isinstance(space, UFOSpace):
         space.per_task_stem = "stem" in defn.per_task
+        space.fixed_ffn_paths = {t.name: tuple(t.ffn_paths) for t in defn.tasks if t.ffn_paths}
     space.score_label = defn.score_label
     space.evaluation_metrics = {task.name: task.metric for task in defn.tasks}
     return space
@@ -605,13 +627,16 @@ def definition_of(space: SearchSpace) -> SpaceDefinition:
             f"space {space.name!r} ({type(space).__name__}) is of no family a definition describes"
         )
     heads = space.task_outputs if isinstance(space, UFOSpace) else {}
+    fixed = space.fixed_ffn_paths if isinstance(space, UFOSpace) else {}
     data: dict[str, Any] = {
         "name": space.name,
         "family": family,
         "arch_format": fmt,
         "score_label": space.score_label,
         "tasks": [
-            {"name": t, "head": heads.get(t), "metric": space.evaluation_metric(t)} for t in space.tasks
+            {"name": t, "head": heads.get(t), "metric": space.evaluation_metric(t)}
+            | ({"ffn_paths": list(paths)} if (paths := fixed.get(t)) else {})
+            for t in space.tasks
         ],
         "depths": list(space.depths),
         "choices": {dim.name: list(dim.values) for dim in space.dimensions},

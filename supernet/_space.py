@@ -307,6 +307,12 @@ class SearchSpace:
             out = values.reshape(n, width)
         return torch.as_tensor(out, dtype=dtype)
 
+    def restrict_to_task(self, codes: np.ndarray, task: str | None) -> np.ndarray:
+        """The subnets ``task`` may take, of those in ``codes`` (``n x max_depth x n_dims``): each row
+        mapped to its nearest allowed one. Every subnet here; a UFO space may fix a task's
+        ``ffn_path`` per layer (:attr:`~supernet.UFOSpace.fixed_ffn_paths`)."""
+        return codes
+
     def validate_choices(
         self, codes: np.ndarray, depths: Sequence[int] | np.ndarray | None = None
     ) -> np.ndarray:

@@ -116,6 +116,10 @@ class UFOSpace(SearchSpace):
     #: as UFO's released supernet does, instead of one shared stem. A definition's
     #: ``per_task: [stem]`` sets it; the presets share their stem.
     per_task_stem: bool = False
+    #: Task -> the FFN (``shared`` / ``task``) its paths take at every layer position, for tasks
+    #: whose ffn_path is fixed (a definition's task ``ffn_paths``, e.g. from trained gates).
+    #: Replace it rather than mutating it.
+    fixed_ffn_paths: dict[str, tuple[str, ...]] = {}
 
     def __init__(
         self,
@@ -143,8 +147,23 @@ class UFOSpace(SearchSpace):
         clone.__dict__.update(self.__dict__)
         # Own copies of the mutable attributes, so editing the clone cannot change the preset.
         clone.tasks, clone.task_outputs = list(self.tasks), dict(self.task_outputs)
+        clone.fixed_ffn_paths = dict(self.fixed_ffn_paths)
         clone.geometry = dataclasses.replace(self.geometry, **overrides)
         return clone
+
+    def restrict_to_task(self, codes: np.ndarray, task: str | None) -> np.ndarray:
+        """``codes`` (``n x max_depth x n_dims``) with every active layer's ``ffn_path`` set to
+        what :attr:`fixed_ffn_paths` fixes for ``task``; unchanged for other tasks."""
+        fixed = self.fixed_ffn_paths.get(task) if task is not None else None
+        if fixed is None:
+            return codes
+        names = [d.name for d in self.dimensions]
+        column = names.index("ffn_path")
+        values = self.dimensions[column].values
+        chosen = np.array([values.index(path) for path in fixed])
+        codes = np.array(codes, copy=True)
+        codes[:, :, column] = np.where(codes[:, :, 0] >= 0, chosen[None, :], -1)
+        return codes
 
     def check_task(self, task: str | None) -> str | None:
         if task is not None and task not in self.task_outputs:

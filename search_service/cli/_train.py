@@ -131,7 +131,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train a UFO supernet: per-task Gumbel gates between the shared FFN and each task's expert,
         the sandwich rule with in-place distillation, AdamW with warm-up and cosine; last.pt every
-        epoch, supernet.pt (what supernet-eval loads) and gates.json at the end."""
+        epoch, supernet.pt (what supernet-eval loads), gates.json and space-gated.yaml (the space with
+        every task's ffn_path fixed as its gates chose) at the end."""
         from supernet import LearnedGates, TrainConfig, UFOSpace, train_supernet
         from supernet.training import gate_table
 

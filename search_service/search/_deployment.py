@@ -197,6 +197,8 @@ class _Problem:
     def evaluate(self, codes: np.ndarray) -> _Evaluated:
         n, tasks = codes.shape[:2]
         self.evaluations += n
+        # A task whose ffn_path is fixed takes the nearest path it may (the others pass unchanged).
+        codes = np.stack([self.space.restrict_to_task(codes[:, t], a) for t, a in enumerate(self.tasks)], 1)
         columns = [self.task_predictions(codes[:, t], t) for t in range(tasks)]
         score, score_std, latency, latency_std = (np.stack([c[k] for c in columns], 1) for k in range(4))
         return self.finish(codes, score, score_std, latency, latency_std)
@@ -237,25 +239,30 @@ def _exact(problem: _Problem, limit: int) -> _Evaluated | None:
     space = problem.space
     if space.cardinality > limit:
         return None
-    codes, _ = enumerate_codes(space, limit)
-    per_task = [problem.task_predictions(codes, t) for t in range(len(problem.tasks))]
+    every, _ = enumerate_codes(space, limit)
+    # Each task's own subnets: all of them, unless the task's ffn_path is fixed.
+    own = [np.unique(space.restrict_to_task(every, task), axis=0) for task in problem.tasks]
+    per_task = [problem.task_predictions(paths, t) for t, paths in enumerate(own)]
     keep = []
     for t, (_, _, latency, latency_std) in enumerate(per_task):
-        index = np.arange(len(codes))
+        upper = latency + problem.z * latency_std
+        index = np.arange(len(own[t]))
         if problem.input == "separate":
-            fits = np.flatnonzero(latency + problem.z * latency_std <= problem.budgets[t])
-            index = fits if len(fits) else index[np.argsort(latency + problem.z * latency_std)[:1]]
+            fits = np.flatnonzero(upper <= problem.budgets[t])
+            index = fits if len(fits) else index[np.argsort(upper)[:1]]
         keep.append(index)
     if math.prod(len(k) for k in keep) > limit:
         return None
     problem.evaluations += math.prod(len(k) for k in keep)
     grids = np.meshgrid(*keep, indexing="ij")
     choice = np.stack([g.reshape(-1) for g in grids], 1)  # combinations x T
+    tasks = range(len(keep))
     best: list[_Evaluated] = []
     for lo in range(0, len(choice), 100_000):
         block = choice[lo : lo + 100_000]
-        stats = [np.stack([per_task[t][k][block[:, t]] for t in range(len(keep))], 1) for k in range(4)]
-        evaluated = problem.finish(codes[block], *stats)
+        codes = np.stack([own[t][block[:, t]] for t in tasks], 1)
+        stats = [np.stack([per_task[t][k][block[:, t]] for t in tasks], 1) for k in range(4)]
+        evaluated = problem.finish(codes, *stats)
         best.append(evaluated.take(evaluated.order()[:1]))
     merged = _Evaluated.concat(best)
     return merged.take(merged.order()[:1])

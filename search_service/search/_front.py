@@ -608,6 +608,7 @@ class _Evaluator:
 
     def __call__(self, codes: np.ndarray, depths: np.ndarray) -> np.ndarray:
         """Objectives ``n x 3`` (score, -latency quantile at z_lo, -latency quantile at z_hi), maximised."""
+        codes = self.space.restrict_to_task(codes, self.task)
         self.space.validate_choices(codes, depths)
         if self.space.has_params:
             self.params.append(self.space.choice_params(codes, self.task))
@@ -724,6 +725,10 @@ def compute_front(
     with _torch_threads(torch_threads):
         if space.cardinality <= exact_limit:
             codes, depths = enumerate_codes(space, exact_limit)
+            if task is not None and task in getattr(space, "fixed_ffn_paths", {}):
+                # Many subnets map to one the task may take: predict each of those once.
+                codes, first = np.unique(space.restrict_to_task(codes, task), axis=0, return_index=True)
+                depths = depths[first]
             for lo in range(0, len(codes), batch_size):
                 evaluator(codes[lo : lo + batch_size], depths[lo : lo + batch_size])
             method, generations = "exact", 0

@@ -6,7 +6,9 @@
   FFN and each task's expert;
 * :class:`LearnedGates` (``gates.json``) and :func:`fix_ffn_paths`, :func:`ffn_path_log_prior`,
   :func:`sample_with_gates`: what the gates learned, and how a search fixes or biases
-  ``ffn_path`` with it;
+  ``ffn_path`` with it; :func:`gated_definition`: the space with each task's ``ffn_path`` fixed
+  as its gates chose (``space-gated.yaml``), which the service's fronts and deployment queries
+  then keep;
 * :class:`TrainPath`, :class:`PathSampler`, :func:`gated_forward`: the paths of the sandwich rule.
 """
 
@@ -17,6 +19,7 @@ from ._gates import (
     ffn_path_log_prior,
     fix_ffn_paths,
     gate_table,
+    gated_definition,
     gates_from_report,
     gumbel_noise,
     sample_with_gates,
@@ -56,6 +59,7 @@ __all__ = [
     "ffn_path_log_prior",
     "fix_ffn_paths",
     "gate_table",
+    "gated_definition",
     "gated_forward",
     "gates_from_report",
     "gumbel_noise",

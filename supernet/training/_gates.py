@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._definition import SpaceDefinition
 from .._space import SearchSpace, Subnet
 
 GATES_FORMAT = "gpnas-gates/1"
@@ -300,6 +301,20 @@ def fix_ffn_paths(
     subs = list(subnets)
     codes = fix_ffn_paths(space, space.choice_matrix(subs), gates, task)
     return space.from_choice_matrix(codes, [s.depth for s in subs])
+
+
+def gated_definition(space: SearchSpace, gates: LearnedGates, name: str | None = None) -> SpaceDefinition:
+    """``space``'s definition with every task the gates know fixed to their ``ffn_path`` choice
+    per layer (the task's ``ffn_paths``), named ``name`` (default: ``<space>-gated``). Registered
+    as a space of its own, its fronts and deployment queries search only the paths the gates chose
+    (a registered space never changes its tasks' paths)."""
+    data = space.to_definition().model_dump(mode="json")
+    data["name"] = name or f"{space.name[:58]}-gated"
+    for task in data["tasks"]:
+        if task["name"] in gates.tasks:
+            gates.check_space(space, task["name"])
+            task["ffn_paths"] = gates.ffn_paths(task["name"])
+    return SpaceDefinition.load(data)
 
 
 def ffn_path_log_prior(space: SearchSpace, codes: np.ndarray, gates: LearnedGates, task: str) -> np.ndarray:

@@ -55,14 +55,14 @@ from tqdm import tqdm
 
 from .._supernet import UFOSupernet, _SuperFFN, build_supernet, ufo_space
 from .._ufo import UFOSpace
-from ._gates import LearnedGates, TaskGates, gates_from_report
+from ._gates import LearnedGates, TaskGates, gated_definition, gates_from_report
 from ._losses import distill_loss, task_loss
 from ._paths import PathSampler, TrainPath, gated_forward
 
 Stage = Literal["multi", "chip", "new-task"]
 STAGES: tuple[Stage, ...] = ("multi", "chip", "new-task")
 CHECKPOINT_FORMAT = "gpnas-train/1"
-LAST, SUPERNET, GATES = "last.pt", "supernet.pt", "gates.json"
+LAST, SUPERNET, GATES, GATED_SPACE = "last.pt", "supernet.pt", "gates.json", "space-gated.yaml"
 _AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 # Config fields that may differ between a run and its resumption (they do not change the math).
 _RESUMABLE_CHANGES = frozenset({"device"})
@@ -544,6 +544,10 @@ class SupernetTrainer:
         gates = self.learned_gates()
         if gates is not None:
             out["gates"] = gates.save(self.checkpoint_dir / GATES)
+            # The space with every trained task's ffn_path fixed as its gates chose: registered
+            # (`gpnas spaces add`), its fronts and deployment queries search only those paths.
+            out["gated space"] = self.checkpoint_dir / GATED_SPACE
+            out["gated space"].write_text(gated_definition(self.space, gates).to_yaml())
         return out
 
     # ------------------------------------------------------------------ checkpoints

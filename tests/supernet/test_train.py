@@ -335,7 +335,12 @@ def test_gpnas_train_cli_trains_resumes_and_writes_what_supernet_eval_loads(tmp_
     assert result.exit_code == 0, result.output
     assert "epoch 1/1: loss low=" in result.output and "retrieval=" in result.output
     assert "P(task expert) per layer" in result.output
-    assert {p.name for p in out.iterdir()} == {"last.pt", "supernet.pt", "gates.json"}
+    assert {p.name for p in out.iterdir()} == {"last.pt", "supernet.pt", "gates.json", "space-gated.yaml"}
+    gated = space_from_definition(SpaceDefinition.read(out / "space-gated.yaml"))
+    learned = LearnedGates.load(out / "gates.json")
+    assert {t: list(p) for t, p in gated.fixed_ffn_paths.items()} == {
+        t: learned.ffn_paths(t) for t in learned.tasks
+    }
     net = build_supernet(space_from_definition(SpaceDefinition.model_validate(TINY)))
     net.load_state_dict(torch.load(out / "supernet.pt", weights_only=True))
     assert LearnedGates.load(out / "gates.json").tasks == ["low", "high", "retrieval"]
