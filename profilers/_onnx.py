@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from supernet import SearchSpace
+from supernet import DeploymentViT, InputMode, SearchSpace
 
 from ._base import Setting
 from ._torch import CLOCK_SETTING, COMMON_SETTINGS, ExtractedModelProfiler, cpu_clock
@@ -27,6 +27,7 @@ class OnnxRuntimeCPUProfiler(ExtractedModelProfiler):
 
     name: ClassVar[str] = "onnxruntime-cpu"
     version: ClassVar[str] = "2"
+    measures_deployments: ClassVar[bool] = True
     settings_spec: ClassVar[dict[str, Setting]] = {
         **COMMON_SETTINGS,
         "threads": Setting(int, 1, "onnxruntime intra-op threads", minimum=1),
@@ -43,13 +44,25 @@ class OnnxRuntimeCPUProfiler(ExtractedModelProfiler):
     def _prepare(self, model: nn.Module) -> Callable[[], float]:
         from supernet import export_onnx
 
+        return self._timed(lambda path: export_onnx(model, path, batch_size=self.settings["batch_size"]))
+
+    def _prepare_deployment(self, model: DeploymentViT, input: InputMode) -> Callable[[], float]:
+        """One run of the deployment's graph (``export_deployment_onnx``: every task's output, the
+        shared layers once on a shared input, one input per task otherwise)."""
+        from supernet import export_deployment_onnx
+
+        batch = self.settings["batch_size"]
+        return self._timed(lambda path: export_deployment_onnx(model, path, input=input, batch_size=batch))
+
+    def _timed(self, export: Callable[[Path], object]) -> Callable[[], float]:
+        """``run_once`` of the graph ``export`` writes: every input fed the example images."""
         x = self.example_input()
         with tempfile.TemporaryDirectory(prefix="gpnas-onnx-") as workdir:
             # The session holds the graph in memory once created, so the file can go at once.
-            path = Path(workdir) / "subnet.onnx"
-            export_onnx(model, path, batch_size=self.settings["batch_size"])
+            path = Path(workdir) / "model.onnx"
+            export(path)
             session = self._session_for(path)
-        feed = {session.get_inputs()[0].name: x.numpy()}
+        feed = {i.name: x.numpy() for i in session.get_inputs()}
         clock = self.clock
 
         def run_once() -> float:

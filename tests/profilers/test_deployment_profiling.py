@@ -111,10 +111,18 @@ def test_profilers_that_cannot_time_a_deployment_say_so(tiny_multipath, tmp_path
     dep = deployment(tiny_multipath, face=SHARED)
     with pytest.raises(NotImplementedError, match="cannot time deployments"):
         replay.measure_deployment(dep)
-    assert not TableLatencyProfiler.measures_deployments and not OnnxRuntimeCPUProfiler.measures_deployments
+    assert not TableLatencyProfiler.measures_deployments
+
+
+@pytest.mark.parametrize("input", ["shared", "separate"])
+def test_onnxruntime_times_the_deployments_graph(tiny_multipath, input: str):
+    assert OnnxRuntimeCPUProfiler.measures_deployments
     onnx = create_profiler("onnxruntime-cpu", tiny_multipath, threads=1, **FAST)
-    with pytest.raises(NotImplementedError, match="'onnxruntime-cpu' cannot time deployments"):
-        onnx.measure_deployments([dep])
+    dep = deployment(tiny_multipath, face=SHARED, vehicle=EXPERTS)
+    path, joint = onnx.measure_deployments([SHARED, dep], input)
+    assert joint.value > 0 and joint.environment["deployment_input"] == input
+    assert joint.environment["runtime"] == "onnxruntime"
+    assert joint.environment["rounds_timed"] == path.environment["rounds_timed"]
 
 
 @pytest.mark.gpu
