@@ -40,10 +40,17 @@ hyperparameters: cheap updates between periodic full refits).
 
 Names: predictors ``gpnas`` (default kernel ``hamming``), ``gpnas-rbf``, ``gpnas-ordinal``,
 ``gpnas-closed-form``, ``ridge``, ``ridge-summary`` (one-hot plus :func:`summary_features`; best with
-few measured subnets), ``gbt``, ``gpnas-transfer``; strategies ``random``,
-``max-variance`` (alias ``mutual-information``), ``integrated-variance`` (alias ``alc``; best for
-a new chip's first measurements, given a :meth:`TransferPredictor.fit_sources` model), ``qlognehvi``,
-``cost-stratified`` (a new chip's first latency campaign spread evenly over the analytic cost range).
+few measured subnets), ``gbt``, ``gpnas-transfer``; issue 15's accuracy models (table:
+benchmarks/results/accuracy_models.md): ``gpnas-multitask`` (the service default: per-layer weights
+shared by all tasks or devices, a GP head per target; ``-linear``: linear heads), ``gpnas-layer``,
+``gpnas-layer-additive``, ``gpnas-layer-pairwise`` (learned layer weights, kernels of
+:mod:`predictors._kernels`), ``gpnas-calibrated`` (GP-NAS with a CV / leave-one-out std rescale),
+``ridge-rank`` (soft-Kendall ranking loss), ``ridge-joint`` / ``ridge-depth`` / ``ridge-from-end``
+(:mod:`predictors._encodings`), ``stack`` / ``stack-multitask`` (stacked ensembles, GP on top);
+strategies ``random``, ``max-variance`` (alias ``mutual-information``), ``integrated-variance``
+(alias ``alc``; best for a new chip's first measurements, given a
+:meth:`TransferPredictor.fit_sources` model), ``qlognehvi``, ``cost-stratified`` (a new chip's
+first latency campaign spread evenly over the analytic cost range).
 """
 
 from ._base import (
@@ -53,6 +60,7 @@ from ._base import (
     encode_subnets,
     list_predictors,
     predictor_class,
+    register_alias,
     register_predictor,
 )
 from ._baselines import ClosedFormGPNAS, GBTPredictor, RidgePredictor
@@ -64,9 +72,19 @@ from ._capabilities import (
 )
 from ._cost import CostModel, CostPriorMean
 from ._deployment import STD_RULES, DeploymentLatencyModel, PathLatencyPredictor
+from ._encodings import ENCODINGS, layer_encoding
+from ._ensemble import (
+    CalibratedGPNASPredictor,
+    MultiTaskStackPredictor,
+    StackedEnsemblePredictor,
+    cv_std_scale,
+    loo_std_scale,
+)
 from ._features import summary_dim, summary_features
 from ._gp import GPNASPredictor
-from ._kernels import KERNELS, GroupHammingKernel, build_kernel
+from ._kernels import KERNELS, GroupHammingKernel, GroupLinearKernel, LayerPairwiseKernel, build_kernel
+from ._multitask import MultiTaskGPNASPredictor
+from ._ranking import PairwiseRankPredictor
 from ._sampling import (
     CostStratifiedStrategy,
     IntegratedVarianceStrategy,
@@ -80,9 +98,15 @@ from ._sampling import (
 from ._transfer import NoRelatedTargetsError, TransferPredictor, transfer_prior
 from ._transforms import OutputTransform
 
+# The ordinal GP's std covered 84% of held-out UFO values within ±1.645 std (target 85-95%,
+# benchmarks/results/accuracy_models.md): rescale it by inner cross-validation.
+register_alias("gpnas-ordinal", "gpnas-calibrated", kernel="ordinal-ard", calibration="cv")
+
 __all__ = [
+    "ENCODINGS",
     "KERNELS",
     "STD_RULES",
+    "CalibratedGPNASPredictor",
     "ClosedFormGPNAS",
     "CostModel",
     "CostPriorMean",
@@ -91,15 +115,21 @@ __all__ = [
     "GBTPredictor",
     "GPNASPredictor",
     "GroupHammingKernel",
+    "GroupLinearKernel",
+    "LayerPairwiseKernel",
+    "MultiTaskGPNASPredictor",
+    "MultiTaskStackPredictor",
     "IntegratedVarianceStrategy",
     "MaxVarianceStrategy",
     "OutputTransform",
+    "PairwiseRankPredictor",
     "PathLatencyPredictor",
     "Predictor",
     "QLogNEHVIStrategy",
     "RandomStrategy",
     "RidgePredictor",
     "SamplingStrategy",
+    "StackedEnsemblePredictor",
     "SupportsBotorchModel",
     "SupportsCovariance",
     "SupportsPriorCovariance",
@@ -110,6 +140,9 @@ __all__ = [
     "create_predictor",
     "transfer_prior",
     "create_strategy",
+    "cv_std_scale",
+    "layer_encoding",
+    "loo_std_scale",
     "encode_choices",
     "encode_subnets",
     "list_predictors",

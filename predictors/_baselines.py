@@ -11,6 +11,7 @@ import torch
 from supernet import SearchSpace, Subnet
 
 from ._base import Predictor, default_transform, encode_subnets, register_alias, register_predictor
+from ._encodings import ENCODINGS, layer_encoding
 from ._features import summary_features
 from ._transforms import OutputTransform
 
@@ -32,6 +33,8 @@ class RidgePredictor(Predictor):
         alphas: Penalty grid (on standardised targets).
         summary: If true, append :func:`predictors._features.summary_features` (depth, choice
             counts, per-block choice sums) to the one-hot code; better with few measurements.
+        encoding: Extra per-layer columns from :func:`predictors._encodings.layer_encoding`
+            (``joint``, ``depth``, ``from-end``; default ``onehot``: none).
     """
 
     features = "onehot"
@@ -43,16 +46,28 @@ class RidgePredictor(Predictor):
         transform: str | None = None,
         alphas: tuple[float, ...] = _DEFAULT_ALPHAS,
         summary: bool = False,
+        encoding: str = "onehot",
     ) -> None:
+        if encoding not in ENCODINGS:
+            raise ValueError(f"unknown encoding {encoding!r}; expected one of {', '.join(ENCODINGS)}")
         super().__init__(space, metric=metric, transform=transform, alphas=list(alphas), summary=summary)
+        if encoding != "onehot":
+            self.options["encoding"] = encoding  # older blobs have no such option
         self.output = OutputTransform(default_transform(metric, transform))
         self.alphas = tuple(alphas)
         self.summary = summary
+        self.encoding = encoding
 
     def encode(self, subnets: Sequence[Subnet]) -> torch.Tensor:
-        """One-hot code (``n x d``), followed by the summary columns when ``summary`` is set."""
+        """One-hot code (``n x d``), then the summary columns when ``summary`` is set, then the
+        ``encoding``'s extra columns."""
         onehot = encode_subnets(self.space, subnets, "onehot")
-        return torch.cat([onehot, summary_features(self.space, subnets)], 1) if self.summary else onehot
+        parts = [onehot]
+        if self.summary:
+            parts.append(summary_features(self.space, subnets))
+        if self.encoding != "onehot":
+            parts.append(layer_encoding(self.space, subnets, self.encoding))
+        return torch.cat(parts, 1) if len(parts) > 1 else onehot
 
     def fit_encoded(self, X: torch.Tensor, y: torch.Tensor, y_std: torch.Tensor | None = None) -> Self:
         # No per-point noise model: y_std is ignored (see Predictor.fit).
@@ -115,6 +130,9 @@ class RidgePredictor(Predictor):
 
 
 register_alias("ridge-summary", "ridge", summary=True)
+register_alias("ridge-joint", "ridge", encoding="joint")
+register_alias("ridge-depth", "ridge", encoding="depth")
+register_alias("ridge-from-end", "ridge", encoding="from-end")
 
 
 @register_predictor("gbt")
@@ -129,6 +147,8 @@ class GBTPredictor(Predictor):
         transform: Overrides the metric's transform.
         max_iter: Boosting rounds. learning_rate, max_leaf_nodes: tree settings.
         seed: Seeds the folds.
+        cv_std: If false, skip the 5 inner fits of the residual std (std 1 on the standardised
+            scale): for callers that only use the mean, e.g. a stacked ensemble's base.
     """
 
     features = "ordinal"
@@ -142,6 +162,7 @@ class GBTPredictor(Predictor):
         learning_rate: float = 0.05,
         max_leaf_nodes: int = 8,
         seed: int = 0,
+        cv_std: bool = True,
     ) -> None:
         super().__init__(
             space,
@@ -152,6 +173,8 @@ class GBTPredictor(Predictor):
             max_leaf_nodes=max_leaf_nodes,
             seed=seed,
         )
+        if not cv_std:
+            self.options["cv_std"] = False  # older blobs have no such option
         self.output = OutputTransform(default_transform(metric, transform))
 
     def _new(self) -> Any:
@@ -176,7 +199,7 @@ class GBTPredictor(Predictor):
         z = self.output.fit_transform(y).numpy()
         Xn = X.numpy()
         resid = []
-        if len(z) >= 10:
+        if len(z) >= 10 and self.options.get("cv_std", True):
             for train, test in KFold(5, shuffle=True, random_state=self.options["seed"]).split(Xn):
                 resid.append(z[test] - self._new().fit(Xn[train], z[train]).predict(Xn[test]))
         self.resid_std = float(np.concatenate(resid).std()) if resid else 1.0
@@ -213,15 +236,27 @@ class ClosedFormGPNAS(Predictor):
         metric: Accepted for interface parity; the closed form works on raw ``y`` as the paper does.
         hp_mat: Jitter on the kernel and weight matrices (1e-7 in the release).
         hp_cov: Prior covariance scale of the weights (0.01 in the release).
+        calibrate: Scale the std by a factor fitted by 5-fold CV inside the training data
+            (:func:`predictors._ensemble.cv_std_scale`): the fixed kernel's std alone covered
+            only 35% of held-out UFO values within ±1 std (issue 15). The mean is unchanged.
     """
 
     features = "ordinal"
 
     def __init__(
-        self, space: SearchSpace, metric: str = "score", hp_mat: float = 1e-7, hp_cov: float = 0.01
+        self,
+        space: SearchSpace,
+        metric: str = "score",
+        hp_mat: float = 1e-7,
+        hp_cov: float = 0.01,
+        calibrate: bool = True,
     ) -> None:
         super().__init__(space, metric=metric, hp_mat=hp_mat, hp_cov=hp_cov)
+        if not calibrate:
+            self.options["calibrate"] = False  # older blobs have no such option
         self.hp_mat, self.hp_cov = hp_mat, hp_cov
+        self.calibrate = calibrate
+        self.std_scale = 1.0
 
     def encode(self, subnets: Sequence[Subnet]) -> torch.Tensor:
         codes = self.space.choice_matrix(subnets) + 1  # absent layers become 0
@@ -252,6 +287,17 @@ class ClosedFormGPNAS(Predictor):
         self.resid = y - X1 @ self.w
         self.scale2 = float(self.resid.var()) if len(y) > 1 else 1.0
         self.n_train = len(y)
+        self.std_scale = 1.0
+        if self.calibrate:
+            from ._ensemble import cv_std_scale
+
+            def refit(X_fit: torch.Tensor, y_fit: torch.Tensor) -> Predictor:
+                return ClosedFormGPNAS(self.space, **{**self.options, "calibrate": False}).fit_encoded(
+                    X_fit, y_fit
+                )
+
+            # Wide bounds: the fixed kernel's std can be off by a large factor.
+            self.std_scale = cv_std_scale(refit, X, y, bounds=(0.2, 20.0))
         return self
 
     def predict_encoded(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,13 +306,21 @@ class ClosedFormGPNAS(Predictor):
         Ks = self._kernel(Xq, self.X1)
         mean = Xq @ self.w + Ks @ (self.K_inv @ self.resid)
         var = (1.0 - ((Ks @ self.K_inv) * Ks).sum(1)).clamp_min(1e-6) * self.scale2
-        return mean, var.sqrt()
+        return mean, var.sqrt() * self.std_scale
 
     def _state(self) -> dict[str, Any]:
         self._check_fitted()
-        return {"w": self.w, "X1": self.X1, "K_inv": self.K_inv, "resid": self.resid, "scale2": self.scale2}
+        return {
+            "w": self.w,
+            "X1": self.X1,
+            "K_inv": self.K_inv,
+            "resid": self.resid,
+            "scale2": self.scale2,
+            "std_scale": self.std_scale,
+        }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.w, self.X1, self.K_inv, self.resid = state["w"], state["X1"], state["K_inv"], state["resid"]
         self.scale2 = state["scale2"]
+        self.std_scale = state.get("std_scale", 1.0)  # blobs saved before calibration: none
         self.n_train = len(self.X1)

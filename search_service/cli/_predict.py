@@ -114,21 +114,91 @@ def parse_metric_option(value: str) -> Metric:
         raise ValueError(f"--metric must be auto, latency_ms or score, got {value!r}") from None
 
 
+def default_model() -> str:
+    """The predictor ``gpnas predict`` uses without ``--model``: the service's default
+    (``predictor`` in :mod:`search_service.core.config`, chosen by the CV table of
+    benchmarks/results/accuracy_models.md)."""
+    from search_service.core.config import Settings
+
+    return str(Settings.model_fields["predictor"].default)
+
+
+def model_listing(default: str) -> str:
+    """The ``--model list`` text: one registered predictor a line, the default marked."""
+    lines = []
+    for name in list_predictors():
+        related = " (uses the other columns)" if predictor_class(name).uses_related_targets else ""
+        lines.append(f"{name}{related}{'  [default]' if name == default else ''}")
+    return "\n".join(lines)
+
+
+def cross_validate(
+    space: SearchSpace,
+    model: str,
+    options: dict[str, object],
+    subnets: list[Subnet],
+    Y: torch.Tensor,
+    target: int,
+    folds: int,
+    seed: int,
+) -> list[float]:
+    """Kendall tau of ``model`` on each of ``folds`` folds of the rows with a target value.
+
+    A fold's rows lose their target value (their other columns stay, as for a new chip or task
+    measured on some subnets only); the model is fitted with ``fit_multi`` on the rest.
+
+    Raises:
+        ValueError: If ``folds`` < 2 or there are fewer than ``2 * folds`` target values.
+    """
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    rows = torch.nonzero(~torch.isnan(Y[:, target])).squeeze(-1).numpy()
+    if folds < 2:
+        raise ValueError(f"--cv must be at least 2, got {folds}")
+    if len(rows) < 2 * folds:
+        raise ValueError(f"--cv {folds} needs at least {2 * folds} target values, got {len(rows)}")
+    order = rows[np.random.default_rng(seed).permutation(len(rows))]
+    taus = []
+    for k in range(folds):
+        held = np.sort(order[k::folds])
+        Ym = Y.clone()
+        Ym[torch.as_tensor(held), target] = float("nan")
+        predictor = create_predictor(model, space, **options).fit_multi(subnets, Ym, target)
+        mean, _ = predictor.predict([subnets[i] for i in held])
+        tau = kendalltau(mean.numpy(), Y[torch.as_tensor(held), target].numpy())[0]
+        taus.append(float(tau) if math.isfinite(tau) else 0.0)
+    return taus
+
+
+def _required(value: object, option: str) -> None:
+    if value is None:
+        raise ValueError(f"missing option {option} (`gpnas predict --help` lists them)")
+
+
 def register(app: typer.Typer) -> None:
+    default = default_model()
+
     @app.command("predict")
     def _predict(
-        space: str = typer.Option(..., "--space", help=SPACE_HELP),
-        train: Path = typer.Option(
-            ..., "--train", help="CSV: column 'arch' plus one numeric column per device/task."
+        space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Required."),
+        train: Path | None = typer.Option(
+            None, "--train", help="CSV: column 'arch' plus one numeric column per device/task. Required."
         ),
-        query: Path = typer.Option(..., "--query", help="CSV with column 'arch': the subnets to predict."),
-        out: Path = typer.Option(..., "--out", help="Output CSV: arch,mean,std in the query's order."),
-        target: str = typer.Option(..., "--target", help="The TRAIN column to predict."),
+        query: Path | None = typer.Option(
+            None, "--query", help="CSV with column 'arch': the subnets to predict. Required."
+        ),
+        out: Path | None = typer.Option(
+            None, "--out", help="Output CSV: arch,mean,std in the query's order. Required."
+        ),
+        target: str | None = typer.Option(None, "--target", help="The TRAIN column to predict. Required."),
         model: str = typer.Option(
-            "gpnas-transfer",
+            default,
             "--model",
-            help="Predictor name; the default uses the other columns as related outputs. "
-            "Others fit the target column alone.",
+            help=f"Predictor name (default {default}, the service's default, chosen by the CV table in "
+            "benchmarks/results/accuracy_models.md); `--model list` prints every name and exits. "
+            "Models that use the other columns learn from them as related outputs; the others fit "
+            "the target column alone. Known: " + ", ".join(list_predictors()) + ".",
         ),
         metric: str = typer.Option(
             "auto",
@@ -137,12 +207,31 @@ def register(app: typer.Typer) -> None:
             "names a task of the space, a value is <= 0 or the name looks like a score (rank, acc, "
             "score, ...), else latency_ms.",
         ),
-        seed: int = typer.Option(0, "--seed", help="Seed for subset choices."),
+        cv: int = typer.Option(
+            0,
+            "--cv",
+            help="If K >= 2: first print the K-fold CV Kendall tau of the model on the target's TRAIN "
+            "rows (each fold's target values hidden, its other columns kept), then predict.",
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed for subset choices and the CV folds."),
     ) -> None:
         """Predict COLUMN for every arch of QUERY.csv with mean and std, from TRAIN.csv."""
+        if model == "list":
+            typer.echo(model_listing(default))
+            return
+        for value, option in ((space, "--space"), (train, "--train"), (query, "--query"), (out, "--out"),
+                              (target, "--target")):  # fmt: skip
+            _required(value, option)
+        assert space is not None
+        assert train is not None
+        assert query is not None
+        assert out is not None
+        assert target is not None
         search_space = resolve_space(space)
         if model not in list_predictors():
-            raise ValueError(f"--model {model!r} is unknown; known: {', '.join(list_predictors())}")
+            raise ValueError(
+                f"--model {model!r} is unknown; known: {', '.join(list_predictors())} (or `--model list`)"
+            )
         subnets, columns, Y = read_measurements(search_space, train)
         if target not in columns:
             raise ValueError(
@@ -168,6 +257,14 @@ def register(app: typer.Typer) -> None:
         options: dict[str, object] = {"metric": metric}
         if "seed" in inspect.signature(predictor_class(model)).parameters:
             options["seed"] = seed
+        if cv:
+            taus = cross_validate(search_space, model, options, subnets, Y, t, cv, seed)
+            mean_tau = sum(taus) / len(taus)
+            spread = (sum((x - mean_tau) ** 2 for x in taus) / max(len(taus) - 1, 1)) ** 0.5
+            typer.echo(
+                f"cv: {cv}-fold Kendall tau of {model} on {target!r} ({int(measured.sum())} values): "
+                f"{mean_tau:.4f} ± {spread:.4f} (folds: {', '.join(f'{x:.3f}' for x in taus)})"
+            )
         # Predictors that use related targets learn from the other columns; the rest fit column t.
         predictor = create_predictor(model, search_space, **options).fit_multi(subnets, Y, t)
         mean, std = predictor.predict(queries) if queries else (torch.zeros(0), torch.zeros(0))

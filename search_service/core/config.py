@@ -104,8 +104,12 @@ class Settings(BaseSettings):
     max_lease_seconds: int = Field(3600, ge=1, description="Upper bound on a requested lease duration.")
     max_batch: int = Field(10_000, ge=1, description="Most measurements accepted in one POST.")
     predictor: str = Field(
-        "gpnas",
-        description="Predictor fitted per device and task (predictors registry). With gpnas-transfer "
+        "gpnas-multitask",
+        description="Predictor fitted per device and task (predictors registry). The default, "
+        "gpnas-multitask, learns per-layer weights shared by all devices (tasks) of the metric and "
+        "fits a GP head per target; chosen by the 5-fold CV table of "
+        "benchmarks/results/accuracy_models.md (issue 15: ties the best single-task model with 320 "
+        "labels, ahead with fewer, calibrated). With gpnas-transfer "
         "each device (task) uses the other devices (tasks) as related outputs, so a new chip with a "
         "few measurements borrows from those measured before; a target is refitted when its own "
         "data changes.",
