@@ -35,7 +35,8 @@ def test_a_deployment_is_timed_with_the_batch_protocol_and_named_in_the_environm
     dep = deployment(tiny_multipath, face=SHARED, vehicle=EXPERTS)
     for input in ("shared", "separate"):
         result = profiler.measure_deployment(dep, input=input)
-        assert result.value > 0 and result.std >= 0 and 5 <= result.repeats <= 9
+        # Rounds whose reference was an outlier (the machine's load) are dropped from the median.
+        assert result.value > 0 and result.std >= 0 and 5 <= result.repeats + result.rounds_dropped <= 9
         assert result.p10 <= result.value <= result.p90
         env = result.environment
         assert env["deployment_tasks"] == ["face", "vehicle"]
