@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Self
@@ -24,6 +23,7 @@ from ._base import (
     training_values,
 )
 from ._gp import GPNASPredictor
+from ._optim import minimise_lbfgs
 from ._transforms import OutputTransform
 
 #: Base models of ``stack``: a least-squares, a ranking-loss, a GP and a tree model.
@@ -174,7 +174,6 @@ def _fit_gp(P: torch.Tensor, z: torch.Tensor, rbf: bool, maxiter: int = 100) -> 
     raw = torch.tensor([np.log(0.5), np.log(0.1), np.log(1.0), np.log(0.1)], dtype=torch.float64)
     raw.requires_grad_(True)
     eye = torch.eye(len(P), dtype=torch.float64)
-    optimiser = torch.optim.LBFGS([raw], max_iter=maxiter, line_search_fn="strong_wolfe")
 
     def nll() -> torch.Tensor:
         K = _gp_kernel(raw, P, P, rbf) + (torch.exp(raw[3]) + 1e-6) * eye
@@ -185,15 +184,7 @@ def _fit_gp(P: torch.Tensor, z: torch.Tensor, rbf: bool, maxiter: int = 100) -> 
             0.5 * (z.unsqueeze(-1) * alpha).sum() + torch.log(torch.diagonal(L)).sum() + 0.05 * (raw**2).sum()
         )
 
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = nll()
-        loss.backward()
-        return loss
-
-    # A wild line-search step can fail the Cholesky: keep the last good point.
-    with contextlib.suppress(torch.linalg.LinAlgError):
-        optimiser.step(closure)
+    minimise_lbfgs([raw], nll, maxiter)
     return {"raw": raw.detach(), "P": P, "z": z, "rbf": rbf}
 
 

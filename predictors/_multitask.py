@@ -20,7 +20,6 @@ on the whole pool, the target on 50 of its subnets).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any, Self
 
@@ -34,6 +33,7 @@ from supernet import SearchSpace, Subnet
 from ._base import as_matrix, as_vector, check_y_std, register_alias, register_predictor
 from ._ensemble import CalibratedGPNASPredictor
 from ._kernels import EmbeddingLinearKernel, GroupHammingKernel, layer_kernel, onehot_groups
+from ._optim import minimise_lbfgs
 from ._transforms import OutputTransform
 
 
@@ -101,17 +101,7 @@ def fit_shared_layer_weights(
             total = total + 0.5 * (quad + logdet)
         return total
 
-    optimiser = torch.optim.LBFGS([u, log_a, log_noise], max_iter=maxiter, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = nll()
-        loss.backward()
-        return loss
-
-    # A wild line-search step can fail the Cholesky: keep the last good point.
-    with contextlib.suppress(torch.linalg.LinAlgError):
-        optimiser.step(closure)
+    minimise_lbfgs([u, log_a, log_noise], nll, maxiter)
     with torch.no_grad():
         v = torch.exp(u)
         v = v / v.mean()

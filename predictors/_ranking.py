@@ -18,6 +18,7 @@ import torch
 from supernet import SearchSpace
 
 from ._base import Predictor, default_transform, register_predictor
+from ._optim import minimise_lbfgs
 from ._transforms import OutputTransform
 
 _PENALTIES = (1e-3, 1e-2, 1e-1)
@@ -40,17 +41,13 @@ def fit_pairwise(
     weight = diff.clamp_min(0.0)  # each ordered pair once, weighted by how far apart it is
     weight = weight / weight.sum()
     w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
-    optimiser = torch.optim.LBFGS([w], max_iter=maxiter, line_search_fn="strong_wolfe")
 
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
+    def loss() -> torch.Tensor:
         s = Xc @ w
         margin = (s[:, None] - s[None, :]) / temperature
-        loss = (weight * torch.nn.functional.softplus(-margin)).sum() + penalty * (w**2).sum()
-        loss.backward()
-        return loss
+        return (weight * torch.nn.functional.softplus(-margin)).sum() + penalty * (w**2).sum()
 
-    optimiser.step(closure)
+    minimise_lbfgs([w], loss, maxiter)
     return w.detach()
 
 
