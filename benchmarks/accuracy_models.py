@@ -25,7 +25,6 @@ Sections (all on ../shared/data/ufo_track2/train.json, Kendall tau per task, mea
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -40,6 +39,7 @@ from sklearn.model_selection import KFold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._ufo_data import load_track2, one_torch_thread  # noqa: E402
 from predictors import MultiTaskGPNASPredictor, create_predictor, create_strategy  # noqa: E402
 from supernet import TRACK2_TASKS, get_space  # noqa: E402
 
@@ -73,18 +73,6 @@ EFFICIENCY_SIZES = (50, 100)
 CURVE_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
-def _ufo(data: Path) -> tuple[list, np.ndarray]:
-    space = get_space("ufo-track2")
-    rows = list(json.loads((data / "ufo_track2" / "train.json").read_text()).values())
-    subs = [space.parse(r["arch"]) for r in rows]
-    Y = np.array([[r[f"{t}_rank"] for t in TRACK2_TASKS] for r in rows], dtype=float)
-    return subs, Y
-
-
 def _folds(n: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(KFold(5, shuffle=True, random_state=seed).split(np.arange(n)))
 
@@ -111,7 +99,7 @@ def _fit_tasks(name: str, subs: list, Y: np.ndarray, train: np.ndarray, test: np
 # ---------------------------------------------------------------------- cv
 def _cv_job(args: tuple) -> list[tuple]:
     data, name, seed, fold = args
-    subs, Y = _ufo(data)
+    subs, Y = load_track2(data)
     train, test = _folds(len(subs), seed)[fold]
     return [(name, seed, fold, *r) for r in _fit_tasks(name, subs, Y, train, test)]
 
@@ -170,7 +158,7 @@ _COST = {
 # ---------------------------------------------------------------------- labels
 def _labels_job(args: tuple) -> list[tuple]:
     data, name, fold, size = args
-    subs, Y = _ufo(data)
+    subs, Y = load_track2(data)
     train, test = _folds(len(subs), 0)[fold]
     rows = train[np.random.default_rng(fold).permutation(len(train))[:size]]
     return [(name, fold, size, *r) for r in _fit_tasks(name, subs, Y, rows, test)]
@@ -212,7 +200,7 @@ def section_labels(data: Path, pool: ProcessPoolExecutor, models: tuple[str, ...
 def _efficiency_job(args: tuple) -> list[tuple]:
     data, scheme, fold = args
     space = get_space("ufo-track2")
-    subs, Y = _ufo(data)
+    subs, Y = load_track2(data)
     train, test = _folds(len(subs), 0)[fold]
     pool = [subs[i] for i in train]
     order = np.random.default_rng(fold).permutation(len(train))  # README's random picks
@@ -278,7 +266,7 @@ def section_efficiency(data: Path, pool: ProcessPoolExecutor, folds: int = 5) ->
 # ---------------------------------------------------------------------- curve
 def _curve_job(args: tuple) -> list[tuple]:
     data, name, fold, fraction = args
-    subs, Y = _ufo(data)
+    subs, Y = load_track2(data)
     train, test = _folds(len(subs), 0)[fold]
     rows = train[
         np.random.default_rng(100 + fold).permutation(len(train))[: int(round(fraction * len(train)))]
@@ -312,7 +300,7 @@ def section_curve(data: Path, pool: ProcessPoolExecutor, name: str) -> str:
 # ---------------------------------------------------------------------- holdout
 def _holdout_job(args: tuple) -> list[tuple]:
     data, name = args
-    subs, Y = _ufo(data)
+    subs, Y = load_track2(data)
     perm = np.random.default_rng(2022).permutation(len(subs))
     test, train = np.sort(perm[:80]), np.sort(perm[80:])
     return [(name, *r) for r in _fit_tasks(name, subs, Y, train, test)]
@@ -357,7 +345,7 @@ def main() -> None:
     parts = [f"# Accuracy models on UFO track 2 (issue 15)\n\n`{command}`\n"]
     cpu_start = time.process_time()
     wall_start = time.perf_counter()
-    with ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(args.jobs, initializer=one_torch_thread) as pool:
         for name in args.section.split(","):
             start = time.perf_counter()
             if name == "cv":

@@ -28,7 +28,6 @@ Seeds draw the picks (and the pool); the table gives the mean over tasks and see
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ from scipy.stats import kendalltau
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._ufo_data import load_track2, one_torch_thread  # noqa: E402
 from predictors import TransferPredictor, create_predictor  # noqa: E402
 from supernet import TRACK2_TASKS, get_space  # noqa: E402
 
@@ -49,18 +49,6 @@ DATA = ROOT.parent / "shared" / "data"
 KS = (20, 50)
 PROTOCOLS = ("others on all", "others on a pool")
 POOL = 300
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
-def _data(data: Path) -> tuple[list, np.ndarray]:
-    space = get_space("ufo-track2")
-    rows = list(json.loads((data / "ufo_track2" / "train.json").read_text()).values())
-    subs = [space.parse(r["arch"]) for r in rows]
-    Y = np.array([[r[f"{t}_rank"] for t in TRACK2_TASKS] for r in rows], dtype=float)
-    return subs, Y
 
 
 def _tau(predictor, subs: list, rows: np.ndarray, truth: np.ndarray) -> float:
@@ -72,7 +60,7 @@ def _job(args: tuple) -> list[tuple]:
     """One held-out task under one protocol and seed (the pool protocol) or all seeds (the other)."""
     data, protocol, task, seeds = args
     space = get_space("ufo-track2")
-    subs, Y = _data(data)
+    subs, Y = load_track2(data)
     n = len(subs)
     others = [j for j in range(Y.shape[1]) if j != task]
     out = []
@@ -111,7 +99,7 @@ def run(data: Path, seeds: int, jobs: int) -> str:
     for task in range(len(TRACK2_TASKS)):
         work.append((data, "others on all", task, list(range(seeds))))
         work += [(data, "others on a pool", task, [seed]) for seed in range(seeds)]
-    with ProcessPoolExecutor(jobs, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(jobs, initializer=one_torch_thread) as pool:
         results = [r for chunk in pool.map(_job, work) for r in chunk]
     lines = [
         "### Few-shot new task on ufo-track2: Kendall tau of the held-out task",

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from sklearn.model_selection import KFold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._ufo_data import load_track2, one_torch_thread  # noqa: E402
 from predictors import (  # noqa: E402
     GPNASPredictor,
     IntegratedVarianceStrategy,
@@ -55,18 +55,6 @@ EFFICIENCY_KERNEL = "linear"
 DATA = ROOT.parent / "shared" / "data"
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
-
-
-def _ufo(data: Path) -> tuple[list, np.ndarray]:
-    space = get_space("ufo-track2")
-    rows = list(json.loads((data / "ufo_track2" / "train.json").read_text()).values())
-    subs = [space.parse(r["arch"]) for r in rows]
-    Y = np.array([[r[f"{t}_rank"] for t in TRACK2_TASKS] for r in rows], dtype=float)
-    return subs, Y
-
-
 def _folds(n: int) -> list[tuple[np.ndarray, np.ndarray]]:
     return list(KFold(5, shuffle=True, random_state=0).split(np.arange(n)))
 
@@ -80,7 +68,7 @@ def _coverage(mean: np.ndarray, std: np.ndarray, truth: np.ndarray) -> tuple[flo
 def _ufo_job(args: tuple) -> tuple:
     data, method, fold, task = args
     space = get_space("ufo-track2")
-    subs, Y = _ufo(data)
+    subs, Y = load_track2(data)
     train, test = _folds(len(subs))[fold]
     start = time.perf_counter()
     predictor = create_predictor(method, space).fit([subs[i] for i in train], Y[train, task])
@@ -122,7 +110,7 @@ def _efficiency_job(args: tuple) -> list[tuple]:
     """One fold, one sampling scheme: taus per size and task."""
     data, scheme, fold = args
     space = get_space("ufo-track2")
-    subs, Y = _ufo(data)
+    subs, Y = load_track2(data)
     train, test = _folds(len(subs))[fold]
     pool = [subs[i] for i in train]
     rng = np.random.default_rng(fold)
@@ -482,7 +470,7 @@ def main() -> None:
         ["ufo", "efficiency", "latency", "scale", "cli"] if args.section == "all" else args.section.split(",")
     )
     parts = []
-    with ProcessPoolExecutor(args.jobs, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(args.jobs, initializer=one_torch_thread) as pool:
         for name in sections:
             start = time.perf_counter()
             if name == "scale":
