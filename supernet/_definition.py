@@ -56,7 +56,7 @@ from pydantic import (
 
 from ._cells import FBNET_OPS, NB201_OPS, FBNetSpace, NASBench201Space
 from ._space import Dimension, SearchSpace, Subnet
-from ._ufo import DEFAULT_NORM_EPS, MultipathSpace, Track2Space, UFOSpace, ViTGeometry
+from ._ufo import DEFAULT_NORM_EPS, MultipathSpace, Track2Space, UFOSpace, ViTGeometry, two_digit_depth
 
 Family = Literal["ufo", "fbnet", "nasbench201"]
 ArchFormat = Literal["indices", "track2", "multipath", "fbnet", "nasbench201"]
@@ -513,15 +513,7 @@ class _IndexArch:
 
     def parse(self, arch: str) -> Subnet:
         k = len(self.dimensions)
-        expected = 2 + self.max_depth * k
-        if not isinstance(arch, str) or len(arch) != expected:
-            raise ValueError(f"{self.name} arch must be a {expected}-character string, got {arch!r}")
-        if not all(c in "0123456789" for c in arch[:2]) or int(arch[:2]) not in self.depths:
-            raise ValueError(
-                f"{self.name} arch positions 0-1 (depth) are {arch[:2]!r}; allowed: "
-                + ", ".join(f"{d:02d}" for d in self.depths)
-            )
-        depth = int(arch[:2])
+        depth = two_digit_depth(self.name, self.depths, arch, 2 + self.max_depth * k)
         layers = []
         for layer in range(self.max_depth):
             pos = 2 + k * layer

@@ -281,6 +281,24 @@ class UFOSpace(SearchSpace):
         return deployment_params(self, dep)
 
 
+def two_digit_depth(name: str, depths: Sequence[int], arch: str, length: int) -> int:
+    """The depth of an arch string that spells it in its first two digits and has ``length``
+    characters (the multipath and index formats).
+
+    Raises:
+        ValueError: Naming the length or the depth positions when they are wrong.
+    """
+    if not isinstance(arch, str) or len(arch) != length:
+        raise ValueError(f"{name} arch must be a {length}-character string, got {arch!r}")
+    # str.isdigit() accepts non-ASCII digits such as '²', which int() then rejects.
+    if not all(c in "0123456789" for c in arch[:2]) or int(arch[:2]) not in depths:
+        raise ValueError(
+            f"{name} arch positions 0-1 (depth) are {arch[:2]!r}; allowed: "
+            + ", ".join(f"{d:02d}" for d in depths)
+        )
+    return int(arch[:2])
+
+
 TRACK2_TASKS = ("cplfw", "market1501", "dukemtmc", "msmt17", "veri", "vehicleid", "veriwild", "sop")
 _TRACK2_DEPTH_CHARS = {"j": 10, "k": 11, "l": 12}
 
@@ -396,16 +414,7 @@ class MultipathSpace(UFOSpace):
         )
 
     def parse(self, arch: str) -> Subnet:
-        expected = 2 + 3 * self.max_depth
-        if not isinstance(arch, str) or len(arch) != expected:
-            raise ValueError(f"{self.name} arch must be a {expected}-character string, got {arch!r}")
-        # str.isdigit() accepts non-ASCII digits such as '²', which int() then rejects.
-        if not all(c in "0123456789" for c in arch[:2]) or int(arch[:2]) not in self.depths:
-            raise ValueError(
-                f"{self.name} arch positions 0-1 (depth) are {arch[:2]!r}; allowed: "
-                + ", ".join(f"{d:02d}" for d in self.depths)
-            )
-        depth = int(arch[:2])
+        depth = two_digit_depth(self.name, self.depths, arch, 2 + 3 * self.max_depth)
         allowed = (
             "st",
             "".join(str(i + 1) for i in range(len(self.dimensions[1]))),
