@@ -502,8 +502,9 @@ def report(results: list[ModeResult], args, command: str, settings: Settings, st
         f"Settings (defaults): refit_delay_s {settings.refit_delay_s:g}, full_refit_growth "
         f"{settings.full_refit_growth:g}, full_refit_after_s {settings.full_refit_after_s:g}, "
         f"front_update_time_limit_s {settings.front_update_time_limit_s:g}, front_time_limit_s "
-        f"{settings.front_time_limit_s:g}, front_cache_s {settings.front_cache_s:g}, predictor "
-        f"`{settings.predictor}`; torch threads {args.torch_threads or 'default (all cores)'}; "
+        f"{settings.front_time_limit_s:g}, front_cache_s {settings.front_cache_s:g}, predictors "
+        f"`{settings.predictor_latency}` / `{settings.predictor_score}`; torch threads "
+        f"{args.torch_threads or 'default (all cores)'}; "
         f"auth {'on (token)' if args.auth else 'off'}; "
         f"polling every {args.poll:g} s.",
         "",

@@ -142,7 +142,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="query load duration")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument(
-        "--predictor", default="gpnas", help="predictor fitted by the refit (GPNAS_PREDICTOR)"
+        "--predictor",
+        default="gpnas",
+        help="predictor fitted by the refit, latency and scores (GPNAS_PREDICTOR_LATENCY / _SCORE)",
     )
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     parser.add_argument("--front-evaluations", type=int, default=20_000)
@@ -159,7 +161,8 @@ def main() -> None:
         "GPNAS_AUTH": "off",
         "GPNAS_REFIT_WORKER": "off",
         "GPNAS_FRONT_MAX_EVALUATIONS": str(args.front_evaluations),
-        "GPNAS_PREDICTOR": args.predictor,
+        "GPNAS_PREDICTOR_LATENCY": args.predictor,
+        "GPNAS_PREDICTOR_SCORE": args.predictor,
     }
     command = [
         sys.executable,

@@ -8,7 +8,7 @@ Each of the 8 track-2 tasks is held out in turn, as if it had just been added to
 other 7 tasks keep theirs. Two models predict the held-out task's scores of the other subnets,
 Kendall tau against the real ranks:
 
-* ``gpnas-transfer`` (what the service fits with ``GPNAS_PREDICTOR=gpnas-transfer``): the other
+* ``gpnas-transfer`` (what the service fits with ``GPNAS_PREDICTOR_SCORE=gpnas-transfer``): the other
   7 tasks are its related outputs (their GPs fitted once per held-out task, then the target stage
   on the k scores: ``fit_sources`` + ``refit_target``, which is ``fit_multi`` split in two);
 * ``gpnas`` (the single-task default): the k scores alone.

@@ -114,21 +114,25 @@ def parse_metric_option(value: str) -> Metric:
         raise ValueError(f"--metric must be auto, latency_ms or score, got {value!r}") from None
 
 
-def default_model() -> str:
-    """The predictor ``gpnas predict`` uses without ``--model``: the service's default
-    (``predictor`` in :mod:`search_service.core.config`, chosen by the CV table of
+def default_models() -> dict[Metric, str]:
+    """The predictor ``gpnas predict`` uses without ``--model``, per metric: the service's
+    (``predictor_latency`` and ``predictor_score`` in :mod:`search_service.core.config`, set by
+    ``GPNAS_PREDICTOR_LATENCY`` / ``GPNAS_PREDICTOR_SCORE``; the defaults were chosen on the
+    held-out-chip table of benchmarks/results/new_chip.md and the CV table of
     benchmarks/results/accuracy_models.md)."""
     from search_service.core.config import Settings
 
-    return str(Settings.model_fields["predictor"].default)
+    settings = Settings()
+    return {metric: settings.predictor_for(metric) for metric in Metric}
 
 
-def model_listing(default: str) -> str:
-    """The ``--model list`` text: one registered predictor a line, the default marked."""
+def model_listing(defaults: dict[Metric, str]) -> str:
+    """The ``--model list`` text: one registered predictor a line, each metric's default marked."""
     lines = []
     for name in list_predictors():
         related = " (uses the other columns)" if predictor_class(name).uses_related_targets else ""
-        lines.append(f"{name}{related}{'  [default]' if name == default else ''}")
+        marks = "".join(f"  [default for {metric}]" for metric, model in defaults.items() if model == name)
+        lines.append(f"{name}{related}{marks}")
     return "\n".join(lines)
 
 
@@ -177,7 +181,7 @@ def _required(value: object, option: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    default = default_model()
+    defaults = default_models()
 
     @app.command("predict")
     def _predict(
@@ -192,11 +196,13 @@ def register(app: typer.Typer) -> None:
             None, "--out", help="Output CSV: arch,mean,std in the query's order. Required."
         ),
         target: str | None = typer.Option(None, "--target", help="The TRAIN column to predict. Required."),
-        model: str = typer.Option(
-            default,
+        model: str | None = typer.Option(
+            None,
             "--model",
-            help=f"Predictor name (default {default}, the service's default, chosen by the CV table in "
-            "benchmarks/results/accuracy_models.md); `--model list` prints every name and exits. "
+            help=f"Predictor name (default: the service's for the metric, {defaults[Metric.LATENCY]} for "
+            f"latency_ms, chosen on held-out chips (benchmarks/results/new_chip.md), and "
+            f"{defaults[Metric.SCORE]} for scores, chosen by UFO CV "
+            "(benchmarks/results/accuracy_models.md)); `--model list` prints every name and exits. "
             "Models that use the other columns learn from them as related outputs; the others fit "
             "the target column alone. Known: " + ", ".join(list_predictors()) + ".",
         ),
@@ -217,7 +223,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Predict COLUMN for every arch of QUERY.csv with mean and std, from TRAIN.csv."""
         if model == "list":
-            typer.echo(model_listing(default))
+            typer.echo(model_listing(default_models()))
             return
         for value, option in ((space, "--space"), (train, "--train"), (query, "--query"), (out, "--out"),
                               (target, "--target")):  # fmt: skip
@@ -228,7 +234,7 @@ def register(app: typer.Typer) -> None:
         assert out is not None
         assert target is not None
         search_space = resolve_space(space)
-        if model not in list_predictors():
+        if model is not None and model not in list_predictors():
             raise ValueError(
                 f"--model {model!r} is unknown; known: {', '.join(list_predictors())} (or `--model list`)"
             )
@@ -243,15 +249,16 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"train column {target!r} has no values: nothing to fit")
         if int(measured.sum()) < 2:
             raise ValueError(f"train column {target!r} has only 1 value; at least 2 are needed")
-        if metric == "auto":
-            metric = infer_metric(target, Y[:, t], search_space.tasks)
-        else:
-            metric = parse_metric_option(metric)
+        metric = (
+            infer_metric(target, Y[:, t], search_space.tasks) if metric == "auto" else parse_metric_option(metric)
+        )
         if metric is Metric.LATENCY and (Y[measured, t] <= 0).any():
             row = int(torch.nonzero(measured & (Y[:, t] <= 0))[0]) + 1
             raise ValueError(
                 f"train row {row} (line {row + 1}), column {target!r}: latency_ms must be positive"
             )
+        if model is None:
+            model = default_models()[metric]
         q_header, q_body = _read_csv(query, "query")
         queries = _parse_archs(search_space, q_header, q_body, "query")
         options: dict[str, object] = {"metric": metric}

@@ -276,7 +276,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
     ) -> None:
         """Add TASK to the registered SPACE without touching what is stored under it; its first
-        scores borrow from the other tasks' under GPNAS_PREDICTOR=gpnas-transfer."""
+        scores borrow from the other tasks' under GPNAS_PREDICTOR_SCORE=gpnas-transfer."""
         from pydantic import ValidationError
 
         from supernet import TaskDefinition

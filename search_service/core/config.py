@@ -103,16 +103,19 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(3, ge=1, description="A job fails for good after this many leases.")
     max_lease_seconds: int = Field(3600, ge=1, description="Upper bound on a requested lease duration.")
     max_batch: int = Field(10_000, ge=1, description="Most measurements accepted in one POST.")
-    predictor: str = Field(
+    predictor_latency: str = Field(
+        "gpnas-transfer",
+        description="Predictor fitted per device for latency (predictors registry; env "
+        "GPNAS_PREDICTOR_LATENCY). The default, gpnas-transfer, makes every other device of the space "
+        "a related output, so a new chip with a few measurements borrows from those measured before; "
+        "chosen by the held-out-chip table of benchmarks/results/new_chip.md (leave-one-device-out "
+        "over the HELP devices: mean and worst device).",
+    )
+    predictor_score: str = Field(
         "gpnas-multitask",
-        description="Predictor fitted per device and task (predictors registry). The default, "
-        "gpnas-multitask, learns per-layer weights shared by all devices (tasks) of the metric and "
-        "fits a GP head per target; chosen by the 5-fold CV table of "
-        "benchmarks/results/accuracy_models.md (issue 15: ties the best single-task model with 320 "
-        "labels, ahead with fewer, calibrated). With gpnas-transfer "
-        "each device (task) uses the other devices (tasks) as related outputs, so a new chip with a "
-        "few measurements borrows from those measured before; a target is refitted when its own "
-        "data changes.",
+        description="Predictor fitted per task for scores (env GPNAS_PREDICTOR_SCORE). The default, "
+        "gpnas-multitask, learns per-layer weights shared by all tasks and fits a GP head per task; "
+        "chosen by the 5-fold CV table of benchmarks/results/accuracy_models.md.",
     )
     min_train: int = Field(
         3, ge=2, description="Fit a target once it has this many distinct measured subnets."
@@ -174,6 +177,10 @@ class Settings(BaseSettings):
                 value = [host.strip() for host in value.split(",") if host.strip()]
         # An empty list would refuse every request; like an empty variable it means unset.
         return None if value == [] else value
+
+    def predictor_for(self, metric: str) -> str:
+        """The predictor name fitted for targets of ``metric`` (``latency_ms`` or ``score``)."""
+        return self.predictor_latency if metric == "latency_ms" else self.predictor_score
 
     def trusted_hosts(self) -> list[str] | None:
         """The Host allow-list to enforce, or None for no check (see ``allowed_hosts``)."""

@@ -126,7 +126,7 @@ def add_task(session: Session, space: str, task: TaskDefinition) -> SearchSpace:
 
     Nothing stored under the space changes: its subnets, arch strings and encodings do not depend
     on its tasks. The new task's first scores borrow from the other tasks when the service fits
-    with ``GPNAS_PREDICTOR=gpnas-transfer`` (the other tasks' scores are its related outputs).
+    with ``GPNAS_PREDICTOR_SCORE=gpnas-transfer`` (the other tasks' scores are its related outputs).
 
     Returns:
         The space with the task.

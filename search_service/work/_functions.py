@@ -120,7 +120,7 @@ def _hyperparameter_source(
         not updatable
         or latest is None
         or settings.full_refit_growth <= 0
-        or latest.kind != settings.predictor
+        or latest.kind != settings.predictor_for(latest.metric)
     ):
         return None
     full = latest if latest.update_of is None else session.get(PredictorVersion, latest.update_of)
@@ -180,7 +180,7 @@ def fit_target(ctx: WorkContext, target: Target, key: str | None = None) -> Outc
     with ctx.read_sessions() as session:
         data = repo.training_data(session, target.space, target.metric, target.name)
         latest = repo.latest_predictor(session, target.space, target.metric, target.name)
-        fresh = create_predictor(settings.predictor, space, metric=target.metric)
+        fresh = create_predictor(settings.predictor_for(target.metric), space, metric=target.metric)
         source = _hyperparameter_source(
             session, ctx, latest, len(data.archs), updatable=isinstance(fresh, SupportsUpdate)
         )
@@ -249,7 +249,7 @@ def fit_target(ctx: WorkContext, target: Target, key: str | None = None) -> Outc
                 metric=target.metric,
                 target=target.name,
                 version=1 if newest is None else newest.version + 1,
-                kind=settings.predictor,
+                kind=settings.predictor_for(target.metric),
                 n_train=len(data.archs),
                 # The data version it was fitted on, to tell later whether the data changed.
                 last_measurement_id=data.version.last_id,

@@ -24,8 +24,8 @@ from predictors import (
 from predictors._kernels import onehot_groups
 from predictors._multitask import fit_shared_layer_weights
 from search_service.cli import app
-from search_service.cli._predict import default_model
-from supernet import TRACK2_TASKS, get_space
+from search_service.cli._predict import default_models
+from supernet import TRACK2_TASKS, Metric, get_space
 
 NEW = [
     "gpnas-calibrated",
@@ -144,14 +144,14 @@ def _predict_args(tmp, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-def test_cli_model_list_names_every_model_and_the_default():
+def test_cli_model_list_names_every_model_and_each_metrics_default(monkeypatch):
+    monkeypatch.setenv("GPNAS_PREDICTOR_LATENCY", "gpnas")
     result = CliRunner().invoke(app, ["predict", "--model", "list"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert [line.split()[0] for line in lines] == list_predictors()
-    assert [line for line in lines if "[default]" in line] == [
-        line for line in lines if line.split()[0] == default_model()
-    ]
+    for metric, marked in (("latency_ms", "gpnas"), ("score", default_models()[Metric.SCORE])):
+        assert [line.split()[0] for line in lines if f"[default for {metric}]" in line] == [marked]
 
 
 def test_cli_help_lists_models():
@@ -163,10 +163,10 @@ def test_cli_default_model_and_cv(csvs):
     result = CliRunner().invoke(app, _predict_args(csvs, "--cv", "2"))
     assert result.exit_code == 0, result.output
     cv_line = next(line for line in result.output.splitlines() if line.startswith("cv: "))
-    assert "2-fold" in cv_line and default_model() in cv_line
+    assert "2-fold" in cv_line and default_models()[Metric.SCORE] in cv_line
     tau = float(cv_line.split(": ")[2].split(" ")[0])
     assert 0.2 < tau <= 1.0  # 40 subnets of a well-predicted task
-    assert f"model {default_model()}" in result.output
+    assert f"model {default_models()[Metric.SCORE]}" in result.output
     with (csvs / "out.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 10 and all(float(r["std"]) > 0 for r in rows)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from search_service.cli import main
+from search_service.cli._predict import default_models
+from supernet import Metric
 
 GPNAS = str(Path(sys.executable).parent / "gpnas")
 
@@ -34,6 +36,8 @@ def _args(tmp: Path, train: str = "train.csv", query: str = "query.csv", target:
 def test_contract(files, nb201):
     result = subprocess.run([GPNAS, *_args(files)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
+    # A latency column gets the latency default (the held-out-chip winner), not the score one.
+    assert f"(latency_ms, model {default_models()[Metric.LATENCY]})" in result.stdout
     with (files / "out.csv").open() as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["arch", "mean", "std"]

@@ -80,6 +80,10 @@ def register(client: Any, name: str = "dev1", headers: dict[str, str] | None = N
     assert response.status_code == 201, response.text
 
 
+# Settings of tests that need a fit but not a good one: ridge for latency and scores (fast).
+RIDGE: dict[str, object] = {"predictor_latency": "ridge", "predictor_score": "ridge"}
+
+
 def make_settings(db_url: str, **overrides: object) -> Settings:
     """Test settings: no background worker unless asked, small front searches."""
     values: dict[str, object] = {

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import make_settings, register
+from service_helpers import RIDGE, make_settings, register
 from sqlalchemy import select
 
 from search_service import create_app
@@ -87,7 +87,7 @@ def test_bad_caps_and_objectives_are_422_naming_the_field(client: TestClient) ->
 
 
 def test_params_and_macs_in_queries_and_fronts(db_url: str) -> None:
-    with TestClient(create_app(make_settings(db_url, predictor="ridge"))) as client:
+    with TestClient(create_app(make_settings(db_url, **RIDGE))) as client:
         register(client, DEVICE)
         assert client.post("/v1/measurements", json={"measurements": _pairs(30, seed=0)}).status_code == 200
         report = client.post("/v1/refit", json={"space": SPACE}).json()

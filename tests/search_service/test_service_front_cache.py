@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from service_helpers import SPACE, make_settings, measurements, register
+from service_helpers import RIDGE, SPACE, make_settings, measurements, register
 
 from search_service import create_app
 from search_service.fronts import FrontCache
 
 
 def test_stale_lookup_is_refreshed_by_one_caller_while_others_use_the_cache(db_url: str) -> None:
-    app = create_app(make_settings(db_url, predictor="ridge"))
+    app = create_app(make_settings(db_url, **RIDGE))
     with TestClient(app) as client:
         register(client)
         items = measurements(8)

@@ -40,7 +40,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
-from service_helpers import make_settings
+from service_helpers import RIDGE, make_settings
 from sqlalchemy import text
 
 from profilers import get_profiler_class
@@ -315,8 +315,8 @@ def _apps(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         url = f"sqlite:///{path}"
     else:
         url = request.getfixturevalue("postgres_url")
-    auth_app = create_app(make_settings(url, auth=True, predictor="ridge"))
-    open_app = create_app(make_settings(url, auth=False, predictor="ridge"))
+    auth_app = create_app(make_settings(url, auth=True, **RIDGE))
+    open_app = create_app(make_settings(url, auth=False, **RIDGE))
     with TestClient(auth_app) as auth_client, TestClient(open_app) as open_client:
         yield Service(url, request.param, auth_client, open_client)
 

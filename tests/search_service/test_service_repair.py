@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastapi.testclient import TestClient
-from service_helpers import SPACE, make_settings, measurements, register
+from service_helpers import RIDGE, SPACE, make_settings, measurements, register
 
 from search_service import create_app
 from search_service import repositories as repo
@@ -47,7 +47,7 @@ def _query(client: TestClient, budget: float = 1e6, task: str = "market1501"):
 
 def test_retraction_keeps_the_row_hides_it_and_refits_its_target(db_url: str) -> None:
     admin, dev1, dev2 = _tokens(db_url, None, "dev1", "dev2")
-    with TestClient(create_app(make_settings(db_url, auth=True, predictor="ridge"))) as client:
+    with TestClient(create_app(make_settings(db_url, auth=True, **RIDGE))) as client:
         register(client, "dev1", headers=admin)
         register(client, "dev2", headers=admin)
         latencies = measurements(8)
@@ -153,7 +153,7 @@ def test_impossible_values_are_skipped_and_the_device_answers_queries(db_url: st
 
 
 def test_fronts_that_cannot_be_fitted_say_why_instead_of_retry(db_url: str) -> None:
-    with TestClient(create_app(make_settings(db_url, predictor="ridge"))) as client:
+    with TestClient(create_app(make_settings(db_url, **RIDGE))) as client:
         register(client)
         latencies = measurements(5)
         posted = client.post(

@@ -6,7 +6,7 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
-from service_helpers import make_settings, measurements, register
+from service_helpers import RIDGE, make_settings, measurements, register
 
 from search_service import create_app
 
@@ -14,7 +14,7 @@ EXAMPLES = 25  # per operation: ~20 operations x 25 x 2 backends keeps this file
 
 
 def test_no_server_errors(db_url: str) -> None:
-    app = create_app(make_settings(db_url, predictor="ridge"))
+    app = create_app(make_settings(db_url, **RIDGE))
     # Some state, so that generated requests also reach the paths behind "exists" checks.
     with TestClient(app) as client:
         register(client)

@@ -12,7 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 from scipy.special import ndtri
 from scipy.stats import kendalltau
-from service_helpers import SPACE, latency_of, make_settings, measurements, register, score_of
+from service_helpers import RIDGE, SPACE, latency_of, make_settings, measurements, register, score_of
 from sqlalchemy import func, select
 
 from predictors import GPNASPredictor, Predictor, TransferPredictor
@@ -57,7 +57,7 @@ def _query(client: TestClient, budget: float, confidence: float = 0.9, task: str
 
 def test_front_query_pareto_versions(db_url: str) -> None:
     # Ridge keeps this test fast; the background-worker test below fits the default GP.
-    with TestClient(create_app(make_settings(db_url, predictor="ridge"))) as client:
+    with TestClient(create_app(make_settings(db_url, **RIDGE))) as client:
         _front_query_pareto_versions(client, db_url)
 
 
@@ -169,7 +169,7 @@ def test_background_worker_refits_after_ingest(db_url: str) -> None:
 
 
 def test_transfer_refit_borrows_from_the_chips_measured_before(db_url: str, data_dir: Path) -> None:
-    """With GPNAS_PREDICTOR=gpnas-transfer a chip with 10 latencies is fitted with the other
+    """With the default latency predictor (gpnas-transfer) a chip with 10 latencies is fitted with the other
     chips as related outputs, and ranks its unmeasured subnets far better than alone."""
     table = pd.read_csv(data_dir / "device_latency" / "nasbench201.csv").sample(300, random_state=1)
     train, held = table.iloc[:80], table.iloc[80:]
@@ -184,7 +184,7 @@ def test_transfer_refit_borrows_from_the_chips_measured_before(db_url: str, data
          "metric": "latency_ms", "value": float(v)}
         for a, v in zip(train.arch[:10], train.silver_4210r[:10], strict=True)
     ]  # fmt: skip
-    with TestClient(create_app(make_settings(db_url, predictor="gpnas-transfer", min_train=5))) as client:
+    with TestClient(create_app(make_settings(db_url, min_train=5))) as client:
         for chip in [*chips, "silver_4210r"]:
             register(client, chip)
         assert client.post("/v1/measurements", json={"measurements": items}).status_code == 200

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import make_settings, register
+from service_helpers import RIDGE, make_settings, register
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -72,7 +72,7 @@ def _items(space: supernet.SearchSpace, n: int, task: str, seed: int = 0) -> lis
 
 
 def test_a_registered_space_is_used_like_a_preset(db_url: str) -> None:
-    with TestClient(create_app(make_settings(db_url, auth=True, predictor="ridge"))) as client:
+    with TestClient(create_app(make_settings(db_url, auth=True, **RIDGE))) as client:
         admin = _admin(db_url)
         assert client.post("/v1/spaces", json=DEFINITION).status_code == 401
         register(client, headers=admin)
