@@ -43,6 +43,10 @@ class ProfileResult:
         reference_spread: The batch's drift: ``(p90 - p10) / median`` of the reference subnet's
             times across the batch's rounds (``None`` when no reference was timed).
         flagged: The batch drifted beyond the profiler's threshold; refits trust it less.
+        reference_arch: The reference subnet timed in every round of the batch (``None``: none).
+        reference_ms: The batch's reference level: the reference's median time across its
+            rounds (ms). Values are on this level; the service and ``gpnas profile`` rescale them
+            to the device's long-run level (:mod:`search_service.levels`).
     """
 
     value: float
@@ -56,6 +60,8 @@ class ProfileResult:
     rounds_dropped: int = 0
     reference_spread: float | None = None
     flagged: bool = False
+    reference_arch: str | None = None
+    reference_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary of all fields."""
@@ -63,11 +69,19 @@ class ProfileResult:
 
     def measurement_fields(self) -> dict[str, Any]:
         """The fields of a stored measurement (``value, std, repeats, drift, flagged,
-        environment``); the percentiles, the RSE and the raw median go into the environment."""
+        environment``, and ``reference_arch, reference_ms`` for a batch timed with a reference);
+        the percentiles, the RSE and the raw median go into the environment."""
         extra = {"p10": self.p10, "p90": self.p90, "rse": self.rse}
         if self.raw_value is not None:
             extra |= {"raw_median_ms": self.raw_value, "rounds_dropped": self.rounds_dropped}
+        # Only when timed with one, so that results of other profilers post as before.
+        level = (
+            {"reference_arch": self.reference_arch, "reference_ms": self.reference_ms}
+            if self.reference_ms is not None
+            else {}
+        )
         return {
+            **level,
             "value": self.value,
             "std": self.std,
             "repeats": self.repeats,

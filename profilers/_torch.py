@@ -437,6 +437,8 @@ class ExtractedModelProfiler(LatencyProfiler):
                     rounds_dropped=est.dropped,
                     reference_spread=summary.spread,
                     flagged=flagged,
+                    reference_arch=batch["reference"],
+                    reference_ms=summary.median,
                 )
 
     def _environment(self, load_start: float | None, samples: Sequence[float]) -> dict[str, Any]:

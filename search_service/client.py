@@ -42,6 +42,7 @@ from .schemas import (
     DeploymentQueryRequest,
     DeploymentQueryResponse,
     DeviceCreate,
+    DeviceLevel,
     DevicePublic,
     FailRequest,
     FailResponse,
@@ -472,6 +473,14 @@ class GpnasClient:
             NotFound: If no device has this name.
         """
         return self._call(DevicePublic, "GET", f"/v1/devices/{_segment(name)}")
+
+    def get_device_levels(self, name: str) -> list[DeviceLevel]:
+        """``GET /v1/devices/{name}/levels``: its long-run reference levels and shifted batches.
+
+        Raises:
+            NotFound: If no device has this name.
+        """
+        return self._call(list[DeviceLevel], "GET", f"/v1/devices/{_segment(name)}/levels")
 
     def create_campaign(self, body: CampaignCreate) -> CampaignPublic:
         """``POST /v1/campaigns``: choose subnets to measure and queue one job each."""

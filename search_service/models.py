@@ -95,7 +95,8 @@ class ApiToken(Base):
 
 class Measurement(Base):
     """One measured value. Its value is never updated (re-measuring adds a row); a retraction
-    only sets ``retracted_at`` and ``retracted_reason``, and refits then leave it out."""
+    only sets ``retracted_at`` and ``retracted_reason``, and refits then leave it out. A latency
+    timed with a reference keeps its batch's level (``reference_arch``, ``reference_ms``)."""
 
     __tablename__ = "measurements"
     __table_args__ = (
@@ -118,6 +119,10 @@ class Measurement(Base):
     environment: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     drift: Mapped[float | None] = mapped_column(Float, nullable=True)
     flagged: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The batch's reference level: the reference subnet timed in every round and its median time
+    # (ms). ``value`` stays as measured; fits rescale it to the device's long-run level.
+    reference_arch: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    reference_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     measured_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     retracted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)

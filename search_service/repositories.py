@@ -16,9 +16,19 @@ from sqlalchemy.orm import Session
 
 from .domain import ACTIVE_JOB_STATUSES, JobStatus, Metric
 from .errors import ConflictError, InvalidError, NotFoundError, UnauthorizedError
+from .levels import check_shift, long_run_level, rescale_factor
 from .models import ApiToken, Campaign, Device, Front, Job, Measurement, PredictorVersion, SpaceRow, utcnow
 from .outliers import impossible
-from .schemas import JOB_ID_PREFIX, DeviceCreate, MeasurementCreate, ResultRequest, TokenStatus
+from .schemas import (
+    JOB_ID_PREFIX,
+    DeviceCreate,
+    DeviceLevel,
+    LevelShiftPublic,
+    MeasurementCreate,
+    ResultRequest,
+    TokenStatus,
+    canonical_arch,
+)
 
 # --------------------------------------------------------------------------------------- devices
 
@@ -185,7 +195,19 @@ def authenticate(session: Session, secret: str, now: dt.datetime | None = None) 
 
 # ---------------------------------------------------------------------------------- measurements
 
-_COMPARED = ("space", "arch", "device", "task", "metric", "value", "std", "repeats", "flagged")
+_COMPARED = (
+    "space",
+    "arch",
+    "device",
+    "task",
+    "metric",
+    "value",
+    "std",
+    "repeats",
+    "flagged",
+    "reference_arch",
+    "reference_ms",
+)
 
 
 def _insert(session: Session) -> Any:
@@ -376,7 +398,6 @@ _P10_P90_SIGMAS = 2.5631
 _MAX_VARIANCE = 1e300
 # A result row of any number of columns (``Row[Any]`` would be a row of exactly one).
 _AnyRow: TypeAlias = "Row[*tuple[Any, ...]]"
-
 _FIT_COLUMNS = (
     Measurement.id,
     Measurement.arch,
@@ -385,7 +406,43 @@ _FIT_COLUMNS = (
     Measurement.repeats,
     Measurement.flagged,
     Measurement.drift,
+    Measurement.reference_arch,
+    Measurement.reference_ms,
 )
+
+
+class _FitRow(NamedTuple):
+    """A measurement as fits see it: value and std rescaled to its device's long-run level."""
+
+    id: int
+    arch: str
+    value: float
+    std: float | None
+    repeats: int | None
+    flagged: bool
+    drift: float | None
+    measured: float  # the stored value, as sent
+    target: str
+
+
+def _rescaled(
+    rows: Sequence[_AnyRow], long_run: dict[tuple[str, str], float], target: str | None = None
+) -> list[_FitRow]:
+    """``rows`` (:data:`_FIT_COLUMNS`, and a ``target`` column unless ``target`` is given) with each
+    batch's value and std multiplied by ``long_run[(target, reference_arch)] / reference_ms``;
+    rows without a level (scores, imported tables, rows from before levels were stored) keep
+    their values."""
+    out = []
+    for row in rows:
+        name = row.target if target is None else target
+        level = long_run.get((name, row.reference_arch)) if row.reference_arch is not None else None
+        factor = rescale_factor(row.reference_ms, level)
+        std = None if row.std is None else row.std * factor
+        value = row.value * factor
+        out.append(
+            _FitRow(row.id, row.arch, value, std, row.repeats, row.flagged, row.drift, row.value, name)
+        )
+    return out
 
 
 def _variance(
@@ -403,11 +460,11 @@ def _variance(
     return variance
 
 
-def _usable(rows: Sequence[_AnyRow], metric: str) -> tuple[list[tuple[_AnyRow, float]], list[Skipped]]:
-    """One target's rows (:data:`_FIT_COLUMNS`) that fits may use, each with its variance, and the
-    impossible ones (:mod:`.outliers`, or a standard error that overflows) they skip."""
+def _usable(rows: Sequence[_FitRow], metric: str) -> tuple[list[tuple[_FitRow, float]], list[Skipped]]:
+    """One target's rows that fits may use, each with its variance, and the impossible ones
+    (:mod:`.outliers`, or a standard error that overflows) they skip."""
     reasons = impossible([row.value for row in rows], log_scale=metric == Metric.LATENCY)
-    kept: list[tuple[_AnyRow, float]] = []
+    kept: list[tuple[_FitRow, float]] = []
     skipped: list[Skipped] = []
     for row, reason in zip(rows, reasons, strict=True):
         variance = _variance(row.value, row.std, row.repeats, row.flagged, row.drift)
@@ -416,7 +473,7 @@ def _usable(rows: Sequence[_AnyRow], metric: str) -> tuple[list[tuple[_AnyRow, f
         if reason is None:
             kept.append((row, variance))
         else:
-            skipped.append(Skipped(row.id, row.value, reason))
+            skipped.append(Skipped(row.id, row.measured, reason))
     return kept, skipped
 
 
@@ -429,7 +486,10 @@ def training_data(session: Session, space: str, metric: str, target: str) -> Tra
     batch was flagged for drift, the drift's spread is added as one more error term (its
     ``(p90 - p10)`` taken as 2.56 standard deviations, relative to the value), so refits trust it
     less. Measurements without std or repeats (e.g. imported tables) count 0: the learned noise
-    covers them.
+    covers them. Latencies timed with a reference are rescaled to the device's long-run level
+    first (value and std times ``long_run / reference_ms``, see :func:`long_run_levels`), so that
+    a batch timed in a slow phase of the machine does not move its subnets; the stored values
+    stay as measured.
 
     Returns:
         Unique archs (sorted), the mean of their measurements, the standard error of that mean
@@ -441,7 +501,12 @@ def training_data(session: Session, space: str, metric: str, target: str) -> Tra
         .where(*_of_target(space, metric, target))
         .order_by(Measurement.arch, Measurement.id)
     ).all()
-    kept, skipped = _usable(rows, metric)
+    levels = (
+        {(target, arch): level for arch, level in long_run_levels(session, space, target).items()}
+        if metric == Metric.LATENCY
+        else {}
+    )
+    kept, skipped = _usable(_rescaled(rows, levels, target), metric)
     grouped: dict[str, list[tuple[float, float]]] = {}
     for row, variance in kept:
         grouped.setdefault(row.arch, []).append((row.value, variance))
@@ -457,7 +522,8 @@ def training_matrix(
 ) -> tuple[list[str], list[str], list[list[float]]]:
     """Every target of ``metric`` in ``space`` (but ``exclude``) as one matrix, for transfer.
 
-    Like :func:`training_data`, it leaves out retracted measurements and impossible values.
+    Like :func:`training_data`, it leaves out retracted measurements and impossible values and
+    rescales latencies to their device's long-run level.
 
     Returns:
         ``(archs, targets, rows)``: the archs measured on any of the targets, the target names,
@@ -471,8 +537,14 @@ def training_matrix(
     )
     if exclude is not None:
         stmt = stmt.where(column != exclude)
-    rows = session.execute(stmt).all()
-    by_target: dict[str, list[_AnyRow]] = {}
+    levels: dict[tuple[str, str], float] = {}
+    if metric == Metric.LATENCY:
+        for (device, arch), batches in _levels_by_device(batch_levels(session, space)).items():
+            level = long_run_level(b.reference_ms for b in batches)
+            if level is not None:
+                levels[(device, arch)] = level
+    rows = _rescaled(session.execute(stmt).all(), levels)
+    by_target: dict[str, list[_FitRow]] = {}
     for row in rows:
         by_target.setdefault(row.target, []).append(row)
     # Impossible values are judged within their own target, as that target's fit judges them.
@@ -485,6 +557,140 @@ def training_matrix(
             cells.setdefault(row.arch, [[] for _ in targets])[index[row.target]].append(row.value)
     means = [[sum(c) / len(c) if c else float("nan") for c in cell] for cell in cells.values()]
     return list(cells), targets, means
+
+
+# ---------------------------------------------------------------------------------------- levels
+
+
+class BatchLevel(NamedTuple):
+    """One latency batch's reference level, as stored with its measurements.
+
+    A batch is told apart by its level: all its measurements carry the same ``reference_ms`` (the
+    median of its reference's times, a float), and two batches of a device with exactly the same
+    median are one more vote for that level either way.
+    """
+
+    space: str
+    device: str
+    reference_arch: str
+    reference_ms: float
+    measurements: int
+
+
+def batch_levels(session: Session, space: str | None = None, device: str | None = None) -> list[BatchLevel]:
+    """The reference levels of the live latency batches of ``space`` and ``device`` (all when None)."""
+    stmt = (
+        select(
+            Measurement.space,
+            Measurement.device,
+            Measurement.reference_arch,
+            Measurement.reference_ms,
+            func.count(Measurement.id),
+        )
+        .where(Measurement.metric == Metric.LATENCY, Measurement.reference_ms.is_not(None), _LIVE)
+        .group_by(Measurement.space, Measurement.device, Measurement.reference_arch, Measurement.reference_ms)
+    )
+    if space is not None:
+        stmt = stmt.where(Measurement.space == space)
+    if device is not None:
+        stmt = stmt.where(Measurement.device == device)
+    # Latencies always name a device, a level its reference (schemas check both), and the query
+    # keeps rows with a level only: the conversions only narrow the types.
+    return [
+        BatchLevel(space_, str(device_), str(arch), float(level or 0.0), int(n))
+        for space_, device_, arch, level, n in session.execute(stmt.order_by(*stmt.selected_columns[:4]))
+    ]
+
+
+def _levels_by_device(batches: Sequence[BatchLevel]) -> dict[tuple[str, str], list[BatchLevel]]:
+    """``batches`` grouped by (device, reference arch): levels of different references differ."""
+    grouped: dict[tuple[str, str], list[BatchLevel]] = {}
+    for b in batches:
+        grouped.setdefault((b.device, b.reference_arch), []).append(b)
+    return grouped
+
+
+def long_run_levels(session: Session, space: str, device: str) -> dict[str, float]:
+    """The device's long-run reference level per reference arch: the median of its batches' levels.
+
+    A running median over every live batch, recomputed whenever fits read the data: the service
+    rescales when it reads, so all of a device's values are always on one level, whatever batches
+    came since, and that level converges on the machine's usual one rather than staying wherever
+    its first batch happened to be. One batch in a burst of load moves a median by one rank.
+    """
+    out: dict[str, float] = {}
+    for (_, arch), batches in _levels_by_device(batch_levels(session, space, device)).items():
+        level = long_run_level(b.reference_ms for b in batches)
+        if level is not None:
+            out[arch] = level
+    return out
+
+
+def _shift_from(batch: BatchLevel, long_run: float | None, threshold: float) -> LevelShiftPublic | None:
+    """``batch`` against the long-run level ``long_run``, if it moved beyond ``threshold``."""
+    moved = check_shift(batch.reference_arch, batch.reference_ms, long_run, threshold)
+    if moved is None:
+        return None
+    return LevelShiftPublic(
+        space=batch.space,
+        device=batch.device,
+        reference_arch=moved.reference_arch,
+        batch_ms=moved.batch_ms,
+        long_run_ms=moved.long_run_ms,
+        shift=moved.shift,
+        measurements=batch.measurements,
+    )
+
+
+def level_shifts(
+    session: Session, items: Sequence[MeasurementCreate], threshold: float
+) -> list[LevelShiftPublic]:
+    """The batches among ``items`` (stored already) whose reference level lies beyond ``threshold``
+    from their device's long-run level, the median of the device's other batches' levels.
+
+    Compared with the *other* batches, so that a batch does not pull the level it is judged by,
+    and a re-posted batch is judged as it was the first time.
+    """
+    posted: dict[tuple[str, str, str, float], int] = {}
+    for m in items:
+        if m.device is not None and m.reference_arch is not None and m.reference_ms is not None:
+            key = (m.space, m.device, m.reference_arch, m.reference_ms)
+            posted[key] = posted.get(key, 0) + 1
+    stored: dict[tuple[str, str], dict[tuple[str, str], list[BatchLevel]]] = {}
+    out = []
+    for (space, device, arch, level), count in posted.items():
+        if (space, device) not in stored:
+            stored[(space, device)] = _levels_by_device(batch_levels(session, space, device))
+        others = stored[(space, device)].get((device, arch), [])
+        long_run = long_run_level(b.reference_ms for b in others if b.reference_ms != level)
+        moved = _shift_from(BatchLevel(space, device, arch, level, count), long_run, threshold)
+        if moved is not None:
+            out.append(moved)
+    return out
+
+
+def device_levels(session: Session, device: str, threshold: float) -> list[DeviceLevel]:
+    """A device's long-run levels (per space and reference arch), each with its batches that lie
+    beyond ``threshold`` from it.
+
+    Judged against the level of all batches, the one fits rescale to: against the others' median
+    (as at ingest) the good batches of a device with few batches would look shifted too, pulled
+    apart by the one bad batch among the others.
+    """
+    by_space: dict[tuple[str, str], list[BatchLevel]] = {}
+    for b in batch_levels(session, device=device):
+        by_space.setdefault((b.space, b.reference_arch), []).append(b)
+    out = []
+    for (space, arch), batches in by_space.items():
+        level = long_run_level(b.reference_ms for b in batches)
+        assert level is not None, "a group has at least one batch"
+        shifted = [s for b in batches if (s := _shift_from(b, level, threshold)) is not None]
+        out.append(
+            DeviceLevel(
+                space=space, reference_arch=arch, long_run_ms=level, batches=len(batches), shifted=shifted
+            )
+        )
+    return out
 
 
 def measured_targets(session: Session, space: str | None = None) -> list[MeasuredTarget]:
@@ -694,6 +900,13 @@ def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
             overwritten).
     """
     job = get_job(session, job_id, lock=True)
+    if body.reference_arch is not None:
+        if job.metric != Metric.LATENCY:
+            raise InvalidError("only a latency has a reference level", ["body", "reference_arch"])
+        try:
+            body = body.model_copy(update={"reference_arch": canonical_arch(job.space, body.reference_arch)})
+        except ValueError as error:
+            raise InvalidError(str(error), ["body", "reference_arch"]) from None
     if job.lease_token != body.lease_token:
         if job.status == JobStatus.DONE:
             raise ConflictError(f"job {job_id} was completed under another lease")

@@ -68,6 +68,19 @@ DRIFT_HELP = (
     "batch's rounds."
 )
 FLAGGED_HELP = "The batch drifted beyond its profiler's threshold; refits give this value less weight."
+REFERENCE_ARCH_HELP = "The reference subnet timed in every round of the measuring batch (latency only)."
+REFERENCE_MS_HELP = (
+    "The batch's reference level: the reference subnet's median time across the batch's rounds (ms). "
+    "The value is stored as sent; fits rescale it by the device's long-run level / this level."
+)
+PositiveFloat = Annotated[float, Field(allow_inf_nan=False, gt=0.0)]
+ReferenceArch = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+def _check_level(reference_arch: str | None, reference_ms: float | None) -> None:
+    """ValueError unless a batch's level comes with its reference subnet, or neither is given."""
+    if (reference_arch is None) != (reference_ms is None):
+        raise ValueError("give both reference_arch and reference_ms (the batch's level), or neither")
 
 
 MAX_JSON_DEPTH = 16
@@ -170,6 +183,33 @@ class DeviceCreate(BaseModel):
     settings: JSONObject = Field(default_factory=dict)
 
 
+class LevelShiftPublic(BaseModel):
+    """A batch whose reference level lies beyond the service's ``level_shift_threshold`` from its
+    device's long-run level: at ingest the median of the device's other batches' levels, in the
+    device's levels the median of all. Its values are stored as sent and rescaled to the long-run
+    level like every other batch's."""
+
+    space: str
+    device: str
+    reference_arch: str
+    batch_ms: float = Field(description="The batch's reference level (ms).")
+    long_run_ms: float = Field(description="The device's long-run level it is compared with (ms).")
+    shift: float = Field(description="batch_ms / long_run_ms - 1: +0.15 is 15% slower.")
+    measurements: int = Field(description="Measurements of the batch (in this request, or stored).")
+
+
+class DeviceLevel(BaseModel):
+    """A device's long-run reference level in a space, for one reference subnet."""
+
+    space: str
+    reference_arch: str
+    long_run_ms: float = Field(description="Median of the batches' reference levels (ms).")
+    batches: int = Field(description="Batches with this reference (one level each).")
+    shifted: list[LevelShiftPublic] = Field(
+        description="Its batches whose level lies beyond the threshold from long_run_ms."
+    )
+
+
 class DevicePublic(BaseModel):
     name: str
     profiler: str
@@ -213,6 +253,8 @@ class MeasurementCreate(BaseModel):
     environment: JSONObject | None = None
     drift: NonNegFloat | None = Field(None, description=DRIFT_HELP)
     flagged: bool = Field(False, description=FLAGGED_HELP)
+    reference_arch: ReferenceArch | None = Field(None, description=REFERENCE_ARCH_HELP)
+    reference_ms: PositiveFloat | None = Field(None, description=REFERENCE_MS_HELP)
     measured_at: dt.datetime | None = None
 
     @field_validator("measured_at")
@@ -240,6 +282,11 @@ class MeasurementCreate(BaseModel):
         if self.metric == Metric.LATENCY and self.value <= 0:
             raise ValueError("a latency must be positive")
         self.arch = canonical_arch(self.space, self.arch)
+        _check_level(self.reference_arch, self.reference_ms)
+        if self.reference_arch is not None:
+            if self.metric != Metric.LATENCY:
+                raise ValueError("only a latency has a reference level (reference_arch, reference_ms)")
+            self.reference_arch = canonical_arch(self.space, self.reference_arch)
         return self
 
 
@@ -252,6 +299,10 @@ class MeasurementBatch(BaseModel):
 class MeasurementBatchResponse(BaseModel):
     inserted: int
     duplicate: int
+    level_shifts: list[LevelShiftPublic] = Field(
+        default_factory=list,
+        description="Batches of the request whose reference level moved beyond the threshold.",
+    )
 
 
 class MeasurementPublic(BaseModel):
@@ -272,6 +323,8 @@ class MeasurementPublic(BaseModel):
     environment: dict[str, Any] | None = Field(description="Null for callers without a token.")
     drift: float | None
     flagged: bool
+    reference_arch: str | None = Field(description=REFERENCE_ARCH_HELP)
+    reference_ms: float | None = Field(description=REFERENCE_MS_HELP)
     job_id: int | None
     measured_at: dt.datetime | None
     created_at: dt.datetime
@@ -469,6 +522,13 @@ class ResultRequest(BaseModel):
     environment: JSONObject | None = None
     drift: NonNegFloat | None = Field(None, description=DRIFT_HELP)
     flagged: bool = Field(False, description=FLAGGED_HELP)
+    reference_arch: ReferenceArch | None = Field(None, description=REFERENCE_ARCH_HELP)
+    reference_ms: PositiveFloat | None = Field(None, description=REFERENCE_MS_HELP)
+
+    @model_validator(mode="after")
+    def _level(self) -> ResultRequest:
+        _check_level(self.reference_arch, self.reference_ms)
+        return self
 
 
 class ResultResponse(BaseModel):

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from ..levels import DEFAULT_SHIFT_THRESHOLD
+
 # Host names that only ever mean this machine: the default allow-list on a loopback bind.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -103,6 +105,13 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(3, ge=1, description="A job fails for good after this many leases.")
     max_lease_seconds: int = Field(3600, ge=1, description="Upper bound on a requested lease duration.")
     max_batch: int = Field(10_000, ge=1, description="Most measurements accepted in one POST.")
+    level_shift_threshold: float = Field(
+        DEFAULT_SHIFT_THRESHOLD,
+        ge=0.0,
+        description="Report a latency batch whose reference level lies further than this (relative) "
+        "from its device's long-run level: in the POST /v1/measurements answer and the device's "
+        "levels. It is stored and rescaled all the same.",
+    )
     predictor_latency: str = Field(
         "gpnas-transfer",
         description="Predictor fitted per device for latency (predictors registry; env "

@@ -99,7 +99,9 @@ def test_agent_measures_torch_cpu_jobs_end_to_end(service):
         # The three jobs were leased and timed as one interleaved batch against one reference.
         assert m.environment["batch_subnets"] == 3 and m.environment["protocol"] == "interleaved"
         assert m.environment["raw_median_ms"] > 0 and m.drift >= 0 and isinstance(m.flagged, bool)
+        assert m.reference_ms == pytest.approx(m.environment["reference_median_ms"], abs=1e-4)
     assert len({m.environment["reference_median_ms"] for m in rows}) == 1
+    assert len({(m.reference_arch, m.reference_ms) for m in rows}) == 1  # the batch's level, stored
 
 
 def test_agent_measures_jobs_of_a_space_registered_on_the_server(service):

@@ -181,6 +181,11 @@ def test_a_batch_measures_every_subnet_against_one_reference_and_fails_only_the_
         assert r.environment["batch_subnets"] == 3 and r.environment["protocol"] == "interleaved"
         assert r.reference_spread is not None and r.reference_spread >= 0
         assert r.environment["load_avg_1m_start"] is not None
+        # The batch's reference level travels as fields of its own, to be stored as columns.
+        assert r.reference_arch == r.environment["reference"]
+        assert r.reference_ms == pytest.approx(r.environment["reference_median_ms"], abs=1e-4)
+        fields = r.measurement_fields()
+        assert (fields["reference_arch"], fields["reference_ms"]) == (r.reference_arch, r.reference_ms)
 
 
 def test_drift_beyond_the_threshold_flags_the_whole_batch(tiny_track2):

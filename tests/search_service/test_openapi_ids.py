@@ -42,6 +42,7 @@ EXPECTED = {
     ("GET", "/v1/devices"): "list_devices",
     ("POST", "/v1/devices"): "create_device",
     ("GET", "/v1/devices/{name}"): "get_device",
+    ("GET", "/v1/devices/{name}/levels"): "get_device_levels",
     ("GET", "/v1/campaigns"): "list_campaigns",
     ("POST", "/v1/campaigns"): "create_campaign",
     ("POST", "/v1/deployments/query"): "query_deployment",

@@ -44,9 +44,9 @@ def test_measurements_idempotent(client: TestClient) -> None:
     items = measurements(5) + measurements(3, device=None, task="market1501", seed=1)
     first = client.post("/v1/measurements", json={"measurements": items})
     assert first.status_code == 200, first.text
-    assert first.json() == {"inserted": 8, "duplicate": 0}
+    assert first.json() == {"inserted": 8, "duplicate": 0, "level_shifts": []}
     again = client.post("/v1/measurements", json={"measurements": items[:6] + measurements(2, seed=7)})
-    assert again.json() == {"inserted": 2, "duplicate": 6}
+    assert again.json() == {"inserted": 2, "duplicate": 6, "level_shifts": []}
     page = client.get("/v1/measurements", params={"space": SPACE, "metric": "latency_ms", "limit": 4}).json()
     assert page["total"] == 7 and len(page["measurements"]) == 4
     stored = {

@@ -54,7 +54,7 @@ def test_retraction_keeps_the_row_hides_it_and_refits_its_target(db_url: str) ->
         posted = client.post(
             "/v1/measurements", json={"measurements": latencies + _scores(latencies, "sop")}, headers=admin
         )
-        assert posted.json() == {"inserted": 16, "duplicate": 0}
+        assert posted.json() == {"inserted": 16, "duplicate": 0, "level_shifts": []}
         first = client.post("/v1/refit", json={}, headers=admin).json()
         assert sorted((p["target"], p["version"], p["n_train"]) for p in first["predictors"]) == [
             ("dev1", 1, 8),
@@ -98,7 +98,7 @@ def test_retraction_keeps_the_row_hides_it_and_refits_its_target(db_url: str) ->
 
         # Re-posting the retracted id with its content is a duplicate: it stays retracted.
         repost = client.post("/v1/measurements", json={"measurements": [latencies[3]]}, headers=dev1)
-        assert repost.json() == {"inserted": 0, "duplicate": 1}
+        assert repost.json() == {"inserted": 0, "duplicate": 1, "level_shifts": []}
         assert client.get("/v1/measurements", params={"device": "dev1"}, headers=admin).json()["total"] == 7
         assert client.post("/v1/refit", json={}, headers=admin).json()["predictors"] == []
 

@@ -40,7 +40,7 @@ def _post_pairs(client: TestClient, n: int, seed: int) -> list[str]:
         for m in latencies
     ]
     response = client.post("/v1/measurements", json={"measurements": latencies + scores})
-    assert response.json() == {"inserted": 2 * n, "duplicate": 0}
+    assert response.json() == {"inserted": 2 * n, "duplicate": 0, "level_shifts": []}
     return [m["arch"] for m in latencies]
 
 

@@ -110,7 +110,7 @@ def test_a_registered_space_is_used_like_a_preset(db_url: str) -> None:
         posted = client.post(
             "/v1/measurements", json={"measurements": _items(space, 30, "face")}, headers=admin
         )
-        assert posted.json() == {"inserted": 60, "duplicate": 0}, posted.text
+        assert posted.json() == {"inserted": 60, "duplicate": 0, "level_shifts": []}, posted.text
         report = client.post("/v1/refit", json={"space": NAME}, headers=admin).json()
         assert report["status"] == "done" and report["errors"] == [], report
         assert [(f["task"], f["device"]) for f in report["fronts"]] == [("face", "dev1")]

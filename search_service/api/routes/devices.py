@@ -9,8 +9,8 @@ from profilers import available_profilers, validate_settings
 from ... import repositories as repo
 from ...errors import InvalidError
 from ...models import Device
-from ...schemas import DeviceCreate, DevicePublic, Name
-from ..deps import Principal, PrincipalDep, ReaderDep, SessionDep, WriteSessionDep
+from ...schemas import DeviceCreate, DeviceLevel, DevicePublic, Name
+from ..deps import Principal, PrincipalDep, ReaderDep, SessionDep, SettingsDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 
@@ -51,8 +51,18 @@ def list_devices(session: SessionDep, reader: ReaderDep) -> list[DevicePublic]:
 
 
 @router.get("/{name}", response_model=DevicePublic)
-def get_device(
-    session: SessionDep, reader: ReaderDep, name: Annotated[Name, Path()]
-) -> DevicePublic:
+def get_device(session: SessionDep, reader: ReaderDep, name: Annotated[Name, Path()]) -> DevicePublic:
     """One device, as the device agent reads it: name, profiler and settings (null without a token)."""
     return _public(repo.get_device(session, name), reader)
+
+
+@router.get("/{name}/levels", response_model=list[DeviceLevel])
+def get_device_levels(
+    session: SessionDep, settings: SettingsDep, name: Annotated[Name, Path()]
+) -> list[DeviceLevel]:
+    """The device's long-run reference levels, one per space and reference subnet: the median of
+    its latency batches' levels, to which fits rescale every batch's values. ``shifted`` lists the
+    batches whose level lies beyond ``level_shift_threshold`` from it (measured in a slow or fast
+    phase of the machine)."""
+    repo.get_device(session, name)  # 404 for an unknown device
+    return repo.device_levels(session, name, settings.level_shift_threshold)

@@ -36,6 +36,11 @@ def post_measurements(
     token may only post latencies of its own device. Re-posting the id of a retracted measurement
     with the same content is a duplicate too: it does not bring the measurement back (post a
     re-measurement under a new id instead).
+
+    ``level_shifts`` lists the latency batches of the request (items sharing device, reference and
+    ``reference_ms``) whose reference level lies beyond ``level_shift_threshold`` from the
+    median of the device's other batches' levels: the machine was in a slow or fast phase. They
+    are stored all the same, as sent, and fits rescale them to the device's long-run level.
     """
     if len(body.measurements) > settings.max_batch:
         raise InvalidError(f"at most {settings.max_batch} measurements per batch", ["body", "measurements"])
@@ -43,10 +48,11 @@ def post_measurements(
         for m in body.measurements:
             principal.check_device(m.device, f"post measurements for {m.device or m.task!r}")
     inserted, duplicate, _ = repo.insert_measurements(session, body.measurements)
+    shifts = repo.level_shifts(session, body.measurements, settings.level_shift_threshold)
     session.commit()
     if inserted:
         refitter.notify()
-    return MeasurementBatchResponse(inserted=inserted, duplicate=duplicate)
+    return MeasurementBatchResponse(inserted=inserted, duplicate=duplicate, level_shifts=shifts)
 
 
 @router.get("", response_model=MeasurementPage)
