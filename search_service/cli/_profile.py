@@ -5,16 +5,22 @@ from __future__ import annotations
 import csv
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
 
 from supernet import Metric, SearchSpace, Subnet
 
+from ..levels import DEFAULT_SHIFT_THRESHOLD, check_shift, rescale_factor
+from ._levels import LevelFile, Recorded, default_levels_path, device_key
 from ._options import ENVIRONMENT, ServerOption, TokenOption, option_source
 from ._spaces import SPACE_HELP, resolve_space
+
+if TYPE_CHECKING:
+    from profilers import ProfileResult
 
 
 def parse_settings(pairs: list[str]) -> dict[str, str]:
@@ -104,6 +110,56 @@ def _choose_subnets(
     return [known[i] for i in order]
 
 
+def _record_level(
+    level_file: LevelFile,
+    profiler: str,
+    space: str,
+    settings: dict[str, Any],
+    outcomes: list[ProfileResult | Exception],
+    number: int,
+    threshold: float,
+    say: Callable[[str], None],
+) -> Recorded | None:
+    """Count a batch's reference level in ``level_file`` and ``say`` how far it lies from the
+    long-run level (a warning beyond ``threshold``); None for a batch timed without a reference."""
+    timed = next((o for o in outcomes if not isinstance(o, Exception) and o.reference_ms is not None), None)
+    if timed is None or timed.reference_ms is None or timed.reference_arch is None:
+        return None
+    key = device_key(profiler, space, timed.reference_arch, settings)
+    recorded = level_file.record(key, timed.reference_ms)
+    moved = recorded.batch_ms / recorded.long_run_ms - 1.0
+    say(
+        f"batch {number}: reference level {recorded.batch_ms:.2f} ms, long-run level "
+        f"{recorded.long_run_ms:.2f} ms ({moved:+.1%}; batch {recorded.batches} of this device in "
+        f"{level_file.path}); values rescaled to the long-run level"
+    )
+    if check_shift(timed.reference_arch, recorded.batch_ms, recorded.long_run_ms, threshold):
+        say(
+            f"warning: batch {number}'s reference level moved {moved:+.1%} from the long-run level "
+            f"(threshold {threshold:.0%}): the machine was in a {'slow' if moved > 0 else 'fast'} phase; "
+            "its values are rescaled, but check the machine's load before trusting them"
+        )
+    return recorded
+
+
+def _row(arch: str, outcome: ProfileResult, recorded: Recorded | None) -> list[Any]:
+    """One CSV row: the value, std and percentiles rescaled to the long-run level when the batch
+    had a reference level, with the unscaled value and both levels."""
+    factor = rescale_factor(recorded.batch_ms, recorded.long_run_ms) if recorded else 1.0
+    return [
+        arch,
+        f"{outcome.value * factor:.6g}",
+        f"{outcome.std * factor:.4g}",
+        "" if outcome.p10 is None else f"{outcome.p10 * factor:.6g}",
+        "" if outcome.p90 is None else f"{outcome.p90 * factor:.6g}",
+        outcome.repeats,
+        int(outcome.flagged),
+        f"{outcome.value:.6g}" if recorded else "",
+        f"{recorded.batch_ms:.6g}" if recorded else "",
+        f"{recorded.long_run_ms:.6g}" if recorded else "",
+    ]
+
+
 def _profilers() -> None:
     """List the registered profilers (built-in and plug-in) with their metric and settings."""
     from profilers import available_profilers, get_profiler_class
@@ -158,13 +214,35 @@ def register(app: typer.Typer) -> None:
             None, "--config", envvar="GPNAS_LOCAL_CONFIG", help=LOCAL_CONFIG_HELP
         ),
         data_dir: Path | None = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+        levels: Path | None = typer.Option(
+            None,
+            "--levels",
+            envvar="GPNAS_LEVELS",
+            help="JSON file of long-run reference levels (default: ~/.cache/gpnas/levels.json, "
+            "under $XDG_CACHE_HOME when set)",
+        ),
+        level_threshold: float = typer.Option(
+            DEFAULT_SHIFT_THRESHOLD,
+            "--level-threshold",
+            envvar="GPNAS_LEVEL_SHIFT_THRESHOLD",
+            min=0.0,
+            help="warn about a batch whose reference level lies further than this (relative) from "
+            "the long-run level",
+        ),
     ) -> None:
-        """Profile N sampled subnets (or --archs FILE); write CSV `arch,<metric>,std,p10,p90,repeats,flagged`.
+        """Profile N sampled subnets (or --archs FILE); write CSV
+        `arch,<metric>,std,p10,p90,repeats,flagged,unscaled,reference_ms,level_ms`.
 
         The value column is `latency_ms` (per forward pass of a batch of images) or `score`, or
         --column's name, so the file feeds `gpnas predict --train` directly. Subnets are measured
         --batch at a time (a latency batch in interleaved rounds with a reference subnet); rows
         are written as each batch finishes; `flagged` is 1 where the batch drifted.
+
+        Latencies timed with a reference are rescaled to the device's long-run level (`level_ms`,
+        kept in --levels; the device's first batch sets it): value, std, p10 and p90 are
+        multiplied by level_ms / reference_ms, the batch's reference level; `unscaled` is the
+        value before. Each batch's shift against the long-run level is printed, with a warning
+        beyond --level-threshold. Other values are written as measured (last three columns empty).
         """
         from tqdm import tqdm
 
@@ -193,28 +271,34 @@ def register(app: typer.Typer) -> None:
         bar = tqdm(
             total=len(subs), desc=f"{name} {space}", unit="subnet", file=sys.stderr, dynamic_ncols=True
         )
+        level_file = LevelFile(levels or default_levels_path())
         try:
             writer = csv.writer(handle)
-            writer.writerow(["arch", value_column, "std", "p10", "p90", "repeats", "flagged"])
-            for start in range(0, len(subs), batch):
+            writer.writerow([
+                "arch", value_column, "std", "p10", "p90", "repeats", "flagged",
+                "unscaled", "reference_ms", "level_ms",
+            ])  # fmt: skip
+            for number, start in enumerate(range(0, len(subs), batch), 1):
                 chunk = subs[start : start + batch]
-                for sub, outcome in zip(chunk, profiler.profile_many(chunk, task), strict=True):
+                outcomes = profiler.profile_many(chunk, task)
+                recorded = _record_level(
+                    level_file,
+                    name,
+                    search_space.name,
+                    profiler.settings,
+                    outcomes,
+                    number,
+                    level_threshold,
+                    # Above the progress bar, not glued to it.
+                    lambda text: bar.write(text, file=sys.stderr),
+                )
+                for sub, outcome in zip(chunk, outcomes, strict=True):
                     arch = search_space.format(sub)
                     if isinstance(outcome, Exception):
                         failed += 1
                         typer.echo(f"{arch}: not measured: {type(outcome).__name__}: {outcome}", err=True)
                         continue
-                    writer.writerow(
-                        [
-                            arch,
-                            f"{outcome.value:.6g}",
-                            f"{outcome.std:.4g}",
-                            "" if outcome.p10 is None else f"{outcome.p10:.6g}",
-                            "" if outcome.p90 is None else f"{outcome.p90:.6g}",
-                            outcome.repeats,
-                            int(outcome.flagged),
-                        ]
-                    )
+                    writer.writerow(_row(arch, outcome, recorded))
                 handle.flush()
                 bar.update(len(chunk))
         finally:
