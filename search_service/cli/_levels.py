@@ -51,9 +51,11 @@ def default_levels_path() -> Path:
 
 
 def device_key(profiler: str, space: str, reference_arch: str, settings: dict[str, Any]) -> dict[str, Any]:
-    """What identifies a device's level in the file (JSON-ready)."""
+    """What identifies a device's level in the file, as the file gives it back (a JSON round trip:
+    a tuple setting would otherwise never match its stored list)."""
     kept = {k: settings[k] for k in sorted(settings) if k not in TIMING_ONLY_SETTINGS}
-    return {"profiler": profiler, "space": space, "reference_arch": reference_arch, "settings": kept}
+    key = {"profiler": profiler, "space": space, "reference_arch": reference_arch, "settings": kept}
+    return dict(json.loads(json.dumps(key)))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import typer
 
 from supernet import Metric, SearchSpace, Subnet
 
-from ..levels import DEFAULT_SHIFT_THRESHOLD, check_shift, rescale_factor
+from ..levels import DEFAULT_SHIFT_THRESHOLD, check_shift, rescale_factor, shift
 from ._levels import LevelFile, Recorded, default_levels_path, device_key
 from ._options import ENVIRONMENT, ServerOption, TokenOption, option_source
 from ._spaces import SPACE_HELP, resolve_space
@@ -127,7 +127,7 @@ def _record_level(
         return None
     key = device_key(profiler, space, timed.reference_arch, settings)
     recorded = level_file.record(key, timed.reference_ms)
-    moved = recorded.batch_ms / recorded.long_run_ms - 1.0
+    moved = shift(recorded.batch_ms, recorded.long_run_ms)
     say(
         f"batch {number}: reference level {recorded.batch_ms:.2f} ms, long-run level "
         f"{recorded.long_run_ms:.2f} ms ({moved:+.1%}; batch {recorded.batches} of this device in "
