@@ -78,11 +78,15 @@ class CostModel:
         floor: Smallest predicted latency (ms).
         out_of_fold: After :meth:`fit`, each training point's latency (ms, shape ``n``) predicted by
             the line fitted without its cross-validation fold; not serialised.
+        fold_weights: Shape ``g x (1 + m)``: the line refitted without each of its ``g``
+            cross-validation folds (what :meth:`log_variance` reads), or None (a line saved
+            before they were kept).
     """
 
     weights: np.ndarray
     floor: float
     out_of_fold: np.ndarray | None = None
+    fold_weights: np.ndarray | None = None
 
     @classmethod
     def fit(cls, costs: np.ndarray, y: np.ndarray, y_std: np.ndarray | None = None) -> CostModel:
@@ -118,22 +122,53 @@ class CostModel:
         # fit of a dozen weights on ten points as certainty (k = 10 nasbench201: 46% of truths
         # within +-2 std with in-sample residuals).
         out_of_fold = np.empty(len(y))
-        for held in _folds(len(y)):
+        folds = _folds(len(y))
+        fold_weights = np.zeros((len(folds), A.shape[1]))
+        for k, held in enumerate(folds):
             keep = np.setdiff1d(np.arange(len(y)), held)
             w = _ridge_nnls(rows[keep], target[keep], penalty)
             out_of_fold[held] = (A[held][:, used] / scale[used]) @ w
-        return cls(weights, floor, np.maximum(out_of_fold, floor))
+            fold_weights[k, used] = w / scale[used]
+        return cls(weights, floor, np.maximum(out_of_fold, floor), fold_weights)
 
     def predict(self, costs: np.ndarray) -> np.ndarray:
         """Latency (ms) for cost rows ``costs`` (``n x m``), shape ``n``."""
         return np.maximum(self.weights[0] + np.asarray(costs) @ self.weights[1:], self.floor)
 
+    def log_variance(self, costs: np.ndarray) -> np.ndarray:
+        """Variance of ``log(latency)`` at cost rows ``costs`` (``n x m``) due to the line's fitted
+        coefficients, shape ``n``; zeros for a line without :attr:`fold_weights`.
+
+        The delete-a-group jackknife over the cross-validation refits: with ``g`` folds,
+        ``(g - 1) / g * sum_k (log f_k(x) - mean_k log f_k(x))^2``. Non-negative least squares
+        with a ridge penalty has no closed-form coefficient covariance (the bound weights have
+        none), while the jackknife needs only the refits :meth:`fit` makes anyway. Where the
+        measurements are noisy or few, the folds' lines disagree and the variance grows;
+        between the measured costs it is small, beyond them it grows with the extrapolation.
+        """
+        costs = np.asarray(costs, dtype=np.float64)
+        if self.fold_weights is None or len(self.fold_weights) < 2:
+            return np.zeros(len(costs))
+        g = len(self.fold_weights)
+        lines = self.fold_weights[:, 0][:, None] + self.fold_weights[:, 1:] @ costs.T  # g x n
+        logs = np.log(np.maximum(lines, self.floor))
+        return (g - 1) / g * ((logs - logs.mean(0)) ** 2).sum(0)
+
     def state(self) -> dict[str, Any]:
-        return {"weights": torch.as_tensor(self.weights), "floor": self.floor}
+        state: dict[str, Any] = {"weights": torch.as_tensor(self.weights), "floor": self.floor}
+        if self.fold_weights is not None:
+            state["fold_weights"] = torch.as_tensor(self.fold_weights)
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> CostModel:
-        return cls(state["weights"].numpy().astype(np.float64), float(state["floor"]))
+        # Lines saved before fold_weights existed have none: their coefficients count as exact.
+        folds = state.get("fold_weights")
+        return cls(
+            state["weights"].numpy().astype(np.float64),
+            float(state["floor"]),
+            fold_weights=None if folds is None else folds.numpy().astype(np.float64),
+        )
 
 
 def _ridge_nnls(rows: np.ndarray, target: np.ndarray, penalty: float) -> np.ndarray:

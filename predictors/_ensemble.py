@@ -75,12 +75,13 @@ def cv_std_scale(
 def loo_std_scale(gp: GPNASPredictor, y: torch.Tensor, bounds: tuple[float, float] = (0.5, 3.0)) -> float:
     """:func:`cv_std_scale` without refits: the exact leave-one-out posterior of a fitted GP.
 
-    Each training point's leave-one-out mean and std (``z_i - alpha_i / [K^-1]_ii`` and
-    ``[K^-1]_ii^-1/2``, noise included) are mapped to original units as :meth:`predict` maps a
-    query's; the factor is the 90% quantile of ``|y - mean| / std`` over 1.645, clipped to
-    ``bounds``. Unlike GP-NAS's ``loo_calibrate`` (the root-mean-square of standardised
-    residuals on the transformed scale, at least 1) it aims at the 90% interval in the units a
-    caller sees, and may also narrow the std. 1.0 with inducing points or fewer than 10 points.
+    Each training point's leave-one-out mean and std (:meth:`GPNASPredictor.loo_posterior`:
+    ``z_i - alpha_i / [K^-1]_ii`` and ``[K^-1]_ii^-1/2``, noise and the cost line's uncertainty
+    included) are mapped to original units as :meth:`predict` maps a query's; the factor is the
+    90% quantile of ``|y - mean| / std`` over 1.645, clipped to ``bounds``. Unlike GP-NAS's
+    ``loo_calibrate`` (the root-mean-square of standardised residuals on the transformed scale,
+    at least 1) it aims at the 90% interval in the units a caller sees, and may also narrow the
+    std. 1.0 with inducing points or fewer than 10 points.
 
     Args:
         gp: A fitted GP-NAS predictor (its ``std_scale`` is ignored).
@@ -90,10 +91,7 @@ def loo_std_scale(gp: GPNASPredictor, y: torch.Tensor, bounds: tuple[float, floa
     if gp.inducing is not None or len(y) < 10:
         return 1.0
     with torch.no_grad():
-        inverse_diag = torch.cholesky_inverse(gp.L).diagonal()
-        loo_mean = gp.z - gp.alpha / inverse_diag
-        loo_std = inverse_diag.rsqrt()
-        mean, std = gp.output.untransform(loo_mean, loo_std)
+        mean, std = gp.output.untransform(*gp.loo_posterior())
     ratio = ((mean - y).abs() / std.clamp_min(1e-12)).numpy()
     return float(np.clip(float(np.quantile(ratio, 0.9)) / Z90, *bounds))
 

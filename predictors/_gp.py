@@ -54,8 +54,9 @@ class GPNASPredictor(Predictor):
         max_fit: Most points used for the hyperparameter fit.
         max_exact: Most points for the exact posterior.
         n_inducing: Inducing points (drawn from the training set) beyond ``max_exact``.
-        observation_noise: If true (default) the std includes the fitted noise, i.e. it covers a
-            new measurement rather than the latent mean.
+        observation_noise: If true (default) the std covers a new measurement rather than the
+            latent mean: it adds the fitted homoskedastic noise and the training points' typical
+            known noise (see :meth:`predict_latent`).
         maxiter: L-BFGS iterations for the hyperparameter fit.
         outlier_mad: If set, points whose leave-one-out residual is more than this many robust
             standard deviations (1.4826 MAD) from the median residual are dropped and the GP is
@@ -121,6 +122,12 @@ class GPNASPredictor(Predictor):
         self.cost_model: CostModel | None = None
         # Known per-point noise variances of the training points (standardised scale), or None.
         self.noise_extra: torch.Tensor | None = None
+        # Their median: the known noise a new measurement is expected to carry (0 without y_std).
+        self.typical_noise = 0.0
+        # K^-1 1 and 1^T K^-1 1 of the exact posterior (the constant level's precision), see
+        # _mean_variance; None and 0 with inducing points.
+        self.ones_solve: torch.Tensor | None = None
+        self.ones_precision = 0.0
         self.model: SingleTaskGP | None = None
         # n_train right after the last hyperparameter fit (SupportsUpdate); update() leaves it.
         self.n_hyperparameter_fit = 0
@@ -370,11 +377,25 @@ class GPNASPredictor(Predictor):
             return self.predict_latent(self.X)[0]
         return self.z - self.alpha / torch.cholesky_inverse(self.L).diagonal()
 
+    def loo_posterior(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact leave-one-out predictive mean and std of each training point's own value,
+        standardised scale, shape ``n`` each (exact posterior only).
+
+        The variance is ``1 / [K^-1]_ii`` (the point's own noise included) plus the cost line's
+        part of :meth:`_mean_variance`: each target is a residual from the line fitted without
+        the point's fold, so its error is part of what the leave-one-out residual shows.
+        """
+        self._check_fitted()
+        if self.inducing is not None:
+            raise ValueError("leave-one-out needs the exact posterior (at most max_exact points)")
+        K_inv_diag = self.var_matrix.diagonal()
+        var = K_inv_diag.reciprocal() + self._line_variance(self.X)
+        return self.z - self.alpha / K_inv_diag, var.sqrt()
+
     def _loo_scale(self) -> float:
         """RMS of the exact standardised leave-one-out residuals, at least 1."""
-        K_inv_diag = torch.cholesky_inverse(self.L).diagonal()
-        z_loo = self.alpha / K_inv_diag.sqrt()  # (y_i - mu_-i) / sigma_-i
-        return max(1.0, float(z_loo.pow(2).mean().sqrt()))
+        mean, std = self.loo_posterior()
+        return max(1.0, float(((self.z - mean) / std).pow(2).mean().sqrt()))
 
     def _inliers(self, z: torch.Tensor) -> torch.Tensor:
         """Mask of points whose exact leave-one-out residual is not a robust outlier."""
@@ -391,7 +412,8 @@ class GPNASPredictor(Predictor):
         """Condition the fitted hyperparameters on all of ``(X, z)`` and cache the solves.
 
         ``noise_extra`` (shape ``n``) is each point's known noise variance on top of the learned
-        homoskedastic ``noise``; predictions for new points keep only the latter.
+        homoskedastic ``noise``; a new point's observation noise adds their median
+        (:attr:`typical_noise`), see :meth:`predict_latent`.
         """
         # gpytorch ships no types, so mypy resolves its methods through torch's Module.__getattr__
         # (Tensor | Module) instead of gpytorch.models.ExactGP.
@@ -400,6 +422,9 @@ class GPNASPredictor(Predictor):
         self.model, self.X, self.z = model, X, z
         self.n_train = len(z)
         self.noise_extra = noise_extra
+        self.typical_noise = (
+            0.0 if noise_extra is None or len(noise_extra) == 0 else float(noise_extra.median())
+        )
         kernel = model.covar_module
         noise = float(model.likelihood.noise.detach())
         self.noise = noise
@@ -415,6 +440,10 @@ class GPNASPredictor(Predictor):
                 # Variance of a query is prior - k^T K^-1 k: one matmul per block with K^-1 cached
                 # runs several times faster than a triangular solve of the same size.
                 self.var_matrix = torch.cholesky_inverse(L)
+                # K^-1 1 and 1^T K^-1 1: the generalised-least-squares precision of the mean's
+                # constant, for the level's variance in _mean_variance.
+                self.ones_solve = self.var_matrix.sum(1)
+                self.ones_precision = float(self.ones_solve.sum())
             else:
                 # DTC: Sigma = (K_mm + K_mn L^-1 K_nm)^-1, mean = K_*m Sigma K_mn L^-1 r, L = noise.
                 rng = np.random.default_rng(self.seed + 1)
@@ -428,6 +457,8 @@ class GPNASPredictor(Predictor):
                 A = Kmm + (Kmn / point_noise) @ Kmn.T
                 La = _cholesky(A)
                 self.inducing, self.Lmm, self.La = Z, Lmm, La
+                # Beyond max_exact points the constant's variance (~ noise / n) is negligible.
+                self.ones_solve, self.ones_precision = None, 0.0
                 self.alpha = torch.cholesky_solve((Kmn @ (r / point_noise)).unsqueeze(-1), La).squeeze(-1)
                 # DTC variance: prior - k^T (K_mm^-1 - A^-1) k, with the middle matrix cached.
                 self.var_matrix = torch.cholesky_inverse(Lmm) - torch.cholesky_inverse(La)
@@ -436,7 +467,16 @@ class GPNASPredictor(Predictor):
     def predict_latent(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior mean and std on the standardised transformed scale, shape ``n`` each.
 
-        The std is of a new observation when ``observation_noise`` is set, else of the latent mean.
+        The variance of the latent mean is the GP's posterior variance plus the uncertainty of
+        its prior mean (:meth:`_mean_variance`: the cost line's coefficients and the constant
+        level, both fitted as point estimates). With ``observation_noise`` the std is of a new
+        measurement: it adds the learned homoskedastic noise and :attr:`typical_noise`, the median
+        known noise variance of the training points. A new measurement is taken as the past ones
+        were, so it is as noisy as they typically are: when ``y_std`` carries the noise (spreads
+        of hundreds of ms, drifting batches), the learned noise falls to its floor and, without
+        this term, a new point's std would shrink to the kernel's few percent although each
+        measurement scatters by far more. The median (not the mean) keeps one wild point from
+        widening every prediction; a whole noisy or flagged batch moves it.
         """
         self._check_fitted()
         assert self.model is not None
@@ -449,12 +489,41 @@ class GPNASPredictor(Predictor):
                 prior = kernel(Xq, diag=True)
                 Ks = kernel(Xq, self.X if self.inducing is None else self.inducing).to_dense()
                 means.append(Ks @ self.alpha)
-                variances.append(prior - ((Ks @ self.var_matrix) * Ks).sum(1))
+                variances.append(prior - ((Ks @ self.var_matrix) * Ks).sum(1) + self._mean_variance(Xq, Ks))
             mean = torch.cat(means) + self.model.mean_module(X)
         var = torch.cat(variances).clamp_min(1e-12)
         if self.observation_noise:
-            var = var + self.noise
+            var = var + self.noise + self.typical_noise
         return mean, var.sqrt() * self.std_scale
+
+    def _mean_variance(self, X: torch.Tensor, Ks: torch.Tensor | None = None) -> torch.Tensor:
+        """Variance of the prior mean at ``X`` (``n x d``) on the standardised scale, shape ``n``.
+
+        Two parts, each fitted as a point estimate but uncertain:
+
+        * the cost line's coefficients (latency with the cost prior): the jackknife variance of
+          ``log`` of the line over its cross-validation refits (:meth:`CostModel.log_variance`),
+          divided by the output scale squared;
+        * the constant level: the universal-kriging term ``(1 - k^T K^-1 1)^2 / (1^T K^-1 1)``,
+          the variance of the constant's generalised-least-squares estimate carried to ``X``
+          (``Ks``: the ``n x n_train`` cross-covariance; exact posterior only, as beyond
+          ``max_exact`` points it is negligible).
+        """
+        var = self._line_variance(X)
+        if Ks is not None and self.ones_solve is not None and self.ones_precision > 0:
+            var = var + (1.0 - Ks @ self.ones_solve).pow(2) / self.ones_precision
+        return var
+
+    def _line_variance(self, X: torch.Tensor) -> torch.Tensor:
+        """The cost line's part of :meth:`_mean_variance` at ``X`` (``n x d``), shape ``n``.
+
+        Unlike the GP's posterior variance it is estimated from the data's disagreement with
+        the line, so conditioning on more points need not shrink it.
+        """
+        if self.cost_model is None or self.cost_model.fold_weights is None:
+            return torch.zeros(len(X), dtype=torch.float64)
+        costs = self.space.choice_costs(decode_onehot(self.space, X))
+        return torch.as_tensor(self.cost_model.log_variance(costs)) / self.output.scale**2
 
     def posterior_covariance(self, X: torch.Tensor) -> torch.Tensor:
         """Joint posterior covariance of the latent function at ``X`` (``m x d``), shape ``m x m``.
