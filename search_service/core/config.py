@@ -130,6 +130,14 @@ class Settings(BaseSettings):
         3, ge=2, description="Fit a target once it has this many distinct measured subnets."
     )
     front_max_evaluations: int = Field(20_000, ge=10, description="Most subnets one front search predicts.")
+    front_resolution: float = Field(
+        0.5,
+        ge=0.0,
+        description="A front lists as distinct only subnets whose predicted mean latencies differ by "
+        "more than this many latency stds (the larger of the two); of points closer than that the "
+        "better-scored one stays. 0 shows the plain Pareto set, where a flat or noisy latency model "
+        "shows a column of 'optimal' points a fraction of a std apart. Budget queries are unaffected.",
+    )
     front_time_limit_s: float = Field(
         5.0,
         gt=0.0,

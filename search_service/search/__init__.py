@@ -27,6 +27,7 @@ from ._front import (
     candidate_front,
     compute_front,
     enumerate_codes,
+    resolve_front,
 )
 from ._nsga2 import Archive, EvolutionConfig, Evolver, Objective, evolve, homogeneous_codes, random_codes
 from ._pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
@@ -62,5 +63,6 @@ __all__ = [
     "non_dominated_sort",
     "pareto_mask",
     "random_codes",
+    "resolve_front",
     "solve_deployment",
 ]

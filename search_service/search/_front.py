@@ -24,6 +24,12 @@ the (score, mean latency) front of the subnets under a cap is among them as well
 carries its subnet's exact parameter count and MACs for the front's task (the space's
 :meth:`~supernet.SearchSpace.params` and :meth:`~supernet.SearchSpace.macs`), and the
 (score, parameters) front comes from the same candidates (:func:`candidate_front`).
+
+A latency front lists as distinct only points whose predicted mean latencies differ by more than
+``resolution`` times the larger of their latency stds (:func:`resolve_front`): a latency model
+that cannot tell subnets apart (noisy measurements, a flat fit) shows one point, the best-scored,
+where the plain Pareto set would show a column of "optimal" points within a fraction of a std.
+The budget-query candidates keep every point: a query compares each candidate's own quantile.
 """
 
 from __future__ import annotations
@@ -264,6 +270,8 @@ class FrontResult:
         confidences: The confidences the candidates are built for (queries are exact in their range).
         task: The task whose score was maximised (its head, if any, is in the parameter counts),
             or None when not given.
+        resolution: The latency resolution of :attr:`points` and of latency fronts under a cap,
+            relative to the latency std (:func:`resolve_front`; 0: the plain Pareto set).
     """
 
     space: str
@@ -275,6 +283,7 @@ class FrontResult:
     elapsed_s: float
     confidences: tuple[float, ...] = field(default=DEFAULT_CONFIDENCES)
     task: str | None = None
+    resolution: float = 0.0
 
     def front_on(
         self, objective: FrontObjective = "latency", max_params: int | None = None
@@ -282,7 +291,8 @@ class FrontResult:
         """The predicted front on (score, ``objective``), optionally of the subnets within ``max_params``.
 
         ``"latency"`` without a cap is :attr:`points`; otherwise the front comes from the
-        candidates (:func:`candidate_front`), which hold it exactly.
+        candidates (:func:`candidate_front`, latency fronts at :attr:`resolution`), which hold it
+        exactly.
 
         Raises:
             ValueError: On an unknown objective or a bad ``max_params``, or when parameters are
@@ -290,7 +300,7 @@ class FrontResult:
         """
         if objective == "latency" and max_params is None:
             return list(self.points)
-        return candidate_front(self.candidates, objective, max_params)
+        return candidate_front(self.candidates, objective, max_params, self.resolution)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (only plain lists, numbers, strings and None)."""
@@ -304,6 +314,7 @@ class FrontResult:
             "generations": self.generations,
             "elapsed_s": self.elapsed_s,
             "confidences": list(self.confidences),
+            "resolution": self.resolution,
         }
 
     @classmethod
@@ -357,6 +368,8 @@ class FrontResult:
                 float(data["elapsed_s"]),
                 tuple(float(c) for c in data["confidences"]),
                 task,
+                # Fronts stored before the resolution existed are plain Pareto sets.
+                float(data.get("resolution", 0.0)),
             )
         except KeyError as error:
             raise ValueError(f"front data lacks field {error.args[0]!r}") from None
@@ -491,7 +504,10 @@ def _nothing_fits(
 
 
 def candidate_front(
-    candidates: CandidateSet, objective: FrontObjective = "latency", max_params: int | None = None
+    candidates: CandidateSet,
+    objective: FrontObjective = "latency",
+    max_params: int | None = None,
+    resolution: float = 0.0,
 ) -> list[FrontPoint]:
     """The non-dominated candidates on (score max, ``objective`` min), among those within ``max_params``.
 
@@ -504,6 +520,9 @@ def candidate_front(
         candidates: From :attr:`FrontResult.candidates`.
         objective: ``"latency"`` or ``"params"``.
         max_params: Keep only candidates with at most this many parameters (None: all).
+        resolution: For ``"latency"``: list as distinct only points whose mean latencies differ
+            by more than this many latency stds (:func:`resolve_front`); parameter counts are
+            exact and need none.
 
     Returns:
         The front's points, ordered by ``objective``.
@@ -526,7 +545,41 @@ def candidate_front(
         cost = candidates._checked_params("objective 'params'")[index].astype(np.float64)
     mask = pareto_mask(np.column_stack([candidates.score[index], -cost]))
     front, front_cost = index[mask], cost[mask]
-    return [candidates.point(int(i)) for i in front[np.argsort(front_cost, kind="stable")]]
+    front = front[np.argsort(front_cost, kind="stable")]
+    if objective == "latency":
+        front = front[resolve_front(candidates.latency_ms[front], candidates.latency_std[front], resolution)]
+    return [candidates.point(int(i)) for i in front]
+
+
+def resolve_front(latency_ms: np.ndarray, latency_std: np.ndarray, resolution: float) -> np.ndarray:
+    """Which points of a mean-latency Pareto front are told apart at ``resolution``.
+
+    Walks the front from its slowest (best-scored) point down: a point is kept when its mean
+    latency is below the last kept one's by more than ``resolution`` times the larger of their
+    two stds, else it merges into that one. On a Pareto front ordered by latency the score rises
+    with the latency, so of points that cannot be told apart the better-scored one stays, and
+    every two consecutive kept points differ by more than the resolution.
+
+    Args:
+        latency_ms: Predicted mean latencies of the front, shape ``n``, in ascending order.
+        latency_std: Their stds, shape ``n``.
+        resolution: Multiple of the std (>= 0); 0 keeps every point of distinct latency.
+
+    Returns:
+        Boolean mask of shape ``n``.
+
+    Raises:
+        ValueError: If ``resolution`` is negative or not finite.
+    """
+    if not (np.isfinite(resolution) and resolution >= 0):
+        raise ValueError(f"resolution must be a finite number >= 0, got {resolution}")
+    keep = np.zeros(len(latency_ms), dtype=bool)
+    last = -1
+    for i in range(len(latency_ms) - 1, -1, -1):
+        gap = resolution * max(latency_std[i], latency_std[last]) if last >= 0 else 0.0
+        if last < 0 or latency_ms[last] - latency_ms[i] > gap:
+            keep[i], last = True, i
+    return keep
 
 
 def _as_prediction(
@@ -672,6 +725,7 @@ def compute_front(
     warm_start: FrontResult | None = None,
     torch_threads: int | None = 1,
     evolver: Evolver = evolve,
+    resolution: float = 0.0,
 ) -> FrontResult:
     """The predicted Pareto front of ``space`` on (score max, latency min) and budget-query candidates.
 
@@ -705,6 +759,9 @@ def compute_front(
             715 with two (medians, benchmarks/results/fronts.md).
         evolver: The evolutionary search, with :func:`evolve`'s signature (benchmarks pass other
             implementations, e.g. pymoo's NSGA-II, to compare them on the same objective).
+        resolution: The front lists as distinct only points whose predicted latencies differ by
+            more than this many latency stds (:func:`resolve_front`; the service passes its
+            ``front_resolution`` setting). 0 (default): the plain Pareto set.
 
     Returns:
         The front (ordered by predicted latency) and the candidates, with parameter counts and
@@ -718,6 +775,7 @@ def compute_front(
     confidences = tuple(sorted(_check_confidence(c) for c in confidences))
     if not confidences:
         raise ValueError("confidences must name at least one confidence")
+    resolve_front(np.zeros(0), np.zeros(0), resolution)  # fail fast on a bad resolution
     z_lo, z_hi = float(ndtri(confidences[0])), float(ndtri(confidences[-1]))
     evaluator = _Evaluator(space, score_model, latency_model, z_lo, z_hi, task)
     start = time.perf_counter()
@@ -742,7 +800,7 @@ def compute_front(
             seeds = None if warm_start is None else _warm_seeds(space, warm_start)
             generations = evolver(space, evaluator, config=config, seed=seed, initial=seeds).generations
             method = "nsga2"
-    return _result(space, evaluator, method, generations, start, confidences)
+    return _result(space, evaluator, method, generations, start, confidences, resolution)
 
 
 @contextmanager
@@ -768,6 +826,7 @@ def _result(
     generations: int,
     start: float,
     confidences: tuple[float, ...],
+    resolution: float = 0.0,
 ) -> FrontResult:
     """The mean front and the budget-query candidates of everything ``evaluator`` predicted.
 
@@ -776,7 +835,9 @@ def _result(
     queries under any parameter cap, and mean fronts under any cap, are then exact over
     everything evaluated.
 
-    ``start`` is the search's ``time.perf_counter()`` at its start; the elapsed time includes this step.
+    The front's points are the mean front at ``resolution`` (:func:`resolve_front`); the
+    candidates keep all of it. ``start`` is the search's ``time.perf_counter()`` at its start; the
+    elapsed time includes this step.
     """
     score, _, latency, latency_std = np.concatenate(evaluator.stats).T
     params = evaluator.all_params()
@@ -791,7 +852,8 @@ def _result(
         objectives.append(-params.astype(np.float64))
     keep = np.union1d(np.flatnonzero(pareto_mask(np.column_stack(objectives))), mean_front)
     keep = keep[np.argsort(latency[keep], kind="stable")]
-    points, candidates = evaluator.candidates(mean_front).points(), evaluator.candidates(keep)
+    shown = mean_front[resolve_front(latency[mean_front], latency_std[mean_front], resolution)]
+    points, candidates = evaluator.candidates(shown).points(), evaluator.candidates(keep)
     return FrontResult(
         space=space.name,
         points=points,
@@ -802,4 +864,5 @@ def _result(
         elapsed_s=time.perf_counter() - start,
         confidences=confidences,
         task=evaluator.task,
+        resolution=resolution,
     )

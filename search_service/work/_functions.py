@@ -337,6 +337,7 @@ def build_front(ctx: WorkContext, space_name: str, task: str, device: str, key: 
             if same_hyperparameters
             else settings.front_time_limit_s,
             warm_start=None if previous is None else decode_front(previous.data, space_name, task),
+            resolution=settings.front_resolution,
         )
         data = encode_front(result)
     except INPUT_ERRORS as error:
