@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: A batch whose reference level lies further than this (relative) from the device's long-run
-#: level is reported. The reference's median over 7-15 rounds repeats within a few per cent on a
-#: quiet machine (benchmarks/results/repeatability_levels.md); a neighbour taking the other core
-#: moves it by more.
+#: level is reported. A batch's reference median over 7-15 rounds is itself known to about 1% (the
+#: rounds' RSE target), so 10% is a change of the machine's phase, not estimation noise; on the
+#: shared 2-core machine of benchmarks/results/repeatability_levels.md passes moved 14-122%.
 DEFAULT_SHIFT_THRESHOLD = 0.10
 
 
