@@ -113,6 +113,9 @@ def register(app: typer.Typer) -> None:
             f"({samples - len(todo)} already measured)"
         )
         if todo:
+            warning = busy_warning(os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0, os.cpu_count())
+            if warning:
+                typer.echo(f"  warning: {warning}", err=True)
             profiler = create_profiler("torch-cpu", space, **profiler_settings)
             assert isinstance(profiler, LatencyProfiler)  # torch-cpu times latencies
             try:
@@ -188,6 +191,25 @@ def register(app: typer.Typer) -> None:
             # The bind address decides the Host check's default (loopback: localhost names only).
             served = create_app(settings.model_copy(update={"bind_host": host}))
             uvicorn.run(served, host=host, port=port, log_level="warning")
+
+
+def busy_warning(load: float, cores: int | None) -> str | None:
+    """What to tell a user who times the demo's subnets on a busy machine, or None when it is quiet.
+
+    Busy means a 1-minute load average of at least half the cores (and at least 1): another
+    process then holds a core the profiler's threads need. The interleaved protocol removes drift
+    between rounds, not a slowdown that lasts the whole batch: beside one spinning neighbour
+    every subnet timed several times slower on the 2-vCPU development VM
+    (benchmarks/results/live_budget.md), and the predictions' intervals can only widen by the
+    spread the measurements show.
+    """
+    if cores is None or load < max(1.0, 0.5 * cores):
+        return None
+    return (
+        f"this machine is busy (1-minute load {load:.1f} on {cores} cores): every subnet times slower "
+        "than on a quiet machine, all by about the same factor, which no interval can show. For "
+        "latencies that hold later, time them on a quiet machine (a fresh --database-url)."
+    )
 
 
 def _example_budget(session: Session, task: str) -> float:
