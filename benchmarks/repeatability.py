@@ -17,8 +17,9 @@ seconds per subnet, and the load average; writes a Markdown table and the raw nu
 
 ``--mode levels`` measures what a user gets from ``gpnas profile`` itself: four real ``gpnas
 profile`` passes (one batch each) over the same cost-stratified subnets, two on the quiet machine
-and two with the busy neighbour, ``--gap`` seconds apart, sharing one level file (so the first
-pass's batch sets the long-run level). It compares pairs of passes with the values as timed
+and two with the busy neighbour (on the other core, or with ``--neighbour shared`` on the passes'
+own core), ``--gap`` seconds apart, sharing one level file (so the first pass's batch sets the
+long-run level). It compares pairs of passes with the values as timed
 (``unscaled``: each batch on its own reference level) and rescaled to the long-run level (the
 value column), and lists every batch's shift against the long-run level and whether
 ``gpnas profile`` warned about it.
@@ -158,7 +159,9 @@ def levels_mode(args: argparse.Namespace, command: str) -> None:
     space = get_space("ufo-track2")
     subs = create_strategy("cost-stratified").select(space, None, [], args.samples, seed=args.seed)
     archs_text = "arch\n" + "".join(space.format(s) + "\n" for s in subs)
-    own_core = _pin_away_from_neighbour()
+    other_core = _pin_away_from_neighbour()
+    # "shared": the neighbour takes turns with the passes on their own core, as a co-tenant would.
+    neighbour_core = sorted(os.sched_getaffinity(0))[0] if args.neighbour == "shared" else other_core
     runs: list[dict[str, dict[str, float]]] = []
     info: list[tuple[str, float, float, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,7 +171,7 @@ def levels_mode(args: argparse.Namespace, command: str) -> None:
             if k:
                 time.sleep(args.gap)
             out = Path(tmp) / f"pass{k}.csv"
-            with busy_neighbour(condition == "busy", own_core):
+            with busy_neighbour(condition == "busy", neighbour_core):
                 load = os.getloadavg()[0]
                 seconds, messages = profile_pass(archs, len(subs), levels, out, args.threads, args.seed)
             print(f"{condition} {number}: {seconds:.0f} s; {messages}", file=sys.stderr)
@@ -221,6 +224,7 @@ def levels_mode(args: argparse.Namespace, command: str) -> None:
             writer.writerow(
                 [x, int(m)] + [f"{run[kind][x]:.3f}" for run in runs for kind in ("unscaled", "rescaled")]
             )
+    where = "the same core" if args.neighbour == "shared" else "the other"
     text = "\n".join(
         [
             "# torch-cpu repeatability of levels: two `gpnas profile` passes, quiet and busy",
@@ -243,7 +247,7 @@ def levels_mode(args: argparse.Namespace, command: str) -> None:
             f"Conditions: {len(subs)} cost-stratified ufo-track2 (ViT-Base) subnets, batch 1, 224x224, fp32, "
             f"{args.threads} thread(s), torch-cpu defaults (interleaved rounds with the reference), eager "
             f"PyTorch {torch.__version__}, CPU {cpu_model()} ({os.cpu_count()} cores; the passes pinned to "
-            f"one core, the busy neighbour spinning on the other); {args.gap:.0f} s between passes, "
+            f"one core, the busy neighbour spinning on {where}); {args.gap:.0f} s between passes, "
             "each pass a fresh `gpnas profile` process sharing one --levels file.",
             "",
         ]
@@ -262,6 +266,12 @@ def main(argv: list[str] | None = None) -> None:
         help="protocols: sequential vs interleaved; levels: gpnas profile passes with long-run levels",
     )
     parser.add_argument("--gap", type=float, default=30.0, help="levels: seconds between passes")
+    parser.add_argument(
+        "--neighbour",
+        choices=("other", "shared"),
+        default="other",
+        help="levels: the busy neighbour spins on the other core, or shares the passes' core",
+    )
     parser.add_argument("--samples", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
