@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default="gpnas-multitask,gpnas")
     parser.add_argument("--k", default="10,20")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--data", type=Path, default=DATA, help="the device_latency tables")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quiet_coverage.md"))
     args = parser.parse_args(argv)
     command = "python benchmarks/quiet_coverage.py " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     rows = []
     for space_name in ("nasbench201", "fbnet"):
-        table = pd.read_csv(DATA / f"{space_name}.csv", dtype={"arch": str})
+        table = pd.read_csv(args.data / f"{space_name}.csv", dtype={"arch": str})
         table = table.iloc[np.random.default_rng(0).permutation(len(table))[:1300]].reset_index(drop=True)
         space = get_space(space_name)
         subs = space.parse_many(table.arch.tolist())
