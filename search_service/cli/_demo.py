@@ -199,9 +199,9 @@ def busy_warning(load: float, cores: int | None) -> str | None:
     Busy means a 1-minute load average of at least half the cores (and at least 1): another
     process then holds a core the profiler's threads need. The interleaved protocol removes drift
     between rounds, not a slowdown that lasts the whole batch: beside one spinning neighbour
-    every subnet timed several times slower on the 2-vCPU development VM
-    (benchmarks/results/live_budget.md), and the predictions' intervals can only widen by the
-    spread the measurements show.
+    every subnet timed 2.2-2.3x slower on the 2-vCPU development VM while the reference drifted
+    40% (benchmarks/results/live_budget.md), and the predictions' intervals can only widen by
+    the spread the measurements show.
     """
     if cores is None or load < max(1.0, 0.5 * cores):
         return None
