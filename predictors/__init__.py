@@ -40,9 +40,11 @@ hyperparameters: cheap updates between periodic full refits).
 
 Names: predictors ``gpnas`` (default kernel ``hamming``), ``gpnas-rbf``, ``gpnas-ordinal``,
 ``gpnas-closed-form``, ``ridge``, ``ridge-summary`` (one-hot plus :func:`summary_features`; best with
-few measured subnets), ``gbt``, ``gpnas-transfer``; issue 15's accuracy models (table:
-benchmarks/results/accuracy_models.md): ``gpnas-multitask`` (the service default: per-layer weights
-shared by all tasks or devices, a GP head per target; ``-linear``: linear heads), ``gpnas-layer``,
+few measured subnets), ``gbt``, ``gpnas-transfer`` (the latency default of the service and of ``gpnas predict``: the
+other devices as related outputs, chosen on held-out chips, benchmarks/results/new_chip.md);
+issue 15's accuracy models (table: benchmarks/results/accuracy_models.md): ``gpnas-multitask``
+(the score default: per-layer weights shared by all tasks or devices, a GP head per target;
+``-linear``: linear heads), ``gpnas-layer``,
 ``gpnas-layer-additive``, ``gpnas-layer-pairwise`` (learned layer weights, kernels of
 :mod:`predictors._kernels`), ``gpnas-calibrated`` (GP-NAS with a CV / leave-one-out std rescale),
 ``ridge-rank`` (soft-Kendall ranking loss), ``ridge-joint`` / ``ridge-depth`` / ``ridge-from-end``
