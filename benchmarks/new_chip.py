@@ -241,7 +241,8 @@ def main() -> None:
         rows = [r for chunk in pool.map(device_job, jobs) for r in chunk]
     results = pd.DataFrame(rows)
     text = (
-        f"Command: `python benchmarks/new_chip.py --models '{args.models}' --ks {args.ks} --seeds {args.seeds}"
+        f"Command: `python benchmarks/new_chip.py --models '{args.models}' --ks {args.ks} "
+        f"--seeds {args.seeds}"
         f"{'' if args.devices is None else ' --devices ' + args.devices}`"
         f" ({time.perf_counter() - start:.0f} s with --jobs {args.jobs})\n\n" + summary(results, models, ks)
     )

@@ -40,8 +40,9 @@ hyperparameters: cheap updates between periodic full refits).
 
 Names: predictors ``gpnas`` (default kernel ``hamming``), ``gpnas-rbf``, ``gpnas-ordinal``,
 ``gpnas-closed-form``, ``ridge``, ``ridge-summary`` (one-hot plus :func:`summary_features`; best with
-few measured subnets), ``gbt``, ``gpnas-transfer`` (the latency default of the service and of ``gpnas predict``: the
-other devices as related outputs, chosen on held-out chips, benchmarks/results/new_chip.md);
+few measured subnets), ``gbt``, ``gpnas-transfer`` (the latency default of the service and of
+``gpnas predict``: the other devices as related outputs, chosen on held-out chips,
+benchmarks/results/new_chip.md);
 issue 15's accuracy models (table: benchmarks/results/accuracy_models.md): ``gpnas-multitask``
 (the score default: per-layer weights shared by all tasks or devices, a GP head per target;
 ``-linear``: linear heads), ``gpnas-layer``,

@@ -249,9 +249,8 @@ def register(app: typer.Typer) -> None:
             raise ValueError(f"train column {target!r} has no values: nothing to fit")
         if int(measured.sum()) < 2:
             raise ValueError(f"train column {target!r} has only 1 value; at least 2 are needed")
-        metric = (
-            infer_metric(target, Y[:, t], search_space.tasks) if metric == "auto" else parse_metric_option(metric)
-        )
+        auto = metric == "auto"
+        metric = infer_metric(target, Y[:, t], search_space.tasks) if auto else parse_metric_option(metric)
         if metric is Metric.LATENCY and (Y[measured, t] <= 0).any():
             row = int(torch.nonzero(measured & (Y[:, t] <= 0))[0]) + 1
             raise ValueError(
