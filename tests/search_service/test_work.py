@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from service_helpers import SPACE, make_settings, measurements, register
 from sqlalchemy import func, select
 
-from predictors import GPNASPredictor
+from predictors import predictor_class
 from search_service import create_app
 from search_service import repositories as repo
 from search_service.core import Settings, make_engine, make_sessionmaker
@@ -158,7 +158,8 @@ def test_an_update_the_predictor_refuses_becomes_a_full_fit(
     def refuse(*_: object, **__: object) -> None:
         raise ValueError("the related columns changed since the fit")
 
-    monkeypatch.setattr(GPNASPredictor, "update", refuse)
+    # The latency default's own update (gpnas-transfer's conditions its target stage itself).
+    monkeypatch.setattr(predictor_class(ctx.settings.predictor_latency), "update", refuse)
     _post(ctx, measurements(1, seed=5))
     outcome = fit_target(ctx, LATENCY)
     assert outcome.error is None and outcome.stored not in (None, full)
