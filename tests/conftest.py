@@ -18,3 +18,11 @@ def pytest_report_header() -> str:
 def data_dir() -> Path:
     """The reference data directory; fails (never skips) when it is missing."""
     return require_data()
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own cache directory: ``gpnas profile`` keeps long-run reference levels
+    there (``~/.cache/gpnas/levels.json``), and a level left by another test or by the user's own
+    runs would rescale what a test measures."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))

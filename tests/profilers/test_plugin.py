@@ -89,7 +89,8 @@ def test_cli_uses_the_plugin(installed_example, tmp_path):
         capture_output=True,
     )
     rows = out.read_text().splitlines()
-    assert rows[0] == "arch,latency_ms,std,p10,p90,repeats,flagged" and len(rows) == 5
+    assert rows[0] == "arch,latency_ms,std,p10,p90,repeats,flagged,unscaled,reference_ms,level_ms"
+    assert len(rows) == 5
 
 
 def test_gpnas_profilers_lists_the_plugin(installed_example, monkeypatch):
