@@ -117,7 +117,7 @@ def run_demo(url: str, samples: int, task: str, busy: bool, threads: int) -> Dem
     with make_sessionmaker(engine)() as session:
         device = repo.get_device(session, DEVICE)
         loaded = FrontCache(ttl_s=0.0).get(session, SPACE, task, DEVICE)
-        levels = repo.long_run_levels(session, SPACE, DEVICE)
+        levels = {arch: ms for (_, arch), ms in repo.long_run_levels(session, SPACE, DEVICE).items()}
     engine.dispose()
     if loaded is None:
         raise SystemExit(f"the demo left no front for {task} x {DEVICE}:\n{done.stdout}\n{done.stderr}")

@@ -501,11 +501,7 @@ def training_data(session: Session, space: str, metric: str, target: str) -> Tra
         .where(*_of_target(space, metric, target))
         .order_by(Measurement.arch, Measurement.id)
     ).all()
-    levels = (
-        {(target, arch): level for arch, level in long_run_levels(session, space, target).items()}
-        if metric == Metric.LATENCY
-        else {}
-    )
+    levels = long_run_levels(session, space, target) if metric == Metric.LATENCY else {}
     kept, skipped = _usable(_rescaled(rows, levels, target), metric)
     grouped: dict[str, list[tuple[float, float]]] = {}
     for row, variance in kept:
@@ -537,12 +533,7 @@ def training_matrix(
     )
     if exclude is not None:
         stmt = stmt.where(column != exclude)
-    levels: dict[tuple[str, str], float] = {}
-    if metric == Metric.LATENCY:
-        for (device, arch), batches in _levels_by_device(batch_levels(session, space)).items():
-            level = long_run_level(b.reference_ms for b in batches)
-            if level is not None:
-                levels[(device, arch)] = level
+    levels = long_run_levels(session, space) if metric == Metric.LATENCY else {}
     rows = _rescaled(session.execute(stmt).all(), levels)
     by_target: dict[str, list[_FitRow]] = {}
     for row in rows:
@@ -610,19 +601,20 @@ def _levels_by_device(batches: Sequence[BatchLevel]) -> dict[tuple[str, str], li
     return grouped
 
 
-def long_run_levels(session: Session, space: str, device: str) -> dict[str, float]:
-    """The device's long-run reference level per reference arch: the median of its batches' levels.
+def long_run_levels(session: Session, space: str, device: str | None = None) -> dict[tuple[str, str], float]:
+    """The long-run reference level of ``device`` (every device when None) per (device, reference
+    arch): the median of its batches' levels.
 
     A running median over every live batch, recomputed whenever fits read the data: the service
     rescales when it reads, so all of a device's values are always on one level, whatever batches
     came since, and that level converges on the machine's usual one rather than staying wherever
     its first batch happened to be. One batch in a burst of load moves a median by one rank.
     """
-    out: dict[str, float] = {}
-    for (_, arch), batches in _levels_by_device(batch_levels(session, space, device)).items():
+    out: dict[tuple[str, str], float] = {}
+    for key, batches in _levels_by_device(batch_levels(session, space, device)).items():
         level = long_run_level(b.reference_ms for b in batches)
         if level is not None:
-            out[arch] = level
+            out[key] = level
     return out
 
 
