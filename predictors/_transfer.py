@@ -84,7 +84,6 @@ class _TargetGP(GPNASPredictor):
         bias.raw_constant.requires_grad_(False)
         return AdditiveKernel(linear, scaled, bias)
 
-
     def _loo_scale(self) -> float:
         """The std's scale from the exact leave-one-out residuals of the few target points.
 
@@ -338,8 +337,7 @@ class TransferPredictor(Predictor):
         of four held-out chips ranked worse (Kendall 0.840 -> 0.815), at 8 they rank as without
         clipping (0.839) while raspi4's emptiest cells, up to 12 away, are still clipped.
         """
-        transform = OutputTransform(self.transform_kind)
-        z = transform.fit_transform(values)
+        z = OutputTransform(self.transform_kind).fit_transform(values)
         if not self.robust_sources or self.transform_kind == "rankgauss" or len(z) < 2:
             return z
         centre = z.median()
