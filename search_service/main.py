@@ -99,8 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, error: ServiceError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
-        return JSONResponse({"detail": error.detail()}, status_code=error.status_code, headers=headers)
+        detail = {"detail": error.detail()}
+        return JSONResponse(detail, status_code=error.status_code, headers=error.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
