@@ -235,7 +235,9 @@ class LayerChoices:
         heads = values("num_heads", int)
         hidden = values("mlp_ratio", space.geometry.ffn_hidden)
         if "ffn_path" in names:
-            expert = active & (codes[..., names.index("ffn_path")] == 1)
+            # By name: a definition may list the paths in any order (``[task, shared]``, ``[task]``).
+            own = space.dimensions[names.index("ffn_path")].values.index("task")
+            expert = active & (codes[..., names.index("ffn_path")] == own)
         else:
             expert = np.zeros_like(active)
         return cls(active, heads, hidden, expert)
