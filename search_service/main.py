@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from .admission import Admission
 from .api.middleware import (
     BodyLimitMiddleware,
     NestingGuardMiddleware,
@@ -63,6 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     read_sessions = make_sessionmaker(engine)
     write_sessions = make_sessionmaker(engine, write=True)
     refitter = Refitter(read_sessions, write_sessions, settings)
+    admission = Admission(
+        concurrency=settings.heavy_concurrency,
+        queue_size=settings.heavy_queue,
+        per_token=settings.heavy_per_token,
+        anonymous=settings.heavy_anonymous,
+        queue_wait_s=settings.heavy_queue_wait_s,
+    )
     # Spaces registered as data (by this process, another API process or `gpnas spaces add`) are
     # found by supernet.get_space everywhere: schema validators, fits, fronts, campaigns.
     space_source = install_space_source(SqlSpaceSource(read_sessions))
@@ -76,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            admission.close()
             refitter.stop()
             uninstall_space_source(space_source)
             engine.dispose()
@@ -95,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.read_sessions = read_sessions
     app.state.write_sessions = write_sessions
     app.state.refitter = refitter
+    app.state.admission = admission
     app.state.front_cache = FrontCache(settings.front_cache_s)
 
     @app.exception_handler(ServiceError)

@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from .. import repositories as repo
+from ..admission import ANONYMOUS, Admission
 from ..core.config import Settings
 from ..errors import ForbiddenError, UnauthorizedError
 from ..fronts import FrontCache
@@ -53,9 +54,20 @@ _bearer = HTTPBearer(auto_error=False, description="A token from `gpnas token cr
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: an unrestricted token (``device`` None) or one device's token."""
+    """Who is calling: an unrestricted token (``device`` None) or one device's token.
+
+    Attributes:
+        device: The device a device token is restricted to; None for an unrestricted one.
+        token_id: The token's id; None when authentication is off (everyone is one caller).
+    """
 
     device: str | None
+    token_id: int | None = None
+
+    @property
+    def caller(self) -> str:
+        """Whose budget of heavy requests this caller's count against."""
+        return "everyone (auth off)" if self.token_id is None else f"token {self.token_id}"
 
     def check_device(self, device: str | None, what: str) -> None:
         """Raise 403 unless this caller may act for ``device``."""
@@ -84,7 +96,7 @@ def get_principal(
     # Looked up on every request (no cache), so a revocation takes effect at once.
     with request.app.state.read_sessions() as session:
         token = repo.authenticate(session, credentials.credentials)
-    return Principal(device=token.device)
+    return Principal(device=token.device, token_id=token.id)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -104,3 +116,15 @@ def get_reader(
 
 
 ReaderDep = Annotated[Principal | None, Depends(get_reader)]
+
+
+def caller_of(reader: Principal | None) -> str:
+    """The budget of heavy requests a reader's count against (all anonymous callers share one)."""
+    return ANONYMOUS if reader is None else reader.caller
+
+
+async def get_admission(request: Request) -> Admission:
+    return request.app.state.admission
+
+
+AdmissionDep = Annotated[Admission, Depends(get_admission)]

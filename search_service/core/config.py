@@ -158,6 +158,34 @@ class Settings(BaseSettings):
         description="Wall-clock limit of the search behind one deployment query (POST "
         "/v1/deployments/query) that is too large to compare every combination.",
     )
+    heavy_concurrency: int = Field(
+        2,
+        ge=1,
+        description="Heavy requests (deployment searches, campaign selection, POST /v1/refit with "
+        "wait) run at once per API process, on threads of their own: cheap reads never wait for "
+        "them. Without a broker each keeps a core busy; with one, raise it to the workers' count.",
+    )
+    heavy_queue: int = Field(
+        16,
+        ge=0,
+        description="Heavy requests waiting to run, at most, per API process; one more is answered 503 "
+        "with Retry-After at once.",
+    )
+    heavy_per_token: int = Field(
+        8, ge=1, description="Heavy requests in flight (queued or running) per token; one more gets 429."
+    )
+    heavy_anonymous: int = Field(
+        4,
+        ge=0,
+        description="Heavy requests in flight of all anonymous callers together (deployment queries "
+        "are open to them); one more gets 429. 0: anonymous callers get none.",
+    )
+    heavy_queue_wait_s: float = Field(
+        60.0,
+        gt=0.0,
+        description="A heavy request that has not started after this long is answered 503 (and "
+        "dropped unless another caller waits for the same work).",
+    )
     front_cache_s: float = Field(
         1.0, ge=0.0, description="How long /v1/query trusts its cached 'latest front' before re-checking."
     )

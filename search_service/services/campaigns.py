@@ -19,11 +19,18 @@ from .. import repositories as repo
 from ..domain import Metric, Target, WorkKind, WorkStatus
 from ..errors import InvalidError
 from ..models import Campaign, Device
-from ..schemas import CampaignCreate, CampaignPublic
+from ..schemas import CampaignCreate, CampaignPublic, canonical_arch
 from ..work import Runner
 from ..work import items as work_items
 
-__all__ = ["MAX_CONDITIONING", "campaign_public", "create_campaign", "plan_campaign", "store_campaign"]
+__all__ = [
+    "MAX_CONDITIONING",
+    "campaign_public",
+    "canonical_candidates",
+    "create_campaign",
+    "plan_campaign",
+    "store_campaign",
+]
 
 
 def campaign_public(session: Session, campaign: Campaign) -> CampaignPublic:
@@ -215,6 +222,24 @@ def store_campaign(
         return campaign.id
 
 
+def canonical_candidates(body: CampaignCreate) -> CampaignCreate:
+    """``body`` with its candidates in their space's canonical spelling. Done here, in the heavy
+    work's thread, rather than when the request is read: 100,000 of them take seconds.
+
+    Raises:
+        InvalidError: A candidate is not a subnet of the space, naming its index.
+    """
+    if body.candidates is None:
+        return body
+    canonical = []
+    for i, arch in enumerate(body.candidates):
+        try:
+            canonical.append(canonical_arch(body.space, arch))
+        except ValueError as error:
+            raise InvalidError(str(error), ["body", "candidates", i]) from None
+    return body.model_copy(update={"candidates": canonical})
+
+
 def create_campaign(
     read_sessions: sessionmaker[Session], body: CampaignCreate, runner: Runner
 ) -> CampaignPublic:
@@ -229,6 +254,6 @@ def create_campaign(
     """
     with read_sessions() as session:
         repo.get_device(session, body.device)
-    campaign_id = runner.campaign(body)
+    campaign_id = runner.campaign(canonical_candidates(body))
     with read_sessions() as session:
         return campaign_public(session, repo.get_campaign(session, campaign_id))

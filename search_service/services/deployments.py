@@ -11,21 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 from typing import cast
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from predictors import DeploymentLatencyModel, Predictor
 from supernet import DTYPE_BYTES, UFOSpace, get_space
 
 from .. import repositories as repo
+from ..admission import Admission, Connection
 from ..core.config import Settings
 from ..domain import Metric
-from ..errors import ConflictError, InvalidError, NotFoundError, UnavailableError
+from ..errors import ConflictError, InvalidError, NotFoundError
 from ..models import DeploymentAnswerRow
 from ..schemas import (
     DeploymentPrediction,
@@ -194,41 +195,47 @@ def stored_answer_row(session: Session, key: str) -> DeploymentAnswerRow | None:
     return session.scalar(select(DeploymentAnswerRow).where(DeploymentAnswerRow.key == key))
 
 
-# Searches this process runs at once when it has no broker: each keeps a core busy for seconds, so
-# more would only slow every request of this process (and a client could start many).
-_IN_PROCESS_SEARCHES = threading.BoundedSemaphore(1)
-
-
-def _search(runner: Runner, body: DeploymentQueryRequest, key: str) -> int:
-    if not runner.in_process:
-        return runner.deployment(body, key)  # the workers' queue spreads the searches
-    wait_s = runner.ctx.settings.task_wait_s
-    if not _IN_PROCESS_SEARCHES.acquire(timeout=wait_s):
-        raise UnavailableError(
-            f"this server is busy with other deployment searches (waited {wait_s:g} s); retry shortly"
-        )
-    try:
-        return runner.deployment(body, key)
-    finally:
-        _IN_PROCESS_SEARCHES.release()
-
-
-def query_deployment(
-    read_sessions: sessionmaker[Session], body: DeploymentQueryRequest, runner: Runner
+async def query_deployment(
+    read_sessions: sessionmaker[Session],
+    body: DeploymentQueryRequest,
+    runner: Runner,
+    admission: Admission,
+    caller: str,
+    connection: Connection | None = None,
 ) -> DeploymentQueryResponse:
-    """The stored answer of ``body`` on the newest predictors, computed first where ``runner``
-    runs work when there is none.
+    """The stored answer of ``body`` on the newest predictors; when there is none, it is searched
+    first (where ``runner`` runs work) once ``admission`` admits it. Equal queries share one search.
+
+    Args:
+        read_sessions: Sessions for reading.
+        body: The query.
+        runner: Where the search runs (this process, or a worker).
+        admission: The queue of heavy work the search waits in.
+        caller: Whose budget of heavy requests the query counts against.
+        connection: The request; an abandoned query stops waiting (and its search is dropped if
+            it had not started and nobody else asked for it).
 
     Raises:
         NotFoundError, ConflictError, InvalidError: See :func:`compute_answer`.
-        UnavailableError: With a broker, no worker answered within ``task_wait_s``.
+        TooManyRequestsError, UnavailableError, ClientDisconnectedError: See
+            :meth:`~search_service.admission.Admission.run`; also UnavailableError when, with a
+            broker, no worker answered within ``task_wait_s``.
     """
-    with read_sessions() as session:
-        key = answer_key(body, predictor_versions(session, body))
-        row = stored_answer_row(session, key)
-    if row is None:
-        answer_id = _search(runner, body, key)
+
+    def stored() -> tuple[str, DeploymentAnswerRow | None]:
         with read_sessions() as session:
-            row = session.get(DeploymentAnswerRow, answer_id)
+            key = answer_key(body, predictor_versions(session, body))
+            return key, stored_answer_row(session, key)
+
+    def load(answer_id: int) -> DeploymentAnswerRow | None:
+        with read_sessions() as session:
+            return session.get(DeploymentAnswerRow, answer_id)
+
+    key, row = await run_in_threadpool(stored)
+    if row is None:
+        answer_id = await admission.run(
+            caller, lambda: runner.deployment(body, key), key=key, connection=connection
+        )
+        row = await run_in_threadpool(load, answer_id)
     assert row is not None
     return DeploymentQueryResponse.model_validate_json(row.answer)

@@ -129,24 +129,3 @@ def test_deployment_queries(db_url: str) -> None:
     assert all(t["arch"] in table.output for t in best["tasks"]) and "less than" in table.output
     wrong = CliRunner().invoke(app, [*args[:-12], "--budget", "1", "--budget", "2"])
     assert wrong.exit_code != 0 and "once per --task (3), not 2" in str(wrong.exception)
-
-
-def test_in_process_searches_run_one_at_a_time() -> None:
-    from search_service.errors import UnavailableError
-    from search_service.schemas import DeploymentQueryRequest
-    from search_service.services import deployments
-
-    class Runner:
-        in_process = True
-
-        class ctx:  # noqa: N801 - stands in for the runner's WorkContext
-            settings = make_settings("sqlite://", task_wait_s=0.01)
-
-        def deployment(self, body, key) -> int:
-            return 7
-
-    body = DeploymentQueryRequest(space=SPACE, device="dev1", tasks=[{"task": "veri"}])
-    assert deployments._search(Runner(), body, "k") == 7  # type: ignore[arg-type]
-    busy = pytest.raises(UnavailableError, match="busy with other deployment searches")
-    with deployments._IN_PROCESS_SEARCHES, busy:  # another request's search is running
-        deployments._search(Runner(), body, "k")  # type: ignore[arg-type]

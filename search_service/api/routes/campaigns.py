@@ -7,22 +7,37 @@ from fastapi import APIRouter, Path, Request, status
 from ... import repositories as repo
 from ...schemas import INT32, CampaignCreate, CampaignPublic
 from ...services import campaigns as service
-from ..deps import PrincipalDep, SessionDep
+from ..deps import AdmissionDep, PrincipalDep, SessionDep
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
 
 
-@router.post("", response_model=CampaignPublic, status_code=status.HTTP_201_CREATED)
-def create_campaign(body: CampaignCreate, request: Request, principal: PrincipalDep) -> CampaignPublic:
+@router.post(
+    "",
+    response_model=CampaignPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        429: {"description": "The token has its budget of heavy requests in flight (Retry-After)"},
+        503: {"description": "The server's queue of heavy work is full, or no worker answered (Retry-After)"},
+    },
+)
+async def create_campaign(
+    body: CampaignCreate, request: Request, principal: PrincipalDep, admission: AdmissionDep
+) -> CampaignPublic:
     """Choose ``n`` subnets with ``strategy`` and queue one job per subnet for ``device``'s agent.
 
     Without ``task`` the jobs time the subnets on the device (metric ``latency_ms``); with
     ``task`` the device's profiler scores them on that task (metric ``score``). ``candidates``
     restricts the picks (e.g. to the rows of a table that only the device's agent can read).
+    Selection runs in the server's queue of heavy work (``heavy_*`` settings).
     """
     principal.require_admin("create campaigns")
     state = request.app.state
-    return service.create_campaign(state.read_sessions, body, state.refitter.runner)
+    return await admission.run(
+        principal.caller,
+        lambda: service.create_campaign(state.read_sessions, body, state.refitter.runner),
+        connection=request,
+    )
 
 
 @router.get("", response_model=list[CampaignPublic])

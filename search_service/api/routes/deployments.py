@@ -4,6 +4,7 @@ from fastapi import APIRouter, Request
 
 from ...schemas import DeploymentQueryRequest, DeploymentQueryResponse
 from ...services import deployments as service
+from ..deps import AdmissionDep, ReaderDep, caller_of
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
 
@@ -17,15 +18,21 @@ router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
         422: {
             "description": "Bad request, or no deployment meets the budgets (the answer names the closest)"
         },
-        503: {"description": "No worker answered in time, or this process is busy with other queries"},
+        429: {"description": "The caller has its budget of heavy requests in flight (Retry-After)"},
+        503: {"description": "The server's queue of heavy work is full, or no worker answered (Retry-After)"},
     },
 )
-def query_deployment(body: DeploymentQueryRequest, request: Request) -> DeploymentQueryResponse:
+async def query_deployment(
+    body: DeploymentQueryRequest, request: Request, reader: ReaderDep, admission: AdmissionDep
+) -> DeploymentQueryResponse:
     """Per task a path (arch, config, predicted score and latency with std and P(feasible)) that
     together maximise the weighted sum of the tasks' normalised predicted scores, each task
     meeting its latency budget with probability ``confidence``, within the memory cap
     (``max_params``, or ``max_weight_mb`` of ``dtype`` weights); weights the tasks share are
     stored once. The answer is stored: the same query on the same predictors returns it again.
+    A new answer is searched in the server's queue of heavy work (``heavy_*`` settings).
     """
     state = request.app.state
-    return service.query_deployment(state.read_sessions, body, state.refitter.runner)
+    return await service.query_deployment(
+        state.read_sessions, body, state.refitter.runner, admission, caller_of(reader), request
+    )

@@ -1,27 +1,42 @@
 """Force a refit of predictors and fronts (normally done in the background after new data)."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from ...schemas import FrontVersionPublic, PredictorVersionPublic, RefitRequest, RefitResponse
-from ..deps import FrontCacheDep, PrincipalDep, RefitterDep
+from ..deps import AdmissionDep, FrontCacheDep, PrincipalDep, RefitterDep
 
 router = APIRouter(prefix="/v1", tags=["refit"])
 
 
-@router.post("/refit", response_model=RefitResponse)
-def refit(
-    body: RefitRequest, principal: PrincipalDep, refitter: RefitterDep, cache: FrontCacheDep
+@router.post(
+    "/refit",
+    response_model=RefitResponse,
+    responses={
+        429: {"description": "The token has its budget of heavy requests in flight (Retry-After)"},
+        503: {"description": "The server's queue of heavy work is full, or no worker answered (Retry-After)"},
+    },
+)
+async def refit(
+    body: RefitRequest,
+    request: Request,
+    principal: PrincipalDep,
+    refitter: RefitterDep,
+    cache: FrontCacheDep,
+    admission: AdmissionDep,
 ) -> RefitResponse:
     """Refit every target with new measurements and recompute the fronts that depend on them.
 
     With ``wait`` (default) the answer lists the new versions; otherwise the background worker is
-    woken and the answer returns at once.
+    woken and the answer returns at once. A waited-for refit runs in the server's queue of heavy
+    work (``heavy_*`` settings); concurrent ones of the same space share one pass.
     """
     principal.require_admin("force a refit")
     if not body.wait:
         refitter.notify()
         return RefitResponse(status="scheduled", predictors=[], fronts=[], errors=[])
-    report = refitter.refit(body.space)
+    report = await admission.run(
+        principal.caller, lambda: refitter.refit(body.space), key=f"refit/{body.space}", connection=request
+    )
     cache.forget()
     return RefitResponse(
         status="done",
