@@ -653,6 +653,9 @@ class TokenCreated(BaseModel):
 DeploymentInput = Literal["separate", "shared"]
 WeightDtype = Literal["float32", "float16", "bfloat16", "int8"]
 MAX_DEPLOYMENT_TASKS = 16
+#: The largest ``max_weight_mb`` (10^12 MB, an exabyte): its parameter count at one byte a
+#: weight (int8) still fits the counts' int64, as :data:`MaxParams` does.
+MAX_WEIGHT_MB = 1e12
 
 
 class DeploymentTask(BaseModel):
@@ -679,8 +682,10 @@ class DeploymentQueryRequest(BaseModel):
     max_params: MaxParams | None = Field(
         None, description="Most parameters the deployment may hold, shared weights counted once."
     )
-    max_weight_mb: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = Field(
-        None, description="Most megabytes (10^6 bytes) of weights, stored as `dtype`."
+    max_weight_mb: Annotated[float, Field(gt=0.0, le=MAX_WEIGHT_MB, allow_inf_nan=False)] | None = Field(
+        None,
+        description="Most megabytes (10^6 bytes) of weights, stored as `dtype`; at most 10^12 (an "
+        "exabyte), so that the parameter count it allows fits 64 bits.",
     )
     dtype: WeightDtype = Field("float32", description="How the weights are stored, for max_weight_mb.")
     confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
