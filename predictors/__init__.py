@@ -86,6 +86,7 @@ from ._ensemble import (
 from ._features import summary_dim, summary_features
 from ._gp import GPNASPredictor
 from ._kernels import KERNELS, GroupHammingKernel, GroupLinearKernel, LayerPairwiseKernel, build_kernel
+from ._limits import StopRequestedError, TimeLimitError, check_time, clear_stop, request_stop, time_limit
 from ._multitask import MultiTaskGPNASPredictor
 from ._ranking import PairwiseRankPredictor
 from ._sampling import (
@@ -154,4 +155,10 @@ __all__ = [
     "register_predictor",
     "summary_dim",
     "summary_features",
+    "StopRequestedError",
+    "TimeLimitError",
+    "check_time",
+    "clear_stop",
+    "request_stop",
+    "time_limit",
 ]

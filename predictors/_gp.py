@@ -30,6 +30,7 @@ from ._base import (
 )
 from ._cost import CostModel, CostPriorMean, decode_onehot, resolve_cost_prior
 from ._kernels import build_kernel, new_likelihood
+from ._limits import check_time
 from ._transforms import OutputTransform
 
 # Query rows per block when predicting: bounds the cross-covariance to block x n_train doubles.
@@ -227,9 +228,10 @@ class GPNASPredictor(Predictor):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # One attempt: botorch would otherwise refit up to 5 times when L-BFGS stops on maxiter.
+            # check_time after every L-BFGS step: the fit's wall-time limit and the process's stop.
             fit_gpytorch_mll(
                 mll,
-                optimizer_kwargs={"options": {"maxiter": self.maxiter}},
+                optimizer_kwargs={"options": {"maxiter": self.maxiter}, "callback": lambda *_: check_time()},
                 max_attempts=1,
                 warning_handler=lambda _: True,
             )

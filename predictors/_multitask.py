@@ -37,6 +37,39 @@ from ._optim import minimise_lbfgs
 from ._transforms import OutputTransform
 
 
+class _ColumnStats:
+    """One column's data in the form its marginal likelihood is cheapest in: the ``d x d`` Gram
+    matrix when there are more rows than code columns, the ``n x d`` rows otherwise (Woodbury and
+    Sylvester turn the ``d x d`` system into an ``n x n`` one: a wide space's code, thousands of
+    columns, costs ``n^2 d`` per evaluation instead of ``d^3``)."""
+
+    def __init__(self, Xt: torch.Tensor, zt: torch.Tensor) -> None:
+        self.n, d = Xt.shape
+        self.dual = self.n < d
+        self.ztz = float(zt @ zt)
+        if self.dual:
+            self.Xt, self.zt = Xt, zt
+        else:
+            self.XtX, self.Xtz = Xt.T @ Xt, Xt.T @ zt
+            self.eye = torch.eye(d, dtype=Xt.dtype)
+
+    def nll(self, root: torch.Tensor, ratio: torch.Tensor, log_noise: torch.Tensor) -> torch.Tensor:
+        """Negative log marginal likelihood (up to a constant) of ``z = X diag(root^2) b + e``,
+        ``b ~ N(0, a I)``, ``e ~ N(0, noise I)``, ``ratio = a / noise``."""
+        if self.dual:
+            scaled = self.Xt * root[None, :]
+            K = torch.eye(self.n, dtype=scaled.dtype) + ratio * scaled @ scaled.T
+            L = torch.linalg.cholesky(K)
+            quad = self.zt @ torch.cholesky_solve(self.zt.unsqueeze(-1), L).squeeze(-1)
+        else:
+            M = self.eye + ratio * root[:, None] * self.XtX * root[None, :]
+            L = torch.linalg.cholesky(M)
+            w = torch.cholesky_solve((root * self.Xtz).unsqueeze(-1), L).squeeze(-1)
+            quad = self.ztz - ratio * (root * self.Xtz) @ w
+        logdet = self.n * log_noise + 2 * torch.log(torch.diagonal(L)).sum()
+        return 0.5 * (quad / torch.exp(log_noise) + logdet)
+
+
 def fit_shared_layer_weights(
     X: torch.Tensor,
     Z: torch.Tensor,
@@ -73,7 +106,7 @@ def fit_shared_layer_weights(
             continue
         Xt = X[rows] - X[rows].mean(0)  # the intercept profiled out
         zt = Z[rows, t] - Z[rows, t].mean()
-        stats.append((len(rows), Xt.T @ Xt, Xt.T @ zt, float(zt @ zt)))
+        stats.append(_ColumnStats(Xt, zt))
         used.append(t)
     scales = torch.full((Z.shape[1],), float("nan"), dtype=torch.float64)
     noises = scales.clone()
@@ -84,21 +117,14 @@ def fit_shared_layer_weights(
     u = torch.zeros(n_groups, dtype=torch.float64, requires_grad=True)
     log_a = torch.full((T,), float(np.log(1.0 / X.shape[1])), dtype=torch.float64, requires_grad=True)
     log_noise = torch.full((T,), float(np.log(0.2)), dtype=torch.float64, requires_grad=True)
-    eye = torch.eye(X.shape[1], dtype=torch.float64)
 
     def nll() -> torch.Tensor:
         v = torch.exp(u)
         v = v / v.mean()
         root = v[g].sqrt()
         total = 0.01 * (u**2).sum()  # centres u: v's overall scale is a_t's
-        for t, (n, XtX, Xtz, ztz) in enumerate(stats):
-            ratio = torch.exp(log_a[t] - log_noise[t])
-            M = eye + ratio * root[:, None] * XtX * root[None, :]
-            L = torch.linalg.cholesky(M)
-            w = torch.cholesky_solve((root * Xtz).unsqueeze(-1), L).squeeze(-1)
-            quad = (ztz - ratio * (root * Xtz) @ w) / torch.exp(log_noise[t])
-            logdet = n * log_noise[t] + 2 * torch.log(torch.diagonal(L)).sum()
-            total = total + 0.5 * (quad + logdet)
+        for t, column in enumerate(stats):
+            total = total + column.nll(root, torch.exp(log_a[t] - log_noise[t]), log_noise[t])
         return total
 
     minimise_lbfgs([u, log_a, log_noise], nll, maxiter)
@@ -122,8 +148,14 @@ def posterior_coefficients(
     """
     x_mean, c = X.mean(0), float(z.mean())
     Xc = X - x_mean
+    n, d = Xc.shape
+    if n < d:
+        # The same mean from the n x n system (Woodbury): a wide code stays cheap.
+        weighted = Xc * column_weights[None, :]
+        A = weighted @ Xc.T + (noise / scale) * torch.eye(n, dtype=X.dtype)
+        return weighted.T @ torch.linalg.solve(A, z - c), x_mean, c
     root = column_weights.sqrt()
-    A = root[:, None] * (Xc.T @ Xc) * root[None, :] + (noise / scale) * torch.eye(len(root), dtype=X.dtype)
+    A = root[:, None] * (Xc.T @ Xc) * root[None, :] + (noise / scale) * torch.eye(d, dtype=X.dtype)
     b = root * torch.linalg.solve(A, root * (Xc.T @ (z - c)))
     return b, x_mean, c
 

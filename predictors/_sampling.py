@@ -28,6 +28,7 @@ from supernet import SearchSpace, Subnet
 
 from ._base import Predictor, encode_subnets
 from ._capabilities import SupportsBotorchModel, SupportsCovariance, SupportsPriorCovariance
+from ._limits import check_time
 
 PredictorArg = Predictor | Sequence[Predictor] | None
 _STRATEGIES: dict[str, type[SamplingStrategy]] = {}
@@ -155,6 +156,7 @@ def _farthest_points(X: torch.Tensor, anchors: torch.Tensor, n: int, rng: np.ran
         dist[int(rng.integers(len(X)))] = float("inf")
     picks: list[int] = []
     for _ in range(n):
+        check_time()
         i = int(torch.argmax(dist))
         picks.append(i)
         dist = torch.minimum(dist, torch.cdist(X, X[i : i + 1]).squeeze(1))
@@ -223,6 +225,7 @@ class _GreedyVarianceStrategy(SamplingStrategy):
             return _farthest_points(X, anchors, n, rng)
         picks: list[int] = []
         for _ in range(n):
+            check_time()
             gain = self._gain(cov, noise)
             gain[picks] = -float("inf")
             i = int(torch.argmax(gain))
@@ -380,6 +383,7 @@ def _stratified_picks(costs: np.ndarray, done: np.ndarray, n: int, rng: np.rando
     free = np.ones(len(costs), dtype=bool)
     picks: list[int] = []
     for _ in range(n):
+        check_time()
         # Emptiest stratum first; among equally empty ones the one farthest from every chosen
         # cost, so a batch cut short still spans the range (cheapest, costliest, middle, ...).
         order = np.lexsort((np.arange(k), -gap, filled))
@@ -525,11 +529,18 @@ class QLogNEHVIStrategy(SamplingStrategy):
             objective=objective,
             prune_baseline=True,
         )
+        # Sequential greedy, one pick per call (optimize_acqf_discrete's own q > 1 loop), so that the
+        # time limit is checked between picks: each scores the whole pool.
+        picks: list[int] = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            chosen, _ = optimize_acqf_discrete(
-                acquisition, q=n, choices=X_pool, max_batch_size=256, unique=True
-            )
-        # Map the chosen encodings back to pool rows (encodings are unique per subnet).
-        index = {tuple(row.tolist()): i for i, row in enumerate(X_pool)}
-        return [index[tuple(row.tolist())] for row in chosen]
+            for _ in range(min(n, len(pool))):
+                check_time()
+                remaining = torch.ones(len(pool), dtype=torch.bool)
+                remaining[picks] = False
+                rows = torch.nonzero(remaining).squeeze(-1)
+                chosen, _ = optimize_acqf_discrete(acquisition, q=1, choices=X_pool[rows], max_batch_size=256)
+                best = int(rows[int(torch.nonzero((X_pool[rows] == chosen).all(-1))[0])])
+                picks.append(best)
+                acquisition.set_X_pending(X_pool[picks])
+        return picks

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from predictors import request_stop
 
 from .admission import Admission
 from .api.middleware import (
@@ -47,6 +53,24 @@ def operation_id(route: APIRoute) -> str:
     return route.name
 
 
+def stop_work_on_sigterm() -> None:
+    """Make SIGTERM interrupt this process's fits and searches at their next step (see
+    :func:`predictors.request_stop`) before the server's own handler begins its graceful
+    shutdown, which waits for the requests in flight: a waited-for refit must not hold it for
+    minutes. Only the main thread can install handlers (uvicorn's serve runs there; test
+    clients do not)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        request_stop()
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, handle)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the ``GPNAS_*`` environment).
 
@@ -55,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             run ``gpnas db upgrade``.
     """
     settings = settings or Settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_timeout_s=settings.db_pool_timeout_s)
     try:
         check_schema(engine)
     except Exception:
@@ -77,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop_work_on_sigterm()
         if settings.refit_worker:
             if refitter.runner.in_process:
                 use_threads(settings.torch_threads)
@@ -143,6 +168,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("database unavailable: %s", error.orig)
         return JSONResponse(
             {"detail": "database temporarily unavailable; retry"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(PoolTimeoutError)
+    async def _pool_exhausted(_: Request, error: PoolTimeoutError) -> JSONResponse:
+        # Every pooled connection is taken (slow requests, or more at once than the pool holds):
+        # answer now rather than after SQLAlchemy's 30 s; the client's retry finds one free.
+        log.warning("database connection pool exhausted: %s", error)
+        return JSONResponse(
+            {
+                "detail": f"no database connection free within {settings.db_pool_timeout_s:g} s "
+                "(all in use by other requests); retry"
+            },
             status_code=503,
             headers={"Retry-After": "1"},
         )

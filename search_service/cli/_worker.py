@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
         Start any number, on any machine that reaches the broker and the database; a worker
         killed mid-task loses nothing (the broker delivers the task again; tasks are idempotent).
         """
+        from celery.signals import worker_shutting_down
+
+        from predictors import request_stop
         from search_service import SchemaOutdatedError
         from search_service.core import Settings, check_schema, make_engine
         from search_service.services.spaces import UrlSpaceSource, install_space_source
@@ -56,6 +59,9 @@ def register(app: typer.Typer) -> None:
         # the source's engine itself, after the fork.
         install_space_source(UrlSpaceSource(settings.database_url))
         celery = create_celery(settings, worker=True)
+        # A warm shutdown waits for the task in hand: make a fit or search stop at its next step
+        # (the task goes back to the queue) instead of holding the shutdown for minutes.
+        worker_shutting_down.connect(lambda **_: request_stop(), weak=False)
         # solo runs tasks in this process (no fork) when one at a time is asked for.
         pool = "solo" if concurrency == 1 else "prefork"
         celery.worker_main(

@@ -158,6 +158,18 @@ class Settings(BaseSettings):
         description="Wall-clock limit of the search behind one deployment query (POST "
         "/v1/deployments/query) that is too large to compare every combination.",
     )
+    fit_time_limit_s: float = Field(
+        300.0,
+        gt=0.0,
+        description="Wall-clock limit of one fit (checked at every optimiser step); a fit past it is "
+        "recorded as failed and not tried again until the target's data changes.",
+    )
+    selection_time_limit_s: float = Field(
+        60.0,
+        gt=0.0,
+        description="Wall-clock limit of a campaign's selection; past it the request is answered 422 "
+        "(ask for fewer subnets or a cheaper strategy).",
+    )
     heavy_concurrency: int = Field(
         2,
         ge=1,
@@ -209,6 +221,15 @@ class Settings(BaseSettings):
         "others get 400 (against DNS rebinding). From the environment comma-separated or a JSON "
         "list; '*' admits any host, '*.example.com' its subdomains. Default: on a loopback "
         "bind_host only localhost, 127.0.0.1 and [::1]; otherwise no check.",
+    )
+
+    # Failing fast when a dependency is out of reach (issue 25.3, 25.5).
+    db_pool_timeout_s: float = Field(
+        5.0,
+        gt=0.0,
+        description="How long an API request waits for one of the database pool's connections (all "
+        "in use by other requests) before it is answered 503 with Retry-After; SQLAlchemy's default "
+        "is 30 s.",
     )
 
     @field_validator("allowed_hosts", mode="before")

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 from sqlalchemy.orm import Session
 
-from predictors import Predictor, SupportsUpdate, create_predictor
+from predictors import Predictor, SupportsUpdate, TimeLimitError, create_predictor, time_limit
 from supernet import SearchSpace, get_space, space_with_task
 
 from .. import repositories as repo
 from ..domain import Metric, Target, WorkKind, WorkStatus
-from ..errors import ServiceError
+from ..errors import InvalidError, ServiceError
 from ..models import Front, PredictorVersion, utcnow
 from ..schemas import CampaignCreate, DeploymentQueryRequest
 from ..search import FrontResult, compute_front
@@ -215,18 +215,20 @@ def fit_target(ctx: WorkContext, target: Target, key: str | None = None) -> Outc
                 f"are skipped; fits need at least {settings.min_train} (min_train)"
             )
         predictor = fresh
-        if source is not None:
-            try:
-                updated = Predictor.from_bytes(source.blob, space)
-                _train(space, updated, data, matrix, target.name, update=True)
-                predictor = updated
-            except INPUT_ERRORS as error:
-                # E.g. a related target appeared since the full fit: its hyperparameters do not
-                # cover the data any more, so fit them anew.
-                log.info("posterior update of %s refused (%s); fitting anew", target, error)
-                source = None
-        if source is None:
-            _train(space, predictor, data, matrix, target.name, update=False)
+        # A TimeLimitError is a RuntimeError: recorded like a failed fit, not retried on this data.
+        with time_limit(settings.fit_time_limit_s, f"the fit of {target} (fit_time_limit_s)"):
+            if source is not None:
+                try:
+                    updated = Predictor.from_bytes(source.blob, space)
+                    _train(space, updated, data, matrix, target.name, update=True)
+                    predictor = updated
+                except INPUT_ERRORS as error:
+                    # E.g. a related target appeared since the full fit: its hyperparameters do not
+                    # cover the data any more, so fit them anew.
+                    log.info("posterior update of %s refused (%s); fitting anew", target, error)
+                    source = None
+            if source is None:
+                _train(space, predictor, data, matrix, target.name, update=False)
         blob = predictor.to_bytes()
     except INPUT_ERRORS as error:
         log.warning("fit of %s failed: %s", target, error)
@@ -414,8 +416,20 @@ def plan_and_store_campaign(ctx: WorkContext, body: CampaignCreate, key: str) ->
     outcome = _request_outcome(ctx, key)
     if outcome.existing is not None or outcome.error is not None:
         return outcome
+    limit = ctx.settings.selection_time_limit_s
     try:
-        campaign = store_campaign(ctx.read_sessions, ctx.write_sessions, body, ctx.settings.data_dir, key=key)
+        with time_limit(limit, f"the selection of {body.n} subnets by {body.strategy_name}"):
+            campaign = store_campaign(
+                ctx.read_sessions, ctx.write_sessions, body, ctx.settings.data_dir, key=key
+            )
+    except TimeLimitError as error:
+        too_long = InvalidError(
+            f"{error} (selection_time_limit_s): ask for fewer subnets, or use a cheaper strategy",
+            ["body", "n"],
+        )
+        outcome.error = _recorded(too_long)
+        _mark(ctx, key, WorkKind.CAMPAIGN, body.space, WorkStatus.FAILED, outcome.error)
+        return outcome
     except ServiceError as error:
         outcome.error = _recorded(error)
         _mark(ctx, key, WorkKind.CAMPAIGN, body.space, WorkStatus.FAILED, outcome.error)

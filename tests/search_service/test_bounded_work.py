@@ -1,0 +1,69 @@
+"""Fits and selections past their wall-time limits: recorded and not retried on the same data, or
+answered 422 naming what to change; SIGTERM reaches the work before the graceful shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from service_helpers import SPACE, make_settings, measurements, register
+
+from predictors import StopRequestedError, check_time, clear_stop
+from search_service import create_app
+from search_service.core import make_engine, make_sessionmaker
+from search_service.domain import Metric, Target, WorkStatus
+from search_service.main import stop_work_on_sigterm
+from search_service.work import WorkContext, fit_target, items, schedule
+
+
+@pytest.fixture
+def ctx(db_url: str) -> Iterator[WorkContext]:
+    """dev1 with 20 latencies; fits limited to no time at all, selections likewise."""
+    settings = make_settings(db_url, fit_time_limit_s=1e-9, selection_time_limit_s=1e-9)
+    with TestClient(create_app(settings)) as client:
+        register(client)
+        assert client.post("/v1/measurements", json={"measurements": measurements(20)}).status_code == 200
+    engine = make_engine(db_url)
+    try:
+        yield WorkContext(make_sessionmaker(engine), make_sessionmaker(engine, write=True), settings)
+    finally:
+        engine.dispose()
+
+
+def test_a_fit_past_its_limit_is_recorded_and_not_ordered_again(ctx: WorkContext) -> None:
+    outcome = fit_target(ctx, Target(SPACE, Metric.LATENCY, "dev1"))
+    assert outcome.stored is None
+    assert outcome.error is not None and "ran past its time limit" in outcome.error
+    assert "fit_time_limit_s" in outcome.error
+    with ctx.read_sessions() as session:
+        item = items.get(session, outcome.key)
+    assert item is not None and item.status == WorkStatus.FAILED
+    # Not retried forever: the next pass orders nothing until the data changes.
+    assert [o for o in schedule(ctx) if o.target == "dev1"] == []
+
+
+def test_a_selection_past_its_limit_is_a_422_naming_n(ctx: WorkContext) -> None:
+    with TestClient(create_app(ctx.settings)) as client:
+        answer = client.post("/v1/campaigns", json={"space": SPACE, "device": "dev1", "n": 5, "seed": 0})
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"][0]
+    assert detail["loc"] == ["body", "n"] and "selection_time_limit_s" in detail["msg"]
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals")
+def test_sigterm_stops_the_work_before_the_servers_own_handler_runs() -> None:
+    seen: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        stop_work_on_sigterm()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(StopRequestedError):
+            check_time()
+        assert seen == [signal.SIGTERM]  # the server's handler (uvicorn's) still runs
+    finally:
+        clear_stop()
+        signal.signal(signal.SIGTERM, previous)
