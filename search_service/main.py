@@ -71,6 +71,33 @@ def stop_work_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
+def _database_unavailable_handlers(app: FastAPI, settings: Settings) -> None:
+    """Answer 503 with Retry-After, never 500, when the database cannot serve a request now."""
+
+    @app.exception_handler(OperationalError)
+    async def _unavailable(_: Request, error: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", error.orig)
+        return JSONResponse(
+            {"detail": "database temporarily unavailable; retry"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(PoolTimeoutError)
+    async def _pool_exhausted(_: Request, error: PoolTimeoutError) -> JSONResponse:
+        # Every pooled connection is taken (slow requests, or more at once than the pool holds):
+        # answer now rather than after SQLAlchemy's 30 s; the client's retry finds one free.
+        log.warning("database connection pool exhausted: %s", error)
+        return JSONResponse(
+            {
+                "detail": f"no database connection free within {settings.db_pool_timeout_s:g} s "
+                "(all in use by other requests); retry"
+            },
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the ``GPNAS_*`` environment).
 
@@ -163,28 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("integrity conflict: %s", error.orig)
         return JSONResponse({"detail": "conflicting concurrent write; retry the request"}, status_code=409)
 
-    @app.exception_handler(OperationalError)
-    async def _unavailable(_: Request, error: OperationalError) -> JSONResponse:
-        log.warning("database unavailable: %s", error.orig)
-        return JSONResponse(
-            {"detail": "database temporarily unavailable; retry"},
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
-
-    @app.exception_handler(PoolTimeoutError)
-    async def _pool_exhausted(_: Request, error: PoolTimeoutError) -> JSONResponse:
-        # Every pooled connection is taken (slow requests, or more at once than the pool holds):
-        # answer now rather than after SQLAlchemy's 30 s; the client's retry finds one free.
-        log.warning("database connection pool exhausted: %s", error)
-        return JSONResponse(
-            {
-                "detail": f"no database connection free within {settings.db_pool_timeout_s:g} s "
-                "(all in use by other requests); retry"
-            },
-            status_code=503,
-            headers={"Retry-After": "1"},
-        )
+    _database_unavailable_handlers(app, settings)
 
     # add_middleware wraps what was added before, so the last one added sees requests first.
     app.add_middleware(NestingGuardMiddleware)

@@ -25,15 +25,21 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, pool_timeout_s: float | None = None, **kwargs: Any) -> Engine:
     """Create an engine for ``url``.
 
     SQLite: WAL journal (readers never block the writer), a 30 s busy timeout, foreign keys on,
     and transactions begun by SQLAlchemy rather than by the sqlite3 module so that writes can ask
     for ``BEGIN IMMEDIATE`` (see :data:`WRITE_OPTION`). PostgreSQL: a pre-pinged pool.
+
+    ``pool_timeout_s``: how long taking a connection waits while the pool's are all in use before
+    it raises ``sqlalchemy.exc.TimeoutError`` (default SQLAlchemy's 30 s); an in-memory SQLite
+    database has no such pool and ignores it.
     """
     url = normalise_url(url)
     parsed = make_url(url)
+    if pool_timeout_s is not None and parsed.database not in (None, "", ":memory:"):
+        kwargs.setdefault("pool_timeout", pool_timeout_s)
     if parsed.get_backend_name() == "sqlite":
         kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
         engine = create_engine(url, **kwargs)
