@@ -231,6 +231,14 @@ class Settings(BaseSettings):
         "in use by other requests) before it is answered 503 with Retry-After; SQLAlchemy's default "
         "is 30 s.",
     )
+    broker_timeout_s: float = Field(
+        2.0,
+        gt=0.0,
+        description="How long sending work waits for the broker to connect and to answer (one retry "
+        "after a failure): a broker that refuses, resets or never answers fails the send within about "
+        "twice this, and the request is answered 503 with Retry-After; the work is left due, so the "
+        "next scheduling pass after the broker is back sends it.",
+    )
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -5,6 +5,10 @@ process dies, so a killed worker loses no task: the broker delivers it again (Ra
 the connection drops, Redis after ``broker_visibility_timeout_s``) and the task's idempotence
 (:mod:`._functions`) means the second run stores nothing the first had stored. Results travel
 through the database's work items, so no result backend is configured.
+
+Sending fails fast (``broker_timeout_s``) when the broker refuses, resets or never answers, as a
+:class:`~search_service.errors.UnavailableError` (503 with Retry-After), and the work it carried
+is marked undispatched, so the next scheduling pass sends it again.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import uuid
 from typing import Any, NoReturn
 
 from celery import Celery, Task
+from kombu.exceptions import OperationalError as KombuOperationalError
+from kombu.utils.url import maybe_sanitize_url
 
 from ..core import Settings
 from ..domain import Metric, Target, WorkKind
+from ..errors import UnavailableError
 from ..models import utcnow
 from ..schemas import CampaignCreate, DeploymentQueryRequest
 from . import items
@@ -35,6 +42,11 @@ DEPLOYMENT_TASK = "gpnas.answer_deployment"
 # A task that failed for a reason outside it (the database restarting) is retried this often.
 _MAX_RETRIES = 5
 
+# What sending raises when the broker cannot be reached or stops answering: kombu wraps the
+# transports' connection errors in its OperationalError; the rest are socket errors let through
+# (ConnectionError and TimeoutError are OSErrors).
+BROKER_ERRORS: tuple[type[Exception], ...] = (KombuOperationalError, OSError)
+
 
 def create_celery(settings: Settings, worker: bool = False) -> Celery:
     """The Celery app of ``settings.broker_url``. With ``worker``, the gpnas tasks are bound to
@@ -47,6 +59,12 @@ def create_celery(settings: Settings, worker: bool = False) -> Celery:
     if settings.broker_url is None:
         raise ValueError("no broker configured: set GPNAS_BROKER_URL (e.g. redis://127.0.0.1:6379/0)")
     app = Celery("gpnas", broker=settings.broker_url, set_as_current=False)
+    timeout = settings.broker_timeout_s
+    transport: dict[str, Any] = {"visibility_timeout": settings.broker_visibility_timeout_s}
+    if not worker:
+        # Redis: without a socket timeout a broker that accepts connections and never answers
+        # holds a send for ever (a worker's consumer keeps the transport's defaults).
+        transport |= {"socket_connect_timeout": timeout, "socket_timeout": timeout}
     app.conf.update(
         task_default_queue=settings.task_queue,
         task_acks_late=True,
@@ -56,7 +74,17 @@ def create_celery(settings: Settings, worker: bool = False) -> Celery:
         task_serializer="json",
         accept_content=["json"],
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.broker_visibility_timeout_s},
+        broker_transport_options=transport,
+        # A send connects within broker_timeout_s (AMQP's handshake included) and is retried once,
+        # so an unreachable broker fails it within seconds instead of Celery's default retries
+        # (and, for a broker that never answers, for ever).
+        broker_connection_timeout=timeout,
+        task_publish_retry_policy={
+            "max_retries": 1,
+            "interval_start": 0.0,
+            "interval_step": 0.2,
+            "interval_max": 0.2,
+        },
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
@@ -140,12 +168,22 @@ class CeleryRunner(Runner):
         self.app = app or create_celery(ctx.settings)
 
     def send(self, orders: list[Order]) -> list[Outcome]:
-        for order in orders:
+        """Send ``orders`` to the workers.
+
+        Raises:
+            UnavailableError: The broker did not take one; it and the orders after it are marked
+                undispatched (due at the next scheduling pass).
+        """
+        for i, order in enumerate(orders):
             if order.kind is WorkKind.FIT:
-                args = [order.space, order.metric, order.target, order.key]
-                self.app.send_task(FIT_TASK, args=args)
+                name, args = FIT_TASK, [order.space, order.metric, order.target, order.key]
             else:
-                self.app.send_task(FRONT_TASK, args=[order.space, order.task, order.device, order.key])
+                name, args = FRONT_TASK, [order.space, order.task, order.device, order.key]
+            try:
+                self._publish(name, args)
+            except UnavailableError as error:
+                self._undispatch([o.key for o in orders[i:]], error.message)
+                raise
         return []
 
     def campaign(self, body: CampaignCreate) -> int:
@@ -162,12 +200,39 @@ class CeleryRunner(Runner):
         with self.ctx.write_sessions() as session:
             items.dispatched(session, key, kind, space, utcnow())
             session.commit()
-        self.app.send_task(name, args=[body, key])
+        try:
+            self._publish(name, [body, key])
+        except UnavailableError as error:
+            self._undispatch([key], error.message)
+            raise
         item = wait_for(self.ctx, [key], self.ctx.settings.task_wait_s)[key]
         if item.error is not None:
             raise_recorded_error(item.error)
         assert item.result_id is not None
         return item.result_id
+
+    def _publish(self, name: str, args: list[Any]) -> None:
+        """Hand the task ``name`` to the broker.
+
+        Raises:
+            UnavailableError: The broker refused, reset or did not answer within
+                ``broker_timeout_s`` (and once more after a retry).
+        """
+        try:
+            self.app.send_task(name, args=args)
+        except BROKER_ERRORS as error:
+            broker = maybe_sanitize_url(self.ctx.settings.broker_url or "")
+            log.warning("broker %s did not take %s: %s", broker, name, error)
+            raise UnavailableError(f"the broker {broker} did not take the work ({error}); retry") from error
+
+    def _undispatch(self, keys: list[str], reason: str) -> None:
+        """Mark ``keys`` as never sent (see :func:`~search_service.work.items.undispatched`)."""
+        try:
+            with self.ctx.write_sessions() as session:
+                items.undispatched(session, keys, reason)
+                session.commit()
+        except Exception:  # the database may be down too: the items then wait for dispatch_timeout_s
+            log.exception("could not mark %d undelivered work items due again", len(keys))
 
     def close(self) -> None:
         self.app.close()

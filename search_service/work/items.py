@@ -96,6 +96,21 @@ def dispatched(session: Session, key: str, kind: WorkKind, space: str, now: dt.d
     return item
 
 
+def undispatched(session: Session, keys: list[str], reason: str) -> int:
+    """Record that the work ``keys``, marked dispatched, never reached a worker (the broker did not
+    take it): due again at once (see :func:`due`) rather than after ``dispatch_timeout_s``.
+    Returns how many items were still queued and are now due."""
+    n = 0
+    for key in dict.fromkeys(keys):
+        item = get(session, key)
+        if item is not None and item.status == WorkStatus.QUEUED:
+            item.status = WorkStatus.ERROR
+            item.error = reason[:_MAX_ERROR]
+            n += 1
+    session.flush()
+    return n
+
+
 def started(session: Session, key: str, kind: WorkKind, space: str) -> WorkItem:
     """Mark ``key`` running (creating its row if the work was started without a dispatch)."""
     item = _row(session, key, kind, space)
