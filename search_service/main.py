@@ -11,10 +11,11 @@ from contextlib import asynccontextmanager
 from types import FrameType
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from predictors import request_stop
@@ -27,9 +28,11 @@ from .api.middleware import (
     TrustedHostMiddleware,
 )
 from .api.routes import routers
-from .core import Settings, check_schema, make_engine, make_sessionmaker
+from .api.routes.health import SCHEMA_RETRY_AFTER_S
+from .core import Settings, check_schema, make_engine, make_sessionmaker, schema_problem
 from .errors import ServiceError
 from .fronts import FrontCache
+from .models import Base
 from .refit import Refitter
 from .services.spaces import SqlSpaceSource, install_space_source, uninstall_space_source
 from .work import use_threads
@@ -71,11 +74,40 @@ def stop_work_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handle)
 
 
+def _lacks_schema(error: DBAPIError) -> bool:
+    """Whether ``error`` is a statement on a table or column the database does not have."""
+    if getattr(error.orig, "sqlstate", None) in ("42P01", "42703"):  # PostgreSQL: undefined table, column
+        return True
+    text = str(error.orig)
+    return "no such table" in text or "no such column" in text  # SQLite
+
+
+async def _schema_unavailable(request: Request, error: DBAPIError) -> JSONResponse:
+    """503 naming the revision the database is at and the one this gpnas needs."""
+    try:
+        problem = await run_in_threadpool(schema_problem, request.app.state.engine, Base.metadata.tables)
+    except Exception:  # the database may be failing in other ways too
+        problem = None
+    detail = problem or f"the database lacks a table this gpnas needs ({error.orig}): run `gpnas db upgrade`"
+    log.error("database schema: %s", detail)
+    return JSONResponse(
+        {"detail": detail}, status_code=503, headers={"Retry-After": str(SCHEMA_RETRY_AFTER_S)}
+    )
+
+
 def _database_unavailable_handlers(app: FastAPI, settings: Settings) -> None:
     """Answer 503 with Retry-After, never 500, when the database cannot serve a request now."""
 
+    @app.exception_handler(ProgrammingError)
+    async def _programming(request: Request, error: ProgrammingError) -> JSONResponse:
+        if _lacks_schema(error):
+            return await _schema_unavailable(request, error)
+        raise error  # a bug: the server's 500
+
     @app.exception_handler(OperationalError)
-    async def _unavailable(_: Request, error: OperationalError) -> JSONResponse:
+    async def _unavailable(request: Request, error: OperationalError) -> JSONResponse:
+        if _lacks_schema(error):
+            return await _schema_unavailable(request, error)
         log.warning("database unavailable: %s", error.orig)
         return JSONResponse(
             {"detail": "database temporarily unavailable; retry"},

@@ -1,6 +1,13 @@
 """Settings, database engine and schema-version checks of the service."""
 
-from ._migrate import SchemaOutdatedError, check_schema, current_revision, head_revision, upgrade
+from ._migrate import (
+    SchemaOutdatedError,
+    check_schema,
+    current_revision,
+    head_revision,
+    schema_problem,
+    upgrade,
+)
 from .config import Settings, get_settings
 from .db import make_engine, make_sessionmaker
 
@@ -13,5 +20,6 @@ __all__ = [
     "head_revision",
     "make_engine",
     "make_sessionmaker",
+    "schema_problem",
     "upgrade",
 ]

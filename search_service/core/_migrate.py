@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
 from .db import make_engine, normalise_url
 
@@ -28,8 +30,9 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+@cache
 def head_revision() -> str:
-    """The newest migration's revision id."""
+    """The newest migration's revision id (read once: the migrations ship with the code)."""
     head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
     assert head is not None, "the migrations package holds no revision"
     return head
@@ -39,6 +42,26 @@ def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def schema_problem(engine: Engine, tables: Iterable[str] = ()) -> str | None:
+    """Why the database of ``engine`` cannot serve this gpnas, or None: its schema is not at the
+    newest migration (a database created, emptied or restored after the server started), or
+    some of ``tables`` (those the models map) are missing although the revision says otherwise."""
+    head = head_revision()
+    current = current_revision(engine)
+    if current != head:
+        return (
+            f"database schema is at revision {current or 'none (empty database)'}, expected {head}: "
+            "run `gpnas db upgrade` (with the same GPNAS_DATABASE_URL)"
+        )
+    missing = sorted(set(tables) - set(inspect(engine).get_table_names()))
+    if missing:
+        return (
+            f"database schema is at revision {current}, expected {head}, but lacks the tables "
+            f"{', '.join(missing)}: restore them, or migrate a new database with `gpnas db upgrade`"
+        )
+    return None
 
 
 def upgrade(url: str, revision: str = "head") -> str:

@@ -12,23 +12,27 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import psycopg
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from psycopg import sql
 from service_helpers import RIDGE, SPACE, make_settings, measurements, post_scored_tasks, register
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from search_service import create_app
+from search_service.core import head_revision, make_engine, upgrade
 from search_service.domain import WorkKind, WorkStatus
-from search_service.models import WorkItem
+from search_service.models import Base, WorkItem
 from search_service.schemas import MAX_WEIGHT_MB
 from search_service.work import WorkContext, schedule
 
 T = TypeVar("T")
+PG_URL = os.environ.get("GPNAS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GPNAS_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
@@ -253,3 +257,54 @@ def test_a_new_deployment_query_is_503_when_the_broker_does_not_take_it(sqlite_u
             assert item.status == WorkStatus.ERROR
     finally:
         broker.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def own_db_url(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path) -> Iterator[str]:
+    """A migrated database of this test alone (its tables get dropped)."""
+    if request.param == "sqlite":
+        path = tmp_path / "gpnas.db"
+        shutil.copy(sqlite_template, path)
+        yield f"sqlite:///{path}"
+        return
+    name = f"gpnas_test_{uuid.uuid4().hex[:10]}"
+    base, _, query = PG_URL.partition("?")
+    url = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+    with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            upgrade(url)
+            yield url
+        finally:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.mark.parametrize("dropped", ["every table", "one table"])
+def test_a_database_without_the_schema_is_503_naming_the_revisions(own_db_url: str, dropped: str) -> None:
+    head = head_revision()
+    with TestClient(create_app(make_settings(own_db_url)), raise_server_exceptions=False) as client:
+        assert client.get("/healthz").json()["schema_revision"] == head
+        # Emptied (or replaced by a new database) while the server runs.
+        engine = make_engine(own_db_url)
+        cascade = " CASCADE" if engine.dialect.name == "postgresql" else ""
+        with engine.begin() as connection:
+            if dropped == "every table":
+                Base.metadata.drop_all(connection)
+                connection.execute(text("DROP TABLE alembic_version"))
+            else:
+                connection.execute(text("DROP TABLE devices" + cascade))
+        engine.dispose()
+        health = client.get("/healthz")
+        assert health.status_code == 503, health.text
+        found = "none" if dropped == "every table" else head
+        assert health.json()["schema_revision"] == found and health.json()["expected_revision"] == head
+        assert "Retry-After" in health.headers
+        for answer in (
+            client.get("/v1/devices"),
+            client.post("/v1/devices", json={"name": "dev1", "profiler": "torch-cpu", "settings": {}}),
+        ):
+            assert answer.status_code == 503, answer.text
+            assert "Retry-After" in answer.headers
+            detail = answer.json()["detail"]
+            assert f"database schema is at revision {found}" in detail and f"expected {head}" in detail
+            assert ("gpnas db upgrade" in detail) and (dropped == "every table" or "devices" in detail)
