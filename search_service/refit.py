@@ -82,7 +82,6 @@ class Refitter:
     ):
         self.ctx = WorkContext(read_sessions, write_sessions, settings)
         self.runner = runner or create_runner(self.ctx)
-        self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,22 +101,20 @@ class Refitter:
         started = utcnow()
         outcomes: list[Outcome] = []
         keys: list[str] = []
-        with self._lock:
-            while True:
-                orders = schedule(self.ctx, space)
-                keys += [o.key for o in orders]
-                if self.runner.in_process:
-                    outcomes += self.runner.send(orders)
-                    if not orders:
-                        break
-                    continue
-                self.runner.send(orders)
-                with self.ctx.read_sessions() as session:
-                    pending = [item.key for item in items.unfinished(session, space)]
-                if not orders and not pending:
-                    break
-                keys += pending
-                wait_for(self.ctx, [o.key for o in orders] + pending, self.settings.task_wait_s)
+        # No lock: a pass's orders are its own (schedule records each dispatch), so passes of other
+        # spaces, or the background thread's, run beside this one; work another pass took is
+        # waited for through its work items.
+        while True:
+            orders = schedule(self.ctx, space)
+            keys += [o.key for o in orders]
+            outcomes += self.runner.send(orders)
+            with self.ctx.read_sessions() as session:
+                pending = [item.key for item in items.unfinished(session, space)]
+            if not orders and not pending:
+                break
+            keys += pending
+            if pending:
+                wait_for(self.ctx, pending, self.settings.task_wait_s)
         return self._report(keys, started, space, [note for o in outcomes for note in o.notes])
 
     def _report(

@@ -18,6 +18,7 @@ from search_service.core import make_engine, make_sessionmaker
 from search_service.domain import Metric, Target, WorkStatus
 from search_service.main import stop_work_on_sigterm
 from search_service.work import WorkContext, fit_target, items, schedule
+from supernet import get_space
 
 
 @pytest.fixture
@@ -67,3 +68,47 @@ def test_sigterm_stops_the_work_before_the_servers_own_handler_runs() -> None:
     finally:
         clear_stop()
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_refit_of_one_space_does_not_wait_for_a_fit_of_another(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow fit of one space (here held until released) used to hold the refitter's lock, so a
+    waited-for refit of any other space queued behind it."""
+    from search_service.work import _functions
+
+    settings = make_settings(db_url)
+    other = [
+        {**m, "space": "nasbench201", "arch": arch, "id": f"{m['id']}-nb"}
+        for m, arch in zip(
+            measurements(12, seed=3),
+            [get_space("nasbench201").format(s) for s in get_space("nasbench201").sample(12, seed=3)],
+            strict=True,
+        )
+    ]
+    app = create_app(settings)
+    with TestClient(app) as client:
+        register(client)
+        data = measurements(12) + other
+        assert client.post("/v1/measurements", json={"measurements": data}).status_code == 200
+    release = threading.Event()
+    train = _functions._train
+
+    def slow_train(space, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if space.name == SPACE:
+            assert release.wait(60)
+        return train(space, *args, **kwargs)
+
+    monkeypatch.setattr(_functions, "_train", slow_train)
+    refitter = app.state.refitter
+    held = threading.Thread(target=refitter.refit, args=(SPACE,))
+    held.start()
+    try:
+        done = threading.Thread(target=refitter.refit, args=("nasbench201",))
+        done.start()
+        done.join(50)
+        assert not done.is_alive(), "the refit of nasbench201 waited for ufo-track2's fit"
+        assert held.is_alive()  # ufo-track2's fit is still held
+    finally:
+        release.set()
+        held.join(60)
