@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
+import json
 import math
 import os
 import platform
@@ -635,7 +637,8 @@ def main() -> None:
     parser.add_argument("--seed-subnets", type=int, default=60)
     parser.add_argument("--phase-s", type=float, default=20.0)
     parser.add_argument("--stale-timeout-s", type=float, default=180.0)
-    parser.add_argument("--out", type=Path)
+    parser.add_argument("--out", type=Path, help="Write the Markdown report here.")
+    parser.add_argument("--json", type=Path, help="Write the results as JSON here (the CI test reads it).")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     unknown = sorted(set(chosen) - set(SCENARIOS))
@@ -664,6 +667,8 @@ def main() -> None:
     print(text)
     if args.out:
         args.out.write_text(text)
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
 
 
 if __name__ == "__main__":
