@@ -80,10 +80,14 @@ def create_space_row(session: Session, name: str, definition: str) -> SpaceRow:
     """Store a new space's definition (validated, as JSON text).
 
     Raises:
-        ConflictError: A space of that name is stored already (naming the field).
+        ConflictError: A space of that name, ignoring case, is stored already (naming the field).
     """
-    if session.scalar(select(SpaceRow.id).where(SpaceRow.name == name)) is not None:
-        raise ConflictError(f"space {name!r} is registered already", ["body", "name"])
+    # Ignoring case: names that differ only in case would be two spaces to the database, but a
+    # user who types either one means the same space.
+    existing = session.scalar(select(SpaceRow.name).where(func.lower(SpaceRow.name) == name.lower()))
+    if existing is not None:
+        also = "" if existing == name else f" ({name!r} differs from it only in case)"
+        raise ConflictError(f"space {existing!r} is registered already{also}", ["body", "name"])
     row = SpaceRow(name=name, definition=definition, version=1)
     session.add(row)
     session.flush()

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -53,13 +54,31 @@ ClientId = Annotated[
 ]
 
 
+def _json_number(value: Any) -> Any:
+    """Refuse a string or a boolean where a number belongs.
+
+    Lax pydantic reads ``"12.5"`` as 12.5 and ``true`` as 1, so a quoted number or a flag sent to
+    the wrong field would pass as a number the client never sent. Numbers of any Python type
+    pass on (an agent's numpy scalars, ``3.0`` for an integer), unlike pydantic's strict mode.
+    """
+    if isinstance(value, str | bool):
+        kind = "boolean" if isinstance(value, bool) else "string"
+        raise ValueError(f"must be a JSON number, not a {kind}")
+    return value
+
+
+#: Marks a field of a request body as a number: see :func:`_json_number` (query parameters,
+#: which arrive as text, must not carry it).
+JsonNumber = BeforeValidator(_json_number)
+
+
 def _positive_zero(value: float) -> float:
     """``-0.0`` as ``0.0``: SQLite stores no negative zero, so it would not read back as sent."""
     return value + 0.0
 
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_positive_zero)]
-NonNegFloat = Annotated[float, Field(allow_inf_nan=False, ge=0.0), AfterValidator(_positive_zero)]
+FiniteFloat = Annotated[float, JsonNumber, Field(allow_inf_nan=False), AfterValidator(_positive_zero)]
+NonNegFloat = Annotated[float, JsonNumber, Field(allow_inf_nan=False, ge=0.0), AfterValidator(_positive_zero)]
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=64)]
 
 
@@ -73,7 +92,7 @@ REFERENCE_MS_HELP = (
     "The batch's reference level: the reference subnet's median time across the batch's rounds (ms). "
     "The value is stored as sent; fits rescale it by the device's long-run level / this level."
 )
-PositiveFloat = Annotated[float, Field(allow_inf_nan=False, gt=0.0)]
+PositiveFloat = Annotated[float, JsonNumber, Field(allow_inf_nan=False, gt=0.0)]
 ReferenceArch = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
@@ -247,7 +266,7 @@ class MeasurementCreate(BaseModel):
     metric: Metric
     value: FiniteFloat
     std: NonNegFloat | None = None
-    repeats: Annotated[int, Field(ge=1, le=INT32)] | None = None
+    repeats: Annotated[int, JsonNumber, Field(ge=1, le=INT32)] | None = None
     profiler: Name | None = None
     profiler_version: Annotated[Text, StringConstraints(max_length=64)] | None = None
     environment: JSONObject | None = None
@@ -343,6 +362,8 @@ class MeasurementPage(BaseModel):
 
 #: A cap on a subnet's parameter count: a positive integer that fits the counts' int64.
 MaxParams = Annotated[int, Field(ge=1, le=2**63 - 1)]
+#: :data:`MaxParams` in a request body (``MaxParams`` itself is also a query parameter).
+BodyMaxParams = Annotated[MaxParams, JsonNumber]
 FrontObjectiveName = Literal["latency", "params"]
 _PARAMS_HELP = (
     "Exact parameter count of the subnet as a standalone model for the task (its head included "
@@ -358,9 +379,9 @@ class QueryRequest(BaseModel):
     space: SpaceName
     task: Name
     device: Name
-    latency_budget_ms: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
-    confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
-    max_params: MaxParams | None = Field(
+    latency_budget_ms: Annotated[float, JsonNumber, Field(gt=0.0, allow_inf_nan=False)]
+    confidence: Annotated[float, JsonNumber, Field(gt=0.0, lt=1.0)] = 0.9
+    max_params: BodyMaxParams | None = Field(
         None, description="Choose only among subnets with at most this many parameters (their `params`)."
     )
 
@@ -426,14 +447,14 @@ class CampaignCreate(BaseModel):
     space: SpaceName
     device: Name = Field(description="The registered device (agent) that runs the jobs.")
     task: Name | None = Field(None, description="Score this task instead of timing the device.")
-    n: Annotated[int, Field(ge=1, le=MAX_CAMPAIGN_SUBNETS)]
+    n: Annotated[int, JsonNumber, Field(ge=1, le=MAX_CAMPAIGN_SUBNETS)]
     strategy: Name | None = Field(
         None,
         description="A sampling strategy of predictors.list_strategies(). Default: cost-stratified for a "
         "latency campaign (the picks span the space's analytic cost range, cheapest and costliest "
         "included), random for a score campaign.",
     )
-    seed: Annotated[int, Field(ge=0, le=INT32)] | None = None
+    seed: Annotated[int, JsonNumber, Field(ge=0, le=INT32)] | None = None
     candidates: list[Annotated[str, StringConstraints(min_length=1, max_length=256)]] | None = Field(
         None,
         max_length=MAX_CAMPAIGN_CANDIDATES,
@@ -475,8 +496,8 @@ class LeaseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     device: Name
-    lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
-    count: Annotated[int, Field(ge=1, le=MAX_LEASE_JOBS)] = Field(
+    lease_seconds: Annotated[int, JsonNumber, Field(ge=1, le=86_400)] = 60
+    count: Annotated[int, JsonNumber, Field(ge=1, le=MAX_LEASE_JOBS)] = Field(
         1, description="Lease up to this many jobs of the device at once, to time them as one batch."
     )
 
@@ -501,7 +522,7 @@ class HeartbeatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lease_token: Token
-    lease_seconds: Annotated[int, Field(ge=1, le=86_400)] = 60
+    lease_seconds: Annotated[int, JsonNumber, Field(ge=1, le=86_400)] = 60
 
 
 class HeartbeatResponse(BaseModel):
@@ -514,7 +535,7 @@ class ResultRequest(BaseModel):
     lease_token: Token
     value: FiniteFloat
     std: NonNegFloat | None = None
-    repeats: Annotated[int, Field(ge=1, le=INT32)] | None = None
+    repeats: Annotated[int, JsonNumber, Field(ge=1, le=INT32)] | None = None
     profiler: Name | None = None
     profiler_version: Annotated[Text, StringConstraints(max_length=64)] | None = None
     environment: JSONObject | None = None
@@ -621,8 +642,8 @@ class TokenCreate(BaseModel):
     device: Name | None = Field(
         None, description="A registered device: the token may only lease and post for it."
     )
-    expires_in_s: Annotated[int, Field(ge=TOKEN_MIN_EXPIRES_S, le=TOKEN_MAX_EXPIRES_S)] | None = Field(
-        None, description="Seconds until the token stops working (default: never)."
+    expires_in_s: Annotated[int, JsonNumber, Field(ge=TOKEN_MIN_EXPIRES_S, le=TOKEN_MAX_EXPIRES_S)] | None = (
+        Field(None, description="Seconds until the token stops working (default: never).")
     )
 
 
@@ -662,10 +683,10 @@ class DeploymentTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task: Name
-    weight: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = Field(
+    weight: Annotated[float, JsonNumber, Field(gt=0.0, allow_inf_nan=False)] = Field(
         1.0, description="Weight of the task's normalised predicted score in the objective."
     )
-    latency_budget_ms: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = Field(
+    latency_budget_ms: Annotated[float, JsonNumber, Field(gt=0.0, allow_inf_nan=False)] | None = Field(
         None, description="The task's latency budget (none: unconstrained)."
     )
 
@@ -679,16 +700,18 @@ class DeploymentQueryRequest(BaseModel):
     space: SpaceName
     device: Name
     tasks: Annotated[list[DeploymentTask], Field(min_length=1, max_length=MAX_DEPLOYMENT_TASKS)]
-    max_params: MaxParams | None = Field(
+    max_params: BodyMaxParams | None = Field(
         None, description="Most parameters the deployment may hold, shared weights counted once."
     )
-    max_weight_mb: Annotated[float, Field(gt=0.0, le=MAX_WEIGHT_MB, allow_inf_nan=False)] | None = Field(
+    max_weight_mb: (
+        Annotated[float, JsonNumber, Field(gt=0.0, le=MAX_WEIGHT_MB, allow_inf_nan=False)] | None
+    ) = Field(
         None,
         description="Most megabytes (10^6 bytes) of weights, stored as `dtype`; at most 10^12 (an "
         "exabyte), so that the parameter count it allows fits 64 bits.",
     )
     dtype: WeightDtype = Field("float32", description="How the weights are stored, for max_weight_mb.")
-    confidence: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    confidence: Annotated[float, JsonNumber, Field(gt=0.0, lt=1.0)] = 0.9
     input: DeploymentInput = Field(
         "separate",
         description="`separate`: each task reads its own image; `shared`: one image for every "

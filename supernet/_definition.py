@@ -36,6 +36,7 @@ Example (YAML)::
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -102,6 +103,22 @@ _FIXED: dict[str, tuple[dict[str, list[Any]], list[int]]] = {
 _MULTIPATH_DEFAULTS: tuple[dict[str, list[Any]], list[int]] = (
     {"ffn_path": list(_FFN_PATHS), "mlp_ratio": [4.0, 3.5, 3.0], "num_heads": [12, 11, 10]},
     [10, 11, 12],
+)
+
+
+class _YAMLLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads exponents without a dot (``1e-6``) as floats.
+
+    PyYAML follows YAML 1.1, where ``1e-6`` is a string (``1.0e-6`` is a float); YAML 1.2 and
+    JSON read it as a number, and a definition's numbers are strict, so a hand-written ``norm_eps:
+    1e-6`` would be refused as a string.
+    """
+
+
+_YAMLLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
 )
 
 
@@ -180,7 +197,8 @@ class GeometryDefinition(BaseModel):
     image_size: _GeometryInt = Field(224, ge=1, le=8_192)
     head_dim: _GeometryInt = Field(64, ge=1, le=4_096)
     in_chans: _GeometryInt = Field(3, ge=1, le=64)
-    norm_eps: Annotated[float, AllowInfNan(False)] = Field(
+    # Strict, as every number of a definition: lax pydantic would read "1e-6" as a number.
+    norm_eps: Annotated[float, Strict(), AllowInfNan(False)] = Field(
         DEFAULT_NORM_EPS, gt=0, lt=1, exclude_if=lambda eps: eps == DEFAULT_NORM_EPS
     )
 
@@ -401,7 +419,7 @@ class SpaceDefinition(BaseModel):
         """
         kind = format or ("json" if text.lstrip().startswith("{") else "yaml")
         try:
-            data = json.loads(text) if kind == "json" else yaml.safe_load(text)
+            data = json.loads(text) if kind == "json" else yaml.load(text, Loader=_YAMLLoader)
         except (json.JSONDecodeError, yaml.YAMLError) as error:
             raise DefinitionError([((), f"not valid {kind.upper()}: {error}")]) from None
         return cls.load(data)
@@ -438,6 +456,17 @@ class SpaceDefinition(BaseModel):
                 raise ValueError(
                     f"tasks[{i}].ffn_paths: one per layer position, {max(self.depths)}; "
                     f"got {len(task.ffn_paths)}"
+                )
+            # The task's paths are fixed to these values, so a value the layers do not offer
+            # leaves the task without a single legal subnet: every query of it would fail.
+            offered = self.choices["ffn_path"]
+            missing = sorted(set(task.ffn_paths) - set(offered))
+            if missing:
+                layers = [n for n, path in enumerate(task.ffn_paths) if path in missing]
+                raise ValueError(
+                    f"tasks[{i}].ffn_paths: layers {layers} take {', '.join(map(repr, missing))}, which "
+                    f"the ffn_path choice {offered} does not offer, so task {task.name!r} would have "
+                    "no subnet; offer it in choices.ffn_path or change the task's paths"
                 )
         return self
 

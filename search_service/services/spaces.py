@@ -108,12 +108,15 @@ def register_space(session: Session, definition: SpaceDefinition) -> SearchSpace
         The space the definition builds.
 
     Raises:
-        ConflictError: The name is a preset's or a registered space's (``loc`` names the field).
+        ConflictError: The name is a preset's or a registered space's, ignoring case (``loc``
+            names the field).
     """
-    if supernet.is_preset(definition.name):
+    name = definition.name
+    preset = next((p for p in supernet.preset_names() if p.lower() == name.lower()), None)
+    if preset is not None:
+        also = "" if preset == name else f" ({preset!r}; names are compared ignoring case)"
         raise ConflictError(
-            f"space {definition.name!r} is a preset: presets are built in; register a copy under "
-            "another name",
+            f"space {name!r} is a preset{also}: presets are built in; register a copy under another name",
             ["body", "name"],
         )
     space = space_from_definition(definition)
@@ -151,7 +154,7 @@ def add_task(session: Session, space: str, task: TaskDefinition) -> SearchSpace:
         raise InvalidError(f"{definition.family} spaces have no task heads; leave it null", ["body", "head"])
     try:
         extended = definition.with_task(task)
-    except DefinitionError as error:  # pragma: no cover - the checks above cover what with_task checks
+    except DefinitionError as error:  # e.g. ffn_paths that the space's ffn_path choice does not offer
         raise InvalidError(str(error), ["body"]) from None
     repo.update_space_definition(session, row, extended.to_json())
     return space_from_definition(extended)
