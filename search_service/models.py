@@ -237,6 +237,9 @@ class WorkItem(Base):
     result_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     dispatched_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Stamped every heartbeat_interval_s by the worker running it; None until a worker runs it (or
+    # when it runs in process). Running work whose stamp is stale lost its worker.
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class SpaceRow(Base):

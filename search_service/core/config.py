@@ -239,6 +239,20 @@ class Settings(BaseSettings):
         "twice this, and the request is answered 503 with Retry-After; the work is left due, so the "
         "next scheduling pass after the broker is back sends it.",
     )
+    heartbeat_interval_s: float = Field(
+        5.0,
+        gt=0.0,
+        description="A worker running a fit, front, campaign or deployment task stamps the task's work "
+        "item this often, so that work lost with a killed worker is seen as lost within "
+        "heartbeat_timeout_s instead of dispatch_timeout_s.",
+    )
+    heartbeat_timeout_s: float = Field(
+        20.0,
+        gt=0.0,
+        description="Running work whose worker's last heartbeat is older than this is dispatched again "
+        "(its worker is gone); a few heartbeat_interval_s, so that a worker busy for a moment is not "
+        "taken for dead. With refit_poll_s (30 s) lost work is sent again within about 50 s.",
+    )
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod

@@ -9,13 +9,23 @@ through the database's work items, so no result backend is configured.
 Sending fails fast (``broker_timeout_s``) when the broker refuses, resets or never answers, as a
 :class:`~search_service.errors.UnavailableError` (503 with Retry-After), and the work it carried
 is marked undispatched, so the next scheduling pass sends it again.
+
+While a task runs, its worker stamps the work item's heartbeat every ``heartbeat_interval_s``
+(:class:`Heartbeat`): a worker killed mid-task stops stamping, and its work is dispatched again
+after ``heartbeat_timeout_s`` (by the next scheduling pass for fits and fronts, by the API process
+waiting for it for campaigns and deployment queries) rather than when the broker would deliver
+it again (Redis: ``broker_visibility_timeout_s``, an hour).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
+import threading
 import uuid
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any, NoReturn
 
 from celery import Celery, Task
@@ -25,12 +35,12 @@ from kombu.utils.url import maybe_sanitize_url
 from ..core import Settings
 from ..domain import Metric, Target, WorkKind
 from ..errors import UnavailableError
-from ..models import utcnow
+from ..models import WorkItem, utcnow
 from ..schemas import CampaignCreate, DeploymentQueryRequest
 from . import items
-from ._context import WorkContext
+from ._context import WorkContext, lock
 from ._functions import Outcome, answer_and_store_deployment, build_front, fit_target, plan_and_store_campaign
-from ._schedule import Order, Runner, raise_recorded_error, schedule, wait_for
+from ._schedule import SCHEDULER_LOCK, Order, Runner, raise_recorded_error, schedule, wait_for
 
 log = logging.getLogger("gpnas.work")
 
@@ -109,6 +119,60 @@ class _ProcessContext:
         return self._ctx
 
 
+class Heartbeat:
+    """Stamps the work item ``key`` when entered and then every ``interval_s`` from a thread,
+    until left: what a worker does while it runs the work (see :func:`~.items.due`). A failed
+    stamp (the database restarting) is logged and the next one tried. Left by an exception, it
+    clears the stamp: the worker is alive and Celery retries the task, or gives up, and then the
+    work waits for ``dispatch_timeout_s`` as work without heartbeats does.
+
+    Args:
+        ctx: The database of the work item.
+        key: The work item.
+        interval_s: Seconds between stamps (default ``ctx.settings.heartbeat_interval_s``).
+        clock: The time stamped (default: now, UTC).
+    """
+
+    def __init__(
+        self,
+        ctx: WorkContext,
+        key: str,
+        interval_s: float | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        self.ctx, self.key, self.clock = ctx, key, clock
+        self.interval_s = ctx.settings.heartbeat_interval_s if interval_s is None else interval_s
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"gpnas-heartbeat {key}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._beat()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        if error is not None:
+            self._beat(clear=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._beat()
+
+    def _beat(self, clear: bool = False) -> None:
+        try:
+            with self.ctx.write_sessions() as session:
+                items.beat(session, self.key, None if clear else self.clock())
+                session.commit()
+            self.beats += 0 if clear else 1
+        except Exception as failure:
+            log.warning("heartbeat of %s failed: %s", self.key, failure)
+
+
 def _register(app: Celery, settings: Settings) -> None:
     context = _ProcessContext(settings)
 
@@ -122,7 +186,8 @@ def _register(app: Celery, settings: Settings) -> None:
     def fit(task: Task, space: str, metric: str, target: str, key: str) -> dict[str, Any]:
         ctx = context()
         try:
-            outcome = fit_target(ctx, Target(space, Metric(metric), target), key=key)
+            with Heartbeat(ctx, key):
+                outcome = fit_target(ctx, Target(space, Metric(metric), target), key=key)
             if outcome.stored is not None:
                 # Its fronts are out of date now: order them at once rather than at the next poll.
                 CeleryRunner(ctx, app).send(schedule(ctx, space))
@@ -133,14 +198,16 @@ def _register(app: Celery, settings: Settings) -> None:
     @app.task(name=FRONT_TASK, bind=True)
     def front(task: Task, space: str, task_name: str, device: str, key: str) -> dict[str, Any]:
         try:
-            return build_front(context(), space, task_name, device, key=key).to_dict()
+            with Heartbeat(context(), key):
+                return build_front(context(), space, task_name, device, key=key).to_dict()
         except Exception as error:
             retrying(task, error)
 
     @app.task(name=CAMPAIGN_TASK, bind=True)
     def campaign(task: Task, body: dict[str, Any], key: str) -> dict[str, Any]:
         try:
-            return plan_and_store_campaign(context(), CampaignCreate.model_validate(body), key).to_dict()
+            with Heartbeat(context(), key):
+                return plan_and_store_campaign(context(), CampaignCreate.model_validate(body), key).to_dict()
         except Exception as error:
             retrying(task, error)
 
@@ -148,7 +215,8 @@ def _register(app: Celery, settings: Settings) -> None:
     def deployment(task: Task, body: dict[str, Any], key: str) -> dict[str, Any]:
         try:
             request = DeploymentQueryRequest.model_validate(body)
-            return answer_and_store_deployment(context(), request, key).to_dict()
+            with Heartbeat(context(), key):
+                return answer_and_store_deployment(context(), request, key).to_dict()
         except Exception as error:
             retrying(task, error)
 
@@ -196,20 +264,43 @@ class CeleryRunner(Runner):
         )
 
     def _request(self, name: str, kind: WorkKind, space: str, body: dict[str, Any], key: str) -> int:
-        """Send a request's task to a worker and wait for what it stores (or the error it records)."""
+        """Send a request's task to a worker and wait for what it stores (or the error it records);
+        sent again if the worker running it stops its heartbeat."""
         with self.ctx.write_sessions() as session:
             items.dispatched(session, key, kind, space, utcnow())
             session.commit()
-        try:
-            self._publish(name, [body, key])
-        except UnavailableError as error:
-            self._undispatch([key], error.message)
-            raise
-        item = wait_for(self.ctx, [key], self.ctx.settings.task_wait_s)[key]
+        self._send_request(name, [body, key], key)
+        settings = self.ctx.settings
+
+        def resend_if_lost(unfinished: dict[str, WorkItem | None]) -> None:
+            row = unfinished.get(key)
+            if row is None or row.heartbeat_at is None:
+                return
+            if not items.due(row, utcnow(), settings.dispatch_timeout_s, settings.heartbeat_timeout_s):
+                return
+            with self.ctx.write_sessions() as session:
+                lock(session, SCHEDULER_LOCK)  # another process waiting for it may resend it too
+                again = items.get(session, key)
+                if not items.due(again, utcnow(), settings.dispatch_timeout_s, settings.heartbeat_timeout_s):
+                    return
+                items.dispatched(session, key, kind, space, utcnow())
+                session.commit()
+            log.warning("the worker running %s stopped its heartbeat: sending it again", key)
+            self._send_request(name, [body, key], key)
+
+        item = wait_for(self.ctx, [key], settings.task_wait_s, on_unfinished=resend_if_lost)[key]
         if item.error is not None:
             raise_recorded_error(item.error)
         assert item.result_id is not None
         return item.result_id
+
+    def _send_request(self, name: str, args: list[Any], key: str) -> None:
+        """Publish a request's task; on failure its item is marked undispatched."""
+        try:
+            self._publish(name, args)
+        except UnavailableError as error:
+            self._undispatch([key], error.message)
+            raise
 
     def _publish(self, name: str, args: list[Any]) -> None:
         """Hand the task ``name`` to the broker.

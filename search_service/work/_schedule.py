@@ -3,7 +3,8 @@
 A scheduling pass runs under one lock (a PostgreSQL advisory lock; SQLite's single writer), so
 however many API processes, workers or CLI commands start passes, one decides at a time, and a
 work item row records each dispatch: the next pass does not send the same work again unless it
-broke or is overdue (``dispatch_timeout_s``). Where the work runs is the :class:`Runner`'s
+broke, the broker did not take it, its worker's heartbeat stopped (``heartbeat_timeout_s``) or
+it is overdue (``dispatch_timeout_s``). Where the work runs is the :class:`Runner`'s
 business: in this process (:class:`InProcessRunner`, the embedded default) or on Celery workers
 (:class:`~search_service.work.CeleryRunner`).
 """
@@ -11,6 +12,7 @@ business: in this process (:class:`InProcessRunner`, the embedded default) or on
 from __future__ import annotations
 
 import abc
+import datetime as dt
 import json
 import time
 import uuid
@@ -78,23 +80,28 @@ def _outdated_fronts(session: Session, spaces: Iterable[str]) -> list[Order]:
     return orders
 
 
-def schedule(ctx: WorkContext, space: str | None = None) -> list[Order]:
-    """One scheduling pass over ``space`` (or all): the stale fits and outdated fronts that are
-    due (see :func:`~search_service.work.items.due`), recorded as dispatched.
+def schedule(ctx: WorkContext, space: str | None = None, now: dt.datetime | None = None) -> list[Order]:
+    """One scheduling pass over ``space`` (or all) at ``now`` (default: the current time): the
+    stale fits and outdated fronts that are due (see :func:`~search_service.work.items.due`),
+    recorded as dispatched.
 
     A front is not ordered while one of its targets has a fit due or running: it would be
     searched again as soon as that fit is stored.
     """
-    now = utcnow()
+    now = now or utcnow()
+    settings = ctx.settings
+
+    def is_due(item: WorkItem | None) -> bool:
+        return items.due(item, now, settings.dispatch_timeout_s, settings.heartbeat_timeout_s)
+
     with ctx.write_sessions() as session:
         lock(session, SCHEDULER_LOCK)
-        timeout = ctx.settings.dispatch_timeout_s
         fits = []
         refitting = set()
         targets = repo.measured_targets(session, space)
         for order in _stale_fits(session, ctx, targets):
             item = items.get(session, order.key)
-            if items.due(item, now, timeout):
+            if is_due(item):
                 fits.append(order)
             elif item is None or item.status in (WorkStatus.QUEUED, WorkStatus.RUNNING):
                 refitting.add((order.space, order.metric, order.target))
@@ -105,7 +112,7 @@ def schedule(ctx: WorkContext, space: str | None = None) -> list[Order]:
             for o in _outdated_fronts(session, spaces)
             if (o.space, Metric.SCORE, o.task) not in refitting
             and (o.space, Metric.LATENCY, o.device) not in refitting
-            and items.due(items.get(session, o.key), now, timeout)
+            and is_due(items.get(session, o.key))
         ]
         due = fits + fronts
         for order in due:
@@ -197,8 +204,10 @@ def wait_for(
     poll_s: float = 0.2,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    on_unfinished: Callable[[dict[str, WorkItem | None]], None] | None = None,
 ) -> dict[str, WorkItem]:
-    """Wait until the work items ``keys`` are done or failed; their rows.
+    """Wait until the work items ``keys`` are done or failed; their rows. ``on_unfinished`` is
+    shown the rows (None: no row yet) of those not finished at each poll.
 
     Raises:
         UnavailableError: Some are still unfinished after ``timeout_s`` (no worker running?).
@@ -215,6 +224,8 @@ def wait_for(
         }
         if len(ended) == len(keys):
             return ended
+        if on_unfinished is not None:
+            on_unfinished({k: r for k, r in rows.items() if k not in ended})
         if clock() > deadline:
             missing = sorted(set(keys) - set(ended))
             raise UnavailableError(

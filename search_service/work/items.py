@@ -3,14 +3,16 @@
 A scheduling pass creates the row when it dispatches the work, the task function marks it running
 and finally done (in the transaction that stores its result, so a result is never stored without
 its item saying so, nor twice) or failed. Rows make dispatch happen once however many processes
-notice stale data, and make a failure on a worker known to every API process.
+notice stale data, and make a failure on a worker known to every API process. A worker stamps the
+row's heartbeat while it runs the work, so that work lost with its worker is dispatched again
+within ``heartbeat_timeout_s`` (see :func:`due`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -74,14 +76,22 @@ def _row(session: Session, key: str, kind: WorkKind, space: str) -> WorkItem:
     return item
 
 
-def due(item: WorkItem | None, now: dt.datetime, timeout_s: float) -> bool:
-    """Whether the work of ``item`` should be dispatched (again): never dispatched, broken by
-    something outside it, or dispatched ``timeout_s`` ago and still unfinished (its worker may
-    be gone). Done work and work that failed on its inputs are not."""
+def due(
+    item: WorkItem | None, now: dt.datetime, timeout_s: float, heartbeat_timeout_s: float | None = None
+) -> bool:
+    """Whether the work of ``item`` should be dispatched (again) at ``now``: never dispatched,
+    broken by something outside it or never taken by the broker (:func:`undispatched`), taken by a
+    worker whose heartbeat stopped ``heartbeat_timeout_s`` ago (the worker is gone), or dispatched
+    ``timeout_s`` ago and still unfinished (a worker that sends no heartbeat may be gone). Done
+    work and work that failed on its inputs are not."""
     if item is None or item.status == WorkStatus.ERROR:
         return True
     if item.status in (WorkStatus.QUEUED, WorkStatus.RUNNING):
-        return (now - item.dispatched_at).total_seconds() > timeout_s
+        overdue = (now - item.dispatched_at).total_seconds() > timeout_s
+        stamp = item.heartbeat_at  # dispatched() clears it: a stamp means a worker took this dispatch
+        if stamp is None or heartbeat_timeout_s is None:
+            return overdue
+        return overdue or (now - stamp).total_seconds() > heartbeat_timeout_s
     return False
 
 
@@ -90,10 +100,19 @@ def dispatched(session: Session, key: str, kind: WorkKind, space: str, now: dt.d
     item = _row(session, key, kind, space)
     item.status = WorkStatus.QUEUED
     item.dispatched_at = now
+    item.heartbeat_at = None
     item.error = None
     item.finished_at = None
     session.flush()
     return item
+
+
+def beat(session: Session, key: str, now: dt.datetime | None) -> bool:
+    """Stamp the heartbeat of ``key``, which a worker of this process is running (None: clear it,
+    the worker no longer runs it); whether its row exists (a task started without a dispatch gets
+    its row when it starts)."""
+    result = session.execute(update(WorkItem).where(WorkItem.key == key).values(heartbeat_at=now))
+    return bool(getattr(result, "rowcount", 0))
 
 
 def undispatched(session: Session, keys: list[str], reason: str) -> int:
