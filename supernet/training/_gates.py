@@ -269,6 +269,11 @@ def _ffn_column(space: SearchSpace) -> tuple[int, int, int]:
         raise ValueError(f"space {space.name!r} has no ffn_path choice, so gates do not apply to it")
     k = names.index("ffn_path")
     values = space.dimensions[k].values
+    if "shared" not in values or "task" not in values:
+        raise ValueError(
+            f"space {space.name!r} offers ffn_path {list(values)}: learned gates choose between "
+            "'shared' and 'task', so they need both"
+        )
     return k, values.index("shared"), values.index("task")
 
 

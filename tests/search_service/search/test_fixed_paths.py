@@ -88,3 +88,20 @@ def test_trained_gates_give_a_space_whose_tasks_take_the_gated_paths() -> None:
     gated = space_from_definition(SpaceDefinition.from_text(gated_definition(space, gates).to_yaml()))
     assert gated.name == "gated-gated"
     assert gated.fixed_ffn_paths == {"a": ("task", "shared", "task"), "b": ("shared", "shared", "shared")}
+
+
+def test_gates_on_a_space_without_both_ffn_paths_say_so() -> None:
+    from supernet.training import LearnedGates, fix_ffn_paths
+
+    definition = {
+        "name": "task-only",
+        "tasks": [{"name": "face"}],
+        "depths": [2],
+        "choices": {"ffn_path": ["task"], "mlp_ratio": [2.0], "num_heads": [2]},
+        "per_task": ["ffn"],
+        "geometry": {"embed_dim": 8, "patch_size": 8, "image_size": 16, "head_dim": 4},
+    }
+    space = space_from_definition(definition)
+    gates = LearnedGates(space="task-only", p_task={"face": (0.9, 0.2)})
+    with pytest.raises(ValueError, match="need both"):
+        fix_ffn_paths(space, space.sample(1, seed=0), gates, "face")
