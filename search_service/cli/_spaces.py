@@ -245,12 +245,13 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             _print_summary(detail, "registered space")
             return
         assert database is not None
+        from search_service.core import Settings
         from search_service.errors import ServiceError
         from search_service.services import spaces as space_service
 
         with database_session(database, write=True) as session:
             try:
-                space = space_service.register_space(session, definition)
+                space = space_service.register_space(session, definition, Settings().max_encoding_width)
             except ServiceError as error:
                 raise ValueError(error.message) from None
             session.commit()

@@ -158,6 +158,14 @@ class Settings(BaseSettings):
         description="Wall-clock limit of the search behind one deployment query (POST "
         "/v1/deployments/query) that is too large to compare every combination.",
     )
+    max_encoding_width: int = Field(
+        2048,
+        ge=1,
+        description="Widest one-hot code of a space registered here (POST /v1/spaces, gpnas spaces "
+        "add); a wider one is refused with 422. Fits cost n^2 d per step and front searches keep "
+        "n x d codes: the presets need 30-198 columns; a 99-layer space with 35 values per choice "
+        "needs about 7,200.",
+    )
     fit_time_limit_s: float = Field(
         300.0,
         gt=0.0,

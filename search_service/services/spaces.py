@@ -101,8 +101,14 @@ def uninstall_space_source(source: SqlSpaceSource) -> None:
         supernet.set_space_source(None)
 
 
-def register_space(session: Session, definition: SpaceDefinition) -> SearchSpace:
+def register_space(session: Session, definition: SpaceDefinition, max_encoding_width: int) -> SearchSpace:
     """Store a new space (the caller commits, then :func:`publish`-es the result).
+
+    Args:
+        session: A write session.
+        definition: The space.
+        max_encoding_width: The widest one-hot code accepted (``Settings.max_encoding_width``):
+            fits and front searches cost at least linear, some quadratic, in it.
 
     Returns:
         The space the definition builds.
@@ -110,6 +116,7 @@ def register_space(session: Session, definition: SpaceDefinition) -> SearchSpace
     Raises:
         ConflictError: The name is a preset's or a registered space's, ignoring case (``loc``
             names the field).
+        InvalidError: The space's one-hot code is wider than ``max_encoding_width``.
     """
     name = definition.name
     preset = next((p for p in supernet.preset_names() if p.lower() == name.lower()), None)
@@ -120,6 +127,15 @@ def register_space(session: Session, definition: SpaceDefinition) -> SearchSpace
             ["body", "name"],
         )
     space = space_from_definition(definition)
+    width = space.encoding_dim("onehot")
+    if width > max_encoding_width:
+        raise InvalidError(
+            f"space {name!r} encodes a subnet in {width:,} one-hot columns (depths up to "
+            f"{space.max_depth} x {sum(len(d) for d in space.dimensions)} choice values); the most "
+            f"this server fits is {max_encoding_width:,} (max_encoding_width): offer fewer layers or "
+            "fewer values per choice",
+            ["body", "choices"],
+        )
     repo.create_space_row(session, definition.name, definition.to_json())
     return space
 

@@ -278,3 +278,28 @@ def test_the_api_refuses_a_quoted_budget_and_the_json_client_sends_numbers(clien
     # What the typed client sends: the model's JSON, numbers as numbers.
     sent = json.loads(schemas.QueryRequest.model_validate(body).model_dump_json())
     assert sent["latency_budget_ms"] == 12.0
+
+
+# ---------------------------------------------------------------------- codes too wide to fit
+def test_a_space_wider_than_max_encoding_width_is_refused_naming_the_limit(
+    client: TestClient, db_url: str, tmp_path: Path
+) -> None:
+    """Issue 25.2: 99 layers of heads and MLP ratios with 35 values each (a 7,128-column code)
+    were accepted and made one fit step take over 600 s."""
+    wide = {
+        "name": "wide-vit",
+        "tasks": [{"name": "face"}],
+        "depths": list(range(1, 100)),
+        "choices": {"mlp_ratio": [1.0 + 0.1 * i for i in range(35)], "num_heads": list(range(1, 36))},
+        "geometry": {"embed_dim": 140, "patch_size": 16, "image_size": 32, "head_dim": 4},
+    }
+    answer = client.post("/v1/spaces", json=wide)
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"][0]
+    assert detail["loc"] == ["body", "choices"] and "max_encoding_width" in detail["msg"], detail
+    assert "7,128" in detail["msg"] and "2,048" in detail["msg"]
+    assert client.get("/v1/spaces/wide-vit").status_code == 404
+    path = tmp_path / "wide.json"
+    path.write_text(json.dumps(wide))
+    printed = runner.invoke(cli_app, ["spaces", "add", str(path), "--database-url", db_url])
+    assert printed.exit_code != 0 and "max_encoding_width" in str(printed.exception), printed.output

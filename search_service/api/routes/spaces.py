@@ -10,7 +10,7 @@ from supernet import SearchSpace, SpaceDefinition, TaskDefinition
 from ...errors import NotFoundError
 from ...schemas import SpaceDetail, SpaceSummary
 from ...services import spaces as space_service
-from ..deps import PrincipalDep, WriteSessionDep
+from ..deps import PrincipalDep, SettingsDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/spaces", tags=["spaces"])
 
@@ -51,13 +51,16 @@ def get_space_definition(space: SpacePath) -> SpaceDefinition:
 
 
 @router.post("", response_model=SpaceDetail, status_code=status.HTTP_201_CREATED)
-def create_space(body: SpaceDefinition, session: WriteSessionDep, principal: PrincipalDep) -> SpaceDetail:
+def create_space(
+    body: SpaceDefinition, session: WriteSessionDep, principal: PrincipalDep, settings: SettingsDep
+) -> SpaceDetail:
     """Register a space definition (admin): name, tasks with head widths and metrics, per-layer
     choices, depths, geometry, which parts are per task, arch format. Usable at once by every
-    route, exactly like a preset. 409 if the name is a preset's or registered; 422 names the field.
+    route, exactly like a preset. 409 if the name is a preset's or registered (ignoring case);
+    422 names the field, also when the one-hot code is wider than ``max_encoding_width``.
     """
     principal.require_admin("register spaces")
-    space = space_service.register_space(session, body)
+    space = space_service.register_space(session, body, settings.max_encoding_width)
     session.commit()
     space_service.publish(space)
     return _detail(space)
