@@ -86,7 +86,15 @@ from ._ensemble import (
 from ._features import summary_dim, summary_features
 from ._gp import GPNASPredictor
 from ._kernels import KERNELS, GroupHammingKernel, GroupLinearKernel, LayerPairwiseKernel, build_kernel
-from ._limits import StopRequestedError, TimeLimitError, check_time, clear_stop, request_stop, time_limit
+from ._limits import (
+    StopRequestedError,
+    TimeLimitError,
+    check_time,
+    clear_stop,
+    fit_gflop,
+    request_stop,
+    time_limit,
+)
 from ._multitask import MultiTaskGPNASPredictor
 from ._ranking import PairwiseRankPredictor
 from ._sampling import (
@@ -159,6 +167,7 @@ __all__ = [
     "TimeLimitError",
     "check_time",
     "clear_stop",
+    "fit_gflop",
     "request_stop",
     "time_limit",
 ]

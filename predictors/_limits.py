@@ -74,6 +74,27 @@ def check_time() -> None:
         raise TimeLimitError(f"{deadline[2]} ran past its time limit of {deadline[1]:g} s")
 
 
+# Marginal-likelihood evaluations of a fit: L-BFGS's iterations (200) and its line searches.
+_FIT_EVALUATIONS = 250
+
+
+def fit_gflop(width: int, rows: int, columns: int = 1) -> float:
+    """Rough floating-point work (GFLOP) of a GP-NAS-family fit by marginal likelihood, to tell
+    before it runs whether it is affordable.
+
+    Each evaluation factorises, per column, an ``m x m`` system with ``m = min(rows, width)`` (the
+    row form when there are fewer rows than code columns) after ``m x m x max(rows, width)``
+    products.
+
+    Args:
+        width: ``d``, the code's width.
+        rows: ``n``, the rows one column is fitted on (after any subsampling).
+        columns: ``T``, the columns fitted together (the target and its related ones).
+    """
+    m, k = min(rows, width), max(rows, width)
+    return _FIT_EVALUATIONS * columns * (m * m * k + m**3) / 1e9
+
+
 def request_stop() -> None:
     """Make every :func:`check_time` of this process raise :class:`StopRequestedError`."""
     _stop.set()

@@ -109,7 +109,9 @@ class Admission:
         self.anonymous = anonymous
         self.queue_wait_s = queue_wait_s
         self._clock = clock
-        self._executor = ThreadPoolExecutor(concurrency, thread_name_prefix="gpnas-heavy")
+        # Made on first use and again after close(): an app may be started and stopped repeatedly
+        # (each lifespan of a test client).
+        self._executor: ThreadPoolExecutor | None = None
         self._queue: collections.deque[_Work] = collections.deque()
         self._by_key: dict[str, _Work] = {}
         self._in_flight: collections.Counter[str] = collections.Counter()
@@ -184,12 +186,14 @@ class Admission:
         )
 
     def close(self) -> None:
-        """Stop taking work; queued work is dropped, running work finishes on its threads."""
+        """Drop the queued work (its requests get 503); running work finishes on its threads."""
         for work in list(self._queue):
             self._drop(work)
             if not work.done.done():
                 work.done.set_exception(_shutting_down())
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
     # ------------------------------------------------------------------------------ internals
     async def _wait(self, work: _Work, connection: Connection | None) -> Any:
@@ -217,6 +221,8 @@ class Admission:
 
     def _start_next(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="gpnas-heavy")
         while self._running < self.concurrency and self._queue:
             work = self._queue.popleft()
             work.started = True

@@ -166,6 +166,18 @@ class Settings(BaseSettings):
         "n x d codes: the presets need 30-198 columns; a 99-layer space with 35 values per choice "
         "needs about 7,200.",
     )
+    fit_max_gflop: float = Field(
+        1000.0,
+        gt=0.0,
+        description="Estimated work (GFLOP: code width, rows and related columns; "
+        "predictors.fit_gflop) above which a target is fitted with fit_fallback instead of its "
+        "metric's predictor. The presets' largest fit (fbnet, 46 devices) is about 300.",
+    )
+    fit_fallback: str = Field(
+        "gpnas",
+        description="The single-target predictor fitted when the configured one would cost more than "
+        "fit_max_gflop (it fits the target's own column only).",
+    )
     fit_time_limit_s: float = Field(
         300.0,
         gt=0.0,

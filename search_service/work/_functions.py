@@ -16,16 +16,25 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from sqlalchemy.orm import Session
 
-from predictors import Predictor, SupportsUpdate, TimeLimitError, create_predictor, time_limit
+from predictors import (
+    Predictor,
+    SupportsUpdate,
+    TimeLimitError,
+    create_predictor,
+    fit_gflop,
+    time_limit,
+)
 from supernet import SearchSpace, get_space, space_with_task
 
 from .. import repositories as repo
+from ..core.config import Settings
 from ..domain import Metric, Target, WorkKind, WorkStatus
 from ..errors import InvalidError, ServiceError
 from ..models import Front, PredictorVersion, utcnow
@@ -163,6 +172,43 @@ def _train(
         predictor.fit(space.parse_many(data.archs), data.values, y_std=data.stds)
 
 
+Matrix = tuple[list[str], list[str], list[list[float]]]
+
+
+def _affordable(
+    settings: Settings, target: Target, space: SearchSpace, n_train: int, read_matrix: Callable[[], Matrix]
+) -> tuple[str, Predictor, Matrix, list[str]]:
+    """The predictor to fit (its name, a fresh instance, the related columns it takes) and notes.
+
+    The metric's configured predictor, unless its fit's estimated work (:func:`predictors.
+    fit_gflop` of the code width, the rows it fits on and the related columns) exceeds
+    ``fit_max_gflop``: then the single-target ``fit_fallback``, with a note saying why.
+    """
+    kind = settings.predictor_for(target.metric)
+    predictor = create_predictor(kind, space, metric=target.metric)
+    # A predictor using related targets takes every device (or task) of the metric, this one
+    # included; the others need only the target's own values.
+    matrix: Matrix = read_matrix() if predictor.uses_related_targets else ([], [], [])
+    rows = min(n_train, getattr(predictor, "max_fit", n_train))
+    width, columns = space.encoding_dim("onehot"), max(1, len(matrix[1]))
+    cost = fit_gflop(width, rows, columns)
+    if cost <= settings.fit_max_gflop or kind == settings.fit_fallback:
+        return kind, predictor, matrix, []
+    note = (
+        f"fitted with {settings.fit_fallback} instead of {kind}: its fit on {rows} rows x {columns} "
+        f"columns of a {width:,}-wide code is estimated at {cost:,.0f} GFLOP, over fit_max_gflop "
+        f"({settings.fit_max_gflop:,.0f})"
+    )
+    log.warning("fit of %s %s", target, note)
+    fallback = create_predictor(settings.fit_fallback, space, metric=target.metric)
+    return (
+        settings.fit_fallback,
+        fallback,
+        matrix if fallback.uses_related_targets else ([], [], []),
+        [f"{target}: {note}"],
+    )
+
+
 def fit_target(ctx: WorkContext, target: Target, key: str | None = None) -> Outcome:
     """Fit and store a new predictor version of ``target`` unless its newest fits the data now.
 
@@ -180,20 +226,19 @@ def fit_target(ctx: WorkContext, target: Target, key: str | None = None) -> Outc
     with ctx.read_sessions() as session:
         data = repo.training_data(session, target.space, target.metric, target.name)
         latest = repo.latest_predictor(session, target.space, target.metric, target.name)
-        fresh = create_predictor(settings.predictor_for(target.metric), space, metric=target.metric)
-        source = _hyperparameter_source(
-            session, ctx, latest, len(data.archs), updatable=isinstance(fresh, SupportsUpdate)
+        kind, fresh, matrix, notes = _affordable(
+            settings,
+            target,
+            space,
+            len(data.archs),
+            lambda: repo.training_matrix(session, target.space, target.metric),
         )
-        # A predictor using related targets takes every device (or task) of the metric, this
-        # one included; the others need only the target's own values.
-        matrix = (
-            repo.training_matrix(session, target.space, target.metric)
-            if fresh.uses_related_targets
-            else ([], [], [])
-        )
+        # A fallback is fitted anew: the newest version may be the configured predictor's.
+        updatable = isinstance(fresh, SupportsUpdate) and kind == settings.predictor_for(target.metric)
+        source = _hyperparameter_source(session, ctx, latest, len(data.archs), updatable=updatable)
     read_key = items.fit_key(target.space, target.metric, target.name, data.version)
     keys = dict.fromkeys([key or read_key, read_key])
-    outcome = Outcome(key or read_key)
+    outcome = Outcome(key or read_key, notes=notes)
     if latest is not None and fitted_version(latest) == data.version:
         outcome.existing = latest.id
         with ctx.write_sessions() as session:
@@ -251,7 +296,7 @@ def fit_target(ctx: WorkContext, target: Target, key: str | None = None) -> Outc
                 metric=target.metric,
                 target=target.name,
                 version=1 if newest is None else newest.version + 1,
-                kind=settings.predictor_for(target.metric),
+                kind=kind,
                 n_train=len(data.archs),
                 # The data version it was fitted on, to tell later whether the data changed.
                 last_measurement_id=data.version.last_id,

@@ -254,3 +254,14 @@ def test_anonymous_callers_beyond_their_budget_get_429_not_a_wait(blocked_server
     # The admitted ones ran and answered what their search raised, with its Retry-After.
     assert [a.status_code for a in answered] == [503, 503, 503]
     assert all("Retry-After" in a.headers for a in answered)
+
+
+def test_an_admission_closed_with_its_app_takes_work_again_when_the_app_restarts() -> None:
+    async def main() -> None:
+        admission = _admission()
+        assert await admission.run("token 1", lambda: 1) == 1
+        admission.close()
+        assert await admission.run("token 1", lambda: 2) == 2
+        admission.close()
+
+    asyncio.run(main())

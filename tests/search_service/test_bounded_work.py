@@ -17,6 +17,7 @@ from search_service import create_app
 from search_service.core import make_engine, make_sessionmaker
 from search_service.domain import Metric, Target, WorkStatus
 from search_service.main import stop_work_on_sigterm
+from search_service.models import PredictorVersion
 from search_service.work import WorkContext, fit_target, items, schedule
 from supernet import get_space
 
@@ -112,3 +113,24 @@ def test_a_refit_of_one_space_does_not_wait_for_a_fit_of_another(
     finally:
         release.set()
         held.join(60)
+
+
+def test_a_fit_estimated_over_its_budget_uses_the_fallback_and_says_so(db_url: str) -> None:
+    settings = make_settings(db_url, predictor_latency="gpnas-transfer", fit_max_gflop=1e-6)
+    with TestClient(create_app(settings)) as client:
+        register(client)
+        register(client, "dev2")
+        data = measurements(12) + measurements(12, device="dev2", seed=1)
+        assert client.post("/v1/measurements", json={"measurements": data}).status_code == 200
+    engine = make_engine(db_url)
+    try:
+        ctx = WorkContext(make_sessionmaker(engine), make_sessionmaker(engine, write=True), settings)
+        outcome = fit_target(ctx, Target(SPACE, Metric.LATENCY, "dev1"))
+        with ctx.read_sessions() as session:
+            row = session.get(PredictorVersion, outcome.stored)
+            assert row is not None and row.kind == "gpnas"
+    finally:
+        engine.dispose()
+    assert any(
+        "fitted with gpnas instead of gpnas-transfer" in n and "fit_max_gflop" in n for n in outcome.notes
+    )
