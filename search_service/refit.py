@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import repositories as repo
 from .core.config import Settings
 from .domain import Metric, WorkKind, WorkStatus
+from .errors import UnavailableError
 from .models import Front, PredictorVersion, WorkItem, utcnow
 from .work import CeleryRunner, InProcessRunner, Outcome, Runner, WorkContext, items, schedule, wait_for
 
@@ -196,6 +197,9 @@ class Refitter:
             started = time.monotonic()
             try:
                 report = self._pass()
+            except UnavailableError as error:  # the broker is down: one line per pass, not a trace
+                log.warning("scheduling pass postponed: %s", error.message)
+                continue
             except Exception:  # the thread must survive anything (e.g. the database restarting)
                 log.exception("scheduling pass failed")
                 continue
