@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from fastapi.testclient import TestClient
 from scipy.special import ndtri
 from service_helpers import SPACE, make_settings, post_scored_tasks, register
