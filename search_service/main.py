@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from predictors import request_stop
+from predictors import StopRequestedError, request_stop
 
 from .admission import Admission
 from .api.middleware import (
@@ -195,6 +195,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _service_error(_: Request, error: ServiceError) -> JSONResponse:
         detail = {"detail": error.detail()}
         return JSONResponse(detail, status_code=error.status_code, headers=error.headers())
+
+    @app.exception_handler(StopRequestedError)
+    async def _stopping(_: Request, error: StopRequestedError) -> JSONResponse:
+        # SIGTERM interrupted the request's fit or search: another process (or this one, restarted)
+        # can do it.
+        return JSONResponse(
+            {"detail": "the server is shutting down; retry"}, status_code=503, headers={"Retry-After": "5"}
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:

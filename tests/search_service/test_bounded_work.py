@@ -134,3 +134,16 @@ def test_a_fit_estimated_over_its_budget_uses_the_fallback_and_says_so(db_url: s
     assert any(
         "fitted with gpnas instead of gpnas-transfer" in n and "fit_max_gflop" in n for n in outcome.notes
     )
+
+
+def test_work_interrupted_by_sigterm_is_a_503_not_a_500(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = create_app(make_settings(db_url))
+
+    def interrupted(space: str | None = None) -> None:
+        raise StopRequestedError("stopped: the process is shutting down")
+
+    monkeypatch.setattr(app.state.refitter, "refit", interrupted)
+    with TestClient(app) as client:
+        answer = client.post("/v1/refit", json={"wait": True})
+    assert answer.status_code == 503 and answer.headers["Retry-After"] == "5", answer.text
+    assert "shutting down" in answer.text
