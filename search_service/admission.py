@@ -35,6 +35,12 @@ T = TypeVar("T")
 
 ANONYMOUS = "anonymous"
 
+# The OpenAPI answers of a route whose work goes through the queue.
+ADMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    429: {"description": "The caller has its budget of heavy requests in flight (Retry-After)"},
+    503: {"description": "The server's queue of heavy work is full, or no worker answered (Retry-After)"},
+}
+
 # How often a waiting request checks whether its client is still there.
 _DISCONNECT_POLL_S = 0.25
 # Weight of the newest duration in the running estimate behind Retry-After.

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from search_service import Settings
+from search_service.work import WorkContext
 from supernet import get_space
 
 SPACE = "ufo-track2"
@@ -96,3 +98,13 @@ def make_settings(db_url: str, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@contextmanager
+def work_context(settings: Settings) -> Iterator[WorkContext]:
+    """What task functions run with, on a new engine for ``settings`` (disposed after)."""
+    ctx, engine = WorkContext.open(settings)
+    try:
+        yield ctx
+    finally:
+        engine.dispose()

@@ -10,11 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import SPACE, make_settings, measurements, register
+from service_helpers import SPACE, make_settings, measurements, register, work_context
 
 from predictors import StopRequestedError, check_time, clear_stop
 from search_service import create_app
-from search_service.core import make_engine, make_sessionmaker
 from search_service.domain import Metric, Target, WorkStatus
 from search_service.main import stop_work_on_sigterm
 from search_service.models import PredictorVersion
@@ -29,11 +28,8 @@ def ctx(db_url: str) -> Iterator[WorkContext]:
     with TestClient(create_app(settings)) as client:
         register(client)
         assert client.post("/v1/measurements", json={"measurements": measurements(20)}).status_code == 200
-    engine = make_engine(db_url)
-    try:
-        yield WorkContext(make_sessionmaker(engine), make_sessionmaker(engine, write=True), settings)
-    finally:
-        engine.dispose()
+    with work_context(settings) as ctx:
+        yield ctx
 
 
 def test_a_fit_past_its_limit_is_recorded_and_not_ordered_again(ctx: WorkContext) -> None:
@@ -122,15 +118,11 @@ def test_a_fit_estimated_over_its_budget_uses_the_fallback_and_says_so(db_url: s
         register(client, "dev2")
         data = measurements(12) + measurements(12, device="dev2", seed=1)
         assert client.post("/v1/measurements", json={"measurements": data}).status_code == 200
-    engine = make_engine(db_url)
-    try:
-        ctx = WorkContext(make_sessionmaker(engine), make_sessionmaker(engine, write=True), settings)
+    with work_context(settings) as ctx:
         outcome = fit_target(ctx, Target(SPACE, Metric.LATENCY, "dev1"))
         with ctx.read_sessions() as session:
             row = session.get(PredictorVersion, outcome.stored)
             assert row is not None and row.kind == "gpnas"
-    finally:
-        engine.dispose()
     assert any(
         "fitted with gpnas instead of gpnas-transfer" in n and "fit_max_gflop" in n for n in outcome.notes
     )

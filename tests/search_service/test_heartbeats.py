@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from service_helpers import RIDGE, SPACE, make_settings, measurements, register
+from service_helpers import RIDGE, SPACE, make_settings, measurements, register, work_context
 from sqlalchemy import select
 from test_workers import BROKERS, kill, worker
 
@@ -75,11 +75,8 @@ def ctx(db_url: str) -> Iterator[WorkContext]:
     with TestClient(create_app(settings)) as client:
         register(client)
         assert client.post("/v1/measurements", json={"measurements": measurements(6)}).status_code == 200
-    engine = make_engine(db_url)
-    try:
-        yield WorkContext(make_sessionmaker(engine), make_sessionmaker(engine, write=True), settings)
-    finally:
-        engine.dispose()
+    with work_context(settings) as ctx:
+        yield ctx
 
 
 def _row(ctx: WorkContext, key: str) -> WorkItem:

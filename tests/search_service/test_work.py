@@ -9,26 +9,17 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from service_helpers import SPACE, make_settings, measurements, register
+from service_helpers import SPACE, make_settings, measurements, register, work_context
 from sqlalchemy import func, select
 
 from predictors import predictor_class
 from search_service import create_app
 from search_service import repositories as repo
-from search_service.core import Settings, make_engine, make_sessionmaker
 from search_service.domain import Metric, Target, WorkKind, WorkStatus
 from search_service.models import Front, PredictorVersion, WorkItem
 from search_service.work import WorkContext, fit_target, items, run_order, schedule
 
 LATENCY = Target(SPACE, Metric.LATENCY, "dev1")
-
-
-def _context(settings: Settings) -> Iterator[WorkContext]:
-    engine = make_engine(settings.database_url)
-    try:
-        yield WorkContext(make_sessionmaker(engine), make_sessionmaker(engine, write=True), settings)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture
@@ -39,7 +30,8 @@ def ctx(db_url: str) -> Iterator[WorkContext]:
         register(client)
         data = measurements(20) + measurements(20, device=None, task="market1501", seed=1)
         assert client.post("/v1/measurements", json={"measurements": data}).status_code == 200
-    yield from _context(settings)
+    with work_context(settings) as ctx:
+        yield ctx
 
 
 def _post(ctx: WorkContext, data: list[dict[str, object]]) -> None:
@@ -121,7 +113,7 @@ def test_full_refit_growth_zero_always_fits_anew(db_url: str) -> None:
     with TestClient(create_app(settings)) as client:
         register(client)
         assert client.post("/v1/measurements", json={"measurements": measurements(10)}).status_code == 200
-    for ctx in _context(settings):
+    with work_context(settings) as ctx:
         fit_target(ctx, LATENCY)
         _post(ctx, measurements(1, seed=3))
         second = fit_target(ctx, LATENCY)
@@ -137,7 +129,7 @@ def test_a_failed_fit_is_known_to_every_process_and_not_retried_until_the_data_c
         data = measurements(3)
         data[0]["value"] = 1e308
         assert client.post("/v1/measurements", json={"measurements": data}).status_code == 200
-    for ctx in _context(settings):
+    with work_context(settings) as ctx:
         outcome = fit_target(ctx, LATENCY)
         assert outcome.error is not None and "fits need at least 3" in outcome.error
         with ctx.read_sessions() as session:

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, status
 
 from ... import repositories as repo
+from ...admission import ADMISSION_RESPONSES
 from ...schemas import INT32, CampaignCreate, CampaignPublic
 from ...services import campaigns as service
 from ..deps import AdmissionDep, PrincipalDep, SessionDep
@@ -16,10 +17,7 @@ router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
     "",
     response_model=CampaignPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={
-        429: {"description": "The token has its budget of heavy requests in flight (Retry-After)"},
-        503: {"description": "The server's queue of heavy work is full, or no worker answered (Retry-After)"},
-    },
+    responses=ADMISSION_RESPONSES,
 )
 async def create_campaign(
     body: CampaignCreate, request: Request, principal: PrincipalDep, admission: AdmissionDep

@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter, Request
 
+from ...admission import ADMISSION_RESPONSES
 from ...schemas import DeploymentQueryRequest, DeploymentQueryResponse
 from ...services import deployments as service
 from ..deps import AdmissionDep, ReaderDep, caller_of
@@ -18,8 +19,7 @@ router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
         422: {
             "description": "Bad request, or no deployment meets the budgets (the answer names the closest)"
         },
-        429: {"description": "The caller has its budget of heavy requests in flight (Retry-After)"},
-        503: {"description": "The server's queue of heavy work is full, or no worker answered (Retry-After)"},
+        **ADMISSION_RESPONSES,
     },
 )
 async def query_deployment(

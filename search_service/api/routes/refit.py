@@ -2,6 +2,7 @@
 
 from fastapi import APIRouter, Request
 
+from ...admission import ADMISSION_RESPONSES
 from ...schemas import FrontVersionPublic, PredictorVersionPublic, RefitRequest, RefitResponse
 from ..deps import AdmissionDep, FrontCacheDep, PrincipalDep, RefitterDep
 
@@ -11,10 +12,7 @@ router = APIRouter(prefix="/v1", tags=["refit"])
 @router.post(
     "/refit",
     response_model=RefitResponse,
-    responses={
-        429: {"description": "The token has its budget of heavy requests in flight (Retry-After)"},
-        503: {"description": "The server's queue of heavy work is full, or no worker answered (Retry-After)"},
-    },
+    responses=ADMISSION_RESPONSES,
 )
 async def refit(
     body: RefitRequest,
