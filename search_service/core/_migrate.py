@@ -1,10 +1,11 @@
-"""Alembic driven from code: the migrations ship inside the installed package (``migrations``)."""
+"""Alembic driven from code: the migrations ship inside the installed package
+(``search_service.migrations``, the repository's top-level ``migrations/`` folder)."""
 
 from __future__ import annotations
 
+import importlib.resources
 from collections.abc import Iterable
 from functools import cache
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -21,10 +22,9 @@ class SchemaOutdatedError(RuntimeError):
 
 def alembic_config(url: str) -> Config:
     """An Alembic config pointing at the packaged ``migrations`` directory and ``url``."""
-    import migrations
-
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    # The repository's migrations/ folder, installed as this package (pyproject.toml).
+    config.set_main_option("script_location", str(importlib.resources.files("search_service.migrations")))
     # '%' is ConfigParser interpolation syntax; URLs may contain it (escaped passwords).
     config.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
     return config
