@@ -22,6 +22,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 # The four packages, as configured in pyproject.toml ([tool.mypy]); about 40 s cold on 2 cores,
 # about 1 s with the incremental cache (.mypy_cache) of an earlier run.
@@ -31,6 +32,7 @@ typecheck: install
 test: install
 	./scripts/ensure_services.sh
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 

@@ -30,6 +30,7 @@ from .core.config import Settings
 from .domain import Metric, WorkKind, WorkStatus
 from .errors import UnavailableError
 from .models import Front, PredictorVersion, WorkItem, utcnow
+from .services import REQUEST_HANDLERS
 from .work import CeleryRunner, InProcessRunner, Outcome, Runner, WorkContext, items, schedule, wait_for
 
 log = logging.getLogger("gpnas.refit")
@@ -53,7 +54,7 @@ def _quantity(metric: str, target: str) -> str:
 
 def create_runner(ctx: WorkContext) -> Runner:
     """Celery workers when ``ctx.settings.broker_url`` is set, else this process."""
-    return CeleryRunner(ctx) if ctx.settings.broker_url else InProcessRunner(ctx)
+    return CeleryRunner(ctx) if ctx.settings.broker_url else InProcessRunner(ctx, REQUEST_HANDLERS)
 
 
 def _describe(item: WorkItem) -> str:

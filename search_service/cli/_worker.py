@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         from predictors import request_stop
         from search_service import SchemaOutdatedError
         from search_service.core import Settings, check_schema, make_engine
+        from search_service.services import REQUEST_HANDLERS
         from search_service.services.spaces import UrlSpaceSource, install_space_source
         from search_service.work import create_celery, use_threads
 
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
         # Fits and fronts of registered spaces look them up by name; each worker process opens
         # the source's engine itself, after the fork.
         install_space_source(UrlSpaceSource(settings.database_url))
-        celery = create_celery(settings, worker=True)
+        celery = create_celery(settings, REQUEST_HANDLERS)
         # A warm shutdown waits for the task in hand: make a fit or search stop at its next step
         # (the task goes back to the queue) instead of holding the shutdown for minutes.
         worker_shutting_down.connect(lambda **_: request_stop(), weak=False)

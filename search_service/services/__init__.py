@@ -1,3 +1,15 @@
-"""The application layer: what the API routes, the CLI commands and the agent call as thin
-adapters (campaign planning here; ingest, job completion and refits are the repositories'
-transactions and :class:`~search_service.refit.Refitter`)."""
+"""The application layer: what the API routes, the CLI commands and the workers call as thin
+adapters (campaign planning, deployment answers, spaces; ingest, job completion and refits are the
+repositories' transactions and :class:`~search_service.refit.Refitter`).
+
+:data:`REQUEST_HANDLERS` hands the requests' task functions to the runners that run them (in
+process, or on a Celery worker), so that the work layer below does not import this one.
+"""
+
+from ..work import RequestHandlers
+from .campaigns import plan_and_store_campaign
+from .deployments import answer_and_store_deployment
+
+REQUEST_HANDLERS = RequestHandlers(campaign=plan_and_store_campaign, deployment=answer_and_store_deployment)
+
+__all__ = ["REQUEST_HANDLERS"]

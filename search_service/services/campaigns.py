@@ -11,16 +11,24 @@ import numpy as np
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
-from predictors import Predictor, TransferPredictor, create_strategy, list_strategies, transfer_prior
+from predictors import (
+    Predictor,
+    TimeLimitError,
+    TransferPredictor,
+    create_strategy,
+    list_strategies,
+    time_limit,
+    transfer_prior,
+)
 from profilers import LocalConfig, get_profiler_class
 from supernet import SearchSpace, Subnet, get_space
 
 from .. import repositories as repo
 from ..domain import Metric, Target, WorkKind, WorkStatus
-from ..errors import InvalidError
+from ..errors import InvalidError, ServiceError
 from ..models import Campaign, Device
 from ..schemas import CampaignCreate, CampaignPublic, canonical_arch
-from ..work import Runner
+from ..work import Outcome, Runner, WorkContext, record_failure, request_outcome
 from ..work import items as work_items
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "campaign_public",
     "canonical_candidates",
     "create_campaign",
+    "plan_and_store_campaign",
     "plan_campaign",
     "store_campaign",
 ]
@@ -257,3 +266,27 @@ def create_campaign(
     campaign_id = runner.campaign(canonical_candidates(body))
     with read_sessions() as session:
         return campaign_public(session, repo.get_campaign(session, campaign_id))
+
+
+def plan_and_store_campaign(ctx: WorkContext, body: CampaignCreate, key: str) -> Outcome:
+    """The campaign request's task function: plan ``body``'s campaign and store it (see
+    :func:`create_campaign`), once per ``key``, within ``selection_time_limit_s``; a
+    :class:`ServiceError` is recorded as the item's error for the waiting API process to raise."""
+    outcome = request_outcome(ctx, key)
+    if outcome.existing is not None or outcome.error is not None:
+        return outcome
+    try:
+        limit = ctx.settings.selection_time_limit_s
+        with time_limit(limit, f"the selection of {body.n} subnets by {body.strategy_name}"):
+            outcome.stored = store_campaign(
+                ctx.read_sessions, ctx.write_sessions, body, ctx.settings.data_dir, key=key
+            )
+    except TimeLimitError as error:
+        too_long = InvalidError(
+            f"{error} (selection_time_limit_s): ask for fewer subnets, or use a cheaper strategy",
+            ["body", "n"],
+        )
+        outcome.error = record_failure(ctx, key, WorkKind.CAMPAIGN, body.space, too_long)
+    except ServiceError as error:
+        outcome.error = record_failure(ctx, key, WorkKind.CAMPAIGN, body.space, error)
+    return outcome

@@ -25,8 +25,8 @@ from supernet import DTYPE_BYTES, UFOSpace, get_space
 from .. import repositories as repo
 from ..admission import Admission, Connection
 from ..core.config import Settings
-from ..domain import Metric
-from ..errors import ConflictError, InvalidError, NotFoundError
+from ..domain import Metric, WorkKind, WorkStatus
+from ..errors import ConflictError, InvalidError, NotFoundError, ServiceError
 from ..models import DeploymentAnswerRow
 from ..schemas import (
     DeploymentPrediction,
@@ -35,7 +35,7 @@ from ..schemas import (
     DeploymentTaskAnswer,
 )
 from ..search import NoFeasibleDeploymentError, SharedLatency, TaskGoal, solve_deployment
-from ..work import decode_front, items
+from ..work import Outcome, WorkContext, decode_front, items, record_failure, request_outcome
 from ..work._schedule import Runner
 
 
@@ -193,6 +193,31 @@ def store_answer(session: Session, key: str, answer: DeploymentQueryResponse) ->
 
 def stored_answer_row(session: Session, key: str) -> DeploymentAnswerRow | None:
     return session.scalar(select(DeploymentAnswerRow).where(DeploymentAnswerRow.key == key))
+
+
+def answer_and_store_deployment(ctx: WorkContext, body: DeploymentQueryRequest, key: str) -> Outcome:
+    """The deployment query's task function: search the deployment ``body`` asks for and store
+    the answer under ``key``, once per key; a :class:`ServiceError` (nothing fits, predictors
+    missing) is recorded as the item's error for the waiting API process to raise."""
+    outcome = request_outcome(ctx, key)
+    if outcome.existing is not None or outcome.error is not None:
+        return outcome
+    with ctx.write_sessions() as session:
+        items.started(session, key, WorkKind.DEPLOYMENT, body.space)
+        session.commit()
+    try:
+        with ctx.read_sessions() as session:
+            answer = compute_answer(session, body, ctx.settings)
+    except ServiceError as error:
+        outcome.error = record_failure(ctx, key, WorkKind.DEPLOYMENT, body.space, error)
+        return outcome
+    with ctx.write_sessions() as session:
+        outcome.stored = store_answer(session, key, answer)
+        items.finished(
+            session, key, WorkKind.DEPLOYMENT, body.space, WorkStatus.DONE, result_id=outcome.stored
+        )
+        session.commit()
+    return outcome
 
 
 async def query_deployment(

@@ -39,8 +39,16 @@ from ..models import WorkItem, utcnow
 from ..schemas import CampaignCreate, DeploymentQueryRequest
 from . import items
 from ._context import WorkContext, lock
-from ._functions import Outcome, answer_and_store_deployment, build_front, fit_target, plan_and_store_campaign
-from ._schedule import SCHEDULER_LOCK, Order, Runner, raise_recorded_error, schedule, wait_for
+from ._functions import Outcome, build_front, fit_target
+from ._schedule import (
+    SCHEDULER_LOCK,
+    Order,
+    RequestHandlers,
+    Runner,
+    raise_recorded_error,
+    schedule,
+    wait_for,
+)
 
 log = logging.getLogger("gpnas.work")
 
@@ -58,10 +66,10 @@ _MAX_RETRIES = 5
 BROKER_ERRORS: tuple[type[Exception], ...] = (KombuOperationalError, OSError)
 
 
-def create_celery(settings: Settings, worker: bool = False) -> Celery:
-    """The Celery app of ``settings.broker_url``. With ``worker``, the gpnas tasks are bound to
-    ``settings.database_url`` (each worker process opens its own engine, after any fork); API
-    processes, which only send, leave it off.
+def create_celery(settings: Settings, handlers: RequestHandlers | None = None) -> Celery:
+    """The Celery app of ``settings.broker_url``. With ``handlers`` (a worker), the gpnas tasks
+    are bound to ``settings.database_url`` (each worker process opens its own engine, after any
+    fork) and the requests' task functions; API processes, which only send, leave it out.
 
     Raises:
         ValueError: ``broker_url`` is not set.
@@ -71,7 +79,7 @@ def create_celery(settings: Settings, worker: bool = False) -> Celery:
     app = Celery("gpnas", broker=settings.broker_url, set_as_current=False)
     timeout = settings.broker_timeout_s
     transport: dict[str, Any] = {"visibility_timeout": settings.broker_visibility_timeout_s}
-    if not worker:
+    if handlers is None:
         # Redis: without a socket timeout a broker that accepts connections and never answers
         # holds a send for ever (a worker's consumer keeps the transport's defaults).
         transport |= {"socket_connect_timeout": timeout, "socket_timeout": timeout}
@@ -98,8 +106,8 @@ def create_celery(settings: Settings, worker: bool = False) -> Celery:
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
     )
-    if worker:
-        _register(app, settings)
+    if handlers is not None:
+        _register(app, settings, handlers)
     return app
 
 
@@ -173,7 +181,7 @@ class Heartbeat:
             log.warning("heartbeat of %s failed: %s", self.key, failure)
 
 
-def _register(app: Celery, settings: Settings) -> None:
+def _register(app: Celery, settings: Settings, handlers: RequestHandlers) -> None:
     context = _ProcessContext(settings)
 
     def retrying(task: Task, error: Exception) -> NoReturn:
@@ -207,7 +215,7 @@ def _register(app: Celery, settings: Settings) -> None:
     def campaign(task: Task, body: dict[str, Any], key: str) -> dict[str, Any]:
         try:
             with Heartbeat(context(), key):
-                return plan_and_store_campaign(context(), CampaignCreate.model_validate(body), key).to_dict()
+                return handlers.campaign(context(), CampaignCreate.model_validate(body), key).to_dict()
         except Exception as error:
             retrying(task, error)
 
@@ -216,7 +224,7 @@ def _register(app: Celery, settings: Settings) -> None:
         try:
             request = DeploymentQueryRequest.model_validate(body)
             with Heartbeat(context(), key):
-                return answer_and_store_deployment(context(), request, key).to_dict()
+                return handlers.deployment(context(), request, key).to_dict()
         except Exception as error:
             retrying(task, error)
 

@@ -1,5 +1,7 @@
-"""The task functions: fit a target, search a front, plan a campaign. Each runs the same in
-process (no broker) and on a Celery worker, and is idempotent per what it is computed from:
+"""The task functions: fit a target, search a front (requests' task functions, campaign planning
+and deployment answers, are the application layer's: :class:`~._schedule.RequestHandlers`).
+Each runs the same in process (no broker) and on a Celery worker, and is idempotent per what it
+is computed from:
 
 * a fit per (target, data version): when the newest predictor version was fitted on the data as
   it is now, nothing is fitted or stored;
@@ -26,7 +28,6 @@ from sqlalchemy.orm import Session
 from predictors import (
     Predictor,
     SupportsUpdate,
-    TimeLimitError,
     create_predictor,
     fit_gflop,
     time_limit,
@@ -36,9 +37,8 @@ from supernet import SearchSpace, get_space, space_with_task
 from .. import repositories as repo
 from ..core.config import Settings
 from ..domain import Metric, Target, WorkKind, WorkStatus
-from ..errors import InvalidError, ServiceError
+from ..errors import ServiceError
 from ..models import Front, PredictorVersion, utcnow
-from ..schemas import CampaignCreate, DeploymentQueryRequest
 from ..search import FrontResult, compute_front
 from . import items
 from ._context import WorkContext, lock
@@ -435,7 +435,7 @@ def build_front(ctx: WorkContext, space_name: str, task: str, device: str, key: 
 
 
 # ------------------------------------------------------------------------------------- requests
-def _request_outcome(ctx: WorkContext, key: str) -> Outcome:
+def request_outcome(ctx: WorkContext, key: str) -> Outcome:
     """The outcome of request ``key`` if a run already ended it (its result or recorded error),
     else an empty one to fill: a re-delivered task does the work once."""
     outcome = Outcome(key)
@@ -446,66 +446,10 @@ def _request_outcome(ctx: WorkContext, key: str) -> Outcome:
     return outcome
 
 
-def _recorded(error: ServiceError) -> str:
-    """A client error as a work item records it for the waiting API process (JSON: status,
-    message, loc; see ``_schedule.raise_recorded_error``)."""
-    return json.dumps({"status": error.status_code, "message": error.message, "loc": error.loc})
-
-
-def plan_and_store_campaign(ctx: WorkContext, body: CampaignCreate, key: str) -> Outcome:
-    """Plan ``body``'s campaign and store it (see :func:`~search_service.services.campaigns.
-    create_campaign`), once per ``key``; a :class:`ServiceError` is recorded as the item's error
-    (JSON: status, message, loc) for the waiting API process to raise."""
-    from ..services.campaigns import store_campaign
-
-    outcome = _request_outcome(ctx, key)
-    if outcome.existing is not None or outcome.error is not None:
-        return outcome
-    limit = ctx.settings.selection_time_limit_s
-    try:
-        with time_limit(limit, f"the selection of {body.n} subnets by {body.strategy_name}"):
-            campaign = store_campaign(
-                ctx.read_sessions, ctx.write_sessions, body, ctx.settings.data_dir, key=key
-            )
-    except TimeLimitError as error:
-        too_long = InvalidError(
-            f"{error} (selection_time_limit_s): ask for fewer subnets, or use a cheaper strategy",
-            ["body", "n"],
-        )
-        outcome.error = _recorded(too_long)
-        _mark(ctx, key, WorkKind.CAMPAIGN, body.space, WorkStatus.FAILED, outcome.error)
-        return outcome
-    except ServiceError as error:
-        outcome.error = _recorded(error)
-        _mark(ctx, key, WorkKind.CAMPAIGN, body.space, WorkStatus.FAILED, outcome.error)
-        return outcome
-    outcome.stored = campaign
-    return outcome
-
-
-def answer_and_store_deployment(ctx: WorkContext, body: DeploymentQueryRequest, key: str) -> Outcome:
-    """Search the deployment ``body`` asks for and store the answer under ``key`` (see
-    :func:`~search_service.services.deployments.query_deployment`), once per key; a
-    :class:`ServiceError` (nothing fits, predictors missing) is recorded as the item's error."""
-    from ..services.deployments import compute_answer, store_answer
-
-    outcome = _request_outcome(ctx, key)
-    if outcome.existing is not None or outcome.error is not None:
-        return outcome
-    with ctx.write_sessions() as session:
-        items.started(session, key, WorkKind.DEPLOYMENT, body.space)
-        session.commit()
-    try:
-        with ctx.read_sessions() as session:
-            answer = compute_answer(session, body, ctx.settings)
-    except ServiceError as error:
-        outcome.error = _recorded(error)
-        _mark(ctx, key, WorkKind.DEPLOYMENT, body.space, WorkStatus.FAILED, outcome.error)
-        return outcome
-    with ctx.write_sessions() as session:
-        outcome.stored = store_answer(session, key, answer)
-        items.finished(
-            session, key, WorkKind.DEPLOYMENT, body.space, WorkStatus.DONE, result_id=outcome.stored
-        )
-        session.commit()
-    return outcome
+def record_failure(ctx: WorkContext, key: str, kind: WorkKind, space: str, error: ServiceError) -> str:
+    """Mark request ``key`` failed with the client error ``error`` as the waiting API process
+    raises it again (JSON: status, message, loc; see ``_schedule.raise_recorded_error``); the
+    recorded text."""
+    recorded = json.dumps({"status": error.status_code, "message": error.message, "loc": error.loc})
+    _mark(ctx, key, kind, space, WorkStatus.FAILED, recorded)
+    return recorded

@@ -28,14 +28,7 @@ from ..models import WorkItem, utcnow
 from ..schemas import CampaignCreate, DeploymentQueryRequest
 from . import items
 from ._context import WorkContext, lock
-from ._functions import (
-    Outcome,
-    answer_and_store_deployment,
-    build_front,
-    fit_target,
-    fitted_version,
-    plan_and_store_campaign,
-)
+from ._functions import Outcome, build_front, fit_target, fitted_version
 
 SCHEDULER_LOCK = "gpnas/scheduler"
 
@@ -173,19 +166,43 @@ class Runner(abc.ABC):
         """Whether :meth:`send` runs the work in this process."""
 
 
+@dataclass(frozen=True)
+class RequestHandlers:
+    """The task functions of requests, idempotent per key like the others: the application
+    layer's (``search_service.services.REQUEST_HANDLERS``), handed to the runners that run them
+    so that this package does not import that layer.
+
+    Attributes:
+        campaign: Plans and stores a campaign; its outcome's result is the campaign id.
+        deployment: Searches and stores a deployment answer; its result is the answer id.
+    """
+
+    campaign: Callable[[WorkContext, CampaignCreate, str], Outcome]
+    deployment: Callable[[WorkContext, DeploymentQueryRequest, str], Outcome]
+
+
 class InProcessRunner(Runner):
-    """Runs the task functions in the calling thread: the embedded default, no broker."""
+    """Runs the task functions in the calling thread: the embedded default, no broker.
+
+    Args:
+        ctx: The database and settings.
+        handlers: The requests' task functions.
+    """
 
     in_process = True
+
+    def __init__(self, ctx: WorkContext, handlers: RequestHandlers) -> None:
+        super().__init__(ctx)
+        self.handlers = handlers
 
     def send(self, orders: list[Order]) -> list[Outcome]:
         return [run_order(self.ctx, order) for order in orders]
 
     def campaign(self, body: CampaignCreate) -> int:
-        return _result_of(plan_and_store_campaign(self.ctx, body, items.campaign_key(uuid.uuid4().hex)))
+        return _result_of(self.handlers.campaign(self.ctx, body, items.campaign_key(uuid.uuid4().hex)))
 
     def deployment(self, body: DeploymentQueryRequest, key: str) -> int:
-        return _result_of(answer_and_store_deployment(self.ctx, body, key))
+        return _result_of(self.handlers.deployment(self.ctx, body, key))
 
 
 def _result_of(outcome: Outcome) -> int:
