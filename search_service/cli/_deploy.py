@@ -19,7 +19,7 @@ from ._options import (
     TokenOption,
     server_or_database,
 )
-from ._spaces import SPACE_HELP
+from ._spaces import space_help
 
 if TYPE_CHECKING:
     from search_service.schemas import DeploymentQueryRequest, DeploymentQueryResponse
@@ -69,7 +69,7 @@ def register(app: typer.Typer) -> None:
     @app.command("deploy")
     def _deploy(
         ctx: typer.Context,
-        space: str = typer.Option(..., "--space", help=SPACE_HELP),
+        space: str = typer.Option(..., "--space", help=space_help(server=True)),
         device: str = typer.Option(..., "--device", help="The chip (a registered device)."),
         task: list[str] = typer.Option(..., "--task", help="A task to deploy; repeat for each task."),
         budget: list[float] = typer.Option(

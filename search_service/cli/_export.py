@@ -19,7 +19,7 @@ from supernet import (
     ufo_space,
 )
 
-from ._spaces import SPACE_HELP, resolve_space
+from ._spaces import resolve_space, space_help
 
 VERIFY_TOLERANCE = 1e-3
 """Largest accepted |onnxruntime - torch| (float32 ViT outputs agree to ~1e-6 in practice)."""
@@ -59,7 +59,7 @@ def _verify(model: SubnetViT, path: Path, batch_size: int) -> float:
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(
-        space: str = typer.Option(..., "--space", help="A UFO space. " + SPACE_HELP),
+        space: str = typer.Option(..., "--space", help="A UFO space. " + space_help()),
         arch: str = typer.Option(..., "--arch", help="Arch string of the subnet to extract."),
         out: Path = typer.Option(..., "--out", help="Destination .onnx file."),
         task: str | None = typer.Option(None, "--task", help="Task path and head (required for multipath)."),

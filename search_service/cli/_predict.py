@@ -15,7 +15,7 @@ import typer
 from predictors import create_predictor, list_predictors, predictor_class
 from supernet import Metric, SearchSpace, Subnet
 
-from ._spaces import SPACE_HELP, resolve_space
+from ._spaces import resolve_space, space_help
 
 _SCORE_NAME = re.compile(r"rank|score|acc|top1|top5|map|mAP|miou|f1", re.IGNORECASE)
 
@@ -185,7 +185,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("predict")
     def _predict(
-        space: str | None = typer.Option(None, "--space", help=SPACE_HELP + " Required."),
+        space: str | None = typer.Option(None, "--space", help=space_help() + " Required."),
         train: Path | None = typer.Option(
             None, "--train", help="CSV: column 'arch' plus one numeric column per device/task. Required."
         ),

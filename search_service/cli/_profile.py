@@ -17,7 +17,7 @@ from supernet import Metric, SearchSpace, Subnet
 from ..levels import DEFAULT_SHIFT_THRESHOLD, check_shift, rescale_factor, shift
 from ._levels import LevelFile, Recorded, default_levels_path, device_key
 from ._options import ENVIRONMENT, ServerOption, TokenOption, option_source
-from ._spaces import SPACE_HELP, resolve_space
+from ._spaces import resolve_space, space_help
 
 if TYPE_CHECKING:
     from profilers import ProfileResult
@@ -183,7 +183,7 @@ def register(app: typer.Typer) -> None:
     @app.command("profile")
     def _profile(
         ctx: typer.Context,
-        space: str = typer.Option(..., "--space", help=SPACE_HELP),
+        space: str = typer.Option(..., "--space", help=space_help(server=True)),
         device: str = typer.Option(
             ...,
             "--device",

@@ -32,11 +32,14 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Help of the --space option of the commands that take one (predict, suggest, profile, export).
-SPACE_HELP = (
-    "Search space: a preset (ufo-track2, ufo2-multipath, fbnet, nasbench201), a space registered on "
-    "--server or in GPNAS_DATABASE_URL's database, or a definition file (.yaml, .yml, .json)."
-)
+def space_help(server: bool = False) -> str:
+    """Help of the --space option of a command that takes one; ``server``: the command has
+    --server, where a registered space may also be found."""
+    where = "on --server or in" if server else "in"
+    return (
+        "Search space: a preset (ufo-track2, ufo2-multipath, fbnet, nasbench201), a space registered "
+        f"{where} GPNAS_DATABASE_URL's database, or a definition file (.yaml, .yml, .json)."
+    )
 
 
 def _ask(server: str, token: str | None, call: Callable[[GpnasClient], T]) -> T:
@@ -67,7 +70,7 @@ def read_definition(path: str) -> SpaceDefinition:
 
 
 def resolve_space(value: str, server: str | None = None, token: str | None = None) -> SearchSpace:
-    """The space a command's ``--space`` names, as :data:`SPACE_HELP` says: a definition file, a
+    """The space a command's ``--space`` names, as :func:`space_help` says: a definition file, a
     preset, a space registered on ``server`` (if given) or in the database of
     ``GPNAS_DATABASE_URL`` (if set).
 

@@ -12,13 +12,13 @@ from predictors import Predictor, TransferPredictor, create_strategy, list_strat
 from supernet import Metric
 
 from ._predict import _parse_archs, _read_csv, infer_metric, parse_metric_option, read_measurements
-from ._spaces import SPACE_HELP, resolve_space
+from ._spaces import resolve_space, space_help
 
 
 def register(app: typer.Typer) -> None:
     @app.command("suggest")
     def _suggest(
-        space: str = typer.Option(..., "--space", help=SPACE_HELP),
+        space: str = typer.Option(..., "--space", help=space_help()),
         train: Path = typer.Option(
             ..., "--train", help="CSV: column 'arch' plus one numeric column per device/task."
         ),

@@ -23,7 +23,7 @@ import torch
 import typer
 
 from ._profile import LOCAL_CONFIG_HELP
-from ._spaces import SPACE_HELP, resolve_space
+from ._spaces import resolve_space, space_help
 
 DATA_HELP = (
     "name of a training data set on this machine: callable(task, split='train'|'val'[, batch_size=N]) "
@@ -92,7 +92,7 @@ def _gates_file(gates: Path | None, init: Path | None, kind: str) -> Path | None
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(
-        space: str = typer.Option(..., "--space", help="A UFO space. " + SPACE_HELP),
+        space: str = typer.Option(..., "--space", help="A UFO space. " + space_help()),
         data: str = typer.Option(..., "--data", help=DATA_HELP),
         epochs: int = typer.Option(..., "--epochs", min=1, help="passes over the data"),
         batch_size: int = typer.Option(64, "--batch-size", min=1, help="items per batch"),

@@ -191,3 +191,12 @@ def test_the_agent_names_what_is_missing():
     assert str(out.exception) == "--server is required: pass --server or set GPNAS_SERVER"
     out = runner.invoke(app, ["agent", "--device", "chip"], env={**env, "GPNAS_SERVER": "http://x"})
     assert str(out.exception) == "--token is required: pass --token or set GPNAS_TOKEN"
+
+
+def test_only_commands_with_a_server_option_mention_one() -> None:
+    """`gpnas export --help` advertised a --server it does not have."""
+    servers = set(_shared_params("server"))
+    for path, command in COMMANDS.items():
+        texts = [command.help or "", *(getattr(p, "help", None) or "" for p in command.params)]
+        if path not in servers:
+            assert not any("--server" in text for text in texts), path
