@@ -29,7 +29,7 @@ from .api.middleware import (
 )
 from .api.routes import routers
 from .api.routes.health import SCHEMA_RETRY_AFTER_S
-from .core import Settings, check_schema, make_engine, make_sessionmaker, schema_problem
+from .core import Settings, check_schema, make_engine, make_sessionmaker, require_database, schema_problem
 from .errors import ServiceError
 from .fronts import FrontCache
 from .models import Base
@@ -134,10 +134,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the ``GPNAS_*`` environment).
 
     Raises:
-        SchemaOutdatedError: If the database is not at the newest migration; its message says to
-            run ``gpnas db upgrade``.
+        SchemaOutdatedError: If the database does not exist or is not at the newest migration;
+            its message says to run ``gpnas db upgrade``.
     """
     settings = settings or Settings()
+    require_database(settings.database_url)
     engine = make_engine(settings.database_url, pool_timeout_s=settings.db_pool_timeout_s)
     try:
         check_schema(engine)

@@ -117,8 +117,12 @@ def server_or_database(
 def database_session(database_url: str, write: bool = False) -> Iterator[Session]:
     """A session on the migrated database of ``--database-url``; a database that is not migrated
     is a ValueError (one ``error:`` line saying to run ``gpnas db upgrade``)."""
-    from search_service.core import check_schema, make_engine, make_sessionmaker
+    from search_service.core import check_schema, make_engine, make_sessionmaker, require_database
 
+    try:
+        require_database(database_url)
+    except RuntimeError as error:
+        raise ValueError(str(error)) from None
     engine = make_engine(database_url)
     try:
         try:

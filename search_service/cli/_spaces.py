@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+
 def space_help(server: bool = False) -> str:
     """Help of the --space option of a command that takes one; ``server``: the command has
     --server, where a registered space may also be found."""

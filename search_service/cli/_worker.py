@@ -42,12 +42,16 @@ def register(app: typer.Typer) -> None:
 
         from predictors import request_stop
         from search_service import SchemaOutdatedError
-        from search_service.core import Settings, check_schema, make_engine
+        from search_service.core import Settings, check_schema, make_engine, require_database
         from search_service.services import REQUEST_HANDLERS
         from search_service.services.spaces import UrlSpaceSource, install_space_source
         from search_service.work import create_celery, use_threads
 
         settings = Settings(database_url=database_url, broker_url=broker_url, task_queue=queue)
+        try:
+            require_database(settings.database_url)
+        except SchemaOutdatedError as error:
+            raise ValueError(str(error)) from None
         engine = make_engine(settings.database_url)
         try:
             check_schema(engine)

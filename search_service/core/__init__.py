@@ -5,6 +5,7 @@ from ._migrate import (
     check_schema,
     current_revision,
     head_revision,
+    require_database,
     schema_problem,
     upgrade,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "head_revision",
     "make_engine",
     "make_sessionmaker",
+    "require_database",
     "schema_problem",
     "upgrade",
 ]

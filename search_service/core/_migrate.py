@@ -6,12 +6,13 @@ from __future__ import annotations
 import importlib.resources
 from collections.abc import Iterable
 from functools import cache
+from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, make_url
 
 from .db import make_engine, normalise_url
 
@@ -73,6 +74,21 @@ def upgrade(url: str, revision: str = "head") -> str:
     finally:
         engine.dispose()
     return reached or "base"
+
+
+def require_database(url: str) -> None:
+    """Raise :class:`SchemaOutdatedError` if ``url`` names a SQLite file that does not exist:
+    opening it would create an empty database there (a command run in another folder with the
+    default ``sqlite:///./gpnas.db``), which only ``gpnas db upgrade`` should do."""
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    path = Path(parsed.database)
+    if not path.exists():
+        raise SchemaOutdatedError(
+            f"no database at {path.resolve()}: create it with `gpnas db upgrade --database-url {url}`, "
+            "or point --database-url (GPNAS_DATABASE_URL) at an existing one"
+        )
 
 
 def check_schema(engine: Engine) -> None:

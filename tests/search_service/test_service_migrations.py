@@ -27,9 +27,23 @@ def test_migrations_match_models(db_url: str) -> None:
 
 
 def test_app_refuses_an_empty_database(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()
     url = f"sqlite:///{tmp_path / 'empty.db'}"
     with pytest.raises(SchemaOutdatedError, match="run `gpnas db upgrade`"):
         create_app(Settings(database_url=url))
+
+
+def test_a_database_file_that_does_not_exist_is_refused_not_created(tmp_path: Path) -> None:
+    """`gpnas token create` in another folder created an empty ./gpnas.db, then advised
+    `gpnas db upgrade` on it."""
+    url = f"sqlite:///{tmp_path / 'missing.db'}"
+    with pytest.raises(
+        SchemaOutdatedError, match="no database at .*missing.db: create it with `gpnas db upgrade"
+    ):
+        create_app(Settings(database_url=url))
+    refused = CliRunner().invoke(cli_app, ["token", "create"], env={"GPNAS_DATABASE_URL": url})
+    assert refused.exit_code != 0 and "no database at" in str(refused.exception)
+    assert not (tmp_path / "missing.db").exists()
 
 
 def test_cli_upgrade_then_token_then_serve_check(tmp_path: Path) -> None:
