@@ -363,6 +363,15 @@ class DeviceAgent:
             self.stats.lost += 1
         else:
             self.stats.done += 1
+            logger.info(
+                "job %s: %s %s = %.6g (spread %.3g, %d repeats)",
+                job.id,
+                job.arch,
+                job.metric,
+                result.value,
+                result.std,
+                result.repeats,
+            )
 
     def _fail(self, job: JobLease, message: str) -> None:
         """Give ``job`` back with ``message`` (the service re-queues it or fails it for good).

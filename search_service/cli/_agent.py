@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
         logging.basicConfig(
             level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s"
         )
+        # One line per request (60 for the heartbeats of 10 jobs) would bury what was measured.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         agent = DeviceAgent(
             server,
             device,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -80,14 +81,18 @@ def _measurements(api, device):
     return api.list_measurements(device=device).measurements
 
 
-def test_agent_measures_torch_cpu_jobs_end_to_end(service):
+def test_agent_measures_torch_cpu_jobs_end_to_end(service, caplog):
     base, token, api = service
     settings = {"threads": 1, "image_size": 32, "warmup": 1, "min_repeats": 3, "max_repeats": 5}
     _device(api, "cpu-b1", "torch-cpu", settings, "ufo-track2", 3)
     # A 3 s lease is shorter than building ViT-Base and timing it here: only heartbeats keep it.
     agent = DeviceAgent(base, "cpu-b1", token, exit_when_idle=True, lease_seconds=3)
-    stats = agent.run()
+    with caplog.at_level(logging.INFO, logger="gpnas.agent"):
+        stats = agent.run()
     assert (stats.done, stats.failed, stats.lost) == (3, 0, 0)
+    # What was measured is in the log, one line per job.
+    measured = [r.getMessage() for r in caplog.records if " latency_ms = " in r.getMessage()]
+    assert len(measured) == 3 and all("repeats" in line for line in measured), measured
     jobs = _jobs(api, "cpu-b1")
     assert [j.status for j in jobs] == ["done"] * 3
     assert all(j.attempts == 1 for j in jobs)  # never re-leased: the heartbeats held
