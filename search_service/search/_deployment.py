@@ -72,7 +72,27 @@ class TaskGoal:
 
 
 class NoFeasibleDeploymentError(ValueError):
-    """No deployment meets every budget and the memory cap; the message names what was closest."""
+    """No deployment meets every budget and the memory cap; the message names what was closest.
+
+    Attributes:
+        budget_misses: One phrase per task the closest deployment found misses the budget of.
+        params: (its parameter count, the cap) when it is over ``max_params``, else None.
+    """
+
+    def __init__(self, budget_misses: list[str], params: tuple[int, int] | None) -> None:
+        self.budget_misses = budget_misses
+        self.params = params
+        super().__init__(self.describe())
+
+    def describe(self, cap: Callable[[int, int], str] | None = None) -> str:
+        """The message, the memory part phrased by ``cap(params, max_params)`` (default: in
+        parameters against ``max_params``), so a caller can name the cap its user gave."""
+        misses = list(self.budget_misses)
+        if self.params is not None:
+            held, limit = self.params
+            default = f"it holds {held:,} parameters against max_params {limit:,}"
+            misses.append(cap(held, limit) if cap else default)
+        return "no deployment meets every budget at this confidence; the closest found: " + "; ".join(misses)
 
 
 @dataclass(frozen=True)
@@ -441,11 +461,11 @@ def solve_deployment(
             best = _evolve(problem, seeds or {}, rng, population_size, max_evaluations, deadline, patience)
             method = "evolution"
     if best.violation[0] > 0:
-        raise NoFeasibleDeploymentError(_closest(problem, best))
+        raise _closest(problem, best)
     return _answer(problem, best, method, time.perf_counter() - start)
 
 
-def _closest(problem: _Problem, best: _Evaluated) -> str:
+def _closest(problem: _Problem, best: _Evaluated) -> NoFeasibleDeploymentError:
     """What the least-violating deployment found misses."""
     misses = []
     for t, goal in enumerate(problem.goals):
@@ -456,11 +476,9 @@ def _closest(problem: _Problem, best: _Evaluated) -> str:
                 f"task {goal.task!r} is predicted at {mean:.4g} ± {std:.2g} ms "
                 f"against its budget of {problem.budgets[t]:g} ms"
             )
-    if problem.max_params is not None and best.params[0] > problem.max_params:
-        misses.append(
-            f"it holds {int(best.params[0]):,} parameters against max_params {problem.max_params:,}"
-        )
-    return "no deployment meets every budget at this confidence; the closest found: " + "; ".join(misses)
+    over = problem.max_params is not None and best.params[0] > problem.max_params
+    params = (int(best.params[0]), problem.max_params) if over and problem.max_params is not None else None
+    return NoFeasibleDeploymentError(misses, params)
 
 
 def _answer(

@@ -135,12 +135,16 @@ def compute_answer(
             time_limit_s=settings.deployment_time_limit_s,
         )
     except NoFeasibleDeploymentError as error:
-        field = (
-            "tasks"
-            if "budget of" in str(error)
-            else ("max_weight_mb" if body.max_weight_mb else "max_params")
-        )
-        raise InvalidError(str(error), ["body", field]) from None
+        cap_field = "max_weight_mb" if body.max_weight_mb is not None else "max_params"
+        field = "tasks" if error.budget_misses else cap_field
+
+        def in_megabytes(held: int, _: int) -> str:
+            # Name the cap the user gave, in its unit, not the parameter count it became.
+            weight = held * DTYPE_BYTES[body.dtype] / 1e6
+            return f"its {body.dtype} weights take {weight:,.4g} MB, over max_weight_mb {body.max_weight_mb}"
+
+        message = error.describe(in_megabytes if body.max_weight_mb is not None else None)
+        raise InvalidError(message, ["body", field]) from None
     tasks = []
     for task_answer in answer.tasks:
         sub = task_answer.subnet

@@ -98,6 +98,10 @@ def test_deployment_queries(db_url: str) -> None:
 
         assert "budget of 1 ms" in error(_body(tasks=[{"task": "veri", "latency_budget_ms": 1.0}]))
         assert "max_params" in error(_body(max_params=1000))
+        # The cap the user gave, in its unit: not a max_params the user never set.
+        too_small = json.loads(error(_body(max_weight_mb=0.001)))["detail"][0]
+        assert too_small["loc"] == ["body", "max_weight_mb"], too_small
+        assert "over max_weight_mb 0.001" in too_small["msg"] and "max_params" not in too_small["msg"]
         assert "repeated: veri" in error(_body(tasks=[{"task": "veri"}, {"task": "veri"}]))
         assert "not a task of space" in error(_body(tasks=[{"task": "cat"}]))
         assert "not both" in error(_body(max_params=10**8, max_weight_mb=100.0))
