@@ -17,8 +17,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# `make demo PORT=8001` when 8000 is taken.
+PORT ?= 8000
 demo: install
-	$(BIN)/gpnas demo
+	$(BIN)/gpnas demo --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .

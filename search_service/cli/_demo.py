@@ -65,6 +65,9 @@ def register(app: typer.Typer) -> None:
         from search_service.work import use_threads
         from supernet import get_space
 
+        if serve:
+            # Before anything runs: the demo takes minutes and would only fail at its last step.
+            check_port_free(host, port)
         started = time.monotonic()
         settings = Settings(database_url=database_url)
         space = get_space(SPACE)
@@ -191,6 +194,21 @@ def register(app: typer.Typer) -> None:
             # The bind address decides the Host check's default (loopback: localhost names only).
             served = create_app(settings.model_copy(update={"bind_host": host}))
             uvicorn.run(served, host=host, port=port, log_level="warning")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ValueError naming the way out when nothing can listen on ``host:port``."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ValueError(
+                f"cannot serve on {host}:{port} ({error.strerror or error}): pass another --port "
+                f"(make demo PORT={port + 1}), or --no-serve"
+            ) from None
 
 
 def busy_warning(load: float, cores: int | None) -> str | None:
