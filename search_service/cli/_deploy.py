@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
@@ -17,12 +17,11 @@ from ._options import (
     DatabaseUrlOption,
     ServerOption,
     TokenOption,
+    api_client,
     server_or_database,
+    validated,
 )
 from ._spaces import space_help
-
-if TYPE_CHECKING:
-    from search_service.schemas import DeploymentQueryRequest, DeploymentQueryResponse
 
 
 def _per_task(values: list[float], tasks: list[str], option: str) -> Sequence[float | None]:
@@ -95,61 +94,32 @@ def register(app: typer.Typer) -> None:
         database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
     ) -> None:
         """Choose the paths of several tasks on one chip under latency budgets and a memory cap."""
-        from pydantic import ValidationError
-
-        from search_service.client import ApiError, GpnasClient
+        from search_service.client import ApiError
         from search_service.schemas import DeploymentQueryRequest
 
         budgets = _per_task(budget, task, "--budget")
         weights = _per_task(weight, task, "--weight")
-        try:
-            body = DeploymentQueryRequest.model_validate(
-                {
-                    "space": space,
-                    "device": device,
-                    "tasks": [
-                        {"task": t, "latency_budget_ms": b} | ({} if w is None else {"weight": w})
-                        for t, b, w in zip(task, budgets, weights, strict=True)
-                    ],
-                    "max_params": max_params,
-                    "max_weight_mb": max_weight_mb,
-                    "dtype": dtype,
-                    "confidence": confidence,
-                    "input": input,
-                }
-            )
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(x) for x in first["loc"])
-            raise ValueError(f"{where + ': ' if where else ''}{first['msg']}") from None
+        body = validated(
+            DeploymentQueryRequest,
+            {
+                "space": space,
+                "device": device,
+                "tasks": [
+                    {"task": t, "latency_budget_ms": b} | ({} if w is None else {"weight": w})
+                    for t, b, w in zip(task, budgets, weights, strict=True)
+                ],
+                "max_params": max_params,
+                "max_weight_mb": max_weight_mb,
+                "dtype": dtype,
+                "confidence": confidence,
+                "input": input,
+            },
+        )
         server, database = server_or_database(ctx, server, database_url)
         try:
-            if server is not None:
-                with GpnasClient(server, token, max_retries=2, backoff=0.25) as api:
-                    answer = api.query_deployment(body)
-            else:
-                answer = _in_process(database, body)
+            with api_client(server, token, database) as api:
+                answer = api.query_deployment(body)
         except ApiError as error:
             raise ValueError(str(error)) from None
         data = answer.model_dump(mode="json")
         typer.echo(json.dumps(data, indent=2) if as_json else format_deployment(data))
-
-
-def _in_process(database: str | None, body: DeploymentQueryRequest) -> DeploymentQueryResponse:
-    """The answer of the app built on ``database``, without a server (the CLI's start stays fast)."""
-    from fastapi.testclient import TestClient
-
-    from search_service.client import GpnasClient
-    from search_service.core import SchemaOutdatedError, Settings
-    from search_service.main import create_app
-
-    assert database is not None
-    try:
-        app = create_app(Settings(database_url=database, refit_worker=False))
-    except SchemaOutdatedError as error:
-        raise ValueError(str(error)) from None
-    try:
-        with GpnasClient("http://gpnas.local", http=TestClient(app), max_retries=0) as api:
-            return api.query_deployment(body)
-    finally:
-        app.state.engine.dispose()

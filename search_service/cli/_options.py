@@ -17,12 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
     from sqlalchemy.orm import Session
+
+    from search_service.client import GpnasClient
+
+M = TypeVar("M", bound="BaseModel")
 
 # The default of search_service.core.config.Settings.database_url (a test keeps them equal). Not
 # imported from there: that module loads SQLAlchemy and the app, and `gpnas --help` should not.
@@ -133,3 +138,48 @@ def database_session(database_url: str, write: bool = False) -> Iterator[Session
             yield session
     finally:
         engine.dispose()
+
+
+@contextmanager
+def api_client(server: str | None, token: str | None, database: str | None) -> Iterator[GpnasClient]:
+    """The typed client of a running server (``server``), or of the app built in-process on
+    ``database`` (no server needed; the CLI's start stays fast), so a command prints exactly what
+    the API answers either way.
+
+    Raises:
+        ValueError: The database does not exist or is not migrated.
+    """
+    from search_service.client import GpnasClient
+
+    if server is not None:
+        with GpnasClient(server, token, max_retries=2, backoff=0.25) as api:
+            yield api
+        return
+    from fastapi.testclient import TestClient
+
+    from search_service.core import SchemaOutdatedError, Settings
+    from search_service.main import create_app
+
+    assert database is not None
+    try:
+        app = create_app(Settings(database_url=database, refit_worker=False))
+    except SchemaOutdatedError as error:
+        raise ValueError(str(error)) from None
+    try:
+        with GpnasClient("http://gpnas.local", http=TestClient(app), max_retries=0) as api:
+            yield api
+    finally:
+        app.state.engine.dispose()
+
+
+def validated(model: type[M], data: dict[str, Any]) -> M:
+    """``model`` built from ``data``; its first validation error as one ValueError line
+    (``field: reason``), like the API's 422 names it."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise ValueError(f"{where + ': ' if where else ''}{first['msg']}") from None
