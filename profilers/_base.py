@@ -13,7 +13,7 @@ settings in :attr:`Profiler.settings_spec`; unknown names and bad values are rej
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -329,6 +329,8 @@ class LatencyProfiler(Profiler):
     metric: ClassVar[Metric] = Metric.LATENCY
     measures_deployments: ClassVar[bool] = False
     """Whether :meth:`measure_deployments` can time deployments here (ask before calling)."""
+    progress: Callable[[str], None] | None = None
+    """Told how a long batch advances, every few seconds (``gpnas demo`` prints it); None: silent."""
 
     @abc.abstractmethod
     def measure(self, sub: Subnet | str) -> ProfileResult:

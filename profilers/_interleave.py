@@ -130,6 +130,8 @@ def time_rounds(
     target_rse: float = 0.01,
     max_seconds: float = 60.0,
     clock: Callable[[], float] = time.perf_counter,
+    progress: Callable[[str], None] | None = None,
+    progress_every_s: float = 10.0,
 ) -> RoundTimings:
     """Time ``runners`` and ``reference`` in interleaved rounds until every estimate is stable.
 
@@ -144,6 +146,8 @@ def time_rounds(
         reference: The reference model's runner, timed in every round.
         rng: Draws each round's order.
         clock: Wall clock (seconds) for the ``max_seconds`` cap.
+        progress: Told, at most every ``progress_every_s``, how many rounds are done and at most
+            how long the rest takes (a batch on a busy machine can take many minutes).
 
     Returns:
         The raw :class:`RoundTimings`.
@@ -160,12 +164,20 @@ def time_rounds(
         for run in everyone:
             run()
     rounds: list[np.ndarray] = []
-    start = clock()
+    start = told = clock()
     while len(rounds) < max_rounds:
         row = np.empty(len(everyone))
         for j in rng.permutation(len(everyone)):
             row[j] = float(everyone[j]())
         rounds.append(row)
+        now = clock()
+        if progress is not None and now - told >= progress_every_s:
+            told, elapsed = now, now - start
+            left = min(elapsed / len(rounds) * (max_rounds - len(rounds)), max(0.0, max_seconds - elapsed))
+            progress(
+                f"round {len(rounds)} of at most {max_rounds} ({len(runners)} models and the reference): "
+                f"{elapsed:.0f} s so far, at most {left:.0f} s left"
+            )
         if len(rounds) >= min_rounds:
             block = np.stack(rounds, 1)  # (m + 1) x R
             ratios = block[:-1] / block[-1]

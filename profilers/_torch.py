@@ -375,7 +375,10 @@ class ExtractedModelProfiler(LatencyProfiler):
         rng = np.random.default_rng(self.settings["seed"])
         reference = self._prepared(self.reference)
         timed: list[tuple[list[tuple[int, _Item]], RoundTimings]] = []
-        for chunk in self._chunks(todo):
+        chunks = self._chunks(todo)
+        for number, chunk in enumerate(chunks, 1):
+            if self.progress is not None:
+                self.progress(f"chunk {number} of {len(chunks)}: preparing {len(chunk)} models")
             kept: list[tuple[int, _Item]] = []
             runners = []
             for i, item in chunk:
@@ -397,6 +400,7 @@ class ExtractedModelProfiler(LatencyProfiler):
                 max_rounds=self.settings["max_repeats"],
                 target_rse=self.settings["target_rse"],
                 max_seconds=self.settings["max_seconds"] * (len(runners) + 1),
+                progress=self.progress,
             )
             timed.append((kept, timings))
             del runners  # free the chunk's models before preparing the next

@@ -121,6 +121,8 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  warning: {warning}", err=True)
             profiler = create_profiler("torch-cpu", space, **profiler_settings)
             assert isinstance(profiler, LatencyProfiler)  # torch-cpu times latencies
+            # Minutes on a busy machine: say how far it is rather than sit silent.
+            profiler.progress = lambda message: typer.echo(f"  {message}")
             try:
                 outcomes = profiler.measure_many(todo)
             finally:

@@ -213,3 +213,26 @@ def test_bad_batches_and_references_are_clear_errors(tiny_track2):
         create_profiler("torch-cpu", tiny_track2, min_repeats=0)
     with pytest.raises(ValueError, match="'estimator' .*must be one of"):
         create_profiler("torch-cpu", tiny_track2, estimator="mean")
+
+
+def test_a_long_batch_says_how_far_it_is_every_few_seconds():
+    """`make demo` on a busy machine sat 15 minutes in its timing step with no output at all."""
+    costs = [1000.0, 1100.0]  # 1 s and 1.1 s a call, on the machine's clock
+    machine = DriftingMachine(costs, 1050.0, phases=[1.0], calls_per_phase=3)
+    told: list[str] = []
+    time_rounds(
+        [machine.runner(c) for c in costs],
+        machine.runner(1050.0),
+        np.random.default_rng(0),
+        warmup=0,
+        min_rounds=12,
+        max_rounds=12,
+        clock=machine.clock,
+        progress=told.append,
+        progress_every_s=10.0,
+    )
+    # 3.15 s a round, 37.8 s in all: told after rounds 4, 8 and 12 (at least 10 s apart).
+    assert [line.split(" of ")[0] for line in told] == ["round 4", "round 8", "round 12"]
+    assert told[0].startswith(
+        "round 4 of at most 12 (2 models and the reference): 13 s so far, at most 25 s left"
+    )
