@@ -170,8 +170,7 @@ def time_rounds(
         for j in rng.permutation(len(everyone)):
             row[j] = float(everyone[j]())
         rounds.append(row)
-        now = clock()
-        if progress is not None and now - told >= progress_every_s:
+        if progress is not None and (now := clock()) - told >= progress_every_s:
             told, elapsed = now, now - start
             left = min(elapsed / len(rounds) * (max_rounds - len(rounds)), max(0.0, max_seconds - elapsed))
             progress(
