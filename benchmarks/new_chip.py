@@ -136,9 +136,7 @@ def device_job(args: tuple) -> list[dict]:
                 Y = Y_full.clone()
                 unmeasured = np.setdiff1d(np.arange(len(source)), picks)
                 Y[unmeasured, target] = float("nan")
-                predictor = build(model, space).fit_multi(
-                    train_subs, Y, target
-                )
+                predictor = build(model, space).fit_multi(train_subs, Y, target)
             mean, std = (t.numpy() for t in predictor.predict(test_subs))
             rows.append(
                 {

@@ -2,9 +2,10 @@
 
 Methods take and return the service's own pydantic schemas (:mod:`search_service.schemas`), so a
 request is validated before it is sent and an answer is parsed into the model the route declares.
-Network errors, 429 and 5xx answers are retried with exponential backoff and jitter (every route
-is safe to repeat: measurements are keyed by client id, job results by lease token); other errors
-raise a typed :class:`ApiError`.
+Network errors, 429 and 5xx answers are retried with exponential backoff and jitter, waiting at
+least what a ``Retry-After`` asks for up to the longest backoff (every route is safe to repeat:
+measurements are keyed by client id, job results by lease token); other errors raise a typed
+:class:`ApiError`.
 
 This module imports only ``httpx``, ``pydantic`` and the schemas: not FastAPI nor SQLAlchemy, so a
 device agent or a script can use it without the server's dependencies being loaded.
@@ -186,6 +187,14 @@ def _error_detail(response: httpx.Response) -> Any:
     return body
 
 
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (its delta-seconds form), or None."""
+    try:
+        return max(0.0, float(response.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
+
+
 class GpnasClient:
     """The gpnas service's HTTP API, one typed method per route.
 
@@ -295,13 +304,13 @@ class GpnasClient:
         payload = None if body is None else body.model_dump(mode="json", exclude_unset=True)
         query = None if params is None else {k: v for k, v in params.items() if v is not None}
         url = self.base_url + path
-        last, last_status = "", None
+        last, last_status, asked = "", None, None
         attempts = self.max_retries + 1
         for attempt in range(attempts):
             try:
                 response = self.http.request(method, url, json=payload, params=query, headers=self._headers)
             except httpx.TransportError as error:
-                last, last_status = f"{type(error).__name__}: {error}", None
+                last, last_status, asked = f"{type(error).__name__}: {error}", None, None
             else:
                 status = response.status_code
                 if status < 400:
@@ -310,8 +319,12 @@ class GpnasClient:
                     error_class = _ERRORS.get(status, ApiError)
                     raise error_class(status, _error_detail(response), method=method, path=path)
                 last, last_status = f"HTTP {status}: {response.text[:200]}", status
+                asked = _retry_after_s(response)
             if attempt < self.max_retries:
                 delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
+                if last_status is not None and asked is not None:
+                    # A busy server says when to come back (its queue of heavy work, a restart).
+                    delay = max(delay, min(asked, self.max_backoff))
                 logger.warning("%s %s failed (%s); retry %d in %.1fs", method, path, last, attempt + 1, delay)
                 self.sleep(delay)
         raise ServerUnreachable(method, path, attempts, last, last_status)

@@ -19,9 +19,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("measurements") as batch:
         batch.add_column(sa.Column("drift", sa.Float(), nullable=True))
-        batch.add_column(
-            sa.Column("flagged", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+        batch.add_column(sa.Column("flagged", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:

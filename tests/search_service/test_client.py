@@ -162,6 +162,25 @@ def test_network_errors_429_and_5xx_are_retried_with_growing_jittered_backoff() 
         assert 0.5 * min(5.0, 2**attempt) <= delay <= min(5.0, 2**attempt)
 
 
+def test_a_retry_waits_at_least_what_retry_after_asks_up_to_the_longest_backoff() -> None:
+    seen: list[httpx.Request] = []
+    delays: list[float] = []
+    answers = iter([(429, "3"), (503, "120"), (503, "soon"), (200, None)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        status, after = next(answers)
+        headers = {} if after is None else {"Retry-After": after}
+        body = {"status": "ok", "database": "sqlite", "schema_revision": "x"} if status < 400 else {}
+        return httpx.Response(status, json=body, headers=headers)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    api = GpnasClient("http://gpnas.test/", http=client, sleep=delays.append, backoff=0.1, max_backoff=30.0)
+    assert api.health().status == "ok"
+    # 3 s as asked; 120 s capped at max_backoff; an unreadable header falls back to the backoff.
+    assert delays[0] == 3.0 and delays[1] == 30.0 and delays[2] <= 0.4
+
+
 def test_the_retries_run_out_with_server_unreachable() -> None:
     seen: list[httpx.Request] = []
     delays: list[float] = []

@@ -1,4 +1,5 @@
 """A third-party gpnas chip: a roofline model of a small int8 accelerator (no hardware needed)."""
+
 from profilers import LatencyProfiler, ProfileResult, Setting
 
 
