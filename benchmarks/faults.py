@@ -84,7 +84,7 @@ def _latency(space_flops: float, rng: np.random.Generator) -> float:
 class Stack:
     """PostgreSQL database, private Redis, one API process and one worker, each restartable."""
 
-    def __init__(self, admin_url: str, tmp: Path) -> None:
+    def __init__(self, admin_url: str, tmp: Path, broker: bool = True) -> None:
         self.admin_url, self.tmp = admin_url, tmp
         self.db_name = f"gpnas_faults_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(admin_url, autocommit=True) as admin:
@@ -97,23 +97,25 @@ class Stack:
         self.redis_port = _free_port()
         self.api_port = _free_port()
         self.base = f"http://127.0.0.1:{self.api_port}"
-        self.env = {
-            **os.environ,
-            "GPNAS_DATABASE_URL": self.url,
-            "GPNAS_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "GPNAS_TASK_QUEUE": f"gpnas-faults-{uuid.uuid4().hex[:8]}",
-            "GPNAS_AUTH": "on",
-        }
+        self.env = {**os.environ, "GPNAS_DATABASE_URL": self.url, "GPNAS_AUTH": "on"}
+        self.env.pop("GPNAS_BROKER_URL", None)
+        if broker:
+            self.env |= {
+                "GPNAS_BROKER_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+                "GPNAS_TASK_QUEUE": f"gpnas-faults-{uuid.uuid4().hex[:8]}",
+            }
         self.log = (tmp / "stack.log").open("w")
         self.redis: subprocess.Popen[bytes] | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
-        self.start_redis()
+        if broker:
+            self.start_redis()
         out = subprocess.run(
             _gpnas("token", "create"), env=self.env, check=True, capture_output=True, text=True
         ).stdout
         self.token = out.split()[-1]
-        self.start_worker()
+        if broker:
+            self.start_worker()
         self.start_api()
 
     def _spawn(self, args: list[str]) -> subprocess.Popen[bytes]:
@@ -587,14 +589,19 @@ def _fmt(value: float | None, digits: int = 0) -> str:
 
 def report(results: list[Result], args: argparse.Namespace, command: str, started: float) -> str:
     quiet = next((r for r in results if r.scenario == "quiet"), None)
+    stack = (
+        "one `gpnas serve` running fits, fronts and searches itself (no broker), PostgreSQL"
+        if args.no_broker
+        else "one `gpnas serve`, one `gpnas worker` (solo pool), PostgreSQL, a private Redis broker"
+    )
     lines = [
         "# Fault suite: nothing acknowledged is lost, no 500, cheap reads keep answering",
         "",
         f"`{command}` on {platform.node()} ({os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.1f} at the end), {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{time.monotonic() - started:.0f} s. One `gpnas serve`, one `gpnas worker` (solo pool), "
-        f"PostgreSQL, a private Redis broker; {args.agents} agents doing {args.jobs} jobs per "
-        "scenario; a probe asking `/healthz` and a cached `/v1/query` every 50 ms.",
+        f"{time.monotonic() - started:.0f} s. {stack[0].upper()}{stack[1:]}; {args.agents} agents "
+        f"doing {args.jobs} jobs per scenario; a probe asking `/healthz` and a cached `/v1/query` "
+        "every 50 ms.",
         "",
         "| scenario | acked results | lost | duplicated | 500s | /healthz p99 (max) ms | /v1/query p99 ms "
         "| p99 vs quiet | probes unanswered | front stale (s) | note |",
@@ -640,6 +647,12 @@ def main() -> None:
     parser.add_argument("--seed-subnets", type=int, default=60)
     parser.add_argument("--phase-s", type=float, default=20.0)
     parser.add_argument("--stale-timeout-s", type=float, default=180.0)
+    parser.add_argument(
+        "--no-broker",
+        action="store_true",
+        help="The embedded default: fits, fronts and searches run in the API process (no worker, no "
+        "Redis); the worker and broker scenarios do not apply.",
+    )
     parser.add_argument("--out", type=Path, help="Write the Markdown report here.")
     parser.add_argument("--json", type=Path, help="Write the results as JSON here (the CI test reads it).")
     args = parser.parse_args()
@@ -647,12 +660,14 @@ def main() -> None:
     unknown = sorted(set(chosen) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenarios {unknown}; known: {', '.join(SCENARIOS)}")
-    if shutil.which("redis-server") is None:
+    if args.no_broker and {"worker-kill", "broker-outage"} & set(chosen):
+        parser.error("--no-broker runs no worker and no broker: leave out worker-kill and broker-outage")
+    if not args.no_broker and shutil.which("redis-server") is None:
         parser.error("redis-server is not installed (the suite runs a private broker to kill)")
     started = time.monotonic()
     command = "python benchmarks/faults.py " + " ".join(sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(args.admin_url, Path(tmp))
+        stack = Stack(args.admin_url, Path(tmp), broker=not args.no_broker)
         try:
             _seed(stack, args.seed_subnets)
             plans = faults(stack, args)

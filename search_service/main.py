@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     write_sessions = make_sessionmaker(engine, write=True)
     refitter = Refitter(read_sessions, write_sessions, settings)
     admission = Admission(
-        concurrency=settings.heavy_concurrency,
+        concurrency=settings.heavy_slots(),
         queue_size=settings.heavy_queue,
         per_token=settings.heavy_per_token,
         anonymous=settings.heavy_anonymous,

@@ -190,12 +190,15 @@ class Settings(BaseSettings):
         description="Wall-clock limit of a campaign's selection; past it the request is answered 422 "
         "(ask for fewer subnets or a cheaper strategy).",
     )
-    heavy_concurrency: int = Field(
-        2,
+    heavy_concurrency: int | None = Field(
+        None,
         ge=1,
         description="Heavy requests (deployment searches, campaign selection, POST /v1/refit with "
         "wait) run at once per API process, on threads of their own: cheap reads never wait for "
-        "them. Without a broker each keeps a core busy; with one, raise it to the workers' count.",
+        "them. Default: 1 without a broker (the search runs in this process: a second one beside it "
+        "took the API's core; during a flood of deployment queries /healthz p99 was 4.0x quiet with "
+        "2, 2.2x with 1, benchmarks/results/faults_embedded.md), 4 with one (the process only waits "
+        "for the workers).",
     )
     heavy_queue: int = Field(
         16,
@@ -285,6 +288,12 @@ class Settings(BaseSettings):
                 value = [host.strip() for host in value.split(",") if host.strip()]
         # An empty list would refuse every request; like an empty variable it means unset.
         return None if value == [] else value
+
+    def heavy_slots(self) -> int:
+        """Heavy requests admitted to run at once (``heavy_concurrency`` or its default)."""
+        if self.heavy_concurrency is not None:
+            return self.heavy_concurrency
+        return 4 if self.broker_url else 1
 
     def predictor_for(self, metric: str) -> str:
         """The predictor name fitted for targets of ``metric`` (``latency_ms`` or ``score``)."""

@@ -265,3 +265,11 @@ def test_an_admission_closed_with_its_app_takes_work_again_when_the_app_restarts
         admission.close()
 
     asyncio.run(main())
+
+
+def test_one_search_at_a_time_in_process_and_more_when_workers_run_them() -> None:
+    """In process each search takes a core: a second beside it made /healthz's p99 4.0x quiet
+    during a flood (benchmarks/results/faults_embedded.md); with a broker the API only waits."""
+    assert make_settings("sqlite://").heavy_slots() == 1
+    assert make_settings("sqlite://", broker_url="redis://127.0.0.1:6379/0").heavy_slots() == 4
+    assert make_settings("sqlite://", heavy_concurrency=3).heavy_slots() == 3
