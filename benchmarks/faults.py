@@ -59,6 +59,7 @@ from sqlalchemy.orm import Session
 
 from search_service.core import make_engine, upgrade
 from search_service.models import Front, Measurement, PredictorVersion, WorkItem
+from supernet import SearchSpace, Subnet, get_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE, DEVICE, TASKS = "ufo-track2", "fault-cpu", ("market1501", "veri")
@@ -74,6 +75,19 @@ def _free_port() -> int:
 
 def _gpnas(*args: str) -> list[str]:
     return [sys.executable, "-c", "from search_service.cli import main; main()", *args]
+
+
+def _latency_item(space: SearchSpace, sub: Subnet, rng: np.random.Generator) -> dict[str, object]:
+    """A new measurement item: the device's stand-in latency of ``sub``."""
+    return {
+        "id": str(uuid.uuid4()),
+        "space": SPACE,
+        "arch": space.format(sub),
+        "device": DEVICE,
+        "metric": "latency_ms",
+        "value": _latency(space.flops(sub), rng),
+        "std": 0.01,
+    }
 
 
 def _latency(space_flops: float, rng: np.random.Generator) -> float:
@@ -295,8 +309,6 @@ class Agents:
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def agent(self, seed: int) -> None:
-        from supernet import get_space
-
         space = get_space(SPACE)
         rng = np.random.default_rng(seed)
         headers = {"Authorization": f"Bearer {self.stack.token}"}
@@ -360,7 +372,7 @@ class Result:
     note: str = ""
 
 
-def _p99(samples: list[Sample], route: str, q: float = 99) -> float | None:
+def _percentile_ms(samples: list[Sample], route: str, q: float) -> float | None:
     """The q-th percentile (ms) of the answered probes of ``route``."""
     values = [s.seconds for s in samples if s.route == route and s.status and s.status < 500]
     return None if not values else float(np.percentile(values, q)) * 1e3
@@ -369,8 +381,6 @@ def _p99(samples: list[Sample], route: str, q: float = 99) -> float | None:
 # ----------------------------------------------------------------------------------- scenarios
 def _seed(stack: Stack, n: int) -> None:
     """The device, n latencies and n scores per task, fitted and searched once (refit?wait)."""
-    from supernet import get_space
-
     space = get_space(SPACE)
     rng = np.random.default_rng(0)
     headers = {"Authorization": f"Bearer {stack.token}"}
@@ -380,17 +390,7 @@ def _seed(stack: Stack, n: int) -> None:
         items = []
         for sub in space.sample(n, seed=0):
             arch, flops = space.format(sub), space.flops(sub)
-            items.append(
-                {
-                    "id": str(uuid.uuid4()),
-                    "space": SPACE,
-                    "arch": arch,
-                    "device": DEVICE,
-                    "metric": "latency_ms",
-                    "value": _latency(flops, rng),
-                    "std": 0.01,
-                }
-            )
+            items.append(_latency_item(space, sub, rng))
             for i, task in enumerate(TASKS):
                 score = (50.0 + 10 * i) * math.log(flops / 1e9) + float(rng.normal(0, 0.5))
                 items.append(
@@ -433,22 +433,9 @@ def _stale_until_fresh(stack: Stack, since: float, n_live: int, timeout_s: float
 
 def _post_latencies(stack: Stack, n: int, seed: int) -> int:
     """n new latencies of the device (the ingest needs no broker); the live count after."""
-    from supernet import get_space
-
     space = get_space(SPACE)
     rng = np.random.default_rng(seed)
-    items = [
-        {
-            "id": str(uuid.uuid4()),
-            "space": SPACE,
-            "arch": space.format(sub),
-            "device": DEVICE,
-            "metric": "latency_ms",
-            "value": _latency(space.flops(sub), rng),
-            "std": 0.01,
-        }
-        for sub in space.sample(n, seed=seed)
-    ]
+    items = [_latency_item(space, sub, rng) for sub in space.sample(n, seed=seed)]
     headers = {"Authorization": f"Bearer {stack.token}"}
     for _ in range(20):
         try:
@@ -512,9 +499,9 @@ def scenario(
         lost=sum(1 for job in workers.acked if rows.get(job, 0) == 0),
         duplicated=sum(1 for n in rows.values() if n > 1),
         errors_500=sum(1 for s in statuses if s >= 500 and s != 503),
-        healthz_p99_ms=_p99(probe.samples, "healthz"),
-        healthz_max_ms=_p99(probe.samples, "healthz", q=100),
-        query_p99_ms=_p99(probe.samples, "query"),
+        healthz_p99_ms=_percentile_ms(probe.samples, "healthz", 99),
+        healthz_max_ms=_percentile_ms(probe.samples, "healthz", 100),
+        query_p99_ms=_percentile_ms(probe.samples, "query", 99),
         unanswered=sum(1 for s in probe.samples if s.status == 0),
         stale_s=stale,
         note=note,
