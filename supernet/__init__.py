@@ -1,126 +1,88 @@
-"""Search spaces and the UFO weight-sharing supernet."""
+"""Search spaces and the UFO weight-sharing supernet.
 
-from ._cells import FBNET_COSTS, FBNET_OPS, NB201_COSTS, NB201_OPS, FBNetSpace, NASBench201Space
-from ._checkpoint import (
-    CheckpointError,
-    ExpertGates,
-    ImportReport,
-    convert_ufo_state_dict,
-    import_ufo_checkpoint,
-    merge_rank_states,
-    read_pdparams,
-    ufo_space_of,
-)
-from ._definition import (
-    DefinitionError,
-    GeometryDefinition,
-    IndexUFOSpace,
-    SpaceDefinition,
-    TaskDefinition,
-    space_from_definition,
-)
-from ._deployment import (
-    DTYPE_BYTES,
-    INPUT_MODES,
-    Deployment,
-    DeploymentViT,
-    InputMode,
-    LayerChoices,
-    SharedLayer,
-    deployment_choice_params,
-    deployment_choices,
-    deployment_macs,
-    deployment_params,
-    deployment_tree,
-    deployment_weight_mb,
-    export_deployment_onnx,
-    extract_deployment,
-    reused_layers,
-)
-from ._export import ONNX_INPUT, ONNX_OUTPUT, example_input, export_onnx
-from ._metric import Metric
-from ._registry import (
-    SpaceSource,
-    get_space,
-    is_preset,
-    list_spaces,
-    preset_names,
-    register_space,
-    reload_space,
-    set_space_source,
-    space_source,
-    space_with_task,
-    unregister_space,
-)
-from ._space import Dimension, SearchSpace, Subnet
-from ._supernet import LayerSpec, SubnetViT, UFOSupernet, build_supernet, resolve_path, ufo_space
-from ._ufo import (
-    DEFAULT_NORM_EPS,
-    MULTIPATH_TASKS,
-    TRACK2_TASKS,
-    UFO_COSTS,
-    MultipathSpace,
-    Track2Space,
-    UFOSpace,
-    ViTGeometry,
-)
-from .training import (
-    LearnedGates,
-    SupernetTrainer,
-    TaskGates,
-    TrainConfig,
-    TrainResult,
-    ffn_path_log_prior,
-    fix_ffn_paths,
-    sample_with_gates,
-    train_supernet,
-)
+Two layers live here. The search spaces (:mod:`supernet.spaces`: definitions, arch parsing, the
+registry) import without torch, so that the wire schemas, the client and the device agent run
+on machines that have none. The torch layer (the supernet modules, extraction, ONNX export,
+checkpoint import, training) is imported on first use of one of its names: ``from supernet
+import UFOSupernet`` works as before and only then loads torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from . import spaces
+from .spaces import *  # noqa: F403 (the torch-free layer, re-exported as it is)
+
+if TYPE_CHECKING:
+    from ._checkpoint import (
+        CheckpointError,
+        ExpertGates,
+        ImportReport,
+        convert_ufo_state_dict,
+        import_ufo_checkpoint,
+        merge_rank_states,
+        read_pdparams,
+        ufo_space_of,
+    )
+    from ._deployment import (
+        DTYPE_BYTES,
+        INPUT_MODES,
+        Deployment,
+        DeploymentViT,
+        InputMode,
+        LayerChoices,
+        SharedLayer,
+        deployment_choice_params,
+        deployment_choices,
+        deployment_macs,
+        deployment_params,
+        deployment_tree,
+        deployment_weight_mb,
+        export_deployment_onnx,
+        extract_deployment,
+        reused_layers,
+    )
+    from ._export import ONNX_INPUT, ONNX_OUTPUT, example_input, export_onnx
+    from ._supernet import LayerSpec, SubnetViT, UFOSupernet, build_supernet, resolve_path, ufo_space
+    from .training import (
+        LearnedGates,
+        SupernetTrainer,
+        TaskGates,
+        TrainConfig,
+        TrainResult,
+        ffn_path_log_prior,
+        fix_ffn_paths,
+        sample_with_gates,
+        train_supernet,
+    )
+
+# Where __getattr__ looks for the torch layer's names (those imported under TYPE_CHECKING above;
+# tests/test_layers.py checks that they are the names of __all__ that supernet.spaces does not give).
+_TORCH_MODULES = ("._supernet", "._deployment", "._export", "._checkpoint", ".training")
 
 __all__ = [
-    "DEFAULT_NORM_EPS",
     "DTYPE_BYTES",
     "INPUT_MODES",
-    "FBNET_COSTS",
-    "FBNET_OPS",
-    "MULTIPATH_TASKS",
-    "NB201_COSTS",
-    "NB201_OPS",
     "ONNX_INPUT",
     "ONNX_OUTPUT",
-    "TRACK2_TASKS",
-    "UFO_COSTS",
     "CheckpointError",
-    "DefinitionError",
     "Deployment",
     "DeploymentViT",
-    "Dimension",
     "ExpertGates",
-    "FBNetSpace",
-    "GeometryDefinition",
     "ImportReport",
-    "IndexUFOSpace",
     "InputMode",
     "LayerChoices",
     "LayerSpec",
     "LearnedGates",
-    "Metric",
-    "MultipathSpace",
-    "NASBench201Space",
-    "SearchSpace",
     "SharedLayer",
-    "SpaceDefinition",
-    "SpaceSource",
-    "Subnet",
     "SubnetViT",
     "SupernetTrainer",
-    "TaskDefinition",
     "TaskGates",
-    "Track2Space",
     "TrainConfig",
     "TrainResult",
-    "UFOSpace",
     "UFOSupernet",
-    "ViTGeometry",
     "build_supernet",
     "convert_ufo_state_dict",
     "deployment_choice_params",
@@ -135,24 +97,27 @@ __all__ = [
     "extract_deployment",
     "ffn_path_log_prior",
     "fix_ffn_paths",
-    "get_space",
     "import_ufo_checkpoint",
-    "is_preset",
-    "list_spaces",
     "merge_rank_states",
-    "preset_names",
     "read_pdparams",
-    "register_space",
-    "reload_space",
     "resolve_path",
     "reused_layers",
     "sample_with_gates",
-    "set_space_source",
-    "space_from_definition",
-    "space_source",
-    "space_with_task",
     "train_supernet",
     "ufo_space",
     "ufo_space_of",
-    "unregister_space",
 ]
+__all__ += spaces.__all__
+
+if not TYPE_CHECKING:  # type checkers read the imports above instead
+
+    def __getattr__(name: str) -> Any:
+        if name in __all__:
+            for module in _TORCH_MODULES:
+                value = getattr(importlib.import_module(module, __name__), name, _MISSING)
+                if value is not _MISSING:
+                    globals()[name] = value  # later lookups skip this function
+                    return value
+        raise AttributeError(f"module 'supernet' has no attribute {name!r}")
+
+    _MISSING = object()
