@@ -47,9 +47,9 @@ from repeatability import busy_neighbour  # noqa: E402
 from profilers import LatencyProfiler, create_profiler  # noqa: E402
 from search_service import repositories as repo  # noqa: E402
 from search_service.core import make_engine, make_sessionmaker  # noqa: E402
-from search_service.fronts import FrontCache  # noqa: E402
 from search_service.search import (  # noqa: E402
     Choice,
+    FrontCache,
     FrontPoint,
     FrontResult,
     NothingFitsError,

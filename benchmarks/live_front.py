@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from profilers import create_profiler  # noqa: E402
 from search_service import repositories as repo  # noqa: E402
 from search_service.core import make_engine, make_sessionmaker  # noqa: E402
-from search_service.fronts import FrontCache  # noqa: E402
-from search_service.search import budget_query  # noqa: E402
+from search_service.search import FrontCache, budget_query  # noqa: E402
 from supernet import get_space  # noqa: E402
 
 

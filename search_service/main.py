@@ -31,9 +31,9 @@ from .api.routes import routers
 from .api.routes.health import SCHEMA_RETRY_AFTER_S
 from .core import Settings, check_schema, make_engine, make_sessionmaker, require_database, schema_problem
 from .errors import ServiceError
-from .fronts import FrontCache
 from .models import Base
 from .refit import Refitter
+from .search import FrontCache
 from .services.spaces import SqlSpaceSource, install_space_source, uninstall_space_source
 from .work import use_threads
 

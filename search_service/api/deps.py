@@ -14,8 +14,8 @@ from .. import repositories as repo
 from ..admission import ANONYMOUS, Admission
 from ..core.config import Settings
 from ..errors import ForbiddenError, UnauthorizedError
-from ..fronts import FrontCache
 from ..refit import Refitter
+from ..search import FrontCache
 
 
 def get_db(request: Request) -> Iterator[Session]:

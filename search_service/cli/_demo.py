@@ -235,7 +235,7 @@ def busy_warning(load: float, cores: int | None) -> str | None:
 def _example_budget(session: Session, task: str) -> float:
     """A budget for the example query that the stored front can meet at 90% confidence: the
     middle front point's latency plus two standard deviations, rounded up."""
-    from search_service.fronts import FrontCache
+    from search_service.search import FrontCache
 
     loaded = FrontCache(ttl_s=0.0).get(session, SPACE, task, DEVICE)
     if loaded is None:

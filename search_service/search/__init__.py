@@ -1,9 +1,20 @@
-"""Pareto search on predicted (score, latency): exact fronts, NSGA-II, budget queries (with a
-parameter cap), and (score, parameters) fronts.
+"""The predicted Pareto front, in one package: its types, its stored form, its computation (exact
+fronts, NSGA-II), budget queries (with a parameter cap), (score, parameters) fronts, the cache of
+stored fronts, and multi-task deployment queries.
 
-A pure package (numpy, torch, botorch): no web framework or database imports.
+Modules: :mod:`._result` (what a front is: points, candidates, their dict form), :mod:`._codec`
+(the bytes stored in the ``fronts`` table), :mod:`._compute` (searching a front), :mod:`._budget`
+(budget queries), :mod:`._cache` (decoded stored fronts, in memory), :mod:`._deployment`,
+:mod:`._nsga2` and :mod:`._pareto` (the search's building blocks).
+
+No web framework imports; only :mod:`._cache` reads the database, through the ORM model of the
+``fronts`` table. Routes, CLI commands and work functions call it and hold no front logic.
 """
 
+from ._budget import Choice, NothingFitsError, budget_query
+from ._cache import FrontCache, LoadedFront
+from ._codec import decode_front, encode_front
+from ._compute import EncodedPredictor, Predictor, compute_front, enumerate_codes
 from ._deployment import (
     DeploymentAnswer,
     NoFeasibleDeploymentError,
@@ -12,25 +23,18 @@ from ._deployment import (
     TaskGoal,
     solve_deployment,
 )
-from ._front import (
+from ._nsga2 import Archive, EvolutionConfig, Evolver, Objective, evolve, homogeneous_codes, random_codes
+from ._pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
+from ._result import (
     DEFAULT_CONFIDENCES,
     FRONT_OBJECTIVES,
     CandidateSet,
-    Choice,
-    EncodedPredictor,
     FrontObjective,
     FrontPoint,
     FrontResult,
-    NothingFitsError,
-    Predictor,
-    budget_query,
     candidate_front,
-    compute_front,
-    enumerate_codes,
     resolve_front,
 )
-from ._nsga2 import Archive, EvolutionConfig, Evolver, Objective, evolve, homogeneous_codes, random_codes
-from ._pareto import crowding_distance, hypervolume, non_dominated_sort, pareto_mask
 
 __all__ = [
     "DEFAULT_CONFIDENCES",
@@ -42,9 +46,11 @@ __all__ = [
     "EncodedPredictor",
     "EvolutionConfig",
     "Evolver",
+    "FrontCache",
     "FrontObjective",
     "FrontPoint",
     "FrontResult",
+    "LoadedFront",
     "NoFeasibleDeploymentError",
     "NothingFitsError",
     "Objective",
@@ -56,6 +62,8 @@ __all__ = [
     "candidate_front",
     "compute_front",
     "crowding_distance",
+    "decode_front",
+    "encode_front",
     "enumerate_codes",
     "evolve",
     "homogeneous_codes",

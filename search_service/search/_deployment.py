@@ -27,14 +27,8 @@ from scipy.special import ndtr, ndtri
 
 from supernet import Deployment, InputMode, Subnet, UFOSpace, deployment_choice_params
 
-from ._front import (
-    EncodedPredictor,
-    Predictor,
-    _as_prediction,
-    _check_confidence,
-    _torch_threads,
-    enumerate_codes,
-)
+from ._budget import check_confidence
+from ._compute import EncodedPredictor, Predictor, as_prediction, enumerate_codes, limited_torch_threads
 
 #: ``(codes n x T x max_depth x n_dims, path_mean n x T, path_std n x T) -> (mean n, std n)``:
 #: the latency of one forward of all tasks on one shared image, from the paths' predictions.
@@ -205,7 +199,7 @@ class _Problem:
         else:
             depths = (rows[:, :, 0] >= 0).sum(1)
             predicted = model.predict(self.space.from_choice_matrix(rows, depths))
-        mean, std = _as_prediction(predicted, len(rows), what)
+        mean, std = as_prediction(predicted, len(rows), what)
         inverse = inverse.reshape(-1)
         return mean[inverse], std[inverse]
 
@@ -436,7 +430,7 @@ def solve_deployment(
             weights, budgets or confidence, or a shared input without ``shared_latency``.
         NoFeasibleDeploymentError: If the best deployment found misses a budget or the memory cap.
     """
-    confidence = _check_confidence(confidence)
+    confidence = check_confidence(confidence)
     tasks = [g.task for g in goals]
     if not tasks or len(set(tasks)) != len(tasks):
         raise ValueError(f"a deployment query names at least one task, each once; got {tasks}")
@@ -453,7 +447,7 @@ def solve_deployment(
     start = time.perf_counter()
     deadline = start + (time_limit_s if time_limit_s is not None else math.inf)
     method: Literal["exact", "evolution"]
-    with _torch_threads(torch_threads):
+    with limited_torch_threads(torch_threads):
         best = _exact(problem, exact_limit) if exact_limit > 0 else None
         method = "exact"
         if best is None:

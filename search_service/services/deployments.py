@@ -34,8 +34,8 @@ from ..schemas import (
     DeploymentQueryResponse,
     DeploymentTaskAnswer,
 )
-from ..search import NoFeasibleDeploymentError, SharedLatency, TaskGoal, solve_deployment
-from ..work import Outcome, WorkContext, decode_front, items, record_failure, request_outcome
+from ..search import NoFeasibleDeploymentError, SharedLatency, TaskGoal, decode_front, solve_deployment
+from ..work import Outcome, WorkContext, items, record_failure, request_outcome
 from ..work._schedule import Runner
 
 

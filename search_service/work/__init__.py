@@ -14,8 +14,6 @@ from ._context import WorkContext, use_threads
 from ._functions import (
     Outcome,
     build_front,
-    decode_front,
-    encode_front,
     fit_target,
     fitted_version,
     record_failure,
@@ -33,8 +31,6 @@ __all__ = [
     "WorkContext",
     "build_front",
     "create_celery",
-    "decode_front",
-    "encode_front",
     "fit_target",
     "fitted_version",
     "items",

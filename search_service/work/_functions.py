@@ -15,7 +15,6 @@ what it had not committed is done again by the retry.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from ..core.config import Settings
 from ..domain import Metric, Target, WorkKind, WorkStatus
 from ..errors import ServiceError
 from ..models import Front, PredictorVersion, utcnow
-from ..search import FrontResult, compute_front
+from ..search import compute_front, decode_front, encode_front
 from . import items
 from ._context import WorkContext, lock
 
@@ -80,17 +79,6 @@ class Outcome:
             "error": self.error,
             "notes": self.notes,
         }
-
-
-def encode_front(result: FrontResult) -> bytes:
-    """Front (and candidate archive) as gzip-compressed JSON, the form stored in ``fronts.data``."""
-    return gzip.compress(json.dumps(result.to_dict(), separators=(",", ":")).encode(), compresslevel=6)
-
-
-def decode_front(data: bytes, space: str, task: str) -> FrontResult:
-    """Inverse of :func:`encode_front` for a front of ``task``: fronts stored before they kept
-    parameter counts get them computed (``space``'s, read again if it has gained ``task``)."""
-    return FrontResult.from_dict(json.loads(gzip.decompress(data)), space_with_task(space, task), task)
 
 
 def fitted_version(row: PredictorVersion) -> repo.DataVersion | None:

@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from service_helpers import RIDGE, SPACE, make_settings, measurements, register
 
 from search_service import create_app
-from search_service.fronts import FrontCache
+from search_service.search import FrontCache
 
 
 def test_stale_lookup_is_refreshed_by_one_caller_while_others_use_the_cache(db_url: str) -> None:

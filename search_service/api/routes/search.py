@@ -11,7 +11,6 @@ from supernet import get_space
 from ... import repositories as repo
 from ...domain import Metric
 from ...errors import ConflictError, InvalidError, NotFoundError
-from ...fronts import FrontCache, LoadedFront
 from ...refit import Refitter
 from ...schemas import (
     INT32,
@@ -26,7 +25,7 @@ from ...schemas import (
     SpaceName,
     check_task,
 )
-from ...search import FrontPoint, NothingFitsError, budget_query
+from ...search import FrontCache, FrontPoint, LoadedFront, NothingFitsError, budget_query
 from ..deps import FrontCacheDep, RefitterDep, SessionDep
 
 router = APIRouter(prefix="/v1", tags=["search"])

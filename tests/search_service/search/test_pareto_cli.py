@@ -15,8 +15,7 @@ from search_service.cli import app
 from search_service.core import Settings, make_engine, make_sessionmaker, upgrade
 from search_service.main import create_app
 from search_service.models import Device, Front, Measurement, PredictorVersion
-from search_service.search import compute_front
-from search_service.work import encode_front
+from search_service.search import compute_front, encode_front
 from supernet import get_space
 
 runner = CliRunner()
