@@ -2,6 +2,9 @@
 
 Everything a client can send is bounded here (lengths, ranges, finite floats, no NUL characters),
 so that the database never sees a value it would reject: bad input is a 422 naming the field.
+These are shapes: they hold no server state, so a client process builds them for any space. What
+depends on the server's registry (known spaces and tasks, canonical archs) is checked by the
+server, in :mod:`search_service.space_checks`.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from supernet import UFOSpace, get_space, space_with_task
 
 from .domain import JobStatus, Metric
 
@@ -146,31 +147,9 @@ def _clean_json(value: Any, path: str = "", depth: int = 0) -> Any:
 JSONObject = Annotated[dict[str, Any], AfterValidator(_clean_json)]
 
 
-def _known_space(name: str) -> str:
-    get_space(name)  # ValueError naming the known spaces
-    return name
-
-
-SpaceName = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_space)]
-
-
-def canonical_arch(space: str, arch: str) -> str:
-    """``arch`` in its space's canonical spelling; ValueError saying why when it does not parse."""
-    search_space = get_space(space)
-    try:
-        return search_space.format(search_space.parse(arch))
-    except (ValueError, KeyError, IndexError) as error:
-        raise ValueError(f"arch {arch!r} is not a subnet of {space!r}: {error}") from error
-
-
-def check_task(space: str, task: str) -> None:
-    """ValueError unless ``task`` is a task of ``space`` (a registered space that may have gained
-    it in another process since this one read it is read again)."""
-    tasks = space_with_task(space, task).tasks
-    if task not in tasks:
-        raise ValueError(
-            f"task {task!r} is not a task of space {space!r}; its tasks: {', '.join(tasks) or 'none'}"
-        )
+# Only the shape: whether this server knows the space is checked server-side
+# (search_service.space_checks), so that a client can build requests for any registered space.
+SpaceName = Annotated[str, StringConstraints(max_length=64)]
 
 
 class Health(BaseModel):
@@ -294,18 +273,13 @@ class MeasurementCreate(BaseModel):
             raise ValueError("give exactly one of device (for a latency) or task (for a score)")
         if self.device is not None and self.metric != Metric.LATENCY:
             raise ValueError("a measurement on a device must have metric 'latency_ms'")
-        if self.task is not None:
-            if self.metric != Metric.SCORE:
-                raise ValueError("a measurement on a task must have metric 'score'")
-            check_task(self.space, self.task)
+        if self.task is not None and self.metric != Metric.SCORE:
+            raise ValueError("a measurement on a task must have metric 'score'")
         if self.metric == Metric.LATENCY and self.value <= 0:
             raise ValueError("a latency must be positive")
-        self.arch = canonical_arch(self.space, self.arch)
         _check_level(self.reference_arch, self.reference_ms)
-        if self.reference_arch is not None:
-            if self.metric != Metric.LATENCY:
-                raise ValueError("only a latency has a reference level (reference_arch, reference_ms)")
-            self.reference_arch = canonical_arch(self.space, self.reference_arch)
+        if self.reference_arch is not None and self.metric != Metric.LATENCY:
+            raise ValueError("only a latency has a reference level (reference_arch, reference_ms)")
         return self
 
 
@@ -385,11 +359,6 @@ class QueryRequest(BaseModel):
         None, description="Choose only among subnets with at most this many parameters (their `params`)."
     )
 
-    @model_validator(mode="after")
-    def _task_in_space(self) -> QueryRequest:
-        check_task(self.space, self.task)
-        return self
-
 
 class Predicted(BaseModel):
     score: float
@@ -464,9 +433,7 @@ class CampaignCreate(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _task_in_space(self) -> CampaignCreate:
-        if self.task is not None:
-            check_task(self.space, self.task)
+    def _default_strategy(self) -> CampaignCreate:
         self.strategy = self.strategy_name
         return self
 
@@ -721,17 +688,10 @@ class DeploymentQueryRequest(BaseModel):
 
     @model_validator(mode="after")
     def _tasks(self) -> DeploymentQueryRequest:
-        if not isinstance(get_space(self.space), UFOSpace):
-            raise ValueError(
-                f"space {self.space!r} has no deployments: only UFO spaces, whose tasks share one "
-                "supernet, do"
-            )
         names = [t.task for t in self.tasks]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"tasks must be distinct; repeated: {', '.join(repeated)}")
-        for name in names:
-            check_task(self.space, name)
         if self.max_params is not None and self.max_weight_mb is not None:
             raise ValueError("give max_params or max_weight_mb, not both")
         return self

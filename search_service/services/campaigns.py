@@ -27,7 +27,8 @@ from .. import repositories as repo
 from ..domain import Metric, Target, WorkKind, WorkStatus
 from ..errors import InvalidError, ServiceError
 from ..models import Campaign, Device
-from ..schemas import CampaignCreate, CampaignPublic, canonical_arch
+from ..schemas import CampaignCreate, CampaignPublic
+from ..space_checks import known_arch
 from ..work import Outcome, Runner, WorkContext, record_failure, request_outcome
 from ..work import items as work_items
 
@@ -240,12 +241,9 @@ def canonical_candidates(body: CampaignCreate) -> CampaignCreate:
     """
     if body.candidates is None:
         return body
-    canonical = []
-    for i, arch in enumerate(body.candidates):
-        try:
-            canonical.append(canonical_arch(body.space, arch))
-        except ValueError as error:
-            raise InvalidError(str(error), ["body", "candidates", i]) from None
+    canonical = [
+        known_arch(body.space, arch, ["body", "candidates", i]) for i, arch in enumerate(body.candidates)
+    ]
     return body.model_copy(update={"candidates": canonical})
 
 

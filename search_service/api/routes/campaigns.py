@@ -2,12 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Depends, Path, Request, status
 
 from ... import repositories as repo
 from ...admission import ADMISSION_RESPONSES
 from ...schemas import INT32, CampaignCreate, CampaignPublic
 from ...services import campaigns as service
+from ...space_checks import checked_campaign
 from ..deps import AdmissionDep, PrincipalDep, SessionDep
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
@@ -20,7 +21,10 @@ router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
     responses=ADMISSION_RESPONSES,
 )
 async def create_campaign(
-    body: CampaignCreate, request: Request, principal: PrincipalDep, admission: AdmissionDep
+    body: Annotated[CampaignCreate, Depends(checked_campaign)],
+    request: Request,
+    principal: PrincipalDep,
+    admission: AdmissionDep,
 ) -> CampaignPublic:
     """Choose ``n`` subnets with ``strategy`` and queue one job per subnet for ``device``'s agent.
 

@@ -1,10 +1,13 @@
 """Deployment queries: the best paths for several tasks deployed together on one chip."""
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 
 from ...admission import ADMISSION_RESPONSES
 from ...schemas import DeploymentQueryRequest, DeploymentQueryResponse
 from ...services import deployments as service
+from ...space_checks import checked_deployment_query
 from ..deps import AdmissionDep, ReaderDep, caller_of
 
 router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
@@ -23,7 +26,10 @@ router = APIRouter(prefix="/v1/deployments", tags=["deployments"])
     },
 )
 async def query_deployment(
-    body: DeploymentQueryRequest, request: Request, reader: ReaderDep, admission: AdmissionDep
+    body: Annotated[DeploymentQueryRequest, Depends(checked_deployment_query)],
+    request: Request,
+    reader: ReaderDep,
+    admission: AdmissionDep,
 ) -> DeploymentQueryResponse:
     """Per task a path (arch, config, predicted score and latency with std and P(feasible)) that
     together maximise the weighted sum of the tasks' normalised predicted scores, each task

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from ... import repositories as repo
 from ...domain import Metric
@@ -17,6 +17,8 @@ from ...schemas import (
     Name,
     Text,
 )
+from ...services.levels import level_shifts
+from ...space_checks import checked_measurements
 from ..deps import Principal, PrincipalDep, ReaderDep, RefitterDep, SessionDep, SettingsDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/measurements", tags=["measurements"])
@@ -24,7 +26,7 @@ router = APIRouter(prefix="/v1/measurements", tags=["measurements"])
 
 @router.post("", response_model=MeasurementBatchResponse)
 def post_measurements(
-    body: MeasurementBatch,
+    body: Annotated[MeasurementBatch, Depends(checked_measurements)],
     session: WriteSessionDep,
     principal: PrincipalDep,
     settings: SettingsDep,
@@ -48,7 +50,7 @@ def post_measurements(
         for m in body.measurements:
             principal.check_device(m.device, f"post measurements for {m.device or m.task!r}")
     inserted, duplicate, _ = repo.insert_measurements(session, body.measurements)
-    shifts = repo.level_shifts(session, body.measurements, settings.level_shift_threshold)
+    shifts = level_shifts(session, body.measurements, settings.level_shift_threshold)
     session.commit()
     if inserted:
         refitter.notify()

@@ -1,9 +1,12 @@
 """Force a refit of predictors and fronts (normally done in the background after new data)."""
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 
 from ...admission import ADMISSION_RESPONSES
 from ...schemas import FrontVersionPublic, PredictorVersionPublic, RefitRequest, RefitResponse
+from ...space_checks import checked_refit
 from ..deps import AdmissionDep, FrontCacheDep, PrincipalDep, RefitterDep
 
 router = APIRouter(prefix="/v1", tags=["refit"])
@@ -15,7 +18,7 @@ router = APIRouter(prefix="/v1", tags=["refit"])
     responses=ADMISSION_RESPONSES,
 )
 async def refit(
-    body: RefitRequest,
+    body: Annotated[RefitRequest, Depends(checked_refit)],
     request: Request,
     principal: PrincipalDep,
     refitter: RefitterDep,

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
@@ -23,9 +23,9 @@ from ...schemas import (
     QueryRequest,
     QueryResponse,
     SpaceName,
-    check_task,
 )
 from ...search import FrontCache, FrontPoint, LoadedFront, NothingFitsError, budget_query
+from ...space_checks import checked_query, known_space, known_task
 from ..deps import FrontCacheDep, RefitterDep, SessionDep
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -83,7 +83,7 @@ def _macs(point: FrontPoint) -> int | None:
 
 
 @router.post("/query", response_model=QueryResponse, responses=_NOT_COMPUTED)
-async def query(body: QueryRequest, request: Request) -> Response:
+async def query(body: Annotated[QueryRequest, Depends(checked_query)], request: Request) -> Response:
     """The subnet with the best predicted score whose latency meets the budget with probability
     ``confidence`` (Gaussian latency posterior) and, given ``max_params``, that has at most that
     many parameters. 422 when nothing fits, on the field whose constraint ruled the candidates
@@ -155,10 +155,8 @@ def pareto(
     ``macs``. ``measured`` is true for subnets with both a measured score on the task and a
     measured latency on the device; the numbers shown are the predictions in every case.
     """
-    try:
-        check_task(space, task)  # reads a registered space again if the task is new
-    except ValueError as error:
-        raise InvalidError(str(error), ["query", "task"]) from None
+    known_space(space, ["query", "space"])
+    known_task(space, task, ["query", "task"])  # reads a registered space again if the task is new
     loaded = _front(session, cache, refitter, space, task, device)
     try:
         front = loaded.result.front_on(objective, max_params)

@@ -1,0 +1,102 @@
+"""Requests checked against the spaces this server knows.
+
+The wire schemas (:mod:`search_service.schemas`) are shapes that any process can build, a client
+without this server's registry included. Whether a space is registered, a task belongs to it or
+an arch is one of its subnets is this server's knowledge, checked here: the ``checked_*``
+functions are the routes' body dependencies (``Annotated[QueryRequest, Depends(checked_query)]``),
+so the CLI, which calls the app in process, gets the same answers. Each failure is a 422 shaped
+like a validation error, at the field it concerns, with the registry's message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from supernet.spaces import SearchSpace, UFOSpace, get_space, space_with_task
+
+from .errors import InvalidError
+from .schemas import (
+    CampaignCreate,
+    DeploymentQueryRequest,
+    MeasurementBatch,
+    QueryRequest,
+    RefitRequest,
+)
+
+Loc = Sequence[str | int]
+
+
+def known_space(space: str, loc: Loc) -> SearchSpace:
+    """The registered space ``space``; :class:`InvalidError` at ``loc`` naming the known ones."""
+    try:
+        return get_space(space)
+    except ValueError as error:
+        raise InvalidError(str(error), loc) from None
+
+
+def known_task(space: str, task: str, loc: Loc) -> None:
+    """:class:`InvalidError` at ``loc`` unless ``task`` is a task of ``space``."""
+    tasks = space_with_task(space, task).tasks  # a registered space gains tasks in other processes
+    if task not in tasks:
+        raise InvalidError(
+            f"task {task!r} is not a task of space {space!r}; its tasks: {', '.join(tasks) or 'none'}", loc
+        )
+
+
+def known_arch(space: str, arch: str, loc: Loc) -> str:
+    """``arch`` in its space's canonical spelling; :class:`InvalidError` at ``loc`` saying why it
+    is not a subnet of ``space``."""
+    search_space = known_space(space, loc)
+    try:
+        return search_space.format(search_space.parse(arch))
+    except (ValueError, KeyError, IndexError) as error:
+        raise InvalidError(f"arch {arch!r} is not a subnet of {space!r}: {error}", loc) from None
+
+
+def checked_measurements(body: MeasurementBatch) -> MeasurementBatch:
+    """``body`` with every arch (and reference arch) in canonical spelling; a 422 at the first
+    item whose space, task or arch this server does not know (the batch is then refused whole)."""
+    for i, item in enumerate(body.measurements):
+        loc: list[str | int] = ["body", "measurements", i]
+        known_space(item.space, [*loc, "space"])
+        if item.task is not None:
+            known_task(item.space, item.task, loc)
+        item.arch = known_arch(item.space, item.arch, loc)
+        if item.reference_arch is not None:
+            item.reference_arch = known_arch(item.space, item.reference_arch, loc)
+    return body
+
+
+def checked_query(body: QueryRequest) -> QueryRequest:
+    """``body`` once its space and task are known here."""
+    known_space(body.space, ["body", "space"])
+    known_task(body.space, body.task, ["body"])
+    return body
+
+
+def checked_campaign(body: CampaignCreate) -> CampaignCreate:
+    """``body`` once its space (and task, for a score campaign) are known here."""
+    known_space(body.space, ["body", "space"])
+    if body.task is not None:
+        known_task(body.space, body.task, ["body"])
+    return body
+
+
+def checked_refit(body: RefitRequest) -> RefitRequest:
+    """``body`` once its space, when it names one, is known here."""
+    if body.space is not None:
+        known_space(body.space, ["body", "space"])
+    return body
+
+
+def checked_deployment_query(body: DeploymentQueryRequest) -> DeploymentQueryRequest:
+    """``body`` once its space is a UFO space (only their tasks share one supernet) and each of
+    its tasks is a task of it."""
+    if not isinstance(known_space(body.space, ["body", "space"]), UFOSpace):
+        raise InvalidError(
+            f"space {body.space!r} has no deployments: only UFO spaces, whose tasks share one supernet, do",
+            ["body"],
+        )
+    for task in body.tasks:
+        known_task(body.space, task.task, ["body"])
+    return body
