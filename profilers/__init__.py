@@ -1,4 +1,5 @@
-"""Latency and accuracy profilers, their plug-in registry, and the device agent.
+"""Latency and accuracy profilers and their plug-in registry (the device agent that runs them
+for the service is :mod:`search_service.agent`).
 
 A profiler is a class registered under the entry-point group ``gpnas.profilers``; built-ins are
 registered the same way in gpnas' ``pyproject.toml``:
@@ -19,7 +20,6 @@ entry-point group ``gpnas.metrics`` the same way (built in: ``top1``, ``reid``, 
 ``retrieval``; see :mod:`profilers._metrics` for the protocols).
 """
 
-from ._agent import AgentError, DeviceAgent
 from ._base import (
     AccuracyProfiler,
     LatencyProfiler,
@@ -88,8 +88,6 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "METRICS_ENTRY_POINT_GROUP",
     "AccuracyProfiler",
-    "AgentError",
-    "DeviceAgent",
     "DeviceUnavailableError",
     "EvalBatch",
     "EvalOutputs",

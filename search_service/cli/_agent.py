@@ -37,7 +37,8 @@ def register(app: typer.Typer) -> None:
         server's choosing. Needs --server and --token (or GPNAS_SERVER and GPNAS_TOKEN)."""
         server = require(server, "--server", "GPNAS_SERVER")
         token = require(token, "--token", "GPNAS_TOKEN")
-        from profilers import AgentError, DeviceAgent, LocalConfig
+        from profilers import LocalConfig
+        from search_service.agent import AgentError, DeviceAgent
 
         logging.basicConfig(
             level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(message)s"

@@ -13,13 +13,12 @@ import torch
 import uvicorn
 
 from profilers import (
-    AgentError,
-    DeviceAgent,
     LatencyProfiler,
     LocalConfig,
     ProfileResult,
     TableLatencyProfiler,
 )
+from search_service.agent import AgentError, DeviceAgent
 from search_service.client import GpnasClient
 from search_service.schemas import CampaignCreate, DeviceCreate
 from supernet import SpaceDefinition, TaskDefinition, get_space

@@ -9,7 +9,8 @@ Guarantees, with the service's job API (lease / heartbeat / result / fail):
   re-post of the same result as the same measurement, so a retry after a lost response is safe;
   a 409 (another agent now holds the job) means this agent's measurement is dropped.
 
-Every request goes through :class:`search_service.client.GpnasClient`, which does the retries.
+Every request goes through :class:`search_service.client.GpnasClient`, which does the retries:
+the agent is a client of the service like any other and imports none of the server's modules.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from typing import TypeVar
 import httpx
 from pydantic import ValidationError
 
-from search_service.client import (
+from profilers import LocalConfig, Profiler, ProfileResult, ProfilerUnavailableError, create_profiler
+from supernet.spaces import SearchSpace, get_space, is_preset, space_from_definition
+
+from .client import (
     ApiError,
     ClientError,
     Conflict,
@@ -34,7 +38,7 @@ from search_service.client import (
     ServerUnreachable,
     Unauthorized,
 )
-from search_service.schemas import (
+from .schemas import (
     DevicePublic,
     FailRequest,
     HeartbeatRequest,
@@ -42,11 +46,6 @@ from search_service.schemas import (
     LeaseRequest,
     ResultRequest,
 )
-from supernet import SearchSpace, get_space, is_preset, space_from_definition
-
-from ._base import Profiler, ProfileResult, ProfilerUnavailableError
-from ._local import LocalConfig
-from ._registry import create_profiler
 
 logger = logging.getLogger("gpnas.agent")
 T = TypeVar("T")
