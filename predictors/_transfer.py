@@ -33,6 +33,7 @@ from gpytorch.kernels import AdditiveKernel, ConstantKernel, LinearKernel, Scale
 from gpytorch.priors import GammaPrior
 
 from supernet import SearchSpace, Subnet
+from supernet.errors import UserError
 
 from ._base import (
     Predictor,
@@ -134,7 +135,7 @@ class _AppendSourceEmbedding(InputTransform, torch.nn.Module):
         return torch.cat([X, embedding.reshape(*X.shape[:-1], -1)], dim=-1)
 
 
-class NoRelatedTargetsError(ValueError):
+class NoRelatedTargetsError(UserError):
     """A sources-only transfer model was asked for, but no related target has enough values."""
 
 

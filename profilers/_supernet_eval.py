@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 import torch
 
 from supernet import SearchSpace, Subnet, UFOSpace, UFOSupernet
+from supernet.errors import UserError
 
 from ._base import AccuracyProfiler, ProfileResult, ProfilerUnavailableError, Setting
 from ._metrics import DISTANCES, EvalOutputs, TaskMetric, collect_outputs, get_metric
@@ -26,7 +27,7 @@ _AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 _WHERE = "setting {!r} of profiler 'supernet-eval'"
 
 
-class DeviceUnavailableError(ProfilerUnavailableError, ValueError):
+class DeviceUnavailableError(ProfilerUnavailableError, UserError):
     """The ``device`` setting names a CUDA device this machine does not have.
 
     A :class:`~profilers.ProfilerUnavailableError` (an agent hands its jobs back and stops rather

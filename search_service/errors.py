@@ -1,9 +1,27 @@
-"""Service errors raised by repositories and routes; the app turns each into a 4xx JSON answer."""
+"""Service errors raised by repositories and routes; the app turns each into a 4xx JSON answer.
+
+Also the home, for the service and its CLI, of :class:`UserError` (defined in
+:mod:`supernet.errors`, the lowest layer, so that every package's input errors can derive from it).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
+from supernet.errors import UserError
+
+__all__ = [
+    "ConflictError",
+    "ForbiddenError",
+    "InvalidError",
+    "NotFoundError",
+    "ServiceError",
+    "TooManyRequestsError",
+    "UnauthorizedError",
+    "UnavailableError",
+    "UserError",
+]
 
 
 class ServiceError(Exception):

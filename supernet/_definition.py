@@ -58,6 +58,7 @@ from pydantic import (
 from ._cells import FBNET_OPS, NB201_OPS, FBNetSpace, NASBench201Space
 from ._space import Dimension, SearchSpace, Subnet
 from ._ufo import DEFAULT_NORM_EPS, MultipathSpace, Track2Space, UFOSpace, ViTGeometry, two_digit_depth
+from .errors import UserError
 
 Family = Literal["ufo", "fbnet", "nasbench201"]
 ArchFormat = Literal["indices", "track2", "multipath", "fbnet", "nasbench201"]
@@ -129,7 +130,7 @@ def _plain(value: str) -> str:
     return value
 
 
-class DefinitionError(ValueError):
+class DefinitionError(UserError):
     """A space definition that is not valid; the message names each bad field.
 
     Attributes:

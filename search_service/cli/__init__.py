@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from ..errors import UserError
 from . import (
     _agent,
     _db,
@@ -64,11 +65,12 @@ for _module in (
 
 
 def main() -> None:
-    """Console-script entry point: ValueErrors become one error line and exit status 2 (with
-    ``gpnas --debug``, their traceback)."""
+    """Console-script entry point: a :class:`~search_service.errors.UserError` becomes one error
+    line and exit status 2 (with ``gpnas --debug``, its traceback); any other exception is a bug
+    and keeps its traceback."""
     try:
         app()
-    except ValueError as error:
+    except UserError as error:
         if _debug:
             raise
         typer.echo(f"error: {error}", err=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import UserError
 from ._options import ServerOption, TokenOption, require
 from ._profile import DATA_DIR_HELP, LOCAL_CONFIG_HELP
 
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
         try:
             stats = agent.run()
         except AgentError as error:
-            raise ValueError(str(error)) from None
+            raise UserError(str(error)) from None
         except KeyboardInterrupt:
             # The job in hand is not lost: its lease expires and the service re-queues it.
             stats = agent.stats

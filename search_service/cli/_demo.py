@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ..errors import UserError
 from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ def register(app: typer.Typer) -> None:
 
 
 def check_port_free(host: str, port: int) -> None:
-    """ValueError naming the way out when nothing can listen on ``host:port``."""
+    """A UserError naming the way out when nothing can listen on ``host:port``."""
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -207,7 +208,7 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            raise ValueError(
+            raise UserError(
                 f"cannot serve on {host}:{port} ({error.strerror or error}): pass another --port "
                 f"(make demo PORT={port + 1}), or --no-serve"
             ) from None

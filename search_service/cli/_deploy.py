@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from ..errors import UserError
 from ._options import (
     DEFAULT_DATABASE_URL,
     DatabaseUrlOption,
@@ -31,7 +32,7 @@ def _per_task(values: list[float], tasks: list[str], option: str) -> Sequence[fl
     if len(values) == 1:
         return values * len(tasks)
     if len(values) != len(tasks):
-        raise ValueError(
+        raise UserError(
             f"give {option} once for all tasks or once per --task ({len(tasks)}), not {len(values)}"
         )
     return list(values)
@@ -120,6 +121,6 @@ def register(app: typer.Typer) -> None:
             with api_client(server, token, database) as api:
                 answer = api.query_deployment(body)
         except ApiError as error:
-            raise ValueError(str(error)) from None
+            raise UserError(str(error)) from None
         data = answer.model_dump(mode="json")
         typer.echo(json.dumps(data, indent=2) if as_json else format_deployment(data))

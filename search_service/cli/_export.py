@@ -19,6 +19,7 @@ from supernet import (
     ufo_space,
 )
 
+from ..errors import UserError
 from ._spaces import resolve_space, space_help
 
 VERIFY_TOLERANCE = 1e-3
@@ -28,20 +29,20 @@ VERIFY_TOLERANCE = 1e-3
 def _load_state_dict(net: UFOSupernet, checkpoint: Path) -> None:
     """Load a supernet ``state_dict`` (plain, or under a ``"state_dict"`` key) into ``net``."""
     if not checkpoint.is_file():
-        raise ValueError(f"checkpoint {str(checkpoint)!r} is not a file")
+        raise UserError(f"checkpoint {str(checkpoint)!r} is not a file")
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for unreadable files
-        raise ValueError(f"checkpoint {str(checkpoint)!r} is not a torch state_dict: {error}") from error
+        raise UserError(f"checkpoint {str(checkpoint)!r} is not a torch state_dict: {error}") from error
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ValueError(f"checkpoint {str(checkpoint)!r} holds a {type(state).__name__}, not a state_dict")
+        raise UserError(f"checkpoint {str(checkpoint)!r} holds a {type(state).__name__}, not a state_dict")
     try:
         net.load_state_dict(state)
     except RuntimeError as error:
         detail = " ".join(str(error).split())
-        raise ValueError(f"checkpoint does not fit the {net.space.name} supernet: {detail}") from error
+        raise UserError(f"checkpoint does not fit the {net.space.name} supernet: {detail}") from error
 
 
 def _verify(model: SubnetViT, path: Path, batch_size: int) -> float:
@@ -93,7 +94,7 @@ def register(app: typer.Typer) -> None:
         # Check everything cheap before allocating the (up to GB-sized) supernet.
         resolved = resolve_space(space)
         if not isinstance(resolved, UFOSpace):
-            raise ValueError(f"space {resolved.name!r} has no supernet; only UFO spaces do")
+            raise UserError(f"space {resolved.name!r} has no supernet; only UFO spaces do")
         target = ufo_space(resolved, **overrides)
         resolve_path(target, arch, task)
         net = build_supernet(target, seed=seed)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import typer
 
+from ..errors import UserError
+
 if TYPE_CHECKING:
     from supernet import ImportReport, UFOSpace
 
@@ -20,7 +22,7 @@ def _names(value: str | None, what: str) -> list[str] | None:
         return None
     names = [part.strip() for part in value.split(",") if part.strip()]
     if not names:
-        raise ValueError(f"{what}: give one or more comma-separated values")
+        raise UserError(f"{what}: give one or more comma-separated values")
     return names
 
 
@@ -31,7 +33,7 @@ def _numbers(value: str | None, what: str, kind: Callable[[str], T]) -> list[T] 
     try:
         return [kind(name) for name in names]
     except ValueError:
-        raise ValueError(f"{what}: {value!r} is not a comma-separated list of numbers") from None
+        raise UserError(f"{what}: {value!r} is not a comma-separated list of numbers") from None
 
 
 def _metrics(value: str | None) -> dict[str, str] | None:
@@ -42,7 +44,7 @@ def _metrics(value: str | None) -> dict[str, str] | None:
     for pair in pairs:
         task, sep, metric = pair.partition("=")
         if not sep or not task.strip() or not metric.strip():
-            raise ValueError(f"--metrics: {pair!r} is not TASK=METRIC")
+            raise UserError(f"--metrics: {pair!r} is not TASK=METRIC")
         out[task.strip()] = metric.strip()
     return out
 
@@ -67,7 +69,7 @@ def _write(path: Path, write: Callable[[Path], object], what: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(path)
     except OSError as error:
-        raise ValueError(f"cannot write {what} {str(path)!r}: {error.strerror or error}") from None
+        raise UserError(f"cannot write {what} {str(path)!r}: {error.strerror or error}") from None
 
 
 def register(app: typer.Typer) -> None:

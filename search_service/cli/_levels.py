@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
+
 #: Settings that only decide how long or how a batch is timed, not how long the reference takes.
 TIMING_ONLY_SETTINGS = frozenset(
     {
@@ -85,10 +87,10 @@ class LevelFile:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             if data.get("format") != _FORMAT or not isinstance(data.get("devices"), list):
-                raise ValueError(f"expected format {_FORMAT} with a 'devices' list")
+                raise UserError(f"expected format {_FORMAT} with a 'devices' list")
             return list(data["devices"])
         except (ValueError, AttributeError) as error:
-            raise ValueError(
+            raise UserError(
                 f"--levels {self.path}: not a gpnas level file ({error}); delete it or pass another"
             ) from None
 
@@ -99,10 +101,10 @@ class LevelFile:
         process is not overwritten with an older copy.
 
         Raises:
-            ValueError: If the file exists but is not a level file, or ``batch_ms`` is not positive.
+            UserError: If the file exists but is not a level file, or ``batch_ms`` is not positive.
         """
         if not batch_ms > 0:
-            raise ValueError(f"a reference level must be positive, got {batch_ms!r}")
+            raise UserError(f"a reference level must be positive, got {batch_ms!r}")
         devices = self._read()
         entry = next((d for d in devices if {k: d.get(k) for k in key} == key), None)
         if entry is None:

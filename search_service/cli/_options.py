@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from ..errors import UserError
+
 if TYPE_CHECKING:
     from pydantic import BaseModel
     from sqlalchemy.orm import Session
@@ -64,10 +66,10 @@ def require(value: str | None, option: str, envvar: str) -> str:
     """``value``, which the command cannot do without.
 
     Raises:
-        ValueError: It was neither given as ``option`` nor set in ``envvar`` (or is blank).
+        UserError: It was neither given as ``option`` nor set in ``envvar`` (or is blank).
     """
     if value is None or not value.strip():
-        raise ValueError(f"{option} is required: pass {option} or set {envvar}")
+        raise UserError(f"{option} is required: pass {option} or set {envvar}")
     return value
 
 
@@ -88,19 +90,19 @@ def server_or_database(
     ``old_database`` is the value of a command's deprecated ``--database`` alias, if given.
 
     Raises:
-        ValueError: Both are on the command line, both only in the environment, or neither is given.
+        UserError: Both are on the command line, both only in the environment, or neither is given.
     """
     server_from = None if server is None else option_source(ctx, "server")
     database_from = option_source(ctx, "database_url")
     if old_database is not None:
         if database_from == COMMANDLINE:
-            raise ValueError("give --database-url once (--database is its deprecated old name)")
+            raise UserError("give --database-url once (--database is its deprecated old name)")
         database_url, database_from = old_database, COMMANDLINE
     if server_from is not None and database_from is not None:
         if server_from == database_from == COMMANDLINE:
-            raise ValueError("give either --server or --database-url, not both")
+            raise UserError("give either --server or --database-url, not both")
         if server_from == database_from:  # both from the environment
-            raise ValueError(
+            raise UserError(
                 "both GPNAS_SERVER and GPNAS_DATABASE_URL are set: choose one with "
                 "--server URL or --database-url URL"
             )
@@ -112,7 +114,7 @@ def server_or_database(
         return server, None
     if database_from is not None:
         return None, database_url
-    raise ValueError(
+    raise UserError(
         "say where the data is: --server URL (or GPNAS_SERVER) for a running service, or "
         "--database-url URL (or GPNAS_DATABASE_URL) to read a database directly"
     )
@@ -121,19 +123,19 @@ def server_or_database(
 @contextmanager
 def database_session(database_url: str, write: bool = False) -> Iterator[Session]:
     """A session on the migrated database of ``--database-url``; a database that is not migrated
-    is a ValueError (one ``error:`` line saying to run ``gpnas db upgrade``)."""
+    is a UserError (one ``error:`` line saying to run ``gpnas db upgrade``)."""
     from search_service.core import check_schema, make_engine, make_sessionmaker, require_database
 
     try:
         require_database(database_url)
     except RuntimeError as error:
-        raise ValueError(str(error)) from None
+        raise UserError(str(error)) from None
     engine = make_engine(database_url)
     try:
         try:
             check_schema(engine)
         except RuntimeError as error:
-            raise ValueError(str(error)) from None
+            raise UserError(str(error)) from None
         with make_sessionmaker(engine, write=write)() as session:
             yield session
     finally:
@@ -147,7 +149,7 @@ def api_client(server: str | None, token: str | None, database: str | None) -> I
     the API answers either way.
 
     Raises:
-        ValueError: The database does not exist or is not migrated.
+        UserError: The database does not exist or is not migrated.
     """
     from search_service.client import GpnasClient
 
@@ -164,7 +166,7 @@ def api_client(server: str | None, token: str | None, database: str | None) -> I
     try:
         app = create_app(Settings(database_url=database, refit_worker=False))
     except SchemaOutdatedError as error:
-        raise ValueError(str(error)) from None
+        raise UserError(str(error)) from None
     try:
         with GpnasClient("http://gpnas.local", http=TestClient(app), max_retries=0) as api:
             yield api
@@ -173,7 +175,7 @@ def api_client(server: str | None, token: str | None, database: str | None) -> I
 
 
 def validated(model: type[M], data: dict[str, Any]) -> M:
-    """``model`` built from ``data``; its first validation error as one ValueError line
+    """``model`` built from ``data``; its first validation error as one UserError line
     (``field: reason``), like the API's 422 names it."""
     from pydantic import ValidationError
 
@@ -182,4 +184,4 @@ def validated(model: type[M], data: dict[str, Any]) -> M:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
-        raise ValueError(f"{where + ': ' if where else ''}{first['msg']}") from None
+        raise UserError(f"{where + ': ' if where else ''}{first['msg']}") from None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ..errors import UserError
 from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption, ServerOption, api_client, server_or_database
 
 if TYPE_CHECKING:
@@ -185,12 +186,12 @@ def register(app: typer.Typer) -> None:
             with api_client(server, None, database) as api:
                 front = fetch_front(api, space, task, device, chosen, max_params)
         except ServerUnreachable as error:
-            raise ValueError(
+            raise UserError(
                 f"cannot reach the gpnas server at {server} ({error.last}); start it with `gpnas serve` "
                 "or read a database directly with --database-url URL"
             ) from None
         except ApiError as error:
-            raise ValueError(str(error)) from None
+            raise UserError(str(error)) from None
         points = front.points
         against = "latency" if chosen == "latency" else "parameters"
         cap = "" if max_params is None else f", at most {max_params:,} parameters"

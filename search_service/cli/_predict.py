@@ -15,6 +15,7 @@ import typer
 from predictors import create_predictor, list_predictors, predictor_class
 from supernet import Metric, SearchSpace, Subnet
 
+from ..errors import UserError
 from ._spaces import resolve_space, space_help
 
 _SCORE_NAME = re.compile(r"rank|score|acc|top1|top5|map|mAP|miou|f1", re.IGNORECASE)
@@ -22,14 +23,14 @@ _SCORE_NAME = re.compile(r"rank|score|acc|top1|top5|map|mAP|miou|f1", re.IGNOREC
 
 def _read_csv(path: Path, label: str) -> tuple[list[str], list[list[str]]]:
     if not path.is_file():
-        raise ValueError(f"{label} file {str(path)!r} does not exist")
+        raise UserError(f"{label} file {str(path)!r} does not exist")
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows:
-        raise ValueError(f"{label} file {str(path)!r} is empty")
+        raise UserError(f"{label} file {str(path)!r} is empty")
     header = [name.strip() for name in rows[0]]
     if "arch" not in header:
-        raise ValueError(f"{label} file {str(path)!r} has no 'arch' column (header: {','.join(header)})")
+        raise UserError(f"{label} file {str(path)!r} has no 'arch' column (header: {','.join(header)})")
     body = [row for row in rows[1:] if any(cell.strip() for cell in row)]
     return header, body
 
@@ -42,7 +43,7 @@ def _parse_archs(space: SearchSpace, header: list[str], body: list[list[str]], l
         try:
             subnets.append(space.parse(cell))
         except ValueError as error:
-            raise ValueError(
+            raise UserError(
                 f"{label} row {i} (line {i + 1}), column 'arch': unknown arch {cell!r}: {error}"
             ) from None
     return subnets
@@ -52,17 +53,17 @@ def read_measurements(space: SearchSpace, path: Path) -> tuple[list[Subnet], lis
     """Subnets, column names and an ``n x T`` float64 matrix (NaN = empty cell) from TRAIN.csv.
 
     Raises:
-        ValueError: Naming the row and column of an unknown arch or a non-numeric cell.
+        UserError: Naming the row and column of an unknown arch or a non-numeric cell.
     """
     header, body = _read_csv(path, "train")
     subnets = _parse_archs(space, header, body, "train")
     columns = [name for name in header if name != "arch"]
     if not columns:
-        raise ValueError("train file has no numeric columns besides 'arch'")
+        raise UserError("train file has no numeric columns besides 'arch'")
     Y = torch.full((len(body), len(columns)), float("nan"), dtype=torch.float64)
     for i, row in enumerate(body, start=1):
         if len(row) > len(header):
-            raise ValueError(
+            raise UserError(
                 f"train row {i} (line {i + 1}) has {len(row)} cells but the header has {len(header)}"
             )
         for c, name in enumerate(columns):
@@ -73,11 +74,11 @@ def read_measurements(space: SearchSpace, path: Path) -> tuple[list[Subnet], lis
             try:
                 value = float(cell)
             except ValueError:
-                raise ValueError(
+                raise UserError(
                     f"train row {i} (line {i + 1}), column {name!r}: {cell!r} is not a number"
                 ) from None
             if not math.isfinite(value):
-                raise ValueError(
+                raise UserError(
                     f"train row {i} (line {i + 1}), column {name!r}: {cell!r} is not a finite number"
                 )
             Y[i - 1, c] = value
@@ -107,11 +108,11 @@ def infer_metric(name: str, values: torch.Tensor, tasks: Sequence[str]) -> Metri
 
 
 def parse_metric_option(value: str) -> Metric:
-    """``--metric``'s value as a metric (ValueError naming the option otherwise)."""
+    """``--metric``'s value as a metric (a UserError naming the option otherwise)."""
     try:
         return Metric.parse(value)
     except ValueError:
-        raise ValueError(f"--metric must be auto, latency_ms or score, got {value!r}") from None
+        raise UserError(f"--metric must be auto, latency_ms or score, got {value!r}") from None
 
 
 def default_models() -> dict[Metric, str]:
@@ -152,16 +153,16 @@ def cross_validate(
     measured on some subnets only); the model is fitted with ``fit_multi`` on the rest.
 
     Raises:
-        ValueError: If ``folds`` < 2 or there are fewer than ``2 * folds`` target values.
+        UserError: If ``folds`` < 2 or there are fewer than ``2 * folds`` target values.
     """
     import numpy as np
     from scipy.stats import kendalltau
 
     rows = torch.nonzero(~torch.isnan(Y[:, target])).squeeze(-1).numpy()
     if folds < 2:
-        raise ValueError(f"--cv must be at least 2, got {folds}")
+        raise UserError(f"--cv must be at least 2, got {folds}")
     if len(rows) < 2 * folds:
-        raise ValueError(f"--cv {folds} needs at least {2 * folds} target values, got {len(rows)}")
+        raise UserError(f"--cv {folds} needs at least {2 * folds} target values, got {len(rows)}")
     order = rows[np.random.default_rng(seed).permutation(len(rows))]
     taus = []
     for k in range(folds):
@@ -177,7 +178,7 @@ def cross_validate(
 
 def _required(value: object, option: str) -> None:
     if value is None:
-        raise ValueError(f"missing option {option} (`gpnas predict --help` lists them)")
+        raise UserError(f"missing option {option} (`gpnas predict --help` lists them)")
 
 
 def register(app: typer.Typer) -> None:
@@ -235,25 +236,25 @@ def register(app: typer.Typer) -> None:
         assert target is not None
         search_space = resolve_space(space)
         if model is not None and model not in list_predictors():
-            raise ValueError(
+            raise UserError(
                 f"--model {model!r} is unknown; known: {', '.join(list_predictors())} (or `--model list`)"
             )
         subnets, columns, Y = read_measurements(search_space, train)
         if target not in columns:
-            raise ValueError(
+            raise UserError(
                 f"--target {target!r} is not a column of the train file; columns: {', '.join(columns)}"
             )
         t = columns.index(target)
         measured = ~torch.isnan(Y[:, t])
         if int(measured.sum()) == 0:
-            raise ValueError(f"train column {target!r} has no values: nothing to fit")
+            raise UserError(f"train column {target!r} has no values: nothing to fit")
         if int(measured.sum()) < 2:
-            raise ValueError(f"train column {target!r} has only 1 value; at least 2 are needed")
+            raise UserError(f"train column {target!r} has only 1 value; at least 2 are needed")
         auto = metric == "auto"
         metric = infer_metric(target, Y[:, t], search_space.tasks) if auto else parse_metric_option(metric)
         if metric is Metric.LATENCY and (Y[measured, t] <= 0).any():
             row = int(torch.nonzero(measured & (Y[:, t] <= 0))[0]) + 1
-            raise ValueError(
+            raise UserError(
                 f"train row {row} (line {row + 1}), column {target!r}: latency_ms must be positive"
             )
         if model is None:

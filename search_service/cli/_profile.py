@@ -14,6 +14,7 @@ import typer
 
 from supernet import Metric, SearchSpace, Subnet
 
+from ..errors import UserError
 from ..levels import DEFAULT_SHIFT_THRESHOLD, check_shift, rescale_factor, shift
 from ._levels import LevelFile, Recorded, default_levels_path, device_key
 from ._options import ENVIRONMENT, ServerOption, TokenOption, option_source
@@ -29,16 +30,16 @@ def parse_settings(pairs: list[str]) -> dict[str, str]:
     Values stay strings; the profiler's settings spec converts and checks them.
 
     Raises:
-        ValueError: If a pair has no ``=`` or an empty key, or a key repeats.
+        UserError: If a pair has no ``=`` or an empty key, or a key repeats.
     """
     settings: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+            raise UserError(f"--set expects KEY=VALUE, got {pair!r}")
         if key in settings:
-            raise ValueError(f"--set {key} is given twice")
+            raise UserError(f"--set {key} is given twice")
         settings[key] = value.strip()
     return settings
 
@@ -66,7 +67,7 @@ def resolve_device(
     (the errors say so).
 
     Raises:
-        ValueError: If the server is unreachable, does not know the device or refuses the token.
+        UserError: If the server is unreachable, does not know the device or refuses the token.
     """
     if server is None:
         return device, dict(settings)
@@ -78,13 +79,13 @@ def resolve_device(
         try:
             info = api.get_device(device)
         except ServerUnreachable as error:
-            raise ValueError(f"{option} {server}: unreachable ({error.last})") from None
+            raise UserError(f"{option} {server}: unreachable ({error.last})") from None
         except NotFound:
             hint = " (GPNAS_SERVER is set: unset it to use a profiler of that name)"
             hint = hint if from_environment else ""
-            raise ValueError(f"device {device!r} is not registered on {server}{hint}") from None
+            raise UserError(f"device {device!r} is not registered on {server}{hint}") from None
         except ApiError as error:
-            raise ValueError(f"{error} (on {server})") from None
+            raise UserError(f"{error} (on {server})") from None
     return info.profiler, {**(info.settings or {}), **settings}
 
 
@@ -95,17 +96,20 @@ def _choose_subnets(
     from the profiler's known subnets when it can only replay a table."""
     if archs is not None:
         if not archs.is_file():
-            raise ValueError(f"--archs {archs}: no such file")
+            raise UserError(f"--archs {archs}: no such file")
         with open(archs, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or "arch" not in reader.fieldnames:
-                raise ValueError(f"--archs {archs}: needs an 'arch' column")
-            return [space.parse(row["arch"]) for row in reader]
+                raise UserError(f"--archs {archs}: needs an 'arch' column")
+            try:
+                return [space.parse(row["arch"]) for row in reader]
+            except ValueError as error:
+                raise UserError(f"--archs {archs}: {error}") from error
     assert samples is not None
     if known is None:
         return space.sample(samples, seed=seed)
     if samples > len(known):
-        raise ValueError(f"--samples {samples}: the profiler's table holds only {len(known)} subnets")
+        raise UserError(f"--samples {samples}: the profiler's table holds only {len(known)} subnets")
     order = np.random.default_rng(seed).permutation(len(known))[:samples]
     return [known[i] for i in order]
 
@@ -249,7 +253,7 @@ def register(app: typer.Typer) -> None:
         from profilers import LocalConfig, ProfilerUnavailableError, create_profiler
 
         if (samples is None) == (archs is None):
-            raise ValueError("pass exactly one of --samples N or --archs FILE")
+            raise UserError("pass exactly one of --samples N or --archs FILE")
         search_space = resolve_space(space, server, token)
         from_environment = option_source(ctx, "server") == ENVIRONMENT
         name, settings = resolve_device(
@@ -261,9 +265,11 @@ def register(app: typer.Typer) -> None:
             profiler = create_profiler(name, search_space, local=local, **settings)
         except ProfilerUnavailableError as error:
             # Missing hardware (no GPU, no bf16) is the user's setup, not a bug: one error line.
-            raise ValueError(str(error)) from None
+            raise UserError(str(error)) from None
+        except ValueError as error:  # a --set or device setting the profiler refuses
+            raise UserError(str(error)) from error
         if profiler.metric == Metric.SCORE and task is None:
-            raise ValueError(f"profiler {name!r} scores a task: pass --task (one of {search_space.tasks})")
+            raise UserError(f"profiler {name!r} scores a task: pass --task (one of {search_space.tasks})")
         subs = _choose_subnets(search_space, profiler.known_subnets(), samples, seed, archs)
         value_column = column or profiler.metric
         handle: Any = open(out, "w", newline="", encoding="utf-8") if out else sys.stdout  # noqa: SIM115
@@ -307,6 +313,6 @@ def register(app: typer.Typer) -> None:
             if out:
                 handle.close()
         if failed:
-            raise ValueError(f"{failed} of {len(subs)} subnets could not be measured (reasons above)")
+            raise UserError(f"{failed} of {len(subs)} subnets could not be measured (reasons above)")
         if out:
             typer.echo(f"wrote {len(subs)} rows to {out}", err=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from ..errors import UserError
 from ._options import (
     DEFAULT_DATABASE_URL,
     DatabaseUrlOption,
@@ -69,6 +70,6 @@ def register(app: typer.Typer) -> None:
             with api_client(server, token, database) as api:
                 answer = api.query(body)
         except ApiError as error:
-            raise ValueError(str(error)) from None
+            raise UserError(str(error)) from None
         data = answer.model_dump(mode="json")
         typer.echo(json.dumps(data, indent=2) if as_json else format_answer(data, budget))

@@ -6,6 +6,7 @@ import os
 
 import typer
 
+from ..errors import UserError
 from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption
 
 
@@ -31,7 +32,7 @@ def register(app: typer.Typer) -> None:
             # Built once here so that an outdated schema is one clear line, not a worker traceback.
             application = create_app()
         except SchemaOutdatedError as error:
-            raise ValueError(str(error)) from None
+            raise UserError(str(error)) from None
         if workers == 1:
             uvicorn.run(application, host=host, port=port, log_level=log_level)
         else:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
+from ..errors import UserError
 from ._options import (
     DEFAULT_DATABASE_URL,
     DatabaseUrlOption,
@@ -44,21 +45,21 @@ def space_help(server: bool = False) -> str:
 
 
 def _ask(server: str, token: str | None, call: Callable[[GpnasClient], T]) -> T:
-    """``call`` on a client of ``server``; its errors as one-line ValueErrors."""
+    """``call`` on a client of ``server``; its errors as one-line UserErrors."""
     from search_service.client import ClientError, GpnasClient
 
     with GpnasClient(server, token, max_retries=2, backoff=0.25) as api:
         try:
             return call(api)
         except ClientError as error:
-            raise ValueError(f"{server}: {error}") from None
+            raise UserError(f"{server}: {error}") from None
 
 
 def read_definition(path: str) -> SpaceDefinition:
     """The definition in file ``path`` (``-``: standard input), YAML or JSON.
 
     Raises:
-        ValueError: The file cannot be read, does not parse, or names a bad field.
+        UserError: The file cannot be read, does not parse, or names a bad field.
     """
     from supernet import SpaceDefinition
 
@@ -67,7 +68,7 @@ def read_definition(path: str) -> SpaceDefinition:
     try:
         return SpaceDefinition.read(path)
     except OSError as error:
-        raise ValueError(f"cannot read {path}: {error.strerror or error}") from None
+        raise UserError(f"cannot read {path}: {error.strerror or error}") from None
 
 
 def resolve_space(value: str, server: str | None = None, token: str | None = None) -> SearchSpace:
@@ -76,7 +77,7 @@ def resolve_space(value: str, server: str | None = None, token: str | None = Non
     ``GPNAS_DATABASE_URL`` (if set).
 
     Raises:
-        ValueError: None of those knows it (the message of ``supernet.get_space``), or the file
+        UserError: None of those knows it (the message of ``supernet.get_space``), or the file
             or the database cannot be read.
     """
     import supernet
@@ -99,7 +100,7 @@ def resolve_space(value: str, server: str | None = None, token: str | None = Non
         try:
             definition = source.load(value)
         except SQLAlchemyError as error:
-            raise ValueError(
+            raise UserError(
                 f"cannot read the spaces of GPNAS_DATABASE_URL ({error.__class__.__name__}: "
                 f"{str(error).splitlines()[0]}); is it migrated (gpnas db upgrade)?"
             ) from None
@@ -107,7 +108,10 @@ def resolve_space(value: str, server: str | None = None, token: str | None = Non
             source.close()
         if definition is not None:
             return supernet.space_from_definition(definition)
-    return supernet.get_space(value)  # a ValueError naming the known spaces
+    try:
+        return supernet.get_space(value)
+    except ValueError as error:  # naming the known spaces; the name came from the command line
+        raise UserError(str(error)) from error
 
 
 def _summaries(server: str | None, token: str | None, database: str | None) -> list[SpaceSummary]:
@@ -147,7 +151,7 @@ def _definition(name: str, server: str | None, token: str | None, database: str 
     with database_session(database) as session:
         definition = SqlSpaceSource(lambda: session_context(session)).load(name)
     if definition is None:
-        raise ValueError(
+        raise UserError(
             f"unknown space {name!r} in {database}; presets: {', '.join(supernet.preset_names())}"
         )
     return definition
@@ -212,13 +216,13 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
         import supernet
 
         if output not in ("json", "yaml"):
-            raise ValueError(f"--format {output!r}: give json or yaml")
+            raise UserError(f"--format {output!r}: give json or yaml")
         server_, database = None, None
         if not supernet.is_preset(name):
             try:
                 server_, database = server_or_database(ctx, server, database_url)
             except ValueError as error:
-                raise ValueError(
+                raise UserError(
                     f"unknown space {name!r}; known spaces: {', '.join(supernet.preset_names())} (a "
                     f"registered space is read from --server or --database-url: {error})"
                 ) from None
@@ -257,7 +261,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             try:
                 space = space_service.register_space(session, definition, Settings().max_encoding_width)
             except ServiceError as error:
-                raise ValueError(error.message) from None
+                raise UserError(error.message) from None
             session.commit()
         tasks = ", ".join(space.tasks) or "-"
         typer.echo(f"registered space {space.name}: {space.cardinality} subnets, tasks: {tasks}")
@@ -290,7 +294,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             body = TaskDefinition(name=task, head=head, metric=metric)
         except ValidationError as error:
             first = error.errors()[0]
-            raise ValueError(f"{first['loc'][0]}: {first['msg']}") from None
+            raise UserError(f"{first['loc'][0]}: {first['msg']}") from None
         server, database = server_or_database(ctx, server, database_url)
         if server is not None:
             detail = _ask(server, token, lambda api: api.add_space_task(space, body))
@@ -304,7 +308,7 @@ def register(app: typer.Typer) -> None:  # noqa: C901 - one closure per command
             try:
                 extended = space_service.add_task(session, space, body)
             except ServiceError as error:
-                raise ValueError(error.message) from None
+                raise UserError(error.message) from None
             session.commit()
         tasks = ", ".join(extended.tasks)
         typer.echo(f"space {extended.name}: {extended.cardinality} subnets, tasks: {tasks}")

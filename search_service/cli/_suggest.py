@@ -11,6 +11,7 @@ import typer
 from predictors import Predictor, TransferPredictor, create_strategy, list_strategies, transfer_prior
 from supernet import Metric
 
+from ..errors import UserError
 from ._predict import _parse_archs, _read_csv, infer_metric, parse_metric_option, read_measurements
 from ._spaces import resolve_space, space_help
 
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
         new chip's first measurements); with more, the transfer GP's posterior does.
         """
         if strategy == "qlognehvi" or strategy not in list_strategies():
-            raise ValueError(
+            raise UserError(
                 f"--strategy {strategy!r} is not a single-target strategy; use random, max-variance "
                 "or integrated-variance"
             )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from ..errors import UserError
 from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption, database_session
 
 if TYPE_CHECKING:
@@ -21,16 +22,16 @@ def parse_duration(text: str) -> int:
     """Seconds in ``text``: a whole number with a unit, ``3600s``, ``90m``, ``12h`` or ``30d``.
 
     Raises:
-        ValueError: Not such a number, or outside the range the API accepts (60 s to 5 years).
+        UserError: Not such a number, or outside the range the API accepts (60 s to 5 years).
     """
     from search_service.schemas import TOKEN_MAX_EXPIRES_S, TOKEN_MIN_EXPIRES_S
 
     match = _DURATION.match(text.strip())
     if match is None:
-        raise ValueError(f"--expires-in {text!r}: give a whole number and a unit, e.g. 30d, 12h, 90m, 3600s")
+        raise UserError(f"--expires-in {text!r}: give a whole number and a unit, e.g. 30d, 12h, 90m, 3600s")
     seconds = int(match[1]) * _UNIT_S[match[2]]
     if not TOKEN_MIN_EXPIRES_S <= seconds <= TOKEN_MAX_EXPIRES_S:
-        raise ValueError(
+        raise UserError(
             f"--expires-in {text!r}: must be from {TOKEN_MIN_EXPIRES_S} s "
             f"to {TOKEN_MAX_EXPIRES_S // 86_400} days"
         )
@@ -41,14 +42,14 @@ def _checked(kind: Any, value: str, option: str) -> str:
     """``value`` validated as the API validates it (pydantic type ``kind``).
 
     Raises:
-        ValueError: One line naming ``option`` and the reason.
+        UserError: One line naming ``option`` and the reason.
     """
     from pydantic import TypeAdapter, ValidationError
 
     try:
         return TypeAdapter(kind).validate_python(value)
     except ValidationError as error:
-        raise ValueError(f"{option} {value!r}: {error.errors()[0]['msg']}") from None
+        raise UserError(f"{option} {value!r}: {error.errors()[0]['msg']}") from None
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -123,12 +124,12 @@ def register(app: typer.Typer) -> None:
         from search_service.schemas import INT32
 
         if not 1 <= token_id <= INT32:  # no such id can exist, and PostgreSQL would refuse the lookup
-            raise ValueError(f"unknown token id {token_id}")
+            raise UserError(f"unknown token id {token_id}")
         with database_session(database_url, write=True) as session:
             try:
                 row = repo.revoke_token(session, token_id)
             except NotFoundError as error:
-                raise ValueError(error.message) from None
+                raise UserError(error.message) from None
             revoked_at = row.revoked_at
             session.commit()
         typer.echo(f"token {token_id} revoked at {_when(revoked_at)}")

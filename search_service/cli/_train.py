@@ -22,6 +22,7 @@ from typing import Any
 import torch
 import typer
 
+from ..errors import UserError
 from ._profile import LOCAL_CONFIG_HELP
 from ._spaces import resolve_space, space_help
 
@@ -47,14 +48,14 @@ def training_data(name: str, tasks: list[str], batch_size: int, config: Path | N
     """Task -> training batches of data set ``name`` (the contract in the module docstring).
 
     Raises:
-        ValueError: ``name`` is no data set here, or it takes no ``split`` keyword.
+        UserError: ``name`` is no data set here, or it takes no ``split`` keyword.
     """
     from profilers import LocalConfig
 
     factory = LocalConfig.load(config).resolve_callable("dataset", name, "--data")
     keywords = _keywords(factory)
     if keywords is not None and "split" not in keywords:
-        raise ValueError(
+        raise UserError(
             f"--data: data set {name!r} takes no 'split' keyword, so it has no training split; a "
             "training data set is callable(task, split='train'|'val'[, batch_size=N])"
         )
@@ -66,17 +67,17 @@ def training_data(name: str, tasks: list[str], batch_size: int, config: Path | N
 
 def _stage(stage: str, task: str | None, new_task: str | None) -> tuple[str, str | None]:
     if stage not in ("multi", "chip"):
-        raise ValueError(f"--stage must be 'multi' or 'chip', got {stage!r}")
+        raise UserError(f"--stage must be 'multi' or 'chip', got {stage!r}")
     if new_task is not None:
         if stage == "chip" or task is not None:
-            raise ValueError(
+            raise UserError(
                 "--new-task trains the new task's branch; give it without --stage chip and --task"
             )
         return "new-task", new_task
     if stage == "chip" and task is None:
-        raise ValueError("--stage chip trains one task's supernet: give --task")
+        raise UserError("--stage chip trains one task's supernet: give --task")
     if stage == "multi" and task is not None:
-        raise ValueError("--task is for --stage chip (the multi-task stage trains every task)")
+        raise UserError("--task is for --stage chip (the multi-task stage trains every task)")
     return stage, task
 
 
@@ -139,9 +140,9 @@ def register(app: typer.Typer) -> None:
         kind, trained = _stage(stage, task, new_task)
         search_space = resolve_space(space)
         if not isinstance(search_space, UFOSpace):
-            raise ValueError(f"space {search_space.name!r} has no supernet to train; only UFO spaces do")
+            raise UserError(f"space {search_space.name!r} has no supernet to train; only UFO spaces do")
         if kind == "new-task" and init is None:
-            raise ValueError("--new-task extends a trained supernet: give --init SUPERNET.pt")
+            raise UserError("--new-task extends a trained supernet: give --init SUPERNET.pt")
         if threads is not None:
             torch.set_num_threads(threads)
         train_config = TrainConfig(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ..errors import UserError
 from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption
 
 
@@ -51,12 +52,12 @@ def register(app: typer.Typer) -> None:
         try:
             require_database(settings.database_url)
         except SchemaOutdatedError as error:
-            raise ValueError(str(error)) from None
+            raise UserError(str(error)) from None
         engine = make_engine(settings.database_url)
         try:
             check_schema(engine)
         except SchemaOutdatedError as error:
-            raise ValueError(str(error)) from None
+            raise UserError(str(error)) from None
         finally:
             engine.dispose()
         use_threads(torch_threads or settings.torch_threads)

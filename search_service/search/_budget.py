@@ -14,10 +14,12 @@ from typing import Literal
 import numpy as np
 from scipy.special import ndtr, ndtri
 
+from supernet.errors import UserError
+
 from ._result import CandidateSet, FrontPoint, check_max_params
 
 
-class NothingFitsError(ValueError):
+class NothingFitsError(UserError):
     """No candidate meets the latency budget at the requested confidence (and the parameter cap).
 
     Attributes:

@@ -26,6 +26,7 @@ import numpy as np
 from scipy.special import ndtr, ndtri
 
 from supernet import Deployment, InputMode, Subnet, UFOSpace, deployment_choice_params
+from supernet.errors import UserError
 
 from ._budget import check_confidence
 from ._compute import EncodedPredictor, Predictor, as_prediction, enumerate_codes, limited_torch_threads
@@ -65,7 +66,7 @@ class TaskGoal:
         return hi - lo if hi > lo else 1.0
 
 
-class NoFeasibleDeploymentError(ValueError):
+class NoFeasibleDeploymentError(UserError):
     """No deployment meets every budget and the memory cap; the message names what was closest.
 
     Attributes:
