@@ -23,13 +23,12 @@ Example::
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -85,6 +84,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("gpnas.client")
+#: The type of an answer: a response model or a type like ``list[Model]``.
+AnswerT = TypeVar("AnswerT")
 
 
 class ClientError(Exception):
@@ -331,12 +332,12 @@ class GpnasClient:
 
     def _call(
         self,
-        answer: Any,
+        answer: type[AnswerT],
         method: str,
         path: str,
         body: BaseModel | None = None,
         params: Mapping[str, Any] | None = None,
-    ) -> Any:
+    ) -> AnswerT:
         """:meth:`request`, its answer parsed as ``answer`` (a model or a type like ``list[M]``)."""
         response = self.request(method, path, body, params)
         try:
@@ -567,10 +568,15 @@ class GpnasClient:
         return self._call(TokenPublic, "DELETE", f"/v1/tokens/{token_id}")
 
 
-@functools.cache
-def _adapter(answer: Any) -> TypeAdapter[Any]:
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(answer: type[AnswerT]) -> TypeAdapter[AnswerT]:
     """The (cached) validator of answers of type ``answer``."""
-    return TypeAdapter(answer)
+    adapter = _ADAPTERS.get(answer)
+    if adapter is None:
+        adapter = _ADAPTERS[answer] = TypeAdapter(answer)
+    return adapter
 
 
 def _segment(value: str) -> str:
