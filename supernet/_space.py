@@ -15,9 +15,10 @@ from itertools import product
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 if TYPE_CHECKING:
+    import torch
+
     from ._definition import SpaceDefinition
 
 EncodingKind = Literal["onehot", "ordinal"]
@@ -250,7 +251,7 @@ class SearchSpace:
         raise ValueError(f"unknown encoding {kind!r}; expected 'onehot' or 'ordinal'")
 
     def encode(
-        self, subs: Sequence[Subnet], kind: EncodingKind = "onehot", dtype: torch.dtype = torch.float64
+        self, subs: Sequence[Subnet], kind: EncodingKind = "onehot", dtype: torch.dtype | None = None
     ) -> torch.Tensor:
         """Encode subnets as a ``n x d`` tensor for predictors.
 
@@ -263,7 +264,7 @@ class SearchSpace:
         return self._encode_codes(self.choice_matrix(subs), kind, dtype)
 
     def encode_choices(
-        self, codes: np.ndarray, kind: EncodingKind = "onehot", dtype: torch.dtype = torch.float64
+        self, codes: np.ndarray, kind: EncodingKind = "onehot", dtype: torch.dtype | None = None
     ) -> torch.Tensor:
         """:meth:`encode` of the subnets held as a :meth:`choice_matrix`, without building them.
 
@@ -273,7 +274,7 @@ class SearchSpace:
         Args:
             codes: Choice indices, shape ``n x max_depth x n_dims`` (-1 for absent layers).
             kind: ``onehot`` or ``ordinal``, as for :meth:`encode`.
-            dtype: Dtype of the result.
+            dtype: Dtype of the result (default float64).
 
         Returns:
             The ``n x encoding_dim(kind)`` tensor that :meth:`encode` gives for the same subnets.
@@ -285,8 +286,11 @@ class SearchSpace:
         self.validate_choices(codes)
         return self._encode_codes(codes, kind, dtype)
 
-    def _encode_codes(self, codes: np.ndarray, kind: EncodingKind, dtype: torch.dtype) -> torch.Tensor:
-        """The encoding of valid choice matrices ``codes`` (``n x max_depth x n_dims``)."""
+    def _encode_codes(self, codes: np.ndarray, kind: EncodingKind, dtype: torch.dtype | None) -> torch.Tensor:
+        """The encoding of valid choice matrices ``codes`` (``n x max_depth x n_dims``), as
+        ``dtype`` (default float64)."""
+        # Only the predictors encode: parsing and formatting archs must not load torch.
+        import torch
         width = self.encoding_dim(kind)  # also rejects an unknown kind
         n = codes.shape[0]
         sizes = np.array([len(dim) for dim in self.dimensions])
@@ -305,7 +309,7 @@ class SearchSpace:
             if self.variable_depth:
                 values = np.concatenate([values, (codes[:, :, :1] >= 0).astype(float)], axis=2)
             out = values.reshape(n, width)
-        return torch.as_tensor(out, dtype=dtype)
+        return torch.as_tensor(out, dtype=torch.float64 if dtype is None else dtype)
 
     def restrict_to_task(self, codes: np.ndarray, task: str | None) -> np.ndarray:
         """The subnets ``task`` may take, of those in ``codes`` (``n x max_depth x n_dims``): each row

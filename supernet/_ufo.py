@@ -10,15 +10,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ._space import Dimension, SearchSpace, Subnet
-
-if TYPE_CHECKING:
-    from ._deployment import Deployment
-
 
 #: Epsilon of the supernet's LayerNorms unless a geometry says otherwise (``torch.nn.LayerNorm``'s).
 DEFAULT_NORM_EPS = 1e-5
@@ -271,14 +267,6 @@ class UFOSpace(SearchSpace):
         g = self.geometry
         patch_embed = float(g.num_patches * g.embed_dim * g.in_chans * g.patch_size**2)
         return patch_embed + self.choice_costs(codes)[:, :3].sum(1)
-
-    # ------------------------------------------------------------------ deployments
-    def deployment_params(self, dep: Deployment) -> int:
-        """Exact parameter count of ``dep`` deployed as one model: shared parts once, at their
-        widest use, experts and heads per task (see :func:`supernet.deployment_params`)."""
-        from ._deployment import deployment_params
-
-        return deployment_params(self, dep)
 
 
 def two_digit_depth(name: str, depths: Sequence[int], arch: str, length: int) -> int:
