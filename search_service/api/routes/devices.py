@@ -10,6 +10,7 @@ from ... import repositories as repo
 from ...errors import InvalidError
 from ...models import Device
 from ...schemas import DeviceCreate, DeviceLevel, DevicePublic, Name
+from ...services.levels import device_levels
 from ..deps import Principal, PrincipalDep, ReaderDep, SessionDep, SettingsDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
@@ -65,4 +66,4 @@ def get_device_levels(
     batches whose level lies beyond ``level_shift_threshold`` from it (measured in a slow or fast
     phase of the machine)."""
     repo.get_device(session, name)  # 404 for an unknown device
-    return repo.device_levels(session, name, settings.level_shift_threshold)
+    return device_levels(session, name, settings.level_shift_threshold)

@@ -22,6 +22,7 @@ from ...schemas import (
     ResultRequest,
     ResultResponse,
 )
+from ...services.jobs import complete_job
 from ..deps import Principal, PrincipalDep, ReaderDep, RefitterDep, SessionDep, SettingsDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -96,7 +97,7 @@ def post_job_result(
     """Store the job's measurement. Posting again with the same lease token returns the same
     measurement (stored once); 409 if another agent holds or completed the job."""
     principal.check_device(repo.get_job(session, job_id).device, f"post results for job {job_id}")
-    job = repo.complete_job(session, job_id, body)
+    job = complete_job(session, job_id, body)
     out = ResultResponse(status=JobStatus.DONE, measurement_id=job.measurement_id)  # type: ignore[arg-type]
     session.commit()
     refitter.notify()

@@ -1,0 +1,256 @@
+"""Measurements: idempotent inserts, pages, retractions, and what each target has measured."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..domain import Metric
+from ..errors import ConflictError, InvalidError, NotFoundError
+from ..models import Device, Measurement, utcnow
+from ..schemas import MeasurementCreate
+
+#: What a re-posted measurement must repeat to be the same measurement (an id is stored once).
+COMPARED_FIELDS = (
+    "space",
+    "arch",
+    "device",
+    "task",
+    "metric",
+    "value",
+    "std",
+    "repeats",
+    "flagged",
+    "reference_arch",
+    "reference_ms",
+)
+
+
+def _insert(session: Session) -> Any:
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def insert_measurements(
+    session: Session, items: Sequence[MeasurementCreate], job_id: int | None = None
+) -> tuple[int, int, list[int]]:
+    """Insert a validated batch, idempotently per client id.
+
+    Returns:
+        ``(inserted, duplicate, ids)``: counts, and the database ids of every item of the batch.
+
+    Raises:
+        InvalidError: An item names an unregistered device (nothing is written).
+        ConflictError: An id is already stored, or repeated in the batch, with different content.
+    """
+    devices = {m.device for m in items if m.device is not None}
+    if devices:
+        known = set(session.scalars(select(Device.name).where(Device.name.in_(devices))))
+        for i, m in enumerate(items):
+            if m.device is not None and m.device not in known:
+                raise InvalidError(
+                    f"unknown device {m.device!r}; register it first with POST /v1/devices",
+                    ["body", "measurements", i, "device"],
+                )
+    first: dict[str, int] = {}
+    rows: list[dict[str, Any]] = []
+    for i, m in enumerate(items):
+        if m.id in first:
+            if _content(items[first[m.id]]) != _content(m):
+                raise ConflictError(
+                    f"id {m.id!r} appears twice in the batch with different content",
+                    ["body", "measurements", i, "id"],
+                )
+            continue
+        first[m.id] = i
+        row = m.model_dump(exclude={"id"})
+        row.update(client_id=m.id, job_id=job_id, created_at=utcnow())
+        rows.append(row)
+    # Every writer inserts in client-id order: two batches that share ids then wait on those ids'
+    # index entries in the same order, whereas in batch order they could wait on each other
+    # (a PostgreSQL deadlock, answered as a 503).
+    rows.sort(key=lambda row: row["client_id"])
+    stmt = _insert(session)(Measurement).on_conflict_do_nothing(index_elements=["client_id"])
+    inserted = {cid for (cid,) in session.execute(stmt.returning(Measurement.client_id), rows)}
+    existing = [cid for cid in first if cid not in inserted]
+    if existing:
+        stored = {
+            m.client_id: m
+            for m in session.scalars(select(Measurement).where(Measurement.client_id.in_(existing)))
+        }
+        for cid in existing:
+            item = items[first[cid]]
+            if _content(item) != tuple(getattr(stored[cid], k) for k in COMPARED_FIELDS):
+                raise ConflictError(
+                    f"id {cid!r} is already stored with different content; measurements are never "
+                    "overwritten, use a new id to add a re-measurement",
+                    ["body", "measurements", first[cid], "id"],
+                )
+    ids = dict(
+        session.execute(
+            select(Measurement.client_id, Measurement.id).where(Measurement.client_id.in_(first))
+        ).all()
+    )
+    return len(inserted), len(items) - len(inserted), [ids[m.id] for m in items]
+
+
+def _content(m: MeasurementCreate) -> tuple[Any, ...]:
+    return tuple(getattr(m, k) for k in COMPARED_FIELDS)
+
+
+def _measurement_filter(stmt: Select[Any], **filters: str | None) -> Select[Any]:
+    for key, value in filters.items():
+        if value is not None:
+            stmt = stmt.where(getattr(Measurement, key) == value)
+    return stmt
+
+
+# Retracted measurements keep their rows (the audit trail) but count for nothing else.
+LIVE = Measurement.retracted_at.is_(None)
+
+
+def list_measurements(
+    session: Session, limit: int, offset: int, include_retracted: bool = False, **filters: str | None
+) -> tuple[int, list[Measurement]]:
+    """A page of measurements matching ``filters``, oldest first, and how many match in all."""
+    live = () if include_retracted else (LIVE,)
+    total = session.scalar(_measurement_filter(select(func.count(Measurement.id)).where(*live), **filters))
+    page = session.scalars(
+        _measurement_filter(select(Measurement).where(*live), **filters)
+        .order_by(Measurement.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return total or 0, list(page)
+
+
+def get_measurement(session: Session, measurement_id: int, lock: bool = False) -> Measurement:
+    stmt = select(Measurement).where(Measurement.id == measurement_id)
+    if lock and session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    measurement = session.scalar(stmt)
+    if measurement is None:
+        raise NotFoundError(f"no measurement {measurement_id}")
+    return measurement
+
+
+def retract_measurement(
+    session: Session, measurement: Measurement, reason: str | None, now: dt.datetime | None = None
+) -> bool:
+    """Retract a measurement: its row stays, with when and why, and refits leave it out.
+
+    Args:
+        session: The write session (flushed, not committed).
+        measurement: The row, from :func:`get_measurement` with ``lock`` (so that of two
+            concurrent retractions the second sees the first).
+        reason: Why, for the audit trail.
+        now: The retraction time (default: the current time).
+
+    Returns:
+        Whether this call retracted it: False when it already was (the first time and reason stay).
+    """
+    if measurement.retracted_at is not None:
+        return False
+    measurement.retracted_at = now or utcnow()
+    measurement.retracted_reason = reason
+    session.flush()
+    return True
+
+
+class DataVersion(NamedTuple):
+    """What a target's fit depends on: the largest id and the number of its live measurements.
+
+    A new measurement raises the count and a retraction lowers it; when both happen between two
+    looks, the new one raises the largest id. So the pair changes whenever the target's data does,
+    and a retraction needs no newer id. (One combination escapes it: on PostgreSQL, an insert that
+    commits after a higher id did, together with a retraction of another row.) Each predictor
+    version stores the pair it was fitted on, as ``last_measurement_id`` and ``n_measurements``.
+    """
+
+    last_id: int
+    # Not "count": a NamedTuple field of that name would hide tuple.count.
+    n_measurements: int
+
+
+class MeasuredTarget(NamedTuple):
+    """A (space, metric, target) with live measurements, as :func:`measured_targets` lists it."""
+
+    space: str
+    metric: str
+    target: str
+    n_subnets: int
+    version: DataVersion
+
+
+def target_column(metric: str) -> Any:
+    """The column naming a measurement's target: its device for latencies, its task for scores."""
+    return Measurement.device if metric == Metric.LATENCY else Measurement.task
+
+
+def target_conditions(space: str, metric: str, target: str) -> tuple[Any, ...]:
+    """The conditions selecting a target's live measurements."""
+    return Measurement.space == space, Measurement.metric == metric, target_column(metric) == target, LIVE
+
+
+def measured_targets(session: Session, space: str | None = None) -> list[MeasuredTarget]:
+    """Every (space, metric, target) with live data, its number of distinct archs and data version."""
+    target = func.coalesce(Measurement.device, Measurement.task)
+    stmt = (
+        select(
+            Measurement.space,
+            Measurement.metric,
+            target,
+            func.count(func.distinct(Measurement.arch)),
+            func.max(Measurement.id),
+            func.count(Measurement.id),
+        )
+        .where(LIVE)
+        .group_by(Measurement.space, Measurement.metric, target)
+    )
+    if space is not None:
+        stmt = stmt.where(Measurement.space == space)
+    return [
+        MeasuredTarget(r[0], r[1], r[2], int(r[3]), DataVersion(int(r[4]), int(r[5])))
+        for r in session.execute(stmt.order_by(*stmt.selected_columns[:3]))
+    ]
+
+
+def data_version(session: Session, space: str, metric: str, target: str) -> DataVersion:
+    """The target's :class:`DataVersion` now (``(0, 0)`` without live measurements)."""
+    stmt = select(func.max(Measurement.id), func.count(Measurement.id)).where(
+        *target_conditions(space, metric, target)
+    )
+    last_id, count = session.execute(stmt).one()
+    return DataVersion(int(last_id or 0), int(count))
+
+
+def count_measured_subnets(session: Session, space: str, metric: str, target: str) -> int:
+    """How many distinct subnets the target has live measurements of."""
+    stmt = select(func.count(func.distinct(Measurement.arch))).where(
+        *target_conditions(space, metric, target)
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def measured_archs(session: Session, space: str, metric: str, target: str) -> set[str]:
+    stmt = select(Measurement.arch).where(*target_conditions(space, metric, target))
+    return set(session.scalars(stmt.distinct()))
+
+
+def archs_measured_on_both(
+    session: Session, space: str, task: str, device: str, archs: Sequence[str]
+) -> set[str]:
+    """Those of ``archs`` with a measured score on ``task`` and a measured latency on ``device``
+    (retracted measurements do not count)."""
+    if not archs:
+        return set()
+    base = select(Measurement.arch).where(Measurement.space == space, Measurement.arch.in_(archs), LIVE)
+    scored = set(session.scalars(base.where(Measurement.metric == Metric.SCORE, Measurement.task == task)))
+    timed = set(
+        session.scalars(base.where(Measurement.metric == Metric.LATENCY, Measurement.device == device))
+    )
+    return scored & timed

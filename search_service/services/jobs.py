@@ -1,0 +1,72 @@
+"""Job completion: an agent's result becomes the job's measurement, stored once."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from ..domain import JobStatus, Metric
+from ..errors import ConflictError, InvalidError
+from ..models import Job, Measurement, utcnow
+from ..repositories import COMPARED_FIELDS, get_job, insert_measurements
+from ..schemas import JOB_ID_PREFIX, MeasurementCreate, ResultRequest
+from ..space_checks import known_arch
+
+# What a re-posted job result must repeat to be the same result (as for a re-posted measurement).
+_RESULT_COMPARED = tuple(k for k in COMPARED_FIELDS if k in ResultRequest.model_fields)
+
+
+def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
+    """Store a job's result once. Re-posting it with the same lease token returns the same job.
+
+    A result whose lease expired is accepted as long as no other agent leased the job since.
+
+    Raises:
+        ConflictError: Another agent holds or completed the job, or this lease's result is already
+            stored with a different value, std, repeats or flagged (measurements are never
+            overwritten).
+    """
+    job = get_job(session, job_id, lock=True)
+    if body.reference_arch is not None:
+        if job.metric != Metric.LATENCY:
+            raise InvalidError("only a latency has a reference level", ["body", "reference_arch"])
+        canonical = known_arch(job.space, body.reference_arch, ["body", "reference_arch"])
+        body = body.model_copy(update={"reference_arch": canonical})
+    if job.lease_token != body.lease_token:
+        if job.status == JobStatus.DONE:
+            raise ConflictError(f"job {job_id} was completed under another lease")
+        raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
+    if job.status == JobStatus.DONE:
+        stored = session.get(Measurement, job.measurement_id)
+        assert stored is not None, "a done job's measurement is never deleted"
+        changed = [
+            f"{key} {getattr(stored, key)!r} (stored) vs {getattr(body, key)!r} (posted)"
+            for key in _RESULT_COMPARED
+            if getattr(stored, key) != getattr(body, key)
+        ]
+        if changed:
+            raise ConflictError(
+                f"job {job_id} already has a result under this lease, with other content: "
+                + ", ".join(changed)
+                + "; results are never overwritten (post a re-measurement to /v1/measurements)"
+            )
+        return job
+    if job.metric == Metric.LATENCY and body.value <= 0:
+        raise InvalidError("a latency must be positive", ["body", "value"])
+    item = MeasurementCreate.model_validate(
+        {
+            "id": f"{JOB_ID_PREFIX}{job.id}",
+            "space": job.space,
+            "arch": job.arch,
+            "device": job.device if job.metric == Metric.LATENCY else None,
+            "task": job.task if job.metric == Metric.SCORE else None,
+            "metric": job.metric,
+            **body.model_dump(exclude={"lease_token"}),
+        },
+        context={"job_result": True},
+    )
+    _, _, (measurement_id,) = insert_measurements(session, [item], job_id=job.id)
+    job.status = JobStatus.DONE
+    job.measurement_id = measurement_id
+    job.updated_at = utcnow()
+    session.flush()
+    return job
