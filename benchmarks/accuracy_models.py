@@ -39,6 +39,7 @@ from sklearn.model_selection import KFold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import predictors.experimental  # noqa: E402, F401  (the models compared)
 from benchmarks._ufo_data import load_track2, one_torch_thread  # noqa: E402
 from predictors import MultiTaskGPNASPredictor, create_predictor, create_strategy  # noqa: E402
 from supernet import TRACK2_TASKS, get_space  # noqa: E402

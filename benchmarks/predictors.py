@@ -34,6 +34,7 @@ from sklearn.model_selection import KFold
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import predictors.experimental  # noqa: E402, F401  (ridge-summary, gpnas-rbf)
 from benchmarks._ufo_data import load_track2, one_torch_thread  # noqa: E402
 from predictors import (  # noqa: E402
     GPNASPredictor,

@@ -38,19 +38,14 @@ covariance before its first value: their cold start), :class:`SupportsBotorchMod
 GP: ``qlognehvi``), :class:`SupportsUpdate` (condition on new measurements keeping the fitted
 hyperparameters: cheap updates between periodic full refits).
 
-Names: predictors ``gpnas`` (default kernel ``hamming``), ``gpnas-rbf``, ``gpnas-ordinal``,
-``gpnas-closed-form``, ``ridge``, ``ridge-summary`` (one-hot plus :func:`summary_features`; best with
-few measured subnets), ``gbt``, ``gpnas-transfer`` (the latency default of the service and of
-``gpnas predict``: the other devices as related outputs, chosen on held-out chips,
-benchmarks/results/new_chip.md);
-issue 15's accuracy models (table: benchmarks/results/accuracy_models.md): ``gpnas-multitask``
-(the score default: per-layer weights shared by all tasks or devices, a GP head per target;
-``-linear``: linear heads), ``gpnas-layer``,
-``gpnas-layer-additive``, ``gpnas-layer-pairwise`` (learned layer weights, kernels of
-:mod:`predictors._kernels`), ``gpnas-calibrated`` (GP-NAS with a CV / leave-one-out std rescale),
-``ridge-rank`` (soft-Kendall ranking loss), ``ridge-joint`` / ``ridge-depth`` / ``ridge-from-end``
-(:mod:`predictors._encodings`), ``stack`` / ``stack-multitask`` (stacked ensembles, GP on top);
-strategies ``random``, ``max-variance`` (alias ``mutual-information``), ``integrated-variance``
+Names: predictors ``gpnas-multitask`` (the score default of the service and of ``gpnas
+predict``: per-layer weights shared by all tasks or devices, a GP head per target; chosen by the
+CV table of benchmarks/results/accuracy_models.md), ``gpnas-transfer`` (the latency default: the
+other devices as related outputs, chosen on held-out chips, benchmarks/results/new_chip.md),
+``gpnas`` (default kernel ``hamming``; the single-target fallback), and the baselines
+``gpnas-closed-form``, ``ridge`` and ``gbt``. The experiments that lost register on
+``import predictors.experimental`` (:mod:`predictors.experimental` names them); strategies
+``random``, ``max-variance`` (alias ``mutual-information``), ``integrated-variance``
 (alias ``alc``; best for a new chip's first measurements, given a
 :meth:`TransferPredictor.fit_sources` model), ``qlognehvi``, ``cost-stratified`` (a new chip's
 first latency campaign spread evenly over the analytic cost range).
@@ -63,10 +58,10 @@ from ._base import (
     encode_subnets,
     list_predictors,
     predictor_class,
-    register_alias,
     register_predictor,
 )
 from ._baselines import ClosedFormGPNAS, GBTPredictor, RidgePredictor
+from ._calibration import CalibratedGPNASPredictor, cv_std_scale, loo_std_scale
 from ._capabilities import (
     SupportsBotorchModel,
     SupportsCovariance,
@@ -76,13 +71,6 @@ from ._capabilities import (
 from ._cost import CostModel, CostPriorMean
 from ._deployment import STD_RULES, DeploymentLatencyModel, PathLatencyPredictor
 from ._encodings import ENCODINGS, layer_encoding
-from ._ensemble import (
-    CalibratedGPNASPredictor,
-    MultiTaskStackPredictor,
-    StackedEnsemblePredictor,
-    cv_std_scale,
-    loo_std_scale,
-)
 from ._features import summary_dim, summary_features
 from ._gp import GPNASPredictor
 from ._kernels import KERNELS, GroupHammingKernel, GroupLinearKernel, LayerPairwiseKernel, build_kernel
@@ -96,7 +84,6 @@ from ._limits import (
     time_limit,
 )
 from ._multitask import MultiTaskGPNASPredictor
-from ._ranking import PairwiseRankPredictor
 from ._sampling import (
     CostStratifiedStrategy,
     IntegratedVarianceStrategy,
@@ -109,10 +96,6 @@ from ._sampling import (
 )
 from ._transfer import NoRelatedTargetsError, TransferPredictor, transfer_prior
 from ._transforms import OutputTransform
-
-# The ordinal GP's std covered 84% of held-out UFO values within ±1.645 std (target 85-95%,
-# benchmarks/results/accuracy_models.md): rescale it by inner cross-validation.
-register_alias("gpnas-ordinal", "gpnas-calibrated", kernel="ordinal-ard", calibration="cv")
 
 __all__ = [
     "ENCODINGS",
@@ -130,18 +113,15 @@ __all__ = [
     "GroupLinearKernel",
     "LayerPairwiseKernel",
     "MultiTaskGPNASPredictor",
-    "MultiTaskStackPredictor",
     "IntegratedVarianceStrategy",
     "MaxVarianceStrategy",
     "OutputTransform",
-    "PairwiseRankPredictor",
     "PathLatencyPredictor",
     "Predictor",
     "QLogNEHVIStrategy",
     "RandomStrategy",
     "RidgePredictor",
     "SamplingStrategy",
-    "StackedEnsemblePredictor",
     "SupportsBotorchModel",
     "SupportsCovariance",
     "SupportsPriorCovariance",

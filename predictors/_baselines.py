@@ -10,7 +10,8 @@ import torch
 
 from supernet import SearchSpace, Subnet
 
-from ._base import Predictor, default_transform, encode_subnets, register_alias, register_predictor
+from ._base import Predictor, default_transform, encode_subnets, register_predictor
+from ._calibration import cv_std_scale
 from ._encodings import ENCODINGS, layer_encoding
 from ._features import summary_features
 from ._transforms import OutputTransform
@@ -129,12 +130,6 @@ class RidgePredictor(Predictor):
         )
 
 
-register_alias("ridge-summary", "ridge", summary=True)
-register_alias("ridge-joint", "ridge", encoding="joint")
-register_alias("ridge-depth", "ridge", encoding="depth")
-register_alias("ridge-from-end", "ridge", encoding="from-end")
-
-
 @register_predictor("gbt")
 class GBTPredictor(Predictor):
     """Gradient-boosted trees (scikit-learn ``HistGradientBoostingRegressor``) on ordinal codes.
@@ -237,7 +232,7 @@ class ClosedFormGPNAS(Predictor):
         hp_mat: Jitter on the kernel and weight matrices (1e-7 in the release).
         hp_cov: Prior covariance scale of the weights (0.01 in the release).
         calibrate: Scale the std by a factor fitted by 5-fold CV inside the training data
-            (:func:`predictors._ensemble.cv_std_scale`): the fixed kernel's std alone covered
+            (:func:`predictors._calibration.cv_std_scale`): the fixed kernel's std alone covered
             only 35% of held-out UFO values within ±1 std (issue 15). The mean is unchanged.
     """
 
@@ -289,7 +284,6 @@ class ClosedFormGPNAS(Predictor):
         self.n_train = len(y)
         self.std_scale = 1.0
         if self.calibrate:
-            from ._ensemble import cv_std_scale
 
             def refit(X_fit: torch.Tensor, y_fit: torch.Tensor) -> Predictor:
                 return ClosedFormGPNAS(self.space, **{**self.options, "calibrate": False}).fit_encoded(

@@ -23,7 +23,6 @@ from ._base import (
     Predictor,
     check_y_std,
     default_transform,
-    register_alias,
     register_predictor,
     target_column,
     training_values,
@@ -624,8 +623,5 @@ def _cholesky(K: torch.Tensor) -> torch.Tensor:
         jitter = max(jitter * 10, 1e-8 * float(K.diagonal().mean()))
     raise ValueError("kernel matrix is not positive definite even with jitter")
 
-
-register_alias("gpnas-rbf", "gpnas", kernel="rbf")
-register_alias("gpnas-ordinal", "gpnas", kernel="ordinal-ard")
 
 __all__ = ["GPNASPredictor"]

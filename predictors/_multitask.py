@@ -30,8 +30,8 @@ from gpytorch.kernels import ScaleKernel
 
 from supernet import SearchSpace, Subnet
 
-from ._base import as_matrix, as_vector, check_y_std, register_alias, register_predictor
-from ._ensemble import CalibratedGPNASPredictor
+from ._base import as_matrix, as_vector, check_y_std, register_predictor
+from ._calibration import CalibratedGPNASPredictor
 from ._kernels import EmbeddingLinearKernel, GroupHammingKernel, layer_kernel, onehot_groups
 from ._optim import minimise_lbfgs
 from ._transforms import OutputTransform
@@ -178,7 +178,7 @@ class MultiTaskGPNASPredictor(CalibratedGPNASPredictor):
             the related tasks". In the isotopic case (every column measured on the same subnets)
             there are no such rows and the head uses the shared weights only.
         calibrate: Rescale the std after every fit and update by the exact leave-one-out
-            posterior (:func:`predictors._ensemble.loo_std_scale`) so that ±1.645 std covers
+            posterior (:func:`predictors._calibration.loo_std_scale`) so that ±1.645 std covers
             about 90% of new values (without it: 84% of held-out UFO values with 50 labels).
         **options: As for :class:`GPNASPredictor` (``kernel`` is fixed by ``head``).
     """
@@ -440,11 +440,5 @@ class MultiTaskGPNASPredictor(CalibratedGPNASPredictor):
         self.prior_scale = state["prior_scale"]
         super()._load_state(state)
 
-
-register_alias("gpnas-multitask-linear", "gpnas-multitask", head="linear")
-# Single-task GP-NAS with the layer-structured kernels of predictors._kernels.
-register_alias("gpnas-layer", "gpnas", kernel="layer-linear")
-register_alias("gpnas-layer-additive", "gpnas", kernel="layer-additive")
-register_alias("gpnas-layer-pairwise", "gpnas", kernel="layer-pairwise")
 
 __all__ = ["MultiTaskGPNASPredictor", "fit_shared_layer_weights"]

@@ -17,7 +17,7 @@ import torch
 
 from supernet import SearchSpace
 
-from ._base import Predictor, default_transform, register_predictor
+from ._base import Predictor, default_transform
 from ._optim import minimise_lbfgs
 from ._transforms import OutputTransform
 
@@ -51,7 +51,6 @@ def fit_pairwise(
     return w.detach()
 
 
-@register_predictor("ridge-rank")
 class PairwiseRankPredictor(Predictor):
     """Linear one-hot model fitted with a pairwise (soft Kendall) ranking loss.
 

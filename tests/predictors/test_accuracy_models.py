@@ -10,6 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import predictors.experimental  # noqa: F401  (registers the models of issue 15 that lost)
 from predictors import (
     ENCODINGS,
     MultiTaskGPNASPredictor,

@@ -4,12 +4,16 @@ ones it claims, they work on a tiny fitted example, and callers test capabilitie
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from botorch.models import SingleTaskGP
 
+import predictors.experimental  # noqa: F401  (every registered predictor is checked)
 from predictors import (
     Predictor,
     SupportsBotorchModel,
@@ -70,6 +74,20 @@ def tiny(nb201):
 
 def _claimed(predictor: Predictor) -> set[type]:
     return {capability for capability in CAPABILITIES if isinstance(predictor, capability)}
+
+
+def test_the_default_registry_holds_the_service_defaults_and_the_baselines_only():
+    # A fresh interpreter: this module has imported predictors.experimental.
+    code = (
+        "import json, predictors; from search_service.core.config import Settings; s = Settings(); "
+        "defaults = [s.predictor_latency, s.predictor_score, s.fit_fallback]; "
+        "print(json.dumps([predictors.list_predictors(), defaults]))"
+    )
+    listed, defaults = json.loads(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    )
+    assert listed == ["gbt", "gpnas", "gpnas-closed-form", "gpnas-multitask", "gpnas-transfer", "ridge"]
+    assert set(defaults) <= set(listed)
 
 
 def test_every_registered_predictor_declares_its_capabilities():

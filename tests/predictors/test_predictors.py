@@ -3,6 +3,7 @@ import pytest
 import torch
 from scipy.stats import kendalltau
 
+import predictors.experimental  # noqa: F401  (registers ridge-summary)
 from predictors import (
     GPNASPredictor,
     OutputTransform,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import predictors.experimental  # noqa: F401  (registers ridge-summary)
 from predictors import create_predictor, encode_choices, encode_subnets
 from search_service.search import compute_front, hypervolume
 from supernet import get_space, list_spaces
