@@ -10,7 +10,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..domain import ACTIVE_JOB_STATUSES, JobStatus, Metric
-from ..errors import ConflictError, NotFoundError
+from ..errors import NotFoundError
 from ..models import Campaign, Job, utcnow
 
 
@@ -148,31 +148,3 @@ def lease_job(session: Session, device: str, lease_seconds: int, max_attempts: i
         job.updated_at = now
         session.flush()
         return job
-
-
-def heartbeat(session: Session, job_id: int, token: str, lease_seconds: int) -> Job:
-    job = get_job(session, job_id, lock=True)
-    if job.status != JobStatus.LEASED or job.lease_token != token:
-        raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
-    job.lease_expires_at = utcnow() + dt.timedelta(seconds=lease_seconds)
-    job.updated_at = utcnow()
-    session.flush()
-    return job
-
-
-def fail_job(session: Session, job_id: int, token: str, error: str, max_attempts: int) -> Job:
-    """Give a leased job back: queued again, or failed for good after ``max_attempts`` leases."""
-    job = get_job(session, job_id, lock=True)
-    given_back = job.status in (JobStatus.QUEUED, JobStatus.FAILED) and job.lease_token is None
-    if job.failed_token == token and given_back:
-        return job  # the same failure posted again
-    if job.status != JobStatus.LEASED or job.lease_token != token:
-        raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
-    job.status = JobStatus.FAILED if job.attempts >= max_attempts else JobStatus.QUEUED
-    job.failed_token = token
-    job.lease_token = None
-    job.lease_expires_at = None
-    job.last_error = error
-    job.updated_at = utcnow()
-    session.flush()
-    return job

@@ -1,6 +1,9 @@
-"""Job completion: an agent's result becomes the job's measurement, stored once."""
+"""A device agent's hold on a leased job: heartbeats, its result (stored once as the job's
+measurement) and its failure."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from sqlalchemy.orm import Session
 
@@ -67,6 +70,39 @@ def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
     _, _, (measurement_id,) = insert_measurements(session, [item], job_id=job.id)
     job.status = JobStatus.DONE
     job.measurement_id = measurement_id
+    job.updated_at = utcnow()
+    session.flush()
+    return job
+
+
+def heartbeat(session: Session, job_id: int, token: str, lease_seconds: int) -> Job:
+    """Extend a held lease by ``lease_seconds`` from now.
+
+    Raises:
+        ConflictError: The lease ``token`` no longer holds the job.
+    """
+    job = get_job(session, job_id, lock=True)
+    if job.status != JobStatus.LEASED or job.lease_token != token:
+        raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
+    job.lease_expires_at = utcnow() + dt.timedelta(seconds=lease_seconds)
+    job.updated_at = utcnow()
+    session.flush()
+    return job
+
+
+def fail_job(session: Session, job_id: int, token: str, error: str, max_attempts: int) -> Job:
+    """Give a leased job back: queued again, or failed for good after ``max_attempts`` leases."""
+    job = get_job(session, job_id, lock=True)
+    given_back = job.status in (JobStatus.QUEUED, JobStatus.FAILED) and job.lease_token is None
+    if job.failed_token == token and given_back:
+        return job  # the same failure posted again
+    if job.status != JobStatus.LEASED or job.lease_token != token:
+        raise ConflictError(f"job {job_id}: this lease is no longer held (job is {job.status})")
+    job.status = JobStatus.FAILED if job.attempts >= max_attempts else JobStatus.QUEUED
+    job.failed_token = token
+    job.lease_token = None
+    job.lease_expires_at = None
+    job.last_error = error
     job.updated_at = utcnow()
     session.flush()
     return job

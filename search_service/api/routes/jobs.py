@@ -22,7 +22,7 @@ from ...schemas import (
     ResultRequest,
     ResultResponse,
 )
-from ...services.jobs import complete_job
+from ...services import jobs as agent_jobs
 from ..deps import Principal, PrincipalDep, ReaderDep, RefitterDep, SessionDep, SettingsDep, WriteSessionDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -76,7 +76,7 @@ def heartbeat_job(
 ) -> HeartbeatResponse:
     """Extend a held lease by ``lease_seconds`` from now; 409 if the lease is no longer held."""
     principal.check_device(repo.get_job(session, job_id).device, f"touch job {job_id}")
-    job = repo.heartbeat(
+    job = agent_jobs.heartbeat(
         session, job_id, body.lease_token, min(body.lease_seconds, settings.max_lease_seconds)
     )
     out = HeartbeatResponse(lease_expires_at=job.lease_expires_at)  # type: ignore[arg-type]
@@ -97,7 +97,7 @@ def post_job_result(
     """Store the job's measurement. Posting again with the same lease token returns the same
     measurement (stored once); 409 if another agent holds or completed the job."""
     principal.check_device(repo.get_job(session, job_id).device, f"post results for job {job_id}")
-    job = complete_job(session, job_id, body)
+    job = agent_jobs.complete_job(session, job_id, body)
     out = ResultResponse(status=JobStatus.DONE, measurement_id=job.measurement_id)  # type: ignore[arg-type]
     session.commit()
     refitter.notify()
@@ -110,7 +110,7 @@ def fail_job(
 ) -> FailResponse:
     """Give the job back with an error: queued again, or failed for good after the last attempt."""
     principal.check_device(repo.get_job(session, job_id).device, f"fail job {job_id}")
-    job = repo.fail_job(session, job_id, body.lease_token, body.error, settings.max_job_attempts)
+    job = agent_jobs.fail_job(session, job_id, body.lease_token, body.error, settings.max_job_attempts)
     out = FailResponse(status=job.status, attempts=job.attempts)  # type: ignore[arg-type]
     session.commit()
     return out
