@@ -26,6 +26,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The four packages, as configured in pyproject.toml ([tool.mypy]); about 40 s cold on 2 cores,
 # about 1 s with the incremental cache (.mypy_cache) of an earlier run.
@@ -38,6 +39,7 @@ test: install
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 bench: install
