@@ -174,10 +174,12 @@ class FBNetSpace(SearchSpace):
         Every layer's input and output shapes are fixed by its stage, so costs add up per layer.
         """
         ops = np.asarray(codes)[:, :, 0]
-        return self._table[np.arange(ops.shape[1])[None, :], ops].sum(1)
+        result: np.ndarray = self._table[np.arange(ops.shape[1])[None, :], ops].sum(1)
+        return result
 
     def choice_macs(self, codes: np.ndarray) -> np.ndarray:
-        return self._fixed_macs + self.choice_costs(codes)[:, :3].sum(1)
+        result: np.ndarray = self._fixed_macs + self.choice_costs(codes)[:, :3].sum(1)
+        return result
 
     def choice_params(self, codes: np.ndarray, task: str | None = None) -> np.ndarray:
         """Parameters of HW-NAS-Bench's ImageNet ``FBNet_Infer`` (see :func:`_fbnet_param_table`).
@@ -190,7 +192,9 @@ class FBNetSpace(SearchSpace):
             int64 array of shape ``n``.
         """
         ops = np.asarray(codes)[:, :, 0]
-        return self._fixed_params + self._param_table[np.arange(ops.shape[1])[None, :], ops].sum(1)
+        per_op = self._param_table[np.arange(ops.shape[1])[None, :], ops]
+        params: np.ndarray = self._fixed_params + per_op.sum(1)
+        return params
 
 
 class NASBench201Space(SearchSpace):
@@ -304,7 +308,8 @@ class NASBench201Space(SearchSpace):
         dead = on & ~live
 
         def count(mask: np.ndarray, *names: str) -> np.ndarray:
-            return sum((mask & (ops == NB201_OPS.index(n))).sum(1) for n in names) * 1.0
+            result: np.ndarray = sum((mask & (ops == NB201_OPS.index(n))).sum(1) for n in names) * 1.0
+            return result
 
         conv = sum(_NB201_CELLS * c * c * s * s for c, s in _NB201_STAGES)
         pool = sum(_NB201_CELLS * 9 * c * s * s for c, s in _NB201_STAGES)
@@ -324,7 +329,8 @@ class NASBench201Space(SearchSpace):
 
     def choice_macs(self, codes: np.ndarray) -> np.ndarray:
         """MACs of the stem, the reduction blocks, the classifier and the live convolutions."""
-        return self._fixed_macs + self.choice_costs(codes)[:, :2].sum(1)
+        result: np.ndarray = self._fixed_macs + self.choice_costs(codes)[:, :2].sum(1)
+        return result
 
     def choice_params(self, codes: np.ndarray, task: str | None = None) -> np.ndarray:
         """Parameters of the NAS-Bench-201 CIFAR-10 network (``TinyNetwork``, C = 16, N = 5).
@@ -343,7 +349,8 @@ class NASBench201Space(SearchSpace):
         Returns:
             int64 array of shape ``n``.
         """
-        return self._fixed_params + self._op_params[np.asarray(codes)[:, :, 0]].sum(1)
+        result: np.ndarray = self._fixed_params + self._op_params[np.asarray(codes)[:, :, 0]].sum(1)
+        return result
 
     def cost_extremes(self) -> tuple[Subnet, Subnet]:
         """Cheapest and costliest cell by :meth:`macs`, by exhaustive search (dead edges make the

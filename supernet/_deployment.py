@@ -266,7 +266,8 @@ def deployment_choice_params(space: UFOSpace, tasks: Sequence[str], codes: np.nd
     per_layer = np.where(used, _norms_params(e) + _attention_params(e, attn), 0).sum(axis=1)
     stem = (len(tasks) if space.per_task_stem else 1) * _stem_params(g)
     heads = sum(_linear_params(e, out) for task in tasks if (out := space.task_outputs[task]))
-    return (stem + per_layer + ffn + 2 * e + heads).astype(np.int64)
+    result: np.ndarray = (stem + per_layer + ffn + 2 * e + heads).astype(np.int64)
+    return result
 
 
 def reused_layers(space: UFOSpace, codes: np.ndarray) -> np.ndarray:
@@ -393,7 +394,8 @@ class _LayerUnion(nn.Module):
         # ModuleDict is not generic: its values are the _FFNUnion experts built in __init__.
         ffn = self.ffn if expert is None else cast(_FFNUnion, self.experts[expert])
         assert ffn is not None, "the union holds the shared FFN whenever a path takes it"
-        return x + ffn(self.norm2(x), spec.ffn_hidden)
+        result: Tensor = x + ffn(self.norm2(x), spec.ffn_hidden)
+        return result
 
 
 class DeploymentViT(nn.Module):
@@ -442,7 +444,8 @@ class DeploymentViT(nn.Module):
 
     def _finish(self, x: Tensor, task: str) -> Tensor:
         out = self.norm(x)[:, 0]
-        return self.heads[task](out) if task in self.heads else out
+        result: Tensor = self.heads[task](out) if task in self.heads else out
+        return result
 
     def _check_input(self, x: Tensor) -> None:
         g = self.geometry

@@ -73,6 +73,9 @@ class SearchSpace:
 
     #: What a ``score`` measured on this space's tasks means, for axis labels and docs.
     score_label: str = "score (higher is better)"
+    #: The values a score can take, ``(low, high)``, as :attr:`score_label` states them (None: no
+    #: bound on that side). Predicted scores that the service serves are kept within them.
+    score_bounds: tuple[float | None, float | None] = (None, None)
     #: Task -> name of the metric plug-in that evaluates it (a ``gpnas.metrics`` entry point:
     #: ``reid``, ``verification``, ``retrieval`` ...); tasks not listed are classification tasks
     #: (``top1``). Replace it (per class or instance) rather than mutating it.
@@ -118,7 +121,8 @@ class SearchSpace:
         """Share of the space held by each depth, shape ``len(depths)``."""
         logs = np.array([d * math.log(self.choices_per_layer) for d in self.depths])
         weights = np.exp(logs - logs.max())
-        return weights / weights.sum()
+        result: np.ndarray = weights / weights.sum()
+        return result
 
     def sample(self, n: int, seed: int | None = None) -> list[Subnet]:
         """Draw ``n`` distinct subnets uniformly over the whole space.
@@ -291,6 +295,7 @@ class SearchSpace:
         ``dtype`` (default float64)."""
         # Only the predictors encode: parsing and formatting archs must not load torch.
         import torch
+
         width = self.encoding_dim(kind)  # also rejects an unknown kind
         n = codes.shape[0]
         sizes = np.array([len(dim) for dim in self.dimensions])
@@ -362,7 +367,8 @@ class SearchSpace:
             if not ok.all():
                 row = int(np.flatnonzero(~ok)[0])
                 raise ValueError(f"choice matrix row {row} is not a subnet of {self.name!r}: {reason}")
-        return found.astype(np.int64)
+        result: np.ndarray = found.astype(np.int64)
+        return result
 
     def choice_matrix(self, subs: Sequence[Subnet]) -> np.ndarray:
         """Choice indices as an int array ``n x max_depth x n_dims``; -1 marks absent layers.

@@ -161,7 +161,8 @@ class _Block(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
+        result: Tensor = x + self.ffn(self.norm2(x))
+        return result
 
 
 class SubnetViT(nn.Module):
@@ -202,7 +203,8 @@ class SubnetViT(nn.Module):
         for block in self.blocks:
             x = block(x)
         out = self.norm(x)[:, 0]
-        return self.head(out) if self.head is not None else out
+        result: Tensor = self.head(out) if self.head is not None else out
+        return result
 
 
 # ---------------------------------------------------------------------- the supernet
@@ -269,7 +271,8 @@ class _SuperBlock(nn.Module):
 
     def forward(self, x: Tensor, spec: LayerSpec, task: str | None) -> Tensor:
         x = x + self.attn(self.norm1(x), spec.num_heads)
-        return x + self.ffn_for(spec, task)(self.norm2(x), spec.ffn_hidden)
+        result: Tensor = x + self.ffn_for(spec, task)(self.norm2(x), spec.ffn_hidden)
+        return result
 
 
 def ufo_space(space: UFOSpace | str, **overrides: Any) -> UFOSpace:
@@ -405,7 +408,8 @@ class UFOSupernet(nn.Module):
             x = block(x, spec, task)
         out = self.norm(x)[:, 0]
         head = self._head(task)
-        return head(out) if head is not None else out
+        result: Tensor = head(out) if head is not None else out
+        return result
 
     # ------------------------------------------------------------------ extraction
     @torch.no_grad()

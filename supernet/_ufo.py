@@ -168,7 +168,8 @@ class UFOSpace(SearchSpace):
 
     def layer_values(self, sub: Subnet) -> list[dict[str, Any]]:
         """Per active layer, ``{dimension name: value}``."""
-        return self.config(sub)["layers"]
+        result: list[dict[str, Any]] = self.config(sub)["layers"]
+        return result
 
     def param_count(self, sub: Subnet, task: str | None = None) -> int:
         """Exact parameter count of the extracted subnet (plus ``task``'s head when it has one).
@@ -210,7 +211,8 @@ class UFOSpace(SearchSpace):
         attn = heads.astype(np.int64) * g.head_dim  # exact: small integers held as float64
         width = hidden.astype(np.int64)
         per_layer = _norms_params(e) + _attention_params(e, attn) + _ffn_params(e, width)
-        return fixed + np.where(active, per_layer, 0).sum(1, dtype=np.int64)
+        result: np.ndarray = fixed + np.where(active, per_layer, 0).sum(1, dtype=np.int64)
+        return result
 
     def flops(self, sub: Subnet, task: str | None = None) -> int:
         """Multiply-accumulates of one 1-image forward pass (convolutions and matmuls only)."""
@@ -266,7 +268,8 @@ class UFOSpace(SearchSpace):
     def choice_macs(self, codes: np.ndarray) -> np.ndarray:
         g = self.geometry
         patch_embed = float(g.num_patches * g.embed_dim * g.in_chans * g.patch_size**2)
-        return patch_embed + self.choice_costs(codes)[:, :3].sum(1)
+        result: np.ndarray = patch_embed + self.choice_costs(codes)[:, :3].sum(1)
+        return result
 
 
 def two_digit_depth(name: str, depths: Sequence[int], arch: str, length: int) -> int:
@@ -301,6 +304,7 @@ class Track2Space(UFOSpace):
     """
 
     score_label = "rank among the 500 track-2 subnets (0-499, higher is better)"
+    score_bounds = (0.0, 499.0)
     #: How UFO scores these tasks (PaddlePaddle/VIMER ``UFO/OneForAll`` evaluators): CPLFW by
     #: face verification accuracy, the person and vehicle re-id sets by mAP/CMC, SOP by Recall@K.
     evaluation_metrics = {

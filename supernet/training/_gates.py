@@ -107,7 +107,8 @@ class TaskGates(nn.Module):
     def _logits(self, task: str) -> Tensor:
         if task not in self.logits:
             raise ValueError(f"no gates for task {task!r}; gated tasks: {self.tasks}")
-        return self.logits[task]
+        result: Tensor = self.logits[task]
+        return result
 
     def sample(
         self,
@@ -341,7 +342,8 @@ def ffn_path_log_prior(space: SearchSpace, codes: np.ndarray, gates: LearnedGate
     p = np.clip(np.asarray(gates.p_task[task], dtype=np.float64), 1e-6, 1 - 1e-6)
     picks_task = codes[:, :, k] == own
     logp = np.where(picks_task, np.log(p)[None, :], np.log1p(-p)[None, :])
-    return np.where(codes[:, :, 0] >= 0, logp, 0.0).sum(1)
+    result: np.ndarray = np.where(codes[:, :, 0] >= 0, logp, 0.0).sum(1)
+    return result
 
 
 def sample_with_gates(

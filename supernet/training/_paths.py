@@ -187,4 +187,5 @@ def gated_forward(
         g = gates[i].to(h.dtype)[:, :, None, None].unbind(1)  # B x 1 x 1 each
         tokens = tokens + block.ffn(h, path.shared_hidden[i]) * g[0] + expert * g[1]
     out = net.norm(tokens)[:, 0]
-    return net.heads[task](out) if task in net.heads else out
+    result: Tensor = net.heads[task](out) if task in net.heads else out
+    return result

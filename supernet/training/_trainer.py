@@ -410,9 +410,9 @@ class SupernetTrainer:
         """Gate temperature at ``step`` (default: the current one)."""
         step = self.step if step is None else step
         c = self.config
-        return c.tau_start * (c.tau_end / c.tau_start) ** (
-            min(step, self.total_steps - 1) / max(1, self.total_steps - 1)
-        )
+        fraction = min(step, self.total_steps - 1) / max(1, self.total_steps - 1)
+        decay: float = (c.tau_end / c.tau_start) ** fraction  # a positive base: a float, not complex
+        return c.tau_start * decay
 
     # ------------------------------------------------------------------ one step
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
