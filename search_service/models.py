@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -24,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .domain import JobStatus, WorkStatus
+from .domain import JobStatus, Metric, WorkKind, WorkStatus
 
 # Stable constraint names, so that migrations can refer to them on every backend.
 NAMING = {
@@ -61,6 +62,31 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class StrEnumType(TypeDecorator[E]):
+    """A :class:`~enum.StrEnum` stored as its value in a ``VARCHAR(16)``, read back as the member.
+
+    The column stays the plain string column the migrations created (Alembic sees no change, no
+    data moves); what changes is that a row holds ``Metric.LATENCY``, not ``"latency_ms"``, and
+    that writing a value the enum does not know fails instead of storing it.
+    """
+
+    impl = String(16)
+    cache_ok = True
+
+    def __init__(self, enum: type[E]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: E | str | None, dialect: Any) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Any) -> E | None:
+        return None if value is None else self.enum(value)
 
 
 class Base(DeclarativeBase):
@@ -110,7 +136,7 @@ class Measurement(Base):
     arch: Mapped[str] = mapped_column(String(256))
     device: Mapped[str | None] = mapped_column(ForeignKey("devices.name"), nullable=True)
     task: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    metric: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[Metric] = mapped_column(StrEnumType(Metric))
     value: Mapped[float] = mapped_column(Float)
     std: Mapped[float | None] = mapped_column(Float, nullable=True)
     repeats: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -139,7 +165,7 @@ class Campaign(Base):
     space: Mapped[str] = mapped_column(String(64))
     device: Mapped[str] = mapped_column(ForeignKey("devices.name"))
     task: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    metric: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[Metric] = mapped_column(StrEnumType(Metric))
     strategy: Mapped[str] = mapped_column(String(64))
     n: Mapped[int] = mapped_column(Integer)
     seed: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -158,8 +184,8 @@ class Job(Base):
     arch: Mapped[str] = mapped_column(String(256))
     device: Mapped[str] = mapped_column(ForeignKey("devices.name"))
     task: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    metric: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    metric: Mapped[Metric] = mapped_column(StrEnumType(Metric))
+    status: Mapped[JobStatus] = mapped_column(StrEnumType(JobStatus), default=JobStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_token: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -180,7 +206,7 @@ class PredictorVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     space: Mapped[str] = mapped_column(String(64))
-    metric: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[Metric] = mapped_column(StrEnumType(Metric))
     target: Mapped[str] = mapped_column(String(128))
     version: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(64))
@@ -228,9 +254,9 @@ class WorkItem(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(512), unique=True)
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[WorkKind] = mapped_column(StrEnumType(WorkKind))
     space: Mapped[str] = mapped_column(String(64))
-    status: Mapped[WorkStatus] = mapped_column(String(16))
+    status: Mapped[WorkStatus] = mapped_column(StrEnumType(WorkStatus))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     # The predictor version or front it stored (or found stored: the work was already done).

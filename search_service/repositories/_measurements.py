@@ -180,7 +180,7 @@ class MeasuredTarget(NamedTuple):
     """A (space, metric, target) with live measurements, as :func:`measured_targets` lists it."""
 
     space: str
-    metric: str
+    metric: Metric
     target: str
     n_subnets: int
     version: DataVersion

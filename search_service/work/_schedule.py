@@ -54,7 +54,7 @@ def _stale_fits(session: Session, ctx: WorkContext, targets: list[repo.MeasuredT
         latest = repo.latest_predictor(session, t.space, t.metric, t.target)
         if latest is None or fitted_version(latest) != t.version:
             key = items.fit_key(t.space, t.metric, t.target, t.version)
-            orders.append(Order(WorkKind.FIT, key, t.space, metric=Metric(t.metric), target=t.target))
+            orders.append(Order(WorkKind.FIT, key, t.space, metric=t.metric, target=t.target))
     return orders
 
 

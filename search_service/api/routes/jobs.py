@@ -54,7 +54,7 @@ def lease_jobs(
             arch=job.arch,
             device=job.device,
             task=job.task,
-            metric=job.metric,  # type: ignore[arg-type]
+            metric=job.metric,
             lease_token=job.lease_token or "",
             lease_expires_at=job.lease_expires_at,  # type: ignore[arg-type]
         )
