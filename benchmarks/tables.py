@@ -1,4 +1,4 @@
-"""Regenerate benchmarks/README.md from the result files in benchmarks/results/*.md.
+"""Regenerate benchmarks/README.md from the result files in benchmarks/results/ (*.md, *.txt).
 
 Every result file's tables are copied under its title, with the commands that reproduce them
 (the file states them; written here as ``python -m benchmarks.<name>``) and a link to the file.
@@ -72,7 +72,53 @@ def _commands(lines: list[str]) -> list[str]:
     return found
 
 
-def _title(lines: list[str], name: str) -> str:
+# Result files that do not name the command that made them, and the command that did.
+_RECORDED_ELSEWHERE = {
+    "predictors_latency": "python -m benchmarks.predictors --section latency --jobs 1",
+    "gpu_check_h200": "python -m benchmarks.gpu_check",
+}
+
+
+def _script(stem: str) -> str | None:
+    """The benchmark script a result file without a recorded command comes from: the longest
+    prefix of its name that is a script here (``gpu_check_h200`` -> ``gpu_check``)."""
+    parts = stem.split("_")
+    for n in range(len(parts), 0, -1):
+        if (HERE / ("_".join(parts[:n]) + ".py")).is_file():
+            return "_".join(parts[:n])
+    return None
+
+
+def _text_table(lines: list[str]) -> list[str]:
+    """A plain-text log's first column-aligned table (a header line over rows with the same number
+    of fields), as a Markdown table; header words join the column they lie over (``median ms``)."""
+    for i in range(1, len(lines)):
+        width = len(lines[i].split())
+        rows = []
+        for row in lines[i:]:
+            if len(row.split()) != width:
+                break
+            rows.append(row)
+        header = lines[i - 1]
+        if width < 3 or len(rows) < 2 or len(header.split()) < width:
+            continue
+        spans = [[m.span() for m in re.finditer(r"\S+", row)] for row in rows]
+        columns = [(min(s[c][0] for s in spans), max(s[c][1] for s in spans)) for c in range(width)]
+        names: list[list[str]] = [[] for _ in range(width)]
+        for word in re.finditer(r"\S+", header):
+            a, b = word.span()
+            nearest = min(range(width), key=lambda c: max(columns[c][0] - b, a - columns[c][1], 0))
+            names[nearest].append(word.group())
+        if not all(names):
+            continue
+        out = ["| " + " | ".join(" ".join(n) for n in names) + " |", "|" + "---|" * width]
+        return [*out, *("| " + " | ".join(row.split()) + " |" for row in rows), ""]
+    return []
+
+
+def _title(lines: list[str], name: str, suffix: str = ".md") -> str:
+    if suffix != ".md":  # a plain-text log: its first line says what ran
+        return f"{name}: {lines[0].strip()}" if lines else name
     for line in lines:
         if line.startswith("#"):
             return _clean(line.lstrip("#").strip())
@@ -110,22 +156,29 @@ def _tables(lines: list[str]) -> list[str]:
 def render(results: Path = RESULTS) -> str:
     """The text of benchmarks/README.md for the result files in ``results``."""
     parts = [HEADER]
-    files = sorted(results.glob("*.md"))
+    files = sorted([*results.glob("*.md"), *results.glob("*.txt")])
     parts.append("## Contents\n")
-    parts += [f"- [{_title(f.read_text().splitlines(), f.stem)}](#{f.stem})" for f in files]
+    parts += [f"- [{_title(f.read_text().splitlines(), f.stem, f.suffix)}](#{f.stem})" for f in files]
     parts.append("")
     for path in files:
         lines = path.read_text().splitlines()
         parts.append(f'<a id="{path.stem}"></a>\n')
-        parts.append(f"## {_title(lines, path.stem)}\n")
+        parts.append(f"## {_title(lines, path.stem, path.suffix)}\n")
         commands = _commands(lines)
+        script = _script(path.stem)
+        where = "from the repository root, reference data in `../shared/data`"
+        if not commands and path.stem in _RECORDED_ELSEWHERE:
+            commands = [_RECORDED_ELSEWHERE[path.stem]]
+        elif not commands and script:
+            commands = [f"python -m benchmarks.{script}"]
+            where += "; the result file does not record the arguments it ran with"
         if commands:
-            parts.append("Reproduce (from the repository root, reference data in `../shared/data`):\n")
+            parts.append(f"Reproduce ({where}):\n")
             parts.append("```bash\n" + "\n".join(commands) + "\n```\n")
         else:
             parts.append("The result file describes its run in prose.\n")
         parts.append(f"Full results: [results/{path.name}](results/{path.name})\n")
-        tables = _tables(lines)
+        tables = _tables(lines) if path.suffix == ".md" else _text_table(lines)
         if tables:
             parts.append("\n".join(tables))
         else:
