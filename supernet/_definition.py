@@ -70,6 +70,7 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]*$"
 _SpaceName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, min_length=1, max_length=64)]
 _TaskName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, min_length=1, max_length=64)]
 _Label = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+_Bound = Annotated[float, AllowInfNan(False)]
 _MetricName = Annotated[str, StringConstraints(pattern=NAME_PATTERN, min_length=1, max_length=64)]
 _ChoiceValue = (
     Annotated[int, Strict()]
@@ -239,6 +240,8 @@ class SpaceDefinition(BaseModel):
             the analytic cost model.
         arch_format: How arch strings are spelled (see the module docstring).
         score_label: What a score on the tasks means (higher is better), for axis labels.
+        score_bounds: ``[low, high]``: the values a score can take, as the label states them
+            (null: no bound on that side); predicted scores are kept within them.
         tasks: The tasks scored on the space (names unique); more can be added later.
         depths: Allowed numbers of active layers (1 to 99).
         choices: Per-layer choice name -> its values, in choice-index order. The order of the
@@ -257,6 +260,7 @@ class SpaceDefinition(BaseModel):
     family: Family = "ufo"
     arch_format: ArchFormat
     score_label: _Label = DEFAULT_SCORE_LABEL
+    score_bounds: tuple[_Bound | None, _Bound | None] = (None, None)
     tasks: list[TaskDefinition] = Field(default_factory=list, max_length=MAX_TASKS)
     depths: list[Annotated[int, Strict()]] = Field(min_length=1, max_length=MAX_DEPTH)
     choices: dict[
@@ -303,6 +307,14 @@ class SpaceDefinition(BaseModel):
     @classmethod
     def _plain_label(cls, value: str) -> str:
         return _plain(value)
+
+    @field_validator("score_bounds")
+    @classmethod
+    def _ordered_bounds(cls, bounds: tuple[float | None, float | None]) -> tuple[float | None, float | None]:
+        low, high = bounds
+        if low is not None and high is not None and not low < high:
+            raise ValueError(f"the low score bound must lie below the high one, got [{low}, {high}]")
+        return bounds
 
     @field_validator("tasks")
     @classmethod
@@ -616,6 +628,7 @@ def space_from_definition(definition: SpaceDefinition | Mapping[str, Any]) -> Se
         space.per_task_stem = "stem" in defn.per_task
         space.fixed_ffn_paths = {t.name: tuple(t.ffn_paths) for t in defn.tasks if t.ffn_paths}
     space.score_label = defn.score_label
+    space.score_bounds = defn.score_bounds
     space.evaluation_metrics = {task.name: task.metric for task in defn.tasks}
     return space
 
@@ -655,6 +668,7 @@ def definition_of(space: SearchSpace) -> SpaceDefinition:
         "family": family,
         "arch_format": fmt,
         "score_label": space.score_label,
+        "score_bounds": list(space.score_bounds),
         "tasks": [
             {"name": t, "head": heads.get(t), "metric": space.evaluation_metric(t)}
             | ({"ffn_paths": list(paths)} if (paths := fixed.get(t)) else {})

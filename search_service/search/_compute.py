@@ -34,6 +34,7 @@ from scipy.special import ndtri
 
 from supernet import SearchSpace, Subnet
 
+from ._bounds import bounded_score
 from ._budget import check_confidence
 from ._nsga2 import EvolutionConfig, Evolver, evolve
 from ._pareto import pareto_mask
@@ -109,8 +110,9 @@ class _Evaluator:
     """Predicts batches of choice matrices and records the predictions in evaluation order.
 
     Models with :class:`EncodedPredictor`'s methods are fed the matrices directly; others get
-    ``Subnet`` objects (built once per batch and shared by both models). Parameter counts (for
-    ``task``) are recorded alongside when the space can count them.
+    ``Subnet`` objects (built once per batch and shared by both models). Scores are kept within
+    the space's :attr:`~supernet.SearchSpace.score_bounds` (:func:`~._bounds.bounded_score`).
+    Parameter counts (for ``task``) are recorded alongside when the space can count them.
     """
 
     def __init__(
@@ -148,6 +150,7 @@ class _Evaluator:
         if self.space.has_params:
             self.params.append(self.space.choice_params(codes, self.task))
         (score, score_std), subnets = self._predict(self.score_model, codes, depths, None, "score")
+        score, score_std = bounded_score(score, score_std, self.space.score_bounds)
         (latency, latency_std), _ = self._predict(self.latency_model, codes, depths, subnets, "latency")
         self.codes.append(codes)
         self.depths.append(depths)

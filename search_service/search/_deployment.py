@@ -28,6 +28,7 @@ from scipy.special import ndtr, ndtri
 from supernet import Deployment, InputMode, Subnet, UFOSpace, deployment_choice_params
 from supernet.errors import UserError
 
+from ._bounds import bounded_score
 from ._budget import check_confidence
 from ._compute import EncodedPredictor, Predictor, as_prediction, enumerate_codes, limited_torch_threads
 
@@ -207,7 +208,8 @@ class _Problem:
     def task_predictions(self, paths: np.ndarray, t: int) -> tuple[np.ndarray, ...]:
         """Score mean/std and latency mean/std of paths ``m x max_depth x n_dims`` for task ``t``."""
         score = self.predict(self.score_models[self.tasks[t]], paths, f"score of {self.tasks[t]!r}")
-        return *score, *self.predict(self.latency_model, paths, "latency")
+        bounded = bounded_score(*score, self.space.score_bounds)
+        return *bounded, *self.predict(self.latency_model, paths, "latency")
 
     def evaluate(self, codes: np.ndarray) -> _Evaluated:
         n, tasks = codes.shape[:2]

@@ -144,6 +144,8 @@ def _with(**changes: Any) -> dict[str, Any]:
         (_with(arch_format="fbnet"), ("arch_format",), "a ufo space spells its arch strings"),
         (_with(arch_format="track2"), ("choices",), "the track2 arch format fixes the choices"),
         (_with(depths=[90, 99]), ("choices",), "arch strings would have 299 characters"),
+        (_with(score_bounds=[499, 0]), ("score_bounds",), "must lie below the high one"),
+        (_with(score_bounds=[0, "inf"]), ("score_bounds", 1), "finite number"),
         (
             {"name": "nb", "family": "nasbench201", "tasks": [{"name": "c", "head": 10}]},
             ("tasks",),
@@ -161,6 +163,17 @@ def test_errors_name_the_field(data: dict[str, Any], loc: tuple, message: str) -
     assert loc in found, error.value.errors
     assert message in found[loc]
     assert str(error.value).startswith("invalid space definition: ")
+
+
+def test_score_bounds_come_with_the_label_of_the_definition() -> None:
+    track2 = get_space("ufo-track2").to_definition()
+    assert track2.score_bounds == (0.0, 499.0) and "0-499" in track2.score_label
+    # The same arch format with tasks of its own and its own label is not bounded by the ranks.
+    fields = track2.model_dump(exclude={"score_bounds"})
+    own = SpaceDefinition.load({**fields, "name": "t2-acc", "score_label": "top-1 accuracy"})
+    assert space_from_definition(own).score_bounds == (None, None)
+    bounded = SpaceDefinition.load({**own.model_dump(), "score_bounds": [0, 100]})
+    assert space_from_definition(bounded).score_bounds == (0.0, 100.0)
 
 
 def test_text_that_does_not_parse_is_a_definition_error() -> None:
