@@ -3,9 +3,10 @@ fronts, NSGA-II), budget queries (with a parameter cap), (score, parameters) fro
 stored fronts, and multi-task deployment queries.
 
 Modules: :mod:`._result` (what a front is: points, candidates, their dict form), :mod:`._codec`
-(the bytes stored in the ``fronts`` table), :mod:`._compute` (searching a front), :mod:`._budget`
-(budget queries), :mod:`._cache` (decoded stored fronts, in memory), :mod:`._deployment`,
-:mod:`._nsga2` and :mod:`._pareto` (the search's building blocks).
+(the bytes stored in the ``fronts`` table), :mod:`._compute` (searching a front), :mod:`._bounds`
+(scores within their label's bounds), :mod:`._budget` (budget queries), :mod:`._cache` (decoded
+stored fronts, in memory), :mod:`._deployment` (multi-task deployments), :mod:`._nsga2` and
+:mod:`._pareto` (the search's building blocks).
 
 No web framework imports; only :mod:`._cache` reads the database, through the ORM model of the
 ``fronts`` table. Routes, CLI commands and work functions call it and hold no front logic.

@@ -6,7 +6,7 @@ lies within the bounds, so the search reports the moments of the posterior censo
 ``clip(Y, low, high)``: its mean lies within the bounds, the std shrinks where the posterior
 presses against a bound, and its quantiles are the Gaussian quantiles clipped to the bounds.
 Of two posteriors with the same std the higher mean keeps the higher censored mean, so the
-ranking of subnets is kept.
+ranking of subnets is kept, except among posteriors so far beyond a bound that all sit on it.
 """
 
 from __future__ import annotations
