@@ -95,8 +95,11 @@ def register(app: typer.Typer) -> None:
         resolved = resolve_space(space)
         if not isinstance(resolved, UFOSpace):
             raise UserError(f"space {resolved.name!r} has no supernet; only UFO spaces do")
-        target = ufo_space(resolved, **overrides)
-        resolve_path(target, arch, task)
+        try:
+            target = ufo_space(resolved, **overrides)
+            resolve_path(target, arch, task)
+        except ValueError as error:  # a geometry override, --arch or --task the space refuses
+            raise UserError(str(error)) from error
         net = build_supernet(target, seed=seed)
         if checkpoint is not None:
             _load_state_dict(net, checkpoint)
