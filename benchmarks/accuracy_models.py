@@ -1,6 +1,6 @@
 """Accuracy predictors on the 400 real UFO track-2 subnets (issue 15): one run, every model.
 
-    nice -n 10 python benchmarks/accuracy_models.py --jobs 2 --seeds 2 \
+    nice -n 10 python -m benchmarks.accuracy_models --jobs 2 --seeds 2 \
         --out benchmarks/results/accuracy_models.md
 
 Sections (all on ../shared/data/ufo_track2/train.json, Kendall tau per task, mean over 8 tasks):
@@ -36,13 +36,12 @@ import torch
 from scipy.stats import kendalltau
 from sklearn.model_selection import KFold
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import predictors.experimental  # noqa: F401  (the models compared)
+from benchmarks._ufo_data import load_track2, one_torch_thread
+from predictors import MultiTaskGPNASPredictor, create_predictor, create_strategy
+from supernet import TRACK2_TASKS, get_space
 
-import predictors.experimental  # noqa: E402, F401  (the models compared)
-from benchmarks._ufo_data import load_track2, one_torch_thread  # noqa: E402
-from predictors import MultiTaskGPNASPredictor, create_predictor, create_strategy  # noqa: E402
-from supernet import TRACK2_TASKS, get_space  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT.parent / "shared" / "data"
 Z90 = 1.6448536269514722
@@ -342,7 +341,7 @@ def main() -> None:
     args = parser.parse_args()
     data = args.data.resolve()
     models = args.models.split(",")
-    command = "nice -n 10 python benchmarks/accuracy_models.py " + " ".join(sys.argv[1:])
+    command = "nice -n 10 python -m benchmarks.accuracy_models " + " ".join(sys.argv[1:])
     parts = [f"# Accuracy models on UFO track 2 (issue 15)\n\n`{command}`\n"]
     cpu_start = time.process_time()
     wall_start = time.perf_counter()

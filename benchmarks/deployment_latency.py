@@ -11,8 +11,8 @@ fitted on the training paths only; the deployments are then predicted and compar
 measured times. The timings go to ``--csv``; ``--from-csv`` analyses them again without timing.
 About 6 minutes for both spaces on one core of a 2-core VM.
 
-    python benchmarks/deployment_latency.py --seed 1
-    python benchmarks/deployment_latency.py --from-csv   # re-analyse benchmarks/results/*.csv
+    python -m benchmarks.deployment_latency --seed 1
+    python -m benchmarks.deployment_latency --from-csv   # re-analyse benchmarks/results/*.csv
 """
 
 from __future__ import annotations
@@ -30,12 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from predictors import STD_RULES, DeploymentLatencyModel, create_predictor, create_strategy  # noqa: E402
-from profilers import ProfileResult, create_profiler  # noqa: E402
-from profilers._timing import cpu_model  # noqa: E402
-from supernet import Deployment, Subnet, UFOSpace, deployment_macs, reused_layers, ufo_space  # noqa: E402
+from predictors import STD_RULES, DeploymentLatencyModel, create_predictor, create_strategy
+from profilers import ProfileResult, create_profiler
+from profilers._timing import cpu_model
+from supernet import Deployment, Subnet, UFOSpace, deployment_macs, reused_layers, ufo_space
 
 Z90 = 1.6449  # two-sided 90% normal interval
 
@@ -415,7 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/deployment_latency.md"))
     args = parser.parse_args(argv)
-    command = "python benchmarks/deployment_latency.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.deployment_latency " + shlex.join(sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
     if args.from_csv:

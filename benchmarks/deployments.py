@@ -13,7 +13,7 @@ process, through its own routes:
 Usage::
 
     gpnas demo --no-serve --database-url sqlite:////tmp/demo.db
-    python benchmarks/deployments.py --database-url sqlite:////tmp/demo.db \\
+    python -m benchmarks.deployments --database-url sqlite:////tmp/demo.db \\
         --out benchmarks/results/deployments.md
 """
 
@@ -22,19 +22,15 @@ from __future__ import annotations
 import argparse
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from fastapi.testclient import TestClient
 from scipy.special import ndtri
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fastapi.testclient import TestClient  # noqa: E402
-
-from search_service import Settings, create_app  # noqa: E402
+from search_service import Settings, create_app
 
 SPACE = "ufo-track2"
 
@@ -125,7 +121,7 @@ def main() -> None:
     lines = [
         f"# Deployments of {', '.join(args.tasks)} on {args.device} ({SPACE})",
         "",
-        "Command: `python benchmarks/deployments.py --database-url URL` on a `gpnas demo` database "
+        "Command: `python -m benchmarks.deployments --database-url URL` on a `gpnas demo` database "
         f"(real task scores of the 400 shared subnets; {args.device}: ViT-Base latencies timed on this "
         "CPU). Scores are the track-2 ranks (0-499, higher is better), as predicted by the service's "
         f"GPs; confidence {args.confidence}; budgets: the {', '.join(f'{q:.0%}' for q in args.quantiles)} "

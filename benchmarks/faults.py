@@ -2,9 +2,9 @@
 broker) under agents doing jobs while the API, the worker, PostgreSQL backends and the broker
 are killed, and while a flood of abandoned deployment queries arrives.
 
-    python benchmarks/faults.py                          # all scenarios, ~6 minutes
-    python benchmarks/faults.py --scenarios quiet,flood  # some of them
-    python benchmarks/faults.py --out benchmarks/results/faults.md
+    python -m benchmarks.faults                          # all scenarios, ~6 minutes
+    python -m benchmarks.faults --scenarios quiet,flood  # some of them
+    python -m benchmarks.faults --out benchmarks/results/faults.md
 
 What it reports, per scenario (the README's reliability table comes from it):
 
@@ -59,22 +59,13 @@ from sqlalchemy.orm import Session
 
 from search_service.core import make_engine, upgrade
 from search_service.models import Front, Measurement, PredictorVersion, WorkItem
+from search_service.testing import free_port, gpnas_command, wait_until_healthy
 from supernet import SearchSpace, Subnet, get_space
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE, DEVICE, TASKS = "ufo-track2", "fault-cpu", ("market1501", "veri")
 PROBE_EVERY_S = 0.05
 SCENARIOS = ("quiet", "flood", "pg-kill", "api-kill", "worker-kill", "broker-outage")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _gpnas(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from search_service.cli import main; main()", *args]
 
 
 def _latency_item(space: SearchSpace, sub: Subnet, rng: np.random.Generator) -> dict[str, object]:
@@ -108,8 +99,8 @@ class Stack:
         self.url = self.pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
         upgrade(self.url)
         self.engine = make_engine(self.url)
-        self.redis_port = _free_port()
-        self.api_port = _free_port()
+        self.redis_port = free_port()
+        self.api_port = free_port()
         self.base = f"http://127.0.0.1:{self.api_port}"
         self.env = {**os.environ, "GPNAS_DATABASE_URL": self.url, "GPNAS_AUTH": "on"}
         self.env.pop("GPNAS_BROKER_URL", None)
@@ -125,7 +116,7 @@ class Stack:
         if broker:
             self.start_redis()
         out = subprocess.run(
-            _gpnas("token", "create"), env=self.env, check=True, capture_output=True, text=True
+            gpnas_command("token", "create"), env=self.env, check=True, capture_output=True, text=True
         ).stdout
         self.token = out.split()[-1]
         if broker:
@@ -142,19 +133,11 @@ class Stack:
         _wait_port(self.redis_port, 10)
 
     def start_api(self) -> None:
-        self.api = self._spawn(_gpnas("serve", "--port", str(self.api_port), "--log-level", "warning"))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the API did not start; see {self.tmp / 'stack.log'}")
+        self.api = self._spawn(gpnas_command("serve", "--port", str(self.api_port), "--log-level", "warning"))
+        wait_until_healthy(self.base, process=self.api, explain=lambda: f"see {self.tmp / 'stack.log'}")
 
     def start_worker(self) -> None:
-        self.worker = self._spawn(_gpnas("worker", "--log-level", "warning"))
+        self.worker = self._spawn(gpnas_command("worker", "--log-level", "warning"))
 
     @staticmethod
     def kill(process: subprocess.Popen[bytes] | None) -> None:
@@ -652,7 +635,7 @@ def main() -> None:
     if not args.no_broker and shutil.which("redis-server") is None:
         parser.error("redis-server is not installed (the suite runs a private broker to kill)")
     started = time.monotonic()
-    command = "python benchmarks/faults.py " + " ".join(sys.argv[1:])
+    command = "python -m benchmarks.faults " + " ".join(sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(args.admin_url, Path(tmp), broker=not args.no_broker)
         try:

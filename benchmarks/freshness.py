@@ -17,7 +17,7 @@ Issue 14 part 3's target: median <= 10 s on this machine. For each mode the scri
    covers (``full_refit_growth`` over the last full fit), then posts one more, which makes the
    next fit a full one (new hyperparameters, and a full-length front search).
 
-    python benchmarks/freshness.py --broker redis://127.0.0.1:6379/14
+    python -m benchmarks.freshness --broker redis://127.0.0.1:6379/14
 
 Writes a Markdown report (``--out``, default benchmarks/results/freshness.md) and prints it.
 """
@@ -32,7 +32,6 @@ import os
 import platform
 import random
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,17 +41,17 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from search_service.client import ClientError, Conflict, GpnasClient, NotFound
+from search_service.core import Settings, make_engine, upgrade
+from search_service.models import Front, PredictorVersion, WorkItem
+from search_service.schemas import DeviceCreate, MeasurementBatch
+from search_service.testing import free_port
+from supernet import get_space
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from sqlalchemy import select  # noqa: E402
-from sqlalchemy.orm import Session  # noqa: E402
-
-from search_service.client import ClientError, Conflict, GpnasClient, NotFound  # noqa: E402
-from search_service.core import Settings, make_engine, upgrade  # noqa: E402
-from search_service.models import Front, PredictorVersion, WorkItem  # noqa: E402
-from search_service.schemas import DeviceCreate, MeasurementBatch  # noqa: E402
-from supernet import get_space  # noqa: E402
 
 SPACE, DEVICE = "ufo-track2", "proxy-latency"
 DATA = ROOT.parent / "shared" / "data" / "ufo_track2" / "train.json"
@@ -67,12 +66,6 @@ _LOGGED_CLI = (
     "g = logging.getLogger('gpnas'); g.setLevel(logging.INFO); g.addHandler(h); g.propagate = False; "
     "from search_service.cli import main; main()"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proxy_latency_ms(space, sub) -> float:
@@ -135,7 +128,7 @@ class Mode:
         self.name, self.url, self.tmp, self.broker, self.task = name, url, tmp, broker, task
         upgrade(url)
         self.engine = make_engine(url)
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {
             **os.environ,
             "GPNAS_DATABASE_URL": url,
@@ -634,7 +627,7 @@ def main() -> None:
         parser.error("--initial + --trials must leave held-back subnets")
 
     started = time.perf_counter()
-    command = "python benchmarks/freshness.py" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
+    command = "python -m benchmarks.freshness" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
     print(f"nproc {os.cpu_count()}, load average {_load(os.getloadavg())}", flush=True)
     rows = load_rows(args.task, args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="gpnas-freshness-"))

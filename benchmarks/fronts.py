@@ -22,7 +22,7 @@ in this process the archive is also replayed in evaluation order, giving the HV 
 after 1 s and 2 s, the time to reach 99.5% of the 25 s front, and the ratio after the first
 20,000 evaluations (the service's evaluation cap).
 
-Run: ``python benchmarks/fronts.py`` (about 12 min on 2 cores); needs ``pip install pymoo``.
+Run: ``python -m benchmarks.fronts`` (about 12 min on 2 cores); needs ``pip install pymoo``.
 """
 
 from __future__ import annotations
@@ -45,12 +45,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks._pymoo_nsga2 import evolve_pymoo  # noqa: E402
-from benchmarks.search import DEFAULT_DATA, Track2Models, track2_models  # noqa: E402
-from search_service.search import (  # noqa: E402
+from benchmarks._pymoo_nsga2 import evolve_pymoo
+from benchmarks.search import DEFAULT_DATA, Track2Models, track2_models
+from search_service.search import (
     Archive,
     Evolver,
     Objective,
@@ -59,7 +56,9 @@ from search_service.search import (  # noqa: E402
     hypervolume,
     pareto_mask,
 )
-from supernet import SearchSpace  # noqa: E402
+from supernet import SearchSpace
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # The commit before this benchmark's changes (vectorised encodings, one torch thread).
 BASELINE_REF = "4662ab6"
@@ -293,7 +292,7 @@ def main() -> None:
     lines = [
         "## Fast fronts benchmark",
         "",
-        f"Command: `{' '.join(['python benchmarks/fronts.py', *sys.argv[1:]])}`",
+        f"Command: `{' '.join(['python -m benchmarks.fronts', *sys.argv[1:]])}`",
         f"Run {started} on {platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs "
         f"usable, load average at start {load_start:.1f}; baseline `{args.baseline_ref}`; "
         f"{args.seeds} seeds per row; latency model MAPE {models.latency_mape:.3%} (analytic proxy device).",

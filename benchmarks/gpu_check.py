@@ -5,7 +5,7 @@ fp16 and bf16 at batch 1 and 32, prints the numbers, checks the obvious (half pr
 faster than fp32 at batch 32, a larger subnet is not faster than a smaller one at batch 32),
 then runs the gpu-marked pytest tests.
 
-    python benchmarks/gpu_check.py            # from the repository root, gpnas installed (pip install -e .)
+    python -m benchmarks.gpu_check            # from the repository root, gpnas installed (pip install -e .)
 """
 
 from __future__ import annotations

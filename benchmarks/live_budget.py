@@ -21,7 +21,7 @@ device's registered settings (torch-cpu, the demo's threads: all cores by defaul
 to the last, the repeatability benchmark's own arrangement. Run it on a quiet machine (the lock
 serialises timing benchmarks):
 
-    flock /tmp/gpnas-cpu.lock python benchmarks/live_budget.py --out benchmarks/results/live_budget.md
+    flock /tmp/gpnas-cpu.lock python -m benchmarks.live_budget --out benchmarks/results/live_budget.md
 """
 
 from __future__ import annotations
@@ -39,15 +39,11 @@ from pathlib import Path
 import numpy as np
 from scipy.special import ndtri
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from repeatability import busy_neighbour  # noqa: E402
-
-from profilers import LatencyProfiler, create_profiler  # noqa: E402
-from search_service import repositories as repo  # noqa: E402
-from search_service.core import make_engine, make_sessionmaker  # noqa: E402
-from search_service.search import (  # noqa: E402
+from benchmarks.repeatability import busy_neighbour
+from profilers import LatencyProfiler, create_profiler
+from search_service import repositories as repo
+from search_service.core import make_engine, make_sessionmaker
+from search_service.search import (
     Choice,
     FrontCache,
     FrontPoint,
@@ -56,7 +52,7 @@ from search_service.search import (  # noqa: E402
     budget_query,
     candidate_front,
 )
-from supernet import get_space  # noqa: E402
+from supernet import get_space
 
 SPACE, DEVICE = "ufo-track2", "local-cpu"
 Z90 = float(ndtri(0.95))  # half-width of the central 90% interval, in stds
@@ -313,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         # The repeatability benchmark's arrangement: the profiler (the demo, a child, inherits
         # this) on the first core, the neighbour on the last.
         os.sched_setaffinity(0, {CORES[0]})
-    command = "python benchmarks/live_budget.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.live_budget " + shlex.join(sys.argv[1:] if argv is None else argv)
     lines = [
         "# Live budgets: busy-fitted intervals and quiet budget compliance",
         "",

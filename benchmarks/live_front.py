@@ -9,7 +9,7 @@
 Every subnet is timed in one interleaved batch with the device's own registered settings (the
 protocol the front was fitted on). Run it on the database `make demo` left behind:
 
-    python benchmarks/live_front.py --out benchmarks/results/live_front.md
+    python -m benchmarks.live_front --out benchmarks/results/live_front.md
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ from pathlib import Path
 import numpy as np
 from scipy.special import ndtri
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from profilers import create_profiler  # noqa: E402
-from search_service import repositories as repo  # noqa: E402
-from search_service.core import make_engine, make_sessionmaker  # noqa: E402
-from search_service.search import FrontCache, budget_query  # noqa: E402
-from supernet import get_space  # noqa: E402
+from profilers import create_profiler
+from search_service import repositories as repo
+from search_service.core import make_engine, make_sessionmaker
+from search_service.search import FrontCache, budget_query
+from supernet import get_space
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--confidence", type=float, default=0.9)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/live_front.md"))
     args = parser.parse_args(argv)
-    command = "python benchmarks/live_front.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.live_front " + shlex.join(sys.argv[1:] if argv is None else argv)
 
     space = get_space(args.space)
     engine = make_engine(args.database_url)

@@ -7,7 +7,7 @@ predicts the other set: stratified -> uniform asks whether a design spanning the
 ranks the typical subnets; uniform -> stratified whether uniform draws extrapolate to the cheap
 and costly ends. Models: GP-NAS with the analytic cost prior (the default) and without it.
 
-    python benchmarks/live_latency_model.py --csv benchmarks/results/repeatability.csv \
+    python -m benchmarks.live_latency_model --csv benchmarks/results/repeatability.csv \
         --out benchmarks/results/live_latency_model.md
 """
 
@@ -22,10 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from predictors import GPNASPredictor  # noqa: E402
-from supernet import get_space  # noqa: E402
+from predictors import GPNASPredictor
+from supernet import get_space
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/live_latency_model.md"))
     args = parser.parse_args(argv)
-    command = "python benchmarks/live_latency_model.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.live_latency_model " + shlex.join(sys.argv[1:] if argv is None else argv)
 
     space = get_space("ufo-track2")
     table = pd.read_csv(args.csv, dtype={"arch": str})

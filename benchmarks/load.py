@@ -7,8 +7,8 @@ batches of 100 through POST /v1/measurements, fits the predictors and the front 
 and reports p50 / p99 latency. The clients are raw asyncio HTTP/1.1 connections, so that the load
 generator spends little of the machine's CPU; they run on the same machine as the server.
 
-    python benchmarks/load.py                       # SQLite file in a temp dir
-    python benchmarks/load.py --database-url postgresql://postgres@127.0.0.1:5432/gpnas_load
+    python -m benchmarks.load                       # SQLite file in a temp dir
+    python -m benchmarks.load --database-url postgresql://postgres@127.0.0.1:5432/gpnas_load
 
 The latencies and scores are stand-ins (latency proportional to FLOPs, score growing with size):
 this measures the service, not the predictors.
@@ -22,7 +22,6 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,21 +32,15 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from search_service.client import GpnasClient
+from search_service.core import upgrade
+from search_service.schemas import DeviceCreate, MeasurementBatch, RefitRequest
+from search_service.testing import free_port, gpnas_command, wait_until_healthy
+from supernet import get_space
 
-from search_service.client import ClientError, GpnasClient  # noqa: E402
-from search_service.core import upgrade  # noqa: E402
-from search_service.schemas import DeviceCreate, MeasurementBatch, RefitRequest  # noqa: E402
-from supernet import get_space  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SPACE, TASK, DEVICE = "ufo-track2", "market1501", "bench-cpu"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def synthetic(n: int, seed: int) -> list[dict]:
@@ -154,7 +147,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="gpnas-load-")
     url = args.database_url or f"sqlite:///{tmp}/gpnas.db"
     upgrade(url)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "GPNAS_DATABASE_URL": url,
@@ -164,25 +157,14 @@ def main() -> None:
         "GPNAS_PREDICTOR_LATENCY": args.predictor,
         "GPNAS_PREDICTOR_SCORE": args.predictor,
     }
-    command = [
-        sys.executable,
-        "-c",
-        "from search_service.cli import main; main()",
-        "serve",
-        "--port",
-        str(port),
-    ]
-    server = subprocess.Popen([*command, "--log-level", "warning"], cwd=ROOT, env=env)
+    server = subprocess.Popen(
+        gpnas_command("serve", "--port", str(port), "--log-level", "warning"), cwd=ROOT, env=env
+    )
     base = f"http://127.0.0.1:{port}"
     # No retries: an error answer during the benchmark should show, not be hidden by a retry.
     api = GpnasClient(base, timeout=600, max_retries=0)
     try:
-        for _ in range(600):
-            try:
-                api.health()
-                break
-            except ClientError:
-                time.sleep(0.1)
+        wait_until_healthy(base, process=server)
         api.create_device(DeviceCreate(name=DEVICE, profiler="torch-cpu"))
 
         # Ingest throughput: fbnet latencies (a space without tasks, so the refit below skips them).

@@ -14,24 +14,21 @@ optimistic) and deploys those two paths together.
 
 Usage::
 
-    python benchmarks/multipath_sharing.py --out benchmarks/results/multipath_sharing.md
+    python -m benchmarks.multipath_sharing --out benchmarks/results/multipath_sharing.md
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from profilers import DIGITS_TASKS, digits_batches, digits_eval_batches, digits_space, train_sandwich  # noqa: E402
-from supernet import (  # noqa: E402
+from profilers import DIGITS_TASKS, digits_batches, digits_eval_batches, digits_space, train_sandwich
+from supernet import (
     Deployment,
     MultipathSpace,
     Subnet,
@@ -223,7 +220,7 @@ def main() -> None:
         else "one training seed"
     )
     total = time.perf_counter() - start
-    cmd = "python benchmarks/multipath_sharing.py" + "".join(
+    cmd = "python -m benchmarks.multipath_sharing" + "".join(
         f" --{flag} {value}"
         for flag, value, default in (
             ("seeds", args.seeds, 3),

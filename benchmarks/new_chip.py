@@ -1,6 +1,6 @@
 """A chip the model has never seen: leave-one-device-out over every device of the HELP tables.
 
-    python benchmarks/new_chip.py [--models "gpnas-transfer;gpnas-multitask"] [--ks 10,20]
+    python -m benchmarks.new_chip [--models "gpnas-transfer;gpnas-multitask"] [--ks 10,20]
         [--seeds 3] [--jobs 2] [--out benchmarks/results/new_chip.md] [--csv new_chip.csv]
 
 Protocol (issue 21), per space (nasbench201, fbnet) and per device in turn: the device is the
@@ -29,7 +29,6 @@ import argparse
 import ast
 import copy
 import csv
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -40,12 +39,11 @@ import torch
 from scipy.special import ndtr
 from scipy.stats import kendalltau, spearmanr
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks._ufo_data import one_torch_thread
+from predictors import Predictor, TransferPredictor, create_predictor
+from supernet import SearchSpace, get_space
 
-from benchmarks._ufo_data import one_torch_thread  # noqa: E402
-from predictors import Predictor, TransferPredictor, create_predictor  # noqa: E402
-from supernet import SearchSpace, get_space  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT.parent / "shared" / "data"
 SPACES = ("nasbench201", "fbnet")
@@ -239,7 +237,7 @@ def main() -> None:
         rows = [r for chunk in pool.map(device_job, jobs) for r in chunk]
     results = pd.DataFrame(rows)
     text = (
-        f"Command: `python benchmarks/new_chip.py --models '{args.models}' --ks {args.ks} "
+        f"Command: `python -m benchmarks.new_chip --models '{args.models}' --ks {args.ks} "
         f"--seeds {args.seeds}"
         f"{'' if args.devices is None else ' --devices ' + args.devices}`"
         f" ({time.perf_counter() - start:.0f} s with --jobs {args.jobs})\n\n" + summary(results, models, ks)

@@ -1,6 +1,6 @@
 """Few-shot new task on ufo-track2: does a task added later borrow from the tasks measured before?
 
-    python benchmarks/new_task.py [--seeds 5] [--jobs 2] [--data ../shared/data]
+    python -m benchmarks.new_task [--seeds 5] [--jobs 2] [--data ../shared/data]
         [--out benchmarks/results/new_task.md]
 
 Each of the 8 track-2 tasks is held out in turn, as if it had just been added to the space
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -38,12 +37,11 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks._ufo_data import load_track2, one_torch_thread
+from predictors import TransferPredictor, create_predictor
+from supernet import TRACK2_TASKS, get_space
 
-from benchmarks._ufo_data import load_track2, one_torch_thread  # noqa: E402
-from predictors import TransferPredictor, create_predictor  # noqa: E402
-from supernet import TRACK2_TASKS, get_space  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT.parent / "shared" / "data"
 KS = (20, 50)
@@ -161,7 +159,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     table = run(args.data, args.seeds, args.jobs)
-    command = f"python benchmarks/new_task.py --seeds {args.seeds} --jobs {args.jobs}"
+    command = f"python -m benchmarks.new_task --seeds {args.seeds} --jobs {args.jobs}"
     text = f"{table}\n\nCommand: `{command}` ({time.perf_counter() - start:.0f} s).\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -1,6 +1,6 @@
 """Reproduce the predictor tables of the README from ../shared/data.
 
-    python benchmarks/predictors.py [--section all|ufo|efficiency|latency|scale|cli] [--jobs N]
+    python -m benchmarks.predictors [--section all|ufo|efficiency|latency|scale|cli] [--jobs N]
         [--data ../shared/data] [--out benchmarks/results/predictors.md]
 
 Sections:
@@ -31,12 +31,9 @@ import torch
 from scipy.stats import kendalltau, spearmanr
 from sklearn.model_selection import KFold
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import predictors.experimental  # noqa: E402, F401  (ridge-summary, gpnas-rbf)
-from benchmarks._ufo_data import load_track2, one_torch_thread  # noqa: E402
-from predictors import (  # noqa: E402
+import predictors.experimental  # noqa: F401  (ridge-summary, gpnas-rbf)
+from benchmarks._ufo_data import load_track2, one_torch_thread
+from predictors import (
     GPNASPredictor,
     IntegratedVarianceStrategy,
     MaxVarianceStrategy,
@@ -45,7 +42,9 @@ from predictors import (  # noqa: E402
     create_predictor,
     create_strategy,
 )
-from supernet import TRACK2_TASKS, get_space  # noqa: E402
+from supernet import TRACK2_TASKS, get_space
+
+ROOT = Path(__file__).resolve().parents[1]
 
 HELP_DEVICES = ("titan_rtx_256", "gold_6226", "fpga", "pixel2", "raspi4", "eyeriss")
 UFO_METHODS = ("gpnas-closed-form", "ridge", "ridge-summary", "gbt", "gpnas-rbf", "gpnas")

@@ -5,7 +5,7 @@ For each device of ``--devices`` (NAS-Bench-201 and FBNet tables of ../shared/da
 ``k`` random subnets of the first 300 of a fixed shuffle are the training set and the next 1,000
 are scored. Run it on two trees to compare them (e.g. before and after a change):
 
-    python benchmarks/quiet_coverage.py --out benchmarks/results/quiet_coverage.md
+    python -m benchmarks.quiet_coverage --out benchmarks/results/quiet_coverage.md
 """
 
 from __future__ import annotations
@@ -21,10 +21,8 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from predictors import create_predictor  # noqa: E402
-from supernet import get_space  # noqa: E402
+from predictors import create_predictor
+from supernet import get_space
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "device_latency"
 
@@ -39,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="the device_latency tables")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quiet_coverage.md"))
     args = parser.parse_args(argv)
-    command = "python benchmarks/quiet_coverage.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.quiet_coverage " + shlex.join(sys.argv[1:] if argv is None else argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     rows = []

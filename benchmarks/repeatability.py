@@ -12,7 +12,7 @@ order old 1, new 1, old 2, new 2, so that slow phases of the machine hit both pr
 Reports per row the Kendall tau between the two passes, the median relative spread between them,
 seconds per subnet, and the load average; writes a Markdown table and the raw numbers.
 
-    python benchmarks/repeatability.py --out benchmarks/results/repeatability.md \
+    python -m benchmarks.repeatability --out benchmarks/results/repeatability.md \
         --csv benchmarks/results/repeatability.csv
 
 ``--mode levels`` measures what a user gets from ``gpnas profile`` itself: four real ``gpnas
@@ -24,7 +24,7 @@ long-run level). It compares pairs of passes with the values as timed
 value column), and lists every batch's shift against the long-run level and whether
 ``gpnas profile`` warned about it.
 
-    python benchmarks/repeatability.py --mode levels --samples 12 \
+    python -m benchmarks.repeatability --mode levels --samples 12 \
         --out benchmarks/results/repeatability_levels.md \
         --csv benchmarks/results/repeatability_levels.csv
 """
@@ -48,12 +48,9 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
-# The package, not benchmarks/predictors.py beside this script.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from predictors import create_strategy  # noqa: E402
-from profilers import ProfileResult, TorchCPUProfiler, cpu_model  # noqa: E402
-from supernet import Subnet, get_space  # noqa: E402
+from predictors import create_strategy
+from profilers import ProfileResult, TorchCPUProfiler, cpu_model
+from supernet import Subnet, get_space
 
 # The protocol before interleaving, with the settings it shipped with (torch-cpu version 1).
 SEQUENTIAL = {
@@ -280,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/repeatability.md"))
     parser.add_argument("--csv", type=Path, default=Path("benchmarks/results/repeatability.csv"))
     args = parser.parse_args(argv)
-    command = "python benchmarks/repeatability.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = "python -m benchmarks.repeatability " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.mode == "levels":
         levels_mode(args, command)
         return

@@ -15,8 +15,8 @@ Configurations: 1 worker process with 1 torch thread, 2 worker processes with 1 
 The projection for 1,000 fronts (50 chips x 20 tasks: 70 fits) on N workers uses the per-task
 costs the workers logged and the 2-worker efficiency measured here.
 
-    python benchmarks/scale.py --out benchmarks/results/scale.md          # about 10 min
-    python benchmarks/scale.py --tasks 2 --devices 2 --evaluations 1000   # smoke run
+    python -m benchmarks.scale --out benchmarks/results/scale.md          # about 10 min
+    python -m benchmarks.scale --tasks 2 --devices 2 --evaluations 1000   # smoke run
 """
 
 from __future__ import annotations
@@ -39,16 +39,15 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from search_service import repositories as repo
+from search_service.core import Settings, make_engine, make_sessionmaker, upgrade
+from search_service.domain import Metric
+from search_service.models import Device
+from search_service.refit import Refitter
+from search_service.schemas import MeasurementCreate
+from supernet import get_space
 
-from search_service import repositories as repo  # noqa: E402
-from search_service.core import Settings, make_engine, make_sessionmaker, upgrade  # noqa: E402
-from search_service.domain import Metric  # noqa: E402
-from search_service.models import Device  # noqa: E402
-from search_service.refit import Refitter  # noqa: E402
-from search_service.schemas import MeasurementCreate  # noqa: E402
-from supernet import get_space  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SPACE = "ufo-track2"
 DATA = Path(os.environ.get("GPNAS_TEST_DATA", ROOT.parent / "shared" / "data"))
@@ -247,7 +246,7 @@ def main() -> None:
     lines = [
         "# Scale: fronts on Celery workers",
         "",
-        f"`python benchmarks/scale.py {' '.join(sys.argv[1:])}`",
+        f"`python -m benchmarks.scale {' '.join(sys.argv[1:])}`",
         "",
         f"{len(tasks)} tasks x {len(devices)} devices of {SPACE}: {len(tasks) + len(devices)} full fits, "
         f"then {len(tasks) * len(devices)} fronts of {args.evaluations} evaluations each; Redis broker, "

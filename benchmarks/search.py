@@ -18,7 +18,7 @@ Part 2, ufo-track2 (3.2e11 subnets): the front per (task, device) with NSGA-II u
   The search time excludes fitting (done once per predictor version by the service). Quality is
   checked against a run with 4x the time on the same predictors.
 
-Run: ``python benchmarks/search.py`` (about 15 min on 2 busy cores); ``--quick`` for a smoke run.
+Run: ``python -m benchmarks.search`` (about 15 min on 2 busy cores); ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -38,13 +38,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-# The repository's packages, not benchmarks/predictors.py (the script's folder comes first on sys.path).
-sys.path.insert(0, str(ROOT))
+from predictors import Predictor, create_predictor
+from search_service.search import budget_query, compute_front, hypervolume
+from supernet import SearchSpace, get_space
 
-from predictors import Predictor, create_predictor  # noqa: E402
-from search_service.search import budget_query, compute_front, hypervolume  # noqa: E402
-from supernet import SearchSpace, get_space  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
@@ -315,7 +313,7 @@ def main() -> None:
     lines = [
         "## Search benchmark",
         "",
-        f"Command: `{' '.join(['python benchmarks/search.py', *sys.argv[1:]])}`",
+        f"Command: `{' '.join(['python -m benchmarks.search', *sys.argv[1:]])}`",
         f"Run {started} on {platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs "
         f"usable, torch threads {args.threads}, load average at start {os.getloadavg()[0]:.1f}.",
         "",

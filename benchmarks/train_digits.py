@@ -17,8 +17,8 @@ distances between tasks.
 
 Usage::
 
-    python benchmarks/train_digits.py --out benchmarks/results/train_digits.md
-    python benchmarks/train_digits.py --device cuda --amp --out benchmarks/results/train_digits_cuda.md
+    python -m benchmarks.train_digits --out benchmarks/results/train_digits.md
+    python -m benchmarks.train_digits --device cuda --amp --out benchmarks/results/train_digits_cuda.md
 """
 
 from __future__ import annotations
@@ -36,10 +36,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from profilers import LocalConfig, create_profiler  # noqa: E402
-from supernet import LearnedGates, MultipathSpace, SpaceDefinition, Subnet, space_from_definition  # noqa: E402
+from profilers import LocalConfig, create_profiler
+from supernet import LearnedGates, MultipathSpace, SpaceDefinition, Subnet, space_from_definition
 
 TASKS = [
     {"name": "low", "head": 5, "metric": "top1"},
@@ -179,7 +177,7 @@ def main() -> None:
         for a, b in itertools.combinations(gates.tasks, 2)
     ]
     total = time.perf_counter() - start
-    script = "python benchmarks/train_digits.py" + (
+    script = "python -m benchmarks.train_digits" + (
         f" --device {args.device}" if args.device != "cpu" else ""
     )
     script += " --amp" if args.amp else ""
@@ -236,7 +234,7 @@ def main() -> None:
     ]
     if not torch.cuda.is_available():
         lines += [
-            "CUDA: `python benchmarks/train_digits.py --device cuda --amp` trains and evaluates on a GPU; "
+            "CUDA: `python -m benchmarks.train_digits --device cuda --amp` trains and evaluates on a GPU; "
             "this machine has none, so no CUDA numbers are reported here.",
             "",
         ]

@@ -25,6 +25,7 @@ from botorch.optim import optimize_acqf_discrete
 from botorch.sampling import SobolQMCNormalSampler
 
 from supernet import SearchSpace, Subnet
+from supernet.errors import UserError
 
 from ._base import Predictor, encode_subnets
 from ._capabilities import SupportsBotorchModel, SupportsCovariance, SupportsPriorCovariance
@@ -101,7 +102,7 @@ class SamplingStrategy(ABC):
             seed: Seeds the pool, random picks and Monte-Carlo samples.
 
         Raises:
-            ValueError: If fewer than ``n`` unmeasured candidates exist.
+            UserError: If fewer than ``n`` unmeasured candidates exist (``n`` is often a user's).
         """
         if n < 0:
             raise ValueError(f"n must be >= 0, got {n}")
@@ -113,7 +114,7 @@ class SamplingStrategy(ABC):
         for sub in pool:
             space.validate(sub)
         if len(pool) < n:
-            raise ValueError(f"only {len(pool)} unmeasured candidates for n={n}")
+            raise UserError(f"only {len(pool)} unmeasured candidates for n={n}")
         if n == 0:
             return []
         picks = self._select(space, predictors, list(measured), n, pool, np.random.default_rng(seed))

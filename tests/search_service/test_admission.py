@@ -4,7 +4,6 @@ abandoned requests dropped, and cheap reads that never wait behind heavy work on
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,13 +12,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from service_helpers import make_settings
 
 from search_service import create_app
 from search_service.admission import Admission, ClientDisconnectedError
 from search_service.errors import TooManyRequestsError, UnavailableError
 from search_service.services import deployments
+from search_service.testing import serving
 
 
 class Gone:
@@ -154,12 +153,6 @@ def test_work_that_never_starts_is_answered_503_after_the_queue_wait() -> None:
 
 
 # --------------------------------------------------------------------------- on a real server
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def blocked_server(tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A uvicorn server whose deployment searches block until released (no predictors needed)."""
@@ -179,18 +172,11 @@ def blocked_server(tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(deployments, "predictor_versions", lambda session, body: {"n": len(started)})
     monkeypatch.setattr(app.state.refitter.runner, "deployment", search)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", app, release, started
-    finally:
-        release.set()
-        server.should_exit = True
-        thread.join(10)
+    with serving(app) as url:
+        try:
+            yield url, app, release, started
+        finally:
+            release.set()  # before the server stops: its threads wait on it
 
 
 def test_a_flood_of_abandoned_deployment_queries_leaves_cheap_reads_answering(blocked_server: Any) -> None:

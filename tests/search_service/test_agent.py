@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 import time
 
 import httpx
 import pytest
 import torch
-import uvicorn
 
 from profilers import (
     LatencyProfiler,
@@ -21,18 +18,13 @@ from profilers import (
 from search_service.agent import AgentError, DeviceAgent
 from search_service.client import GpnasClient
 from search_service.schemas import CampaignCreate, DeviceCreate
+from search_service.testing import free_port, serving
 from supernet import SpaceDefinition, TaskDefinition, get_space
 from tests._data import DATA_DIR
 
 NB201 = "device_latency/nasbench201.csv"  # device settings name files relative to a data directory
 # The agent's machine keeps its tables in DATA_DIR (the server's copy is the same directory here).
 LOCAL = LocalConfig(data_dir=DATA_DIR)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
@@ -50,19 +42,8 @@ def service(tmp_path):
         session.commit()
     engine.dispose()
     app = create_app(Settings(database_url=url, refit_worker=False, data_dir=DATA_DIR))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    with GpnasClient(base, token) as api:
+    with serving(app) as base, GpnasClient(base, token) as api:
         yield base, token, api
-    server.should_exit = True
-    thread.join(timeout=10)
 
 
 def _device(api, name, profiler, settings, space, n, task=None, candidates=None):
@@ -334,7 +315,7 @@ def test_bad_token_and_unknown_device_stop_the_agent(service):
         DeviceAgent(base, "cpu-x", "gpnas_wrong").run()
     with pytest.raises(AgentError, match="unreachable after 3 attempts"):
         DeviceAgent(
-            f"http://127.0.0.1:{_free_port()}", "cpu-x", token, max_retries=2, sleep=lambda s: None
+            f"http://127.0.0.1:{free_port()}", "cpu-x", token, max_retries=2, sleep=lambda s: None
         ).run()
 
 
@@ -414,7 +395,7 @@ def test_gpnas_profile_looks_the_device_up_on_the_server(service):
     with pytest.raises(ValueError, match="HTTP 401"):
         resolve_device("nb201-look", {}, base, "gpnas_wrong")
     with pytest.raises(ValueError, match="unreachable .*ConnectError"):
-        resolve_device("nb201-look", {}, f"http://127.0.0.1:{_free_port()}", token)
+        resolve_device("nb201-look", {}, f"http://127.0.0.1:{free_port()}", token)
 
 
 def test_settings_the_service_would_refuse_stop_the_agent_before_it_starts():

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 from search_service.cli import app
 from search_service.cli._options import DEFAULT_DATABASE_URL
 from search_service.core.config import Settings
+from search_service.testing import free_port
 
 runner = CliRunner()
 
@@ -49,12 +49,6 @@ def _shared_params(name: str) -> dict[str, Any]:
                 assert path not in found, f"{path}: two parameters for {name}"
                 found[path] = param
     return found
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again: nothing listens there
 
 
 def test_the_default_database_is_the_services():
@@ -131,7 +125,7 @@ def test_gpnas_database_url_from_the_environment_is_honoured(tmp_path):
 
 
 def test_gpnas_server_from_the_environment_is_honoured():
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     args = ["pareto", "--space", "ufo-track2", "--task", "veri", "--device", "x"]
     out = runner.invoke(app, args, env={"GPNAS_SERVER": url, "GPNAS_DATABASE_URL": None})
     assert isinstance(out.exception, ValueError)
@@ -143,7 +137,7 @@ def test_gpnas_server_from_the_environment_reaches_the_typed_client(monkeypatch)
 
     # The look-up retries twice with backoff; sleeping is not what is tested here.
     monkeypatch.setitem(GpnasClient.__init__.__kwdefaults__, "sleep", lambda seconds: None)
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     args = ["profile", "--space", "ufo-track2", "--device", "some-chip", "--samples", "1"]
     out = runner.invoke(app, args, env={"GPNAS_SERVER": url})
     assert isinstance(out.exception, ValueError)
@@ -173,7 +167,7 @@ def test_pareto_says_when_both_or_neither_apply(args, env, message):
 
 
 def test_an_option_on_the_command_line_beats_the_other_kinds_variable(tmp_path):
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     base = ["pareto", "--space", "ufo-track2", "--task", "veri", "--device", "x"]
     # --server wins over GPNAS_DATABASE_URL (set for `gpnas serve` on the same machine) ...
     out = runner.invoke(app, [*base, "--server", url], env={"GPNAS_DATABASE_URL": "sqlite://"})

@@ -10,11 +10,9 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from starlette.routing import Route
 
 from search_service import Settings, create_app
 from search_service.api.middleware import CONTENT_SECURITY_POLICY, SecurityHeadersMiddleware
+from search_service.testing import free_port, wait_until_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 GPNAS = Path(sys.executable).with_name("gpnas")
@@ -90,12 +89,6 @@ def assert_security_headers(response: httpx.Response) -> None:
         assert response.headers.get_list(name) == [value], (response.request.url, name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _status_kib(pid: int, field: str) -> int:
     """A ``/proc/<pid>/status`` memory field (VmRSS, VmHWM = peak RSS) in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -107,7 +100,7 @@ def _status_kib(pid: int, field: str) -> int:
 @contextmanager
 def gpnas_serve(db_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``gpnas serve`` (default bind 127.0.0.1, auth on) in a child process: its URL and process."""
-    port = _free_port()
+    port = free_port()
     env = {key: value for key, value in os.environ.items() if not key.startswith("GPNAS_")}
     env.update(GPNAS_DATABASE_URL=db_url, GPNAS_REFIT_WORKER="off")
     # A file, not a pipe: nobody reads the log while the server runs, and a full pipe blocks it.
@@ -120,18 +113,13 @@ def gpnas_serve(db_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             stderr=log,
         )
         url = f"http://127.0.0.1:{port}"
+
+        def log_tail() -> str:
+            log.seek(0)
+            return log.read().decode()[-2000:]
+
         try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"server did not start: {log.read().decode()[-2000:]}")
-                time.sleep(0.1)
+            wait_until_healthy(url, process=process, timeout_s=120, explain=log_tail)
             yield url, process
         finally:
             process.terminate()

@@ -7,7 +7,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,19 +23,14 @@ from service_helpers import measurements
 from sqlalchemy import func, select
 
 from profilers import DeviceAgent, LocalConfig
-from search_service.client import ClientError, Conflict, GpnasClient
+from search_service.client import Conflict, GpnasClient
 from search_service.core import make_engine
 from search_service.models import Job, Measurement
 from search_service.schemas import CampaignCreate, DeviceCreate, ResultRequest
+from search_service.testing import free_port, gpnas_command, wait_until_healthy
 from supernet import get_space
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -45,7 +39,7 @@ def server(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``gpnas serve`` on ``db_url`` in a child process (``environment``: more variables); yields
     its base URL and the process."""
-    port = port or _free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "GPNAS_DATABASE_URL": db_url,
@@ -53,34 +47,21 @@ def server(
         "GPNAS_REFIT_WORKER": "off",
         **environment,
     }
-    command = [
-        sys.executable,
-        "-c",
-        "from search_service.cli import main; main()",
-        "serve",
-        "--port",
-        str(port),
-    ]
     process = subprocess.Popen(
-        [*command, "--log-level", "warning"],
+        gpnas_command("serve", "--port", str(port), "--log-level", "warning"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
+
+    def stderr_tail() -> str:
+        # Read only once it exited: a live server's stderr stays open and the read would block.
+        return process.stderr.read().decode()[-2000:] if process.poll() is not None else ""  # type: ignore[union-attr]
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with GpnasClient(url, timeout=1, max_retries=0) as api:
-                    api.health()
-                break
-            except ClientError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            time.sleep(0.1)
+        wait_until_healthy(url, process=process, explain=stderr_tail)
         yield url, process
     finally:
         if process.poll() is None:
@@ -225,7 +206,7 @@ def test_agent_dies_mid_job_and_another_completes_it(db_url: str, tmp_path: Path
 
 
 def test_sigkill_during_ingest_keeps_every_acknowledged_measurement(db_url: str) -> None:
-    port = _free_port()
+    port = free_port()
     acknowledged: list[str] = []
     attempted: list[list[str]] = []
     stop = threading.Event()
