@@ -133,7 +133,8 @@ class CostModel:
 
     def predict(self, costs: np.ndarray) -> np.ndarray:
         """Latency (ms) for cost rows ``costs`` (``n x m``), shape ``n``."""
-        return np.maximum(self.weights[0] + np.asarray(costs) @ self.weights[1:], self.floor)
+        result: np.ndarray = np.maximum(self.weights[0] + np.asarray(costs) @ self.weights[1:], self.floor)
+        return result
 
     def log_variance(self, costs: np.ndarray) -> np.ndarray:
         """Variance of ``log(latency)`` at cost rows ``costs`` (``n x m``) due to the line's fitted
@@ -152,7 +153,8 @@ class CostModel:
         g = len(self.fold_weights)
         lines = self.fold_weights[:, 0][:, None] + self.fold_weights[:, 1:] @ costs.T  # g x n
         logs = np.log(np.maximum(lines, self.floor))
-        return (g - 1) / g * ((logs - logs.mean(0)) ** 2).sum(0)
+        result: np.ndarray = (g - 1) / g * ((logs - logs.mean(0)) ** 2).sum(0)
+        return result
 
     def state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"weights": torch.as_tensor(self.weights), "floor": self.floor}
@@ -223,7 +225,8 @@ class CostPriorMean(gpytorch.means.Mean):
 
     @property
     def constant(self) -> torch.Tensor:
-        return self.raw_constant
+        result: torch.Tensor = self.raw_constant
+        return result
 
     @property
     def cost_model(self) -> CostModel:
@@ -235,10 +238,12 @@ class CostPriorMean(gpytorch.means.Mean):
         costs = self.space.choice_costs(decode_onehot(self.space, flat))
         latency = self.cost_model.predict(costs)
         out = torch.as_tensor(np.log(latency), dtype=X.dtype) / self.scale.to(X.dtype)
-        return out.reshape(X.shape[:-1])
+        result: torch.Tensor = out.reshape(X.shape[:-1])
+        return result
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return self.log_prior(X) + self.raw_constant.to(X.dtype)
+        result: torch.Tensor = self.log_prior(X) + self.raw_constant.to(X.dtype)
+        return result
 
 
 __all__ = ["CostModel", "CostPriorMean", "decode_onehot", "resolve_cost_prior"]

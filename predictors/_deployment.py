@@ -212,7 +212,8 @@ class DeploymentLatencyModel:
             costs = np.where(flat[:, :, None], macs, costs)
             total = costs.sum(2)
         reused = (costs * reused_layers(self.space, codes)).sum(2)
-        return np.divide(reused, total, out=np.zeros_like(reused), where=total > 0)
+        result: np.ndarray = np.divide(reused, total, out=np.zeros_like(reused), where=total > 0)
+        return result
 
     def _per_layer(self, codes: np.ndarray, weights: np.ndarray) -> np.ndarray:
         n, tasks, depth, dims = codes.shape
@@ -311,7 +312,8 @@ class DeploymentLatencyModel:
             ValueError: If a deployment is not of :attr:`space` or the path arrays do not fit.
         """
         shared = self.predict(deps, paths)[0].numpy()
-        return self.predict(deps, paths, input="separate")[0].numpy() - shared
+        result: np.ndarray = self.predict(deps, paths, input="separate")[0].numpy() - shared
+        return result
 
     def predict_tasks(
         self, deps: Sequence[Deployment], paths: PathLatencies
@@ -389,7 +391,8 @@ class DeploymentLatencyModel:
 
 def _task_counts(codes: np.ndarray) -> np.ndarray:
     """Tasks of each deployment (columns with at least one layer), shape ``n``."""
-    return (codes[:, :, :, 0].max(axis=2) >= 0).sum(1)
+    result: np.ndarray = (codes[:, :, :, 0].max(axis=2) >= 0).sum(1)
+    return result
 
 
 def _as_array(values: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -540,11 +540,13 @@ class GPNASPredictor(Predictor):
             prior = kernel(X, X).to_dense()
             if self.inducing is None:
                 V = torch.linalg.solve_triangular(self.L, kernel(X, self.X).to_dense().T, upper=False)
-                return prior - V.T @ V
+                posterior: torch.Tensor = prior - V.T @ V
+                return posterior
             Kmc = kernel(self.inducing, X).to_dense()
             Vm = torch.linalg.solve_triangular(self.Lmm, Kmc, upper=False)
             Va = torch.linalg.solve_triangular(self.La, Kmc, upper=False)
-            return prior - Vm.T @ Vm + Va.T @ Va
+            posterior = prior - Vm.T @ Vm + Va.T @ Va
+            return posterior
 
     def noise_variance(self) -> float:
         """Fitted homoskedastic noise variance (standardised scale), as :attr:`noise`."""
@@ -619,7 +621,8 @@ def _cholesky(K: torch.Tensor) -> torch.Tensor:
     for _ in range(6):
         L, info = torch.linalg.cholesky_ex(K + jitter * torch.eye(len(K), dtype=K.dtype))
         if int(info) == 0:
-            return L
+            result: torch.Tensor = L
+            return result
         jitter = max(jitter * 10, 1e-8 * float(K.diagonal().mean()))
     raise ValueError("kernel matrix is not positive definite even with jitter")
 

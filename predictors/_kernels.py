@@ -8,6 +8,8 @@ interactions between layers that a linear model cannot.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gpytorch
 import torch
 from gpytorch.constraints import GreaterThan, Positive
@@ -44,7 +46,7 @@ class GroupHammingKernel(Kernel):
 
     has_lengthscale = False
 
-    def __init__(self, group_of_column: torch.Tensor, n_groups: int, **kwargs) -> None:
+    def __init__(self, group_of_column: torch.Tensor, n_groups: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.register_buffer("group_of_column", group_of_column.long())
         self.register_parameter("raw_weight", torch.nn.Parameter(torch.full((n_groups,), -1.0)))
@@ -52,9 +54,10 @@ class GroupHammingKernel(Kernel):
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.raw_weight_constraint.transform(self.raw_weight)
+        result: torch.Tensor = self.raw_weight_constraint.transform(self.raw_weight)
+        return result
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params) -> torch.Tensor:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: Any) -> torch.Tensor:
         # A mismatch in a one-hot group moves two columns by 1, so |x - x'|^2 / 2 counts mismatches.
         scale = (0.5 * self.weight[self.group_of_column]).sqrt().to(x1)
         a, b = x1 * scale, x2 * scale
@@ -85,7 +88,9 @@ class GroupLinearKernel(Kernel):
 
     has_lengthscale = False
 
-    def __init__(self, group_of_column: torch.Tensor, n_groups: int, init: float = 0.05, **kwargs) -> None:
+    def __init__(
+        self, group_of_column: torch.Tensor, n_groups: int, init: float = 0.05, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.register_buffer("group_of_column", group_of_column.long())
         raw = torch.full((n_groups,), float(torch.log(torch.expm1(torch.tensor(init)))))
@@ -94,13 +99,14 @@ class GroupLinearKernel(Kernel):
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.raw_weight_constraint.transform(self.raw_weight)
+        result: torch.Tensor = self.raw_weight_constraint.transform(self.raw_weight)
+        return result
 
     def column_weights(self) -> torch.Tensor:
         """The prior variance of every one-hot column's weight, shape ``d``."""
         return self.weight[self.group_of_column]
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params) -> torch.Tensor:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: Any) -> torch.Tensor:
         scale = self.column_weights().sqrt().to(x1)
         a, b = x1 * scale, x2 * scale
         if diag:
@@ -132,7 +138,7 @@ class LayerPairwiseKernel(Kernel):
         layer_of_group: torch.Tensor,
         weight_of_group: torch.Tensor,
         n_weights: int,
-        **kwargs,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.register_buffer("group_of_column", group_of_column.long())
@@ -143,9 +149,10 @@ class LayerPairwiseKernel(Kernel):
 
     @property
     def weight(self) -> torch.Tensor:
-        return self.raw_weight_constraint.transform(self.raw_weight)
+        result: torch.Tensor = self.raw_weight_constraint.transform(self.raw_weight)
+        return result
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params) -> torch.Tensor:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: Any) -> torch.Tensor:
         n_layers = int(self.layer_of_group.max()) + 1
         # One-hot columns of a layer, as a layer x column 0/1 matrix: m_l = (x1 * w * P_l) . x2.
         layer_of_column = self.layer_of_group[self.group_of_column]
@@ -153,10 +160,12 @@ class LayerPairwiseKernel(Kernel):
         P = (layer_of_column.unsqueeze(0) == torch.arange(n_layers).unsqueeze(1)).to(x1)
         if diag:
             m = ((x1 * x2 * w).unsqueeze(-2) * P).sum(-1)  # ... x n x L
-            return 0.5 * (m.sum(-1) ** 2 - (m**2).sum(-1))
+            pairs: torch.Tensor = 0.5 * (m.sum(-1) ** 2 - (m**2).sum(-1))
+            return pairs
         a = (x1 * w).unsqueeze(-3) * P.unsqueeze(-2)  # ... x L x n x d
         m = a @ x2.unsqueeze(-3).transpose(-1, -2)  # ... x L x n x m
-        return 0.5 * (m.sum(-3) ** 2 - (m**2).sum(-3))
+        pairs = 0.5 * (m.sum(-3) ** 2 - (m**2).sum(-3))
+        return pairs
 
 
 class EmbeddingLinearKernel(Kernel):
@@ -172,7 +181,7 @@ class EmbeddingLinearKernel(Kernel):
 
     has_lengthscale = False
 
-    def __init__(self, B: torch.Tensor, x_mean: torch.Tensor, offset: torch.Tensor, **kwargs) -> None:
+    def __init__(self, B: torch.Tensor, x_mean: torch.Tensor, offset: torch.Tensor, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.register_buffer("B", B.to(torch.float64))
         self.register_buffer("x_mean", x_mean.to(torch.float64))
@@ -185,21 +194,22 @@ class EmbeddingLinearKernel(Kernel):
 
     @property
     def variance(self) -> torch.Tensor:
-        return self.raw_variance_constraint.transform(self.raw_variance)
+        result: torch.Tensor = self.raw_variance_constraint.transform(self.raw_variance)
+        return result
 
     def _set_variance(self, value: torch.Tensor) -> None:
         value = torch.as_tensor(value).to(self.raw_variance)
         self.initialize(raw_variance=self.raw_variance_constraint.inverse_transform(value))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.x_mean.to(x)) @ self.B.to(x) + self.offset.to(x)
+        result: torch.Tensor = (x - self.x_mean.to(x)) @ self.B.to(x) + self.offset.to(x)
+        return result
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params) -> torch.Tensor:
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, diag: bool = False, **params: Any) -> torch.Tensor:
         a, b = self.embed(x1), self.embed(x2)
         scale = self.variance / self.B.shape[1]
-        if diag:
-            return scale * (a * b).sum(-1)
-        return scale * a @ b.transpose(-1, -2)
+        covariance: torch.Tensor = scale * (a * b).sum(-1) if diag else scale * a @ b.transpose(-1, -2)
+        return covariance
 
 
 def onehot_groups(space: SearchSpace, per: str) -> tuple[torch.Tensor, int]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,7 +35,7 @@ PredictorArg = Predictor | Sequence[Predictor] | None
 _STRATEGIES: dict[str, type[SamplingStrategy]] = {}
 
 
-def _register(name: str, *aliases: str):
+def _register(name: str, *aliases: str) -> Callable[[type[SamplingStrategy]], type[SamplingStrategy]]:
     def decorate(cls: type[SamplingStrategy]) -> type[SamplingStrategy]:
         cls.name = name
         for key in (name, *aliases):
@@ -141,8 +141,17 @@ class SamplingStrategy(ABC):
 class RandomStrategy(SamplingStrategy):
     """Uniformly random unmeasured candidates."""
 
-    def _select(self, space, predictors, measured, n, pool, rng) -> list[int]:
-        return rng.permutation(len(pool))[:n].tolist()
+    def _select(
+        self,
+        space: SearchSpace,
+        predictors: PredictorArg,
+        measured: list[Subnet],
+        n: int,
+        pool: list[Subnet],
+        rng: np.random.Generator,
+    ) -> list[int]:
+        result: list[int] = rng.permutation(len(pool))[:n].tolist()
+        return result
 
 
 def _farthest_points(X: torch.Tensor, anchors: torch.Tensor, n: int, rng: np.random.Generator) -> list[int]:
@@ -203,7 +212,15 @@ class _GreedyVarianceStrategy(SamplingStrategy):
     def _gain(cov: torch.Tensor, noise: float) -> torch.Tensor:
         """Value of measuring each candidate next, shape ``m``, from the ``m x m`` covariance."""
 
-    def _select(self, space, predictors, measured, n, pool, rng) -> list[int]:
+    def _select(
+        self,
+        space: SearchSpace,
+        predictors: PredictorArg,
+        measured: list[Subnet],
+        n: int,
+        pool: list[Subnet],
+        rng: np.random.Generator,
+    ) -> list[int]:
         predictor = _first(predictors)
         if (
             isinstance(predictor, SupportsPriorCovariance)
@@ -348,7 +365,8 @@ class _AdditiveCost:
             mid = (lo + hi) / 2
             below = self._tilted(mid)[2] < targets
             lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-        return (lo + hi) / 2
+        result: np.ndarray = (lo + hi) / 2
+        return result
 
     def draw(self, tilt: float, n: int, rng: np.random.Generator) -> list[Subnet]:
         """``n`` subnets (with repeats) from the tilted distribution."""
@@ -368,7 +386,8 @@ def _stratified_picks(costs: np.ndarray, done: np.ndarray, n: int, rng: np.rando
     k = n + len(done)
     width = (hi - lo) / k
     if width <= 0:  # every candidate costs the same: nothing to stratify
-        return rng.permutation(len(costs))[:n].tolist()
+        result: list[int] = rng.permutation(len(costs))[:n].tolist()
+        return result
 
     def stratum_of(values: np.ndarray) -> np.ndarray:
         return np.minimum(((values - lo) / width).astype(np.int64), k - 1)
@@ -467,7 +486,15 @@ class CostStratifiedStrategy(SamplingStrategy):
             pool.setdefault(sub)
         return list(pool)[:size]  # the extremes come first
 
-    def _select(self, space, predictors, measured, n, pool, rng) -> list[int]:
+    def _select(
+        self,
+        space: SearchSpace,
+        predictors: PredictorArg,
+        measured: list[Subnet],
+        n: int,
+        pool: list[Subnet],
+        rng: np.random.Generator,
+    ) -> list[int]:
         try:
             costs = space.macs(pool)
         except NotImplementedError:
@@ -504,7 +531,15 @@ class QLogNEHVIStrategy(SamplingStrategy):
         super().__init__(pool_size)
         self.mc_samples = mc_samples
 
-    def _select(self, space, predictors, measured, n, pool, rng) -> list[int]:
+    def _select(
+        self,
+        space: SearchSpace,
+        predictors: PredictorArg,
+        measured: list[Subnet],
+        n: int,
+        pool: list[Subnet],
+        rng: np.random.Generator,
+    ) -> list[int]:
         if isinstance(predictors, Predictor) or predictors is None or len(predictors) != 2:
             raise ValueError("qlognehvi needs two fitted predictors: (score, latency)")
         models = [_botorch_model(predictor) for predictor in predictors]

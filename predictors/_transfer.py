@@ -564,7 +564,8 @@ class TransferPredictor(Predictor):
         X = X.to(torch.float64)
         kernel = self._new_target()._build_covar().to(torch.float64)
         with torch.no_grad(), gpytorch.settings.lazily_evaluate_kernels(False):
-            return kernel(self._inputs(X)).to_dense()
+            result: torch.Tensor = kernel(self._inputs(X)).to_dense()
+            return result
 
     @property
     def has_prior_covariance(self) -> bool:

@@ -103,7 +103,9 @@ class OutputTransform:
         counts = np.bincount(inverse)
         ranks = (sums / counts)[inverse]
         u = (ranks + 0.5) / len(values)
-        return torch.distributions.Normal(0.0, 1.0).icdf(torch.as_tensor(u, dtype=torch.float64))
+        normal = torch.distributions.Normal(0.0, 1.0)
+        scores: torch.Tensor = normal.icdf(torch.as_tensor(u, dtype=torch.float64))
+        return scores
 
     # ------------------------------------------------------------------ backward
     def untransform(self, mean: torch.Tensor, std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -176,4 +178,5 @@ def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor, extrapolate: bo
         hi_slope = (fp_u[-1] - fp_u[-1 - tail]) / (xp_u[-1] - xp_u[-1 - tail])
         out = torch.where(flat < xp_u[0], fp_u[0] + lo_slope * (flat - xp_u[0]), out)
         out = torch.where(flat > xp_u[-1], fp_u[-1] + hi_slope * (flat - xp_u[-1]), out)
-    return out.reshape(x.shape)
+    result: torch.Tensor = out.reshape(x.shape)
+    return result

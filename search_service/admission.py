@@ -177,7 +177,8 @@ class Admission:
         self._in_flight[caller] += 1
         try:
             self._start_next()
-            return await self._wait(work, connection)
+            result: T = await self._wait(work, connection)
+            return result
         finally:
             work.waiters -= 1
             self._in_flight[caller] -= 1

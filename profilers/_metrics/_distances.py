@@ -46,7 +46,8 @@ def pair_distances(a: Tensor, b: Tensor, distance: Distance = "cosine") -> Tenso
     check_distance(distance)
     if distance == "cosine":
         return 1.0 - (F.normalize(a, dim=1) * F.normalize(b, dim=1)).sum(1)
-    return (a - b).norm(dim=1)
+    result: Tensor = (a - b).norm(dim=1)
+    return result
 
 
 def as_float(x: Tensor | np.ndarray) -> Tensor:

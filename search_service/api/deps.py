@@ -32,15 +32,18 @@ def get_write_db(request: Request) -> Iterator[Session]:
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    result: Settings = request.app.state.settings
+    return result
 
 
 async def get_refitter(request: Request) -> Refitter:
-    return request.app.state.refitter
+    result: Refitter = request.app.state.refitter
+    return result
 
 
 async def get_front_cache(request: Request) -> FrontCache:
-    return request.app.state.front_cache
+    result: FrontCache = request.app.state.front_cache
+    return result
 
 
 SessionDep = Annotated[Session, Depends(get_db)]
@@ -124,7 +127,8 @@ def caller_of(reader: Principal | None) -> str:
 
 
 async def get_admission(request: Request) -> Admission:
-    return request.app.state.admission
+    result: Admission = request.app.state.admission
+    return result
 
 
 AdmissionDep = Annotated[Admission, Depends(get_admission)]

@@ -58,7 +58,7 @@ def resolve_device(
     token: str | None,
     *,
     from_environment: bool = False,
-) -> tuple[str, dict]:
+) -> tuple[str, dict[str, Any]]:
     """The profiler name and settings for ``--device``.
 
     Without ``--server`` the device is a profiler name and ``--set`` gives its settings. With

@@ -47,7 +47,7 @@ def _checked(kind: Any, value: str, option: str) -> str:
     from pydantic import TypeAdapter, ValidationError
 
     try:
-        return TypeAdapter(kind).validate_python(value)
+        return str(TypeAdapter(kind).validate_python(value))
     except ValidationError as error:
         raise UserError(f"{option} {value!r}: {error.errors()[0]['msg']}") from None
 

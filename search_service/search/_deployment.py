@@ -355,7 +355,8 @@ def _tournament(evaluated: _Evaluated, n: int, rng: np.random.Generator) -> np.n
     rank = np.empty(len(evaluated.objective), dtype=np.int64)
     rank[evaluated.order()] = np.arange(len(rank))
     a, b = rng.integers(len(rank), size=(2, n))
-    return np.where(rank[a] < rank[b], a, b)
+    result: np.ndarray = np.where(rank[a] < rank[b], a, b)
+    return result
 
 
 def _evolve(

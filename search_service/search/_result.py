@@ -149,10 +149,10 @@ class CandidateSet:
     def points(self) -> list[FrontPoint]:
         return [self.point(i) for i in range(len(self))]
 
-    def to_dict(self) -> dict[str, list]:
+    def to_dict(self) -> dict[str, list[Any]]:
         """JSON-ready columns: ``{"arch": [...], "score": [...], ..., "params": [...], "macs": [...]}``
         (``params`` and ``macs`` only when known)."""
-        data: dict[str, list] = {"arch": list(self.archs)}
+        data: dict[str, list[Any]] = {"arch": list(self.archs)}
         data.update({name: getattr(self, name).tolist() for name in _COLUMNS})
         for name in ("params", "macs"):
             column = getattr(self, name)
@@ -161,7 +161,9 @@ class CandidateSet:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, list], space: SearchSpace, task: str | None = None) -> CandidateSet:
+    def from_dict(
+        cls, data: dict[str, list[Any]], space: SearchSpace, task: str | None = None
+    ) -> CandidateSet:
         """Inverse of :meth:`to_dict`; arch strings are parsed (and so validated) by ``space``.
 
         Data stored without ``params`` or ``macs`` (fronts from before they were kept) gets them
