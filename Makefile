@@ -42,9 +42,12 @@ test: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
+# The scripts run as modules of the benchmarks package (python -m benchmarks.NAME, from here); the
+# `bench` extra adds what only they need (pymoo, for python -m benchmarks.fronts).
 bench: install
-	$(BIN)/python benchmarks/predictors.py
-	$(BIN)/python benchmarks/search.py
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m benchmarks.predictors
+	$(BIN)/python -m benchmarks.search
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info
