@@ -112,7 +112,7 @@ def run_demo(url: str, samples: int, task: str, busy: bool, threads: int) -> Dem
     engine = make_engine(url)
     with make_sessionmaker(engine)() as session:
         device = repo.get_device(session, DEVICE)
-        loaded = FrontCache(ttl_s=0.0).get(session, SPACE, task, DEVICE)
+        loaded = FrontCache(ttl_s=0.0).get(repo.StoredFronts(session), SPACE, task, DEVICE)
         levels = {arch: ms for (_, arch), ms in repo.long_run_levels(session, SPACE, DEVICE).items()}
     engine.dispose()
     if loaded is None:

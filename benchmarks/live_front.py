@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     space = get_space(args.space)
     engine = make_engine(args.database_url)
     with make_sessionmaker(engine)() as session:
-        loaded = FrontCache(ttl_s=0.0).get(session, args.space, args.task, args.device)
+        loaded = FrontCache(ttl_s=0.0).get(repo.StoredFronts(session), args.space, args.task, args.device)
         if loaded is None:
             raise SystemExit(
                 f"no front for {args.task} x {args.device} in {args.database_url}: run `make demo`"

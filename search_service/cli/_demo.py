@@ -236,9 +236,10 @@ def busy_warning(load: float, cores: int | None) -> str | None:
 def _example_budget(session: Session, task: str) -> float:
     """A budget for the example query that the stored front can meet at 90% confidence: the
     middle front point's latency plus two standard deviations, rounded up."""
+    from search_service import repositories as repo
     from search_service.search import FrontCache
 
-    loaded = FrontCache(ttl_s=0.0).get(session, SPACE, task, DEVICE)
+    loaded = FrontCache(ttl_s=0.0).get(repo.StoredFronts(session), SPACE, task, DEVICE)
     if loaded is None:
         return 100.0
     points = loaded.result.points

@@ -7,7 +7,7 @@ level shifts) lives in :mod:`search_service.services`."""
 from __future__ import annotations
 
 from ._devices import create_device, get_device, list_devices
-from ._fronts import latest_front, latest_front_id, latest_front_key
+from ._fronts import StoredFronts, latest_front, latest_front_id, latest_front_key
 from ._jobs import (
     campaign_counts,
     create_campaign,
@@ -49,6 +49,7 @@ from ._tokens import (
 from ._training_data import Skipped, TrainingData, training_data, training_matrix
 
 __all__ = [
+    "StoredFronts",
     "COMPARED_FIELDS",
     "BatchLevel",
     "DataVersion",

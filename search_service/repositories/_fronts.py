@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -41,3 +43,19 @@ def latest_front(session: Session, space: str, task: str, device: str) -> Front 
         .limit(1)
     )
     return session.scalar(stmt)
+
+
+@dataclass(frozen=True)
+class StoredFronts:
+    """The stored fronts as the front cache reads them (``search.StoredFrontReads``), in ``session``."""
+
+    session: Session
+
+    def latest_front_id(self, space: str, task: str, device: str) -> tuple[int, int] | None:
+        return latest_front_id(self.session, space, task, device)
+
+    def front_data(self, front_id: int) -> bytes:
+        row = self.session.get(Front, front_id)
+        if row is None:
+            raise LookupError(f"front {front_id} is not stored (fronts are never deleted)")
+        return row.data

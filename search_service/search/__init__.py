@@ -8,12 +8,13 @@ Modules: :mod:`._result` (what a front is: points, candidates, their dict form),
 stored fronts, in memory), :mod:`._deployment` (multi-task deployments), :mod:`._nsga2` and
 :mod:`._pareto` (the search's building blocks).
 
-No web framework imports; only :mod:`._cache` reads the database, through the ORM model of the
-``fronts`` table. Routes, CLI commands and work functions call it and hold no front logic.
+No web framework or database imports: the cache reads the stored fronts through the
+:class:`StoredFrontReads` its caller passes. Routes, CLI commands and work functions call the
+package and hold no front logic.
 """
 
 from ._budget import Choice, NothingFitsError, budget_query
-from ._cache import FrontCache, LoadedFront
+from ._cache import FrontCache, LoadedFront, StoredFrontReads
 from ._codec import decode_front, encode_front
 from ._compute import EncodedPredictor, Predictor, compute_front, enumerate_codes
 from ._deployment import (
@@ -52,6 +53,7 @@ __all__ = [
     "FrontPoint",
     "FrontResult",
     "LoadedFront",
+    "StoredFrontReads",
     "NoFeasibleDeploymentError",
     "NothingFitsError",
     "Objective",

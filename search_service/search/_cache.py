@@ -1,11 +1,11 @@
 """In-memory cache of decoded stored fronts, so that /v1/query and /v1/pareto answer without decoding.
 
 Two levels: which front id is the newest for (space, task, device) — trusted for
-``front_cache_s`` seconds, then re-checked with one indexed SELECT — and the decoded fronts by id
+``front_cache_s`` seconds, then re-checked with one indexed read — and the decoded fronts by id
 (immutable once stored, so they never go stale; the least recently used are dropped).
 
-The one module of the package that reads the database: the ``fronts`` table, through its ORM
-model (the layers below the search), never through the service's repositories above it.
+The cache reads the stored fronts through :class:`StoredFrontReads`, which the caller passes
+(the service's repositories implement it over a database session): the search knows no database.
 """
 
 from __future__ import annotations
@@ -15,11 +15,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from ..models import Front
 from ._codec import decode_front
 from ._result import FrontResult
 
@@ -39,16 +36,16 @@ class LoadedFront:
     result: FrontResult
 
 
-def _newest_front_id(session: Session, space: str, task: str, device: str) -> tuple[int, int] | None:
-    """``(id, version)`` of the newest stored front of (space, task, device), without its data."""
-    stmt = (
-        select(Front.id, Front.version)
-        .where(Front.space == space, Front.task == task, Front.device == device)
-        .order_by(Front.version.desc())
-        .limit(1)
-    )
-    row = session.execute(stmt).first()
-    return None if row is None else (int(row[0]), int(row[1]))
+class StoredFrontReads(Protocol):
+    """The two reads of the stored fronts that the cache needs."""
+
+    def latest_front_id(self, space: str, task: str, device: str) -> tuple[int, int] | None:
+        """``(id, version)`` of the newest stored front of (space, task, device), or None."""
+        ...
+
+    def front_data(self, front_id: int) -> bytes:
+        """The encoded front (:func:`encode_front`) stored under ``front_id``."""
+        ...
 
 
 class FrontCache:
@@ -91,22 +88,23 @@ class FrontCache:
                 return None
             return loaded
 
-    def get(self, session: Session, space: str, task: str, device: str) -> LoadedFront | None:
-        """The newest front of (space, task, device), or None when none is stored."""
+    def get(self, reads: StoredFrontReads, space: str, task: str, device: str) -> LoadedFront | None:
+        """The newest front of (space, task, device), read through ``reads`` when not cached, or
+        None when none is stored."""
         key = (space, task, device)
         try:
-            return self._get(session, key)
+            return self._get(reads, key)
         finally:
             with self._lock:
                 self._refreshing.discard(key)
 
-    def _get(self, session: Session, key: tuple[str, str, str]) -> LoadedFront | None:
+    def _get(self, reads: StoredFrontReads, key: tuple[str, str, str]) -> LoadedFront | None:
         space, task, device = key
         now = self._clock()
         with self._lock:
             cached = self._latest.get(key)
         if cached is None or now - cached[1] > self.ttl_s:
-            latest = _newest_front_id(session, space, task, device)
+            latest = reads.latest_front_id(space, task, device)
             with self._lock:
                 self._latest[key] = (latest, now)
         else:
@@ -119,9 +117,7 @@ class FrontCache:
             if loaded is not None:
                 self._fronts.move_to_end(front_id)
                 return loaded
-        row = session.get(Front, front_id)
-        assert row is not None, "fronts are never deleted"
-        loaded = LoadedFront(front_id, version, decode_front(row.data, space, task))
+        loaded = LoadedFront(front_id, version, decode_front(reads.front_data(front_id), space, task))
         with self._lock:
             self._fronts[front_id] = loaded
             while len(self._fronts) > self.max_fronts:

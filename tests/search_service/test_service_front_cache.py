@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from service_helpers import RIDGE, SPACE, make_settings, measurements, register
 
 from search_service import create_app
+from search_service import repositories as repo
 from search_service.search import FrontCache
 
 
@@ -22,13 +23,13 @@ def test_stale_lookup_is_refreshed_by_one_caller_while_others_use_the_cache(db_u
     key = (SPACE, "sop", "dev1")
     assert cache.peek(*key) is None  # nothing cached yet
     with app.state.read_sessions() as session:
-        loaded = cache.get(session, *key)
+        loaded = cache.get(repo.StoredFronts(session), *key)
     assert loaded is not None and loaded.version == 1
     assert cache.peek(*key) is loaded  # fresh: no database read
     now[0] += 0.06
     assert cache.peek(*key) is None  # stale: this caller refreshes...
     assert cache.peek(*key) is loaded  # ...and the others keep the cached front meanwhile
     with app.state.read_sessions() as session:
-        assert cache.get(session, *key) is loaded
+        assert cache.get(repo.StoredFronts(session), *key) is loaded
     now[0] += 0.06
     assert cache.peek(*key) is None  # the refresh finished: the next stale lookup refreshes again

@@ -44,7 +44,7 @@ def _front(
 ) -> LoadedFront:
     """The newest front, or a 4xx saying which data is missing, why its refit failed, or that it is
     being computed (only then is retrying worth it)."""
-    loaded = cache.get(session, space, task, device)
+    loaded = cache.get(repo.StoredFronts(session), space, task, device)
     if loaded is not None:
         return loaded
     repo.get_device(session, device)
