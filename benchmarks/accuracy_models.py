@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -37,6 +36,7 @@ from scipy.stats import kendalltau
 from sklearn.model_selection import KFold
 
 import predictors.experimental  # noqa: F401  (the models compared)
+from benchmarks import _report
 from benchmarks._ufo_data import load_track2, one_torch_thread
 from predictors import MultiTaskGPNASPredictor, create_predictor, create_strategy
 from supernet import TRACK2_TASKS, get_space
@@ -341,7 +341,7 @@ def main() -> None:
     args = parser.parse_args()
     data = args.data.resolve()
     models = args.models.split(",")
-    command = "nice -n 10 python -m benchmarks.accuracy_models " + " ".join(sys.argv[1:])
+    command = _report.command("accuracy_models", prefix="nice -n 10 ")
     parts = [f"# Accuracy models on UFO track 2 (issue 15)\n\n`{command}`\n"]
     cpu_start = time.process_time()
     wall_start = time.perf_counter()

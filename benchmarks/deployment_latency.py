@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from benchmarks import _report
 from predictors import STD_RULES, DeploymentLatencyModel, create_predictor, create_strategy
 from profilers import ProfileResult, create_profiler
 from profilers._timing import cpu_model
@@ -413,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/deployment_latency.md"))
     args = parser.parse_args(argv)
-    command = "python -m benchmarks.deployment_latency " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = _report.command("deployment_latency", argv)
     torch.set_num_threads(1)
     start = time.perf_counter()
     if args.from_csv:

@@ -57,6 +57,7 @@ from psycopg import sql
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from benchmarks import _report
 from search_service.core import make_engine, upgrade
 from search_service.models import Front, Measurement, PredictorVersion, WorkItem
 from search_service.testing import free_port, gpnas_command, wait_until_healthy
@@ -635,7 +636,7 @@ def main() -> None:
     if not args.no_broker and shutil.which("redis-server") is None:
         parser.error("redis-server is not installed (the suite runs a private broker to kill)")
     started = time.monotonic()
-    command = "python -m benchmarks.faults " + " ".join(sys.argv[1:])
+    command = _report.command("faults")
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(args.admin_url, Path(tmp), broker=not args.no_broker)
         try:

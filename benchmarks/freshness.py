@@ -31,7 +31,6 @@ import math
 import os
 import platform
 import random
-import shlex
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from benchmarks import _report
 from search_service.client import ClientError, Conflict, GpnasClient, NotFound
 from search_service.core import Settings, make_engine, upgrade
 from search_service.models import Front, PredictorVersion, WorkItem
@@ -627,7 +627,7 @@ def main() -> None:
         parser.error("--initial + --trials must leave held-back subnets")
 
     started = time.perf_counter()
-    command = "python -m benchmarks.freshness" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
+    command = _report.command("freshness")
     print(f"nproc {os.cpu_count()}, load average {_load(os.getloadavg())}", flush=True)
     rows = load_rows(args.task, args.seed)
     tmp = Path(tempfile.mkdtemp(prefix="gpnas-freshness-"))

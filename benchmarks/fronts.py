@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import _report
 from benchmarks._pymoo_nsga2 import evolve_pymoo
 from benchmarks.search import DEFAULT_DATA, Track2Models, track2_models
 from search_service.search import (
@@ -292,7 +293,7 @@ def main() -> None:
     lines = [
         "## Fast fronts benchmark",
         "",
-        f"Command: `{' '.join(['python -m benchmarks.fronts', *sys.argv[1:]])}`",
+        f"Command: `{_report.command('fronts')}`",
         f"Run {started} on {platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs "
         f"usable, load average at start {load_start:.1f}; baseline `{args.baseline_ref}`; "
         f"{args.seeds} seeds per row; latency model MAPE {models.latency_mape:.3%} (analytic proxy device).",

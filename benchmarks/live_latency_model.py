@@ -14,14 +14,13 @@ and costly ends. Models: GP-NAS with the analytic cost prior (the default) and w
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau, spearmanr
 
+from benchmarks import _report
 from predictors import GPNASPredictor
 from supernet import get_space
 
@@ -32,15 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/live_latency_model.md"))
     args = parser.parse_args(argv)
-    command = "python -m benchmarks.live_latency_model " + shlex.join(sys.argv[1:] if argv is None else argv)
 
     space = get_space("ufo-track2")
     table = pd.read_csv(args.csv, dtype={"arch": str})
     table["truth"] = (table.new_1 + table.new_2) / 2
-    lines = [
-        "| condition | train -> test | k | model | Spearman | Kendall | within ±10% | in ±2 std |",
-        "|---|---|---:|---|---:|---:|---:|---:|",
-    ]
+    rows_out = []
     for condition, rows in table.groupby("condition", sort=False):
         sets = {name: part for name, part in rows.groupby("set")}
         for train_name, test_name in (("stratified", "uniform"), ("uniform", "stratified")):
@@ -57,18 +52,25 @@ def main(argv: list[str] | None = None) -> None:
                         space.parse_many(picked.arch.tolist()), picked.truth.to_numpy()
                     )
                     mean, std = (t.numpy() for t in model.predict(test_subs))
-                    lines.append(
-                        f"| {condition} | {train_name} -> {test_name} | {k} | {label} | "
-                        f"{spearmanr(mean, truth)[0]:.3f} | {kendalltau(mean, truth)[0]:.3f} | "
-                        f"{np.mean(np.abs(mean / truth - 1) <= 0.1):.0%} | "
-                        f"{np.mean(np.abs(mean - truth) <= 2 * std):.0%} |"
+                    rows_out.append(
+                        [
+                            condition,
+                            f"{train_name} -> {test_name}",
+                            k,
+                            label,
+                            f"{spearmanr(mean, truth)[0]:.3f}",
+                            f"{kendalltau(mean, truth)[0]:.3f}",
+                            f"{np.mean(np.abs(mean / truth - 1) <= 0.1):.0%}",
+                            f"{np.mean(np.abs(mean - truth) <= 2 * std):.0%}",
+                        ]
                     )
-    text = "\n".join(
-        ["# Latency models on live ufo-track2 timings", "", f"Command: `{command}`", "", *lines, ""]
+    header = ["condition", "train -> test", "k", "model", "Spearman", "Kendall", "within ±10%", "in ±2 std"]
+    text = _report.document(
+        "Latency models on live ufo-track2 timings",
+        _report.command("live_latency_model", argv),
+        _report.table(header, "llrlrrrr", rows_out),
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    _report.write(args.out, text)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ are scored. Run it on two trees to compare them (e.g. before and after a change)
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import warnings
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
+from benchmarks import _report
 from predictors import create_predictor
 from supernet import get_space
 
@@ -37,7 +36,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=DATA, help="the device_latency tables")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/quiet_coverage.md"))
     args = parser.parse_args(argv)
-    command = "python -m benchmarks.quiet_coverage " + shlex.join(sys.argv[1:] if argv is None else argv)
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     rows = []
@@ -63,29 +61,29 @@ def main(argv: list[str] | None = None) -> None:
                             rows.append((space_name, k, relative, name, device, inside, rho))
     frame = pd.DataFrame(rows, columns=["space", "k", "y_std", "model", "device", "cover", "rho"])
     groups = frame.groupby(["space", "k", "y_std", "model"], sort=True)
-    lines = [
-        "# Quiet-data latency intervals: 90% coverage on held-out real latencies",
-        "",
-        f"Command: `{command}`",
-        "",
-        "| space | k | y_std | model | mean coverage | worst device | mean Spearman |",
-        "|---|---:|---:|---|---:|---:|---:|",
+    summary = [
+        [
+            space_name,
+            k,
+            f"{relative:.0%}",
+            name,
+            f"{group.cover.mean():.3f}",
+            f"{group.cover.min():.3f} ({group.device[group.cover.idxmin()]})",
+            f"{group.rho.mean():.3f}",
+        ]
+        for (space_name, k, relative, name), group in groups
     ]
-    for (space_name, k, relative, name), group in groups:
-        lines.append(
-            f"| {space_name} | {k} | {relative:.0%} | {name} | {group.cover.mean():.3f} | "
-            f"{group.cover.min():.3f} ({group.device[group.cover.idxmin()]}) | {group.rho.mean():.3f} |"
-        )
-    lines += [
-        "",
-        f"Devices: nasbench201 {args.nasbench201}; fbnet {args.fbnet}; {args.seeds} seed(s) of the "
-        "training pick; 1,000 held-out subnets each.",
-        "",
-    ]
-    text = "\n".join(lines)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(text)
+    header = ["space", "k", "y_std", "model", "mean coverage", "worst device", "mean Spearman"]
+    text = _report.document(
+        "Quiet-data latency intervals: 90% coverage on held-out real latencies",
+        _report.command("quiet_coverage", argv),
+        _report.table(header, "lrrlrrr", summary),
+        [
+            f"Devices: nasbench201 {args.nasbench201}; fbnet {args.fbnet}; {args.seeds} seed(s) of the "
+            "training pick; 1,000 held-out subnets each."
+        ],
+    )
+    _report.write(args.out, text)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ import contextlib
 import csv
 import multiprocessing as mp
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -48,6 +47,7 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
+from benchmarks import _report
 from predictors import create_strategy
 from profilers import ProfileResult, TorchCPUProfiler, cpu_model
 from supernet import Subnet, get_space
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/repeatability.md"))
     parser.add_argument("--csv", type=Path, default=Path("benchmarks/results/repeatability.csv"))
     args = parser.parse_args(argv)
-    command = "python -m benchmarks.repeatability " + shlex.join(sys.argv[1:] if argv is None else argv)
+    command = _report.command("repeatability", argv)
     if args.mode == "levels":
         levels_mode(args, command)
         return

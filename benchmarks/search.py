@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks import _report
 from predictors import Predictor, create_predictor
 from search_service.search import budget_query, compute_front, hypervolume
 from supernet import SearchSpace, get_space
@@ -313,7 +313,7 @@ def main() -> None:
     lines = [
         "## Search benchmark",
         "",
-        f"Command: `{' '.join(['python -m benchmarks.search', *sys.argv[1:]])}`",
+        f"Command: `{_report.command('search')}`",
         f"Run {started} on {platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} CPUs "
         f"usable, torch threads {args.threads}, load average at start {os.getloadavg()[0]:.1f}.",
         "",
