@@ -39,6 +39,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from benchmarks import _report
 from search_service import repositories as repo
 from search_service.core import Settings, make_engine, make_sessionmaker, upgrade
 from search_service.domain import Metric
@@ -243,42 +244,54 @@ def main() -> None:
     fit_s = statistics.median([r.fit_s for r in rows[:2]])
     front_s = statistics.median([r.front_s for r in rows[:2]])
     serial = 70 * fit_s + 1000 * front_s
-    lines = [
-        "# Scale: fronts on Celery workers",
-        "",
-        f"`python -m benchmarks.scale {' '.join(sys.argv[1:])}`",
-        "",
-        f"{len(tasks)} tasks x {len(devices)} devices of {SPACE}: {len(tasks) + len(devices)} full fits, "
-        f"then {len(tasks) * len(devices)} fronts of {args.evaluations} evaluations each; Redis broker, "
-        f"PostgreSQL; {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
-        f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after. Latencies are an "
-        "analytic proxy per stand-in device (no real timings of this space ship with the data).",
-        "",
-        "| worker processes | torch threads each | wall time (s) | fits | fronts | median fit (s) "
-        "| median front (s) | speed-up vs 1 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    header = [
+        "worker processes",
+        "torch threads each",
+        "wall time (s)",
+        "fits",
+        "fronts",
+        "median fit (s)",
+        "median front (s)",
+        "speed-up vs 1",
     ]
-    for row in rows:
-        lines.append(
-            f"| {row.workers} | {row.threads} | {row.seconds:.1f} | {row.fits} | {row.fronts} | "
-            f"{row.fit_s:.2f} | {row.front_s:.2f} | {one / row.seconds:.2f}x |"
-        )
-    lines += [
-        "",
-        f"Speed-up with 2 worker processes: **{speedup:.2f}x** (target >= 1.7x: "
-        f"{'met' if speedup >= 1.7 else 'not met'}).",
-        "",
-        f"Projected, 1,000 fronts (50 chips x 20 tasks, so 70 fits) from the medians above "
-        f"({fit_s:.2f} s a fit, {front_s:.2f} s a front, one core each) at the measured 2-worker "
-        f"efficiency ({efficiency:.0%}):",
-        "",
-        "| workers (one core each) | projected time |",
-        "|---:|---:|",
+    measured = [
+        [
+            row.workers,
+            row.threads,
+            f"{row.seconds:.1f}",
+            row.fits,
+            row.fronts,
+            f"{row.fit_s:.2f}",
+            f"{row.front_s:.2f}",
+            f"{one / row.seconds:.2f}x",
+        ]
+        for row in rows
     ]
-    for n in (1, 2, 8, 32, 128):
-        seconds = serial / (n * (efficiency if n > 1 else 1.0))
-        lines.append(f"| {n} | {seconds / 60:.1f} min |")
-    text = "\n".join(lines) + "\n"
+    projected = [
+        [n, f"{serial / (n * (efficiency if n > 1 else 1.0)) / 60:.1f} min"] for n in (1, 2, 8, 32, 128)
+    ]
+    text = _report.document(
+        "Scale: fronts on Celery workers",
+        _report.command("scale"),
+        [
+            f"{len(tasks)} tasks x {len(devices)} devices of {SPACE}: {len(tasks) + len(devices)} full fits, "
+            f"then {len(tasks) * len(devices)} fronts of {args.evaluations} evaluations each; Redis broker, "
+            f"PostgreSQL; {os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+            f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after. Latencies are an "
+            "analytic proxy per stand-in device (no real timings of this space ship with the data)."
+        ],
+        _report.table(header, "rrrrrrrr", measured),
+        [
+            f"Speed-up with 2 worker processes: **{speedup:.2f}x** (target >= 1.7x: "
+            f"{'met' if speedup >= 1.7 else 'not met'})."
+        ],
+        [
+            f"Projected, 1,000 fronts (50 chips x 20 tasks, so 70 fits) from the medians above "
+            f"({fit_s:.2f} s a fit, {front_s:.2f} s a front, one core each) at the measured 2-worker "
+            f"efficiency ({efficiency:.0%}):"
+        ],
+        _report.table(["workers (one core each)", "projected time"], "rr", projected),
+    )
     print(text)
     if args.out:
         args.out.write_text(text)
