@@ -39,6 +39,7 @@ import torch
 from scipy.special import ndtr
 from scipy.stats import kendalltau, spearmanr
 
+from benchmarks import _report
 from benchmarks._ufo_data import one_torch_thread
 from predictors import Predictor, TransferPredictor, create_predictor
 from supernet import SearchSpace, get_space
@@ -236,11 +237,10 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs, initializer=one_torch_thread) as pool:
         rows = [r for chunk in pool.map(device_job, jobs) for r in chunk]
     results = pd.DataFrame(rows)
+    seconds = time.perf_counter() - start
     text = (
-        f"Command: `python -m benchmarks.new_chip --models '{args.models}' --ks {args.ks} "
-        f"--seeds {args.seeds}"
-        f"{'' if args.devices is None else ' --devices ' + args.devices}`"
-        f" ({time.perf_counter() - start:.0f} s with --jobs {args.jobs})\n\n" + summary(results, models, ks)
+        f"Command: `{_report.command('new_chip')}` ({seconds:.0f} s with --jobs {args.jobs})\n\n"
+        + summary(results, models, ks)
     )
     print(text)
     if args.out:

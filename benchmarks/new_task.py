@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau
 
+from benchmarks import _report
 from benchmarks._ufo_data import load_track2, one_torch_thread
 from predictors import TransferPredictor, create_predictor
 from supernet import TRACK2_TASKS, get_space
@@ -159,8 +160,7 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     table = run(args.data, args.seeds, args.jobs)
-    command = f"python -m benchmarks.new_task --seeds {args.seeds} --jobs {args.jobs}"
-    text = f"{table}\n\nCommand: `{command}` ({time.perf_counter() - start:.0f} s).\n"
+    text = f"{table}\n\nCommand: `{_report.command('new_task')}` ({time.perf_counter() - start:.0f} s).\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

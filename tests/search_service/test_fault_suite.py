@@ -23,7 +23,8 @@ def test_faults_lose_nothing_and_answer_no_500(tmp_path: Path) -> None:
     out = tmp_path / "faults.json"
     command = [
         sys.executable,
-        str(ROOT / "benchmarks" / "faults.py"),
+        "-m",
+        "benchmarks.faults",
         "--admin-url",
         PG_ADMIN,
         "--scenarios",
