@@ -10,6 +10,6 @@ COPY profilers profilers
 COPY predictors predictors
 COPY search_service search_service
 COPY migrations migrations
-RUN pip install .
+RUN pip install ".[server]"
 EXPOSE 8000
 CMD ["sh", "-c", "gpnas db upgrade && exec gpnas serve --host 0.0.0.0 --port 8000"]

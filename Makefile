@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: the CPU wheel on disk; later ranges are satisfied by it.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[server,test]'
 	touch $@
 
 install: $(BIN)/.installed
@@ -45,7 +45,7 @@ test: install
 # The scripts run as modules of the benchmarks package (python -m benchmarks.NAME, from here); the
 # `bench` extra adds what only they need (pymoo, for python -m benchmarks.fronts).
 bench: install
-	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python -m pip install -q -e '.[server,bench]'
 	$(BIN)/python -m benchmarks.predictors
 	$(BIN)/python -m benchmarks.search
 

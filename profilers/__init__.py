@@ -20,6 +20,12 @@ entry-point group ``gpnas.metrics`` the same way (built in: ``top1``, ``reid``, 
 ``retrieval``; see :mod:`profilers._metrics` for the protocols).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from supernet.lazy import lazy_attributes
+
 from ._base import (
     AccuracyProfiler,
     LatencyProfiler,
@@ -38,31 +44,6 @@ from ._interleave import (
     time_rounds,
 )
 from ._local import LocalConfig, resolve_import_path
-from ._metrics import (
-    METRICS_ENTRY_POINT_GROUP,
-    EvalBatch,
-    EvalOutputs,
-    MetricResult,
-    RankedQueries,
-    ReIDMetric,
-    RetrievalMetric,
-    TaskMetric,
-    Top1Metric,
-    VerificationMetric,
-    as_eval_batch,
-    available_metrics,
-    best_threshold,
-    collect_outputs,
-    create_metric,
-    distance_matrix,
-    get_metric,
-    kfold_indices,
-    pair_distances,
-    reid_rankings,
-    retrieval_ranks,
-    verification_folds,
-)
-from ._onnx import OnnxRuntimeCPUProfiler
 from ._registry import (
     ENTRY_POINT_GROUP,
     available_profilers,
@@ -70,18 +51,50 @@ from ._registry import (
     get_profiler_class,
     validate_settings,
 )
-from ._supernet_eval import DeviceUnavailableError, SupernetEvalProfiler
 from ._table import TableLatencyProfiler, TableScoreProfiler
 from ._timing import TimingStats, base_environment, cpu_model, summarize, time_repeats
-from ._torch import ExtractedModelProfiler, TorchCPUProfiler, TorchCUDAProfiler
-from ._training import (
-    DIGITS_TASKS,
-    digits_batches,
-    digits_eval_batches,
-    digits_space,
-    extreme_subnet,
-    train_sandwich,
-)
+
+if TYPE_CHECKING:
+    from ._metrics import (
+        METRICS_ENTRY_POINT_GROUP,
+        EvalBatch,
+        EvalOutputs,
+        MetricResult,
+        RankedQueries,
+        ReIDMetric,
+        RetrievalMetric,
+        TaskMetric,
+        Top1Metric,
+        VerificationMetric,
+        as_eval_batch,
+        available_metrics,
+        best_threshold,
+        collect_outputs,
+        create_metric,
+        distance_matrix,
+        get_metric,
+        kfold_indices,
+        pair_distances,
+        reid_rankings,
+        retrieval_ranks,
+        verification_folds,
+    )
+    from ._onnx import OnnxRuntimeCPUProfiler
+    from ._supernet_eval import DeviceUnavailableError, SupernetEvalProfiler
+    from ._torch import ExtractedModelProfiler, TorchCPUProfiler, TorchCUDAProfiler
+    from ._training import (
+        DIGITS_TASKS,
+        digits_batches,
+        digits_eval_batches,
+        digits_space,
+        extreme_subnet,
+        train_sandwich,
+    )
+
+# The profilers that run models need torch; they load on first use of one of their names (those
+# imported under TYPE_CHECKING above), so that the device agent and the table profilers run on
+# machines without torch. tests/test_layers.py checks both.
+_TORCH_MODULES = ("._torch", "._onnx", "._supernet_eval", "._metrics", "._training")
 
 __all__ = [
     "DIGITS_TASKS",
@@ -146,3 +159,6 @@ __all__ = [
     "validate_settings",
     "verification_folds",
 ]
+
+if not TYPE_CHECKING:  # type checkers read the imports above instead
+    __getattr__ = lazy_attributes(__name__, _TORCH_MODULES, __all__)

@@ -15,11 +15,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from supernet import Deployment, InputMode, Metric, SearchSpace, Subnet
+from supernet import Metric, SearchSpace, Subnet
 
 from ._local import LocalConfig, SettingKind, check_reference_name, check_relative_path
+
+if TYPE_CHECKING:
+    # Only in annotations: deployments are timed by the profilers that run models (torch).
+    from supernet import Deployment, InputMode
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-import torch
 
 # Asymptotic efficiency factor of the median: SE(median) ~= sqrt(pi / 2) * sigma / sqrt(n).
 _MEDIAN_SE_FACTOR = math.sqrt(math.pi / 2)
@@ -133,6 +132,5 @@ def base_environment() -> dict[str, Any]:
         "load_avg_1m": load_average(),
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "torch": torch.__version__,
         "hostname": platform.node(),
     }

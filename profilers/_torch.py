@@ -448,6 +448,7 @@ class ExtractedModelProfiler(LatencyProfiler):
     def _environment(self, load_start: float | None, samples: Sequence[float]) -> dict[str, Any]:
         return {
             **base_environment(),
+            "torch": torch.__version__,
             **self._runtime_environment(),
             "profiler": self.name,
             "profiler_version": self.version,

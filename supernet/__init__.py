@@ -9,10 +9,10 @@ import UFOSupernet`` works as before and only then loads torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import spaces
+from .lazy import lazy_attributes
 from .spaces import *  # noqa: F403 (the torch-free layer, re-exported as it is)
 
 if TYPE_CHECKING:
@@ -110,14 +110,4 @@ __all__ = [
 __all__ += spaces.__all__
 
 if not TYPE_CHECKING:  # type checkers read the imports above instead
-
-    def __getattr__(name: str) -> Any:
-        if name in __all__:
-            for module in _TORCH_MODULES:
-                value = getattr(importlib.import_module(module, __name__), name, _MISSING)
-                if value is not _MISSING:
-                    globals()[name] = value  # later lookups skip this function
-                    return value
-        raise AttributeError(f"module 'supernet' has no attribute {name!r}")
-
-    _MISSING = object()
+    __getattr__ = lazy_attributes(__name__, _TORCH_MODULES, __all__)

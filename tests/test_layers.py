@@ -83,3 +83,31 @@ def test_the_public_names_are_the_spaces_and_the_torch_layers() -> None:
 @pytest.mark.parametrize("name", supernet.__all__)
 def test_every_public_name_resolves(name: str) -> None:
     assert getattr(supernet, name) is not None
+
+
+def test_the_agent_and_its_command_without_torch_or_server() -> None:
+    # What `gpnas-agent` imports, and the profilers it can run without torch (tables, plug-ins
+    # built on profilers' bases).
+    code = """
+import search_service.cli._agent
+import profilers
+profilers.create_profiler, profilers.TableLatencyProfiler, profilers.LatencyProfiler
+"""
+    assert loaded_packages(code) == []
+
+
+def test_the_torch_profilers_load_on_first_use() -> None:
+    assert "torch" in loaded_packages("import profilers; profilers.TorchCPUProfiler")
+
+
+def test_gpnas_agent_is_gpnas_agents_command_alone() -> None:
+    import typer
+    from typer.core import TyperGroup
+
+    from search_service.cli import app
+    from search_service.cli._agent import agent_app
+
+    gpnas = typer.main.get_command(app)
+    assert isinstance(gpnas, TyperGroup)
+    options = [sorted(p.opts) for p in typer.main.get_command(agent_app()).params]
+    assert options == [sorted(p.opts) for p in gpnas.commands["agent"].params]

@@ -1,77 +1,20 @@
-"""The ``gpnas`` command line. Each sub-module registers its own commands on the app."""
+"""The ``gpnas`` command line (and ``gpnas-agent``, its agent command alone).
+
+The app and its commands are imported on first use of ``app`` or ``main``, so that a command
+module (``search_service.cli._agent``, behind ``gpnas-agent``) imports without every other
+command's dependencies: torch, the predictors and the server.
+"""
 
 from __future__ import annotations
 
-import sys
+from typing import TYPE_CHECKING
 
-import typer
+from supernet.lazy import lazy_attributes
 
-from ..errors import UserError
-from . import (
-    _agent,
-    _db,
-    _demo,
-    _deploy,
-    _export,
-    _import,
-    _pareto,
-    _predict,
-    _profile,
-    _query,
-    _serve,
-    _spaces,
-    _suggest,
-    _token,
-    _train,
-    _worker,
-)
+if TYPE_CHECKING:
+    from ._app import app, main
 
-app = typer.Typer(
-    name="gpnas",
-    help="Hardware-aware subnet search: profile subnets, fit GP predictors, serve Pareto fronts.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-_debug = False
+__all__ = ["app", "main"]
 
-
-@app.callback()
-def _options(
-    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error, not one line."),
-) -> None:
-    global _debug
-    _debug = debug
-
-
-for _module in (
-    _spaces,
-    _export,
-    _import,
-    _predict,
-    _suggest,
-    _profile,
-    _query,
-    _agent,
-    _db,
-    _serve,
-    _worker,
-    _token,
-    _pareto,
-    _deploy,
-    _train,
-    _demo,
-):
-    _module.register(app)
-
-
-def main() -> None:
-    """Console-script entry point: a :class:`~search_service.errors.UserError` becomes one error
-    line and exit status 2 (with ``gpnas --debug``, its traceback); any other exception is a bug
-    and keeps its traceback."""
-    try:
-        app()
-    except UserError as error:
-        if _debug:
-            raise
-        typer.echo(f"error: {error}", err=True)
-        sys.exit(2)
+if not TYPE_CHECKING:  # type checkers read the import above instead
+    __getattr__ = lazy_attributes(__name__, ("._app",), __all__)

@@ -15,7 +15,8 @@ A command that can read a database directly or ask a server takes both and resol
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -185,3 +186,16 @@ def validated(model: type[M], data: dict[str, Any]) -> M:
         first = error.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise UserError(f"{where + ': ' if where else ''}{first['msg']}") from None
+
+
+def run_console_app(app: typer.Typer, debug: Callable[[], bool] = lambda: False) -> None:
+    """Run ``app`` as a console script: a :class:`~search_service.errors.UserError` becomes one
+    error line and exit status 2 (its traceback when ``debug()`` says so); any other exception is
+    a bug and keeps its traceback."""
+    try:
+        app()
+    except UserError as error:
+        if debug():
+            raise
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
