@@ -133,9 +133,15 @@ class Stack:
         )
         _wait_port(self.redis_port, 10)
 
+    def log_tail(self) -> str:
+        """The last lines the stack's processes logged."""
+        self.log.flush()
+        return (self.tmp / "stack.log").read_text()[-2000:]
+
     def start_api(self) -> None:
         self.api = self._spawn(gpnas_command("serve", "--port", str(self.api_port), "--log-level", "warning"))
-        wait_until_healthy(self.base, process=self.api, explain=lambda: f"see {self.tmp / 'stack.log'}")
+        # The log's tail, not its path: the temporary folder is gone once the error propagates.
+        wait_until_healthy(self.base, process=self.api, explain=self.log_tail)
 
     def start_worker(self) -> None:
         self.worker = self._spawn(gpnas_command("worker", "--log-level", "warning"))
@@ -565,19 +571,20 @@ def report(results: list[Result], args: argparse.Namespace, command: str, starte
         if args.no_broker
         else "one `gpnas serve`, one `gpnas worker` (solo pool), PostgreSQL, a private Redis broker"
     )
-    lines = [
-        "# Fault suite: nothing acknowledged is lost, no 500, cheap reads keep answering",
-        "",
-        f"`{command}` on {platform.node()} ({os.cpu_count()} cores, load average "
-        f"{os.getloadavg()[0]:.1f} at the end), {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
-        f"{time.monotonic() - started:.0f} s. {stack[0].upper()}{stack[1:]}; {args.agents} agents "
-        f"doing {args.jobs} jobs per scenario; a probe asking `/healthz` and a cached `/v1/query` "
-        "every 50 ms.",
-        "",
-        "| scenario | acked results | lost | duplicated | 500s | /healthz p99 (max) ms | /v1/query p99 ms "
-        "| p99 vs quiet | probes unanswered | front stale (s) | note |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+    header = [
+        "scenario",
+        "acked results",
+        "lost",
+        "duplicated",
+        "500s",
+        "/healthz p99 (max) ms",
+        "/v1/query p99 ms",
+        "p99 vs quiet",
+        "probes unanswered",
+        "front stale (s)",
+        "note",
     ]
+    rows = []
     for r in results:
         ratio = "-"
         if (
@@ -591,20 +598,42 @@ def report(results: list[Result], args: argparse.Namespace, command: str, starte
             ratio = (
                 f"{r.healthz_p99_ms / quiet.healthz_p99_ms:.1f}x / {r.query_p99_ms / quiet.query_p99_ms:.1f}x"
             )
-        lines.append(
-            f"| {r.scenario} | {r.acked} | {r.lost} | {r.duplicated} | {r.errors_500} | "
-            f"{_fmt(r.healthz_p99_ms, 1)} ({_fmt(r.healthz_max_ms, 0)}) | {_fmt(r.query_p99_ms, 1)} | "
-            f"{ratio} | {r.unanswered} | {_fmt(r.stale_s, 1)} | {r.note} |"
+        rows.append(
+            [
+                r.scenario,
+                r.acked,
+                r.lost,
+                r.duplicated,
+                r.errors_500,
+                f"{_fmt(r.healthz_p99_ms, 1)} ({_fmt(r.healthz_max_ms, 0)})",
+                _fmt(r.query_p99_ms, 1),
+                ratio,
+                r.unanswered,
+                _fmt(r.stale_s, 1),
+                r.note,
+            ]
         )
-    lines += [
-        "",
+    setting = (
+        f"Run on {platform.node()} ({os.cpu_count()} cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the end), {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{time.monotonic() - started:.0f} s. {stack[0].upper()}{stack[1:]}; {args.agents} agents "
+        f"doing {args.jobs} jobs per scenario; a probe asking `/healthz` and a cached `/v1/query` "
+        "every 50 ms."
+    )
+    targets = (
         "Targets: 0 lost, 0 duplicated, 0 answers 500; p99 of cheap reads during the flood <= 3x "
         'the quiet p99; a front stale for <= 60 s after a worker kill. "front stale" counts from '
         "the kill (worker) or the broker's return (outage) until every task's front is built on a "
         "latency fit that includes the new data. Probes unanswered: connection refused or timed "
-        "out (the API was down).",
-    ]
-    return "\n".join(lines) + "\n"
+        "out (the API was down)."
+    )
+    return _report.document(
+        "Fault suite: nothing acknowledged is lost, no 500, cheap reads keep answering",
+        command,
+        [setting],
+        _report.table(header, "lllllllllll", rows),
+        [targets],
+    )
 
 
 def main() -> None:
