@@ -22,7 +22,8 @@ import pytest
 from service_helpers import measurements
 from sqlalchemy import func, select
 
-from profilers import DeviceAgent, LocalConfig
+from profilers import LocalConfig
+from search_service.agent import DeviceAgent
 from search_service.client import Conflict, GpnasClient
 from search_service.core import make_engine
 from search_service.models import Job, Measurement
