@@ -27,6 +27,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -67,6 +68,7 @@ from .schemas import (
     ResultResponse,
     SpaceDetail,
     SpaceSummary,
+    SupernetPublic,
     TokenCreate,
     TokenCreated,
     TokenPublic,
@@ -84,6 +86,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("gpnas.client")
+#: Bytes read from disk at a time when a file is uploaded.
+UPLOAD_CHUNK_BYTES = 1 << 20
 #: The type of an answer: a response model or a type like ``list[Model]``.
 AnswerT = TypeVar("AnswerT")
 
@@ -286,6 +290,7 @@ class GpnasClient:
         path: str,
         body: BaseModel | None = None,
         params: Mapping[str, Any] | None = None,
+        upload: Path | None = None,
     ) -> httpx.Response:
         """Send one request, retrying network errors, 429 and 5xx answers with backoff.
 
@@ -294,6 +299,7 @@ class GpnasClient:
             path: The route's path with its parameters filled in, e.g. ``/v1/jobs/3/fail``.
             body: Sent as JSON (the fields that were set, so the server's defaults apply to the rest).
             params: Query parameters; ``None`` values are left out.
+            upload: A file sent as the body instead (streamed from disk, read again on a retry).
 
         Returns:
             The answer, with a status below 400.
@@ -309,7 +315,12 @@ class GpnasClient:
         attempts = self.max_retries + 1
         for attempt in range(attempts):
             try:
-                response = self.http.request(method, url, json=payload, params=query, headers=self._headers)
+                if upload is None:
+                    response = self.http.request(
+                        method, url, json=payload, params=query, headers=self._headers
+                    )
+                else:
+                    response = self._send_file(method, url, query, upload)
             except httpx.TransportError as error:
                 last, last_status, asked = f"{type(error).__name__}: {error}", None, None
             else:
@@ -330,6 +341,20 @@ class GpnasClient:
                 self.sleep(delay)
         raise ServerUnreachable(method, path, attempts, last, last_status)
 
+    def _send_file(
+        self, method: str, url: str, query: Mapping[str, Any] | None, upload: Path
+    ) -> httpx.Response:
+        """One request whose body is the file ``upload``, read in chunks (its size declared, so a
+        server refuses one over its limit before it is sent)."""
+        headers = {
+            **self._headers,
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(upload.stat().st_size),
+        }
+        with upload.open("rb") as file:
+            chunks = iter(lambda: file.read(UPLOAD_CHUNK_BYTES), b"")
+            return self.http.request(method, url, content=chunks, params=query, headers=headers)
+
     def _call(
         self,
         answer: type[AnswerT],
@@ -337,9 +362,10 @@ class GpnasClient:
         path: str,
         body: BaseModel | None = None,
         params: Mapping[str, Any] | None = None,
+        upload: Path | None = None,
     ) -> AnswerT:
         """:meth:`request`, its answer parsed as ``answer`` (a model or a type like ``list[M]``)."""
-        response = self.request(method, path, body, params)
+        response = self.request(method, path, body, params, upload)
         try:
             return _adapter(answer).validate_json(response.content)
         except ValidationError as error:
@@ -383,6 +409,21 @@ class GpnasClient:
             Conflict: The space is a preset or has the task already.
         """
         return self._call(SpaceDetail, "POST", f"/v1/spaces/{_segment(space)}/tasks", body)
+
+    # ------------------------------------------------------------------ supernet weights
+    def create_supernet(self, space: str, checkpoint: Path) -> SupernetPublic:
+        """``POST /v1/supernets`` (admin): register the safetensors file ``checkpoint`` as the
+        next version of ``space``'s supernet weights (the existing version if it is registered).
+
+        Raises:
+            Invalid: Not a safetensors file of the space's supernet (the message names the first
+                bad key), an unknown space, or a file over the server's limit (413).
+        """
+        return self._call(SupernetPublic, "POST", "/v1/supernets", params={"space": space}, upload=checkpoint)
+
+    def list_supernets(self, space: str | None = None) -> list[SupernetPublic]:
+        """``GET /v1/supernets``: the registered weights (of ``space``, if given)."""
+        return self._call(list[SupernetPublic], "GET", "/v1/supernets", params={"space": space})
 
     # ------------------------------------------------------------------ search
     def query(self, body: QueryRequest) -> QueryResponse:

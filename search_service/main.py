@@ -240,7 +240,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts)
     # The outermost that touches the body, so nothing can read (or parse) one over the limit. The
     # headers middleware around it only amends responses, so the 413 and 400 carry them too.
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Checkpoint uploads stream to disk and have their own, larger limit.
+    upload_limits = {"/v1/supernets": (settings.max_supernet_mb * 2**20, "GPNAS_MAX_SUPERNET_MB")}
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes, path_limits=upload_limits)
     app.add_middleware(SecurityHeadersMiddleware)
 
     for router in routers:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -150,6 +151,9 @@ class Measurement(Base):
     reference_arch: Mapped[str | None] = mapped_column(String(256), nullable=True)
     reference_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The registered supernet version (supernet_versions.version of the space) a score was
+    # measured with; None for a latency (weights do not change it) and for legacy scores.
+    supernet_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     measured_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     retracted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     retracted_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -288,6 +292,26 @@ class SpaceRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SupernetVersion(Base):
+    """A registered supernet checkpoint of a space (``POST /v1/supernets``, ``gpnas supernets add``):
+    a safetensors file stored once by its sha256 under the server's data directory. ``version``
+    counts up per space from 1; the same bytes registered again for a space are the same version.
+    """
+
+    __tablename__ = "supernet_versions"
+    __table_args__ = (
+        UniqueConstraint("space", "version", name="uq_supernet_versions_space_version"),
+        UniqueConstraint("space", "sha256", name="uq_supernet_versions_space_sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    space: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class DeploymentAnswerRow(Base):

@@ -173,6 +173,18 @@ class SpaceDetail(SpaceSummary):
     choices: dict[str, list[Any]]
 
 
+class SupernetPublic(BaseModel):
+    """A registered supernet checkpoint: one version of a space's weights."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    space: str
+    version: int = Field(description="Counts up from 1 per space; what score measurements name.")
+    sha256: str = Field(description="The safetensors file's SHA-256 (hex), under which it is stored.")
+    size: int = Field(description="The file's size in bytes.")
+    created_at: dt.datetime
+
+
 class DeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -65,28 +65,39 @@ class BodyLimitMiddleware:
     client can make the server hold and parse any amount of JSON.
     """
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, path_limits: Mapping[str, tuple[int, str]] | None = None
+    ) -> None:
         """Wrap ``app``.
 
         Args:
             app: The ASGI app to protect.
             max_body_bytes: The largest accepted request body, in bytes.
+            path_limits: Another limit for the bodies of some paths (uploads of files larger than
+                any JSON request): ``{path: (bytes, setting that raises it)}``.
         """
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.path_limits = dict(path_limits or {})
 
     @property
     def detail(self) -> str:
         """The 413's message, naming the limit and the setting that raises it."""
-        return f"request body over {self.max_body_bytes} bytes (GPNAS_MAX_BODY_BYTES)"
+        return self._detail(self.max_body_bytes, "GPNAS_MAX_BODY_BYTES")
+
+    @staticmethod
+    def _detail(limit: int, setting: str) -> str:
+        return f"request body over {limit} bytes ({setting})"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, setting = self.path_limits.get(scope["path"], (self.max_body_bytes, "GPNAS_MAX_BODY_BYTES"))
+        detail = self._detail(limit, setting)
         declared = _content_length(scope["headers"])
-        if declared is not None and declared > self.max_body_bytes:
-            await send_json(send, 413, self.detail, close=True)
+        if declared is not None and declared > limit:
+            await send_json(send, 413, detail, close=True)
             return
 
         received = 0
@@ -101,11 +112,11 @@ class BodyLimitMiddleware:
             if message["type"] != "http.request":
                 return message
             received += len(message.get("body", b""))
-            if received <= self.max_body_bytes:
+            if received <= limit:
                 return message
             if not app_started:
                 rejected = True
-                await send_json(send, 413, self.detail, close=True)
+                await send_json(send, 413, detail, close=True)
             # To the app this looks like a client that went away, which every ASGI app handles.
             return {"type": "http.disconnect"}
 

@@ -34,7 +34,8 @@ class Settings(BaseSettings):
         None,
         description="Directory of the tables the server itself may read (to plan campaigns on 'table' "
         "devices); a device's file settings are relative to it. Unset: the server opens no file named "
-        "in settings.",
+        "in settings. Registered supernet checkpoints are stored under its supernets/ folder "
+        "(<data_dir>/supernets/<sha256>.safetensors); unset, the server registers none.",
     )
     auth: bool = Field(
         True, description="Require a Bearer token on writes; off only for local single-user use."
@@ -231,6 +232,14 @@ class Settings(BaseSettings):
         "The largest legitimate request is a measurement batch of max_batch (10,000) items of up to "
         "about 1 KB each (with their environment), ~10 MB; 16 MiB leaves room for larger "
         "environments. Raise it together with max_batch.",
+    )
+    max_supernet_mb: int = Field(
+        4096,
+        ge=1,
+        le=10**6,
+        description="Largest supernet checkpoint POST /v1/supernets accepts, in MiB (its own limit: "
+        "max_body_bytes bounds every other body); a larger upload gets 413 while it arrives and "
+        "nothing of it is kept. ufo-track2's ViT-Base supernet is about 1 GiB in float32.",
     )
     bind_host: str | None = Field(
         None,

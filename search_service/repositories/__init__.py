@@ -36,6 +36,7 @@ from ._measurements import (
 )
 from ._predictors import latest_predictor, latest_predictors
 from ._spaces import create_space_row, get_space_row, space_names, update_space_definition
+from ._supernets import add_supernet_version, find_supernet_version, list_supernet_versions
 from ._tokens import (
     authenticate,
     create_token,
@@ -57,6 +58,7 @@ __all__ = [
     "Skipped",
     "TrainingData",
     "archs_measured_on_both",
+    "add_supernet_version",
     "authenticate",
     "batch_levels",
     "campaign_counts",
@@ -66,6 +68,7 @@ __all__ = [
     "create_space_row",
     "create_token",
     "data_version",
+    "find_supernet_version",
     "find_token",
     "get_campaign",
     "get_device",
@@ -87,6 +90,7 @@ __all__ = [
     "list_devices",
     "list_jobs",
     "list_measurements",
+    "list_supernet_versions",
     "list_tokens",
     "long_run_levels",
     "measured_archs",

@@ -51,6 +51,8 @@ EXPECTED = {
     ("GET", "/v1/tokens"): "list_tokens",
     ("POST", "/v1/tokens"): "create_token",
     ("DELETE", "/v1/tokens/{token_id}"): "revoke_token",
+    ("POST", "/v1/supernets"): "create_supernet",
+    ("GET", "/v1/supernets"): "list_supernets",
 }
 SNAKE_CASE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 METHOD_SUFFIX = re.compile(r"_(get|post|put|patch|delete|head|options)$")

@@ -11,6 +11,7 @@ from . import (
     refit,
     search,
     spaces,
+    supernets,
     tokens,
     web,
 )
@@ -29,6 +30,7 @@ routers = [
         campaigns,
         deployments,
         refit,
+        supernets,
         tokens,
         web,
         docs,
