@@ -47,19 +47,20 @@ def default_space(profiler: str, settings: dict[str, Any]) -> str:
         raise UserError(
             f"{error}; to register a profiler installed only on the server, give --space"
         ) from None
-    refusals = []
+    refusals: dict[str, list[str]] = {}  # reason -> the presets refused for it
     for name in supernet.preset_names():
         try:
             profiler_class(supernet.get_space(name), local=LocalConfig(), **settings).close()
         except ProfilerUnavailableError:
             return name
         except (ValueError, OSError) as error:
-            refusals.append(f"{name}: {error}")
+            refusals.setdefault(str(error), []).append(name)
             continue
         return name
+    reasons = "; ".join(f"{', '.join(names)}: {reason}" for reason, names in refusals.items())
     raise UserError(
-        f"profiler {profiler!r} with these settings measures none of the presets here "
-        f"({'; '.join(refusals)}): give the space its campaign measures with --space"
+        f"profiler {profiler!r} with these settings measures none of the presets here ({reasons}): "
+        "give the space its campaign measures with --space"
     )
 
 
