@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._export import ONNX_OPSET, example_input
+from ._export import ONNX_OPSET, batch_axes, example_input
 from ._space import Subnet
 from ._supernet import (
     LayerSpec,
@@ -577,7 +577,12 @@ def onnx_names(tasks: Sequence[str], input: InputMode) -> tuple[list[str], list[
 
 
 def export_deployment_onnx(
-    model: DeploymentViT, path: str | Path, input: InputMode = "shared", batch_size: int = 1
+    model: DeploymentViT,
+    path: str | Path,
+    input: InputMode = "shared",
+    batch_size: int = 1,
+    *,
+    dynamic_batch: bool = False,
 ) -> Path:
     """Export a deployment to one ONNX file with one output per task (opset 18).
 
@@ -585,6 +590,7 @@ def export_deployment_onnx(
     ``separate``: one input ``images_<task>`` per task. Outputs are ``output_<task>``, in the
     deployment's task order. Weights are stored once: slices of the union are graph operations,
     not folded into per-task copies, so the file holds :func:`deployment_params` weights.
+    ``dynamic_batch`` makes axis 0 of every input and output a dynamic axis named ``batch``.
 
     Raises:
         ValueError: On an unknown ``input`` or ``batch_size < 1``.
@@ -610,5 +616,6 @@ def export_deployment_onnx(
             opset_version=ONNX_OPSET,
             # Folding would turn every task's slice of a shared weight into its own initializer.
             do_constant_folding=False,
+            dynamic_axes=batch_axes(input_names + output_names) if dynamic_batch else None,
         )
     return path

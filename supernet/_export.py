@@ -24,6 +24,12 @@ def example_input(geometry: ViTGeometry, batch_size: int = 1, seed: int = 0) -> 
     return torch.randn(shape, generator=generator)
 
 
+def batch_axes(names: list[str]) -> dict[str, dict[int, str]]:
+    """The TorchScript exporter's ``dynamic_axes`` making axis 0 of each of ``names`` a dynamic
+    axis named ``batch``."""
+    return {name: {0: "batch"} for name in names}
+
+
 def export_onnx(
     model: nn.Module,
     path: str | Path,
@@ -31,6 +37,7 @@ def export_onnx(
     batch_size: int = 1,
     *,
     dynamo: bool = False,
+    dynamic_batch: bool = False,
 ) -> Path:
     """Export ``model`` (e.g. :meth:`UFOSupernet.extract`'s result) to a single ONNX file.
 
@@ -50,13 +57,18 @@ def export_onnx(
         geometry: Input shapes; defaults to ``model.geometry`` (set on every :class:`SubnetViT`).
         batch_size: Batch dimension baked into the graph.
         dynamo: Use the ``torch.export``-based exporter instead of the TorchScript one.
+        dynamic_batch: Make the batch axis of the input and output dynamic (named ``batch``), so
+            one file serves any batch size (TorchScript exporter only).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
 
     Raises:
-        ValueError: If no geometry is given or found on the model, or ``batch_size < 1``.
+        ValueError: If no geometry is given or found on the model, ``batch_size < 1``, or
+            ``dynamic_batch`` with ``dynamo``.
     """
+    if dynamic_batch and dynamo:
+        raise ValueError("dynamic_batch is supported by the TorchScript exporter only (dynamo=False)")
     geometry = geometry if geometry is not None else getattr(model, "geometry", None)
     if not isinstance(geometry, ViTGeometry):
         raise ValueError("export_onnx needs a ViTGeometry: pass geometry= or a model with .geometry")
@@ -89,5 +101,6 @@ def export_onnx(
                 input_names=[ONNX_INPUT],
                 output_names=[ONNX_OUTPUT],
                 opset_version=ONNX_OPSET,
+                dynamic_axes=batch_axes([ONNX_INPUT, ONNX_OUTPUT]) if dynamic_batch else None,
             )
     return path

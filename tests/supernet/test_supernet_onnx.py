@@ -56,6 +56,20 @@ def test_onnxruntime_reproduces_torch(
     assert np.abs(got - expected).max() <= 1e-4
 
 
+def test_a_dynamic_batch_serves_any_batch(make_supernet, tmp_path) -> None:
+    model = make_supernet("ufo-track2").extract(TRACK2_ARCH).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", dynamic_batch=True)
+    for batch in (1, 3):
+        x = example_input(model.geometry, batch, seed=batch)
+        with torch.no_grad():
+            np.testing.assert_allclose(run_onnx(path, x), model(x).numpy(), atol=1e-4)
+    fixed = export_onnx(model, tmp_path / "fixed.onnx")
+    with pytest.raises(Exception, match="(?i)dimension|shape"):
+        run_onnx(fixed, example_input(model.geometry, 3))
+    with pytest.raises(ValueError, match="TorchScript exporter only"):
+        export_onnx(model, tmp_path / "d.onnx", dynamo=True, dynamic_batch=True)
+
+
 def test_export_needs_a_geometry_and_a_batch(tmp_path) -> None:
     with pytest.raises(ValueError, match="needs a ViTGeometry"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "x.onnx")
