@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
         from search_service.domain import Metric
         from search_service.refit import Refitter
         from search_service.schemas import DeviceCreate, MeasurementCreate
+        from search_service.services.measurements import ingest_measurements
         from search_service.work import use_threads
         from supernet import get_space
 
@@ -99,11 +100,10 @@ def register(app: typer.Typer) -> None:
                 )
                 for arch, task, rank in _shipped_scores()
             ]
-            inserted, duplicate, _ = repo.insert_measurements(session, scores)
-            session.commit()
+            stored = ingest_measurements(session, scores, settings.level_shift_threshold)
         typer.echo(
             f"[2/5] device {DEVICE!r} (torch-cpu, {profiler_settings}); UFO task scores: "
-            f"{inserted} new, {duplicate} already stored"
+            f"{stored.inserted} new, {stored.duplicate} already stored"
         )
 
         with reads() as session:
@@ -146,8 +146,7 @@ def register(app: typer.Typer) -> None:
                 if isinstance(outcome, Exception):
                     typer.echo(f"  warning: {space.format(sub)} not measured: {outcome}", err=True)
             with writes() as session:
-                repo.insert_measurements(session, rows)
-                session.commit()
+                ingest_measurements(session, rows, settings.level_shift_threshold)
             if rows:
                 latencies = sorted(m.value for m in rows)
                 typer.echo(

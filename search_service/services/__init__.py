@@ -1,6 +1,6 @@
 """The application layer: what the API routes, the CLI commands and the workers call as thin
-adapters (campaign planning, deployment answers, spaces, job completion, level shifts; ingest and
-refits are the repositories' transactions and :class:`~search_service.refit.Refitter`).
+adapters (ingest, campaign planning, deployment answers, spaces, job completion, level shifts;
+refits are :class:`~search_service.refit.Refitter`'s).
 
 :data:`REQUEST_HANDLERS` hands the requests' task functions to the runners that run them (in
 process, or on a Celery worker), so that the work layer below does not import this one.

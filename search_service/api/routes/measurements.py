@@ -17,7 +17,7 @@ from ...schemas import (
     Name,
     Text,
 )
-from ...services.levels import level_shifts
+from ...services.measurements import ingest_measurements
 from ...space_checks import checked_measurements
 from ..deps import Principal, PrincipalDep, ReaderDep, RefitterDep, SessionDep, SettingsDep, WriteSessionDep
 
@@ -49,12 +49,10 @@ def post_measurements(
     if principal.device is not None:
         for m in body.measurements:
             principal.check_device(m.device, f"post measurements for {m.device or m.task!r}")
-    inserted, duplicate, _ = repo.insert_measurements(session, body.measurements)
-    shifts = level_shifts(session, body.measurements, settings.level_shift_threshold)
-    session.commit()
-    if inserted:
+    stored = ingest_measurements(session, body.measurements, settings.level_shift_threshold)
+    if stored.inserted:
         refitter.notify()
-    return MeasurementBatchResponse(inserted=inserted, duplicate=duplicate, level_shifts=shifts)
+    return stored
 
 
 @router.get("", response_model=MeasurementPage)
