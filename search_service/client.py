@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import time
@@ -38,6 +39,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from supernet import SpaceDefinition, TaskDefinition
 
 from .schemas import (
+    ArtifactCreate,
+    ArtifactPage,
+    ArtifactPublic,
     CampaignCreate,
     CampaignPublic,
     DeploymentQueryRequest,
@@ -78,6 +82,7 @@ __all__ = [
     "ApiError",
     "ClientError",
     "Conflict",
+    "DigestMismatch",
     "GpnasClient",
     "Invalid",
     "NotFound",
@@ -138,6 +143,10 @@ class Conflict(ApiError):
 
 class Invalid(ApiError):
     """400, 413 or 422: the request was malformed, too large or failed validation."""
+
+
+class DigestMismatch(ClientError):
+    """A downloaded file's SHA-256 is not the digest asked for (nothing is kept)."""
 
 
 class ServerUnreachable(ClientError):
@@ -607,6 +616,58 @@ class GpnasClient:
     def revoke_token(self, token_id: int) -> TokenPublic:
         """``DELETE /v1/tokens/{id}`` (admin): revoke a token."""
         return self._call(TokenPublic, "DELETE", f"/v1/tokens/{token_id}")
+
+    # ------------------------------------------------------------------ artifacts
+    def create_artifact(self, body: ArtifactCreate) -> ArtifactPublic:
+        """``POST /v1/artifacts``: build (or find) the ONNX file of a subnet or a deployment with
+        named weights (the ``artifact`` of a query's answer is such a body, ready to send).
+
+        Raises:
+            Invalid: An unknown space, arch, task or supernet version, a build that failed (422,
+                naming why) or one over the server's ``max_artifact_mb`` (413).
+            Unauthorized: No token, or a device token.
+        """
+        return self._call(ArtifactPublic, "POST", "/v1/artifacts", body)
+
+    def list_artifacts(self, space: str | None = None, limit: int = 100, offset: int = 0) -> ArtifactPage:
+        """``GET /v1/artifacts``: a page of the stored artifacts (of ``space``, if given)."""
+        params = {"space": space, "limit": limit, "offset": offset}
+        return self._call(ArtifactPage, "GET", "/v1/artifacts", params=params)
+
+    def download_artifact(self, digest: str, path: Path) -> Path:
+        """``GET /v1/artifacts/{digest}``: stream the file to ``path`` (written beside it first and
+        moved into place only once its SHA-256 is ``digest``); ``path``.
+
+        Raises:
+            DigestMismatch: The bytes received are not ``digest``'s (``path`` is left untouched).
+            NotFound: No artifact has that digest.
+            Unauthorized: A device token (or no token where the server asks for one).
+            ServerUnreachable: The download failed on the network.
+        """
+        url = f"{self.base_url}/v1/artifacts/{_segment(digest)}"
+        partial = path.with_name(path.name + ".part")
+        hasher = hashlib.sha256()
+        try:
+            with self.http.stream("GET", url, headers=self._headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    error_class = _ERRORS.get(response.status_code, ApiError)
+                    raise error_class(response.status_code, _error_detail(response), method="GET", path=url)
+                with partial.open("wb") as file:
+                    for chunk in response.iter_bytes(UPLOAD_CHUNK_BYTES):
+                        hasher.update(chunk)
+                        file.write(chunk)
+            if hasher.hexdigest() != digest:
+                raise DigestMismatch(
+                    f"the file downloaded from {url} has SHA-256 {hasher.hexdigest()}, not {digest}; "
+                    "it was not kept"
+                )
+            partial.replace(path)
+        except httpx.TransportError as error:
+            raise ServerUnreachable("GET", url, 1, f"{type(error).__name__}: {error}") from error
+        finally:
+            partial.unlink(missing_ok=True)
+        return path
 
 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}

@@ -29,6 +29,7 @@ class WorkKind(StrEnum):
     FRONT = "front"
     CAMPAIGN = "campaign"
     DEPLOYMENT = "deployment"
+    ARTIFACT = "artifact"
 
 
 class WorkStatus(StrEnum):

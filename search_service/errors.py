@@ -17,6 +17,7 @@ __all__ = [
     "InvalidError",
     "NotFoundError",
     "ServiceError",
+    "TooLargeError",
     "TooManyRequestsError",
     "UnauthorizedError",
     "UnavailableError",
@@ -65,6 +66,12 @@ class ConflictError(ServiceError):
 
 class InvalidError(ServiceError):
     status_code = 422
+
+
+class TooLargeError(ServiceError):
+    """What the request asks for exceeds a configured size limit (the message names it)."""
+
+    status_code = 413
 
 
 class ForbiddenError(ServiceError):

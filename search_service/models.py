@@ -326,3 +326,21 @@ class DeploymentAnswerRow(Base):
     device: Mapped[str] = mapped_column(String(128))
     answer: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ArtifactRow(Base):
+    """A built deployable file (``POST /v1/artifacts``): stored once by its SHA-256 at
+    ``<data_dir>/artifacts/<digest>.onnx``, under the key of the request that built it (its
+    space, arch or tasks, input, weights and precision), so that an equal request finds it."""
+
+    __tablename__ = "artifacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_key: Mapped[str] = mapped_column(String(64), unique=True)
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    space: Mapped[str] = mapped_column(String(64))
+    # The canonical ArtifactCreate JSON (archs in their space's spelling).
+    request: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    max_abs_diff: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

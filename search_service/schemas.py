@@ -387,6 +387,11 @@ class QueryResponse(BaseModel):
     macs: int | None = Field(description=_MACS_HELP)
     predicted: Predicted
     front_version: int
+    artifact: ArtifactCreate | None = Field(
+        None,
+        description="How to get this subnet as a file: POST it as is to `/v1/artifacts` (null for "
+        "a space without a supernet).",
+    )
 
 
 class ParetoPoint(BaseModel):
@@ -743,3 +748,94 @@ class DeploymentQueryResponse(BaseModel):
     predictor_versions: dict[str, int] = Field(
         description="Ids of the predictor versions used: `score/<task>` and `latency/<device>`."
     )
+    artifact: ArtifactCreate | None = Field(
+        None, description="How to get this deployment as one file: POST it as is to `/v1/artifacts`."
+    )
+
+
+# ---------------------------------------------------------------------------------- artifacts
+ArtifactPrecision = Literal["fp32", "fp16"]
+ArchString = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class ArtifactWeights(BaseModel):
+    """The weights an artifact holds: a registered version of the space's supernet, or random
+    weights from a seed. Random weights only when named: there is no default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    supernet_version: int | None = Field(
+        None,
+        ge=1,
+        le=INT32,
+        description="A registered version of the space's supernet (`GET /v1/supernets`).",
+    )
+    random_seed: int | None = Field(
+        None, ge=0, le=INT32, description="Random weights from this seed (for latency work only)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ArtifactWeights:
+        if (self.supernet_version is None) == (self.random_seed is None):
+            raise ValueError("give exactly one of supernet_version or random_seed")
+        return self
+
+
+class ArtifactCreate(BaseModel):
+    """What to build: a subnet (``arch``, and ``task`` for its path and head) or a multi-task
+    deployment (``tasks``: ``{task: arch}``, and its ``input``), with named weights, as ONNX."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    space: SpaceName
+    arch: ArchString | None = Field(None, description="A subnet's arch string (give arch or tasks).")
+    task: Name | None = Field(None, description="The subnet's task: its path and head (subnets only).")
+    tasks: Annotated[dict[Name, ArchString], Field(min_length=1, max_length=MAX_DEPLOYMENT_TASKS)] | None = (
+        Field(None, description="A deployment: each task's arch string (give arch or tasks).")
+    )
+    input: DeploymentInput | None = Field(
+        None,
+        description="A deployment's inputs: `separate` (default; one `images_<task>` per task) or "
+        "`shared` (one `images`).",
+    )
+    weights: ArtifactWeights
+    precision: ArtifactPrecision = Field("fp32", description="`fp32`, or `fp16` weights and compute.")
+
+    @model_validator(mode="after")
+    def _subnet_or_deployment(self) -> ArtifactCreate:
+        if (self.arch is None) == (self.tasks is None):
+            raise ValueError("give exactly one of arch (a subnet) or tasks (a deployment)")
+        if self.tasks is not None and self.task is not None:
+            raise ValueError("task names a subnet's path; a deployment names its tasks in tasks")
+        if self.arch is not None and self.input is not None:
+            raise ValueError("input applies to deployments (tasks) only")
+        if self.tasks is not None and self.input is None:
+            self.input = "separate"
+        return self
+
+
+class ArtifactPublic(BaseModel):
+    """A stored artifact: a deployable file, by its SHA-256."""
+
+    digest: str = Field(description="The file's SHA-256 (hex), under which it is stored and downloaded.")
+    size_bytes: int
+    format: Literal["onnx"] = "onnx"
+    precision: ArtifactPrecision
+    space: str
+    arch: str | None
+    task: str | None
+    tasks: dict[str, str] | None
+    input: DeploymentInput | None
+    weights: ArtifactWeights
+    max_abs_diff: float = Field(
+        description="Largest |onnxruntime - torch| of its outputs on a fixed input (batch of 2)."
+    )
+    url: str = Field(description="Where to download it: `/v1/artifacts/<digest>`.")
+    created_at: dt.datetime
+
+
+class ArtifactPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    artifacts: list[ArtifactPublic]

@@ -16,6 +16,7 @@ from supernet.spaces import SearchSpace, UFOSpace, get_space, space_with_task
 
 from .errors import InvalidError
 from .schemas import (
+    ArtifactCreate,
     CampaignCreate,
     DeploymentQueryRequest,
     MeasurementBatch,
@@ -99,4 +100,26 @@ def checked_deployment_query(body: DeploymentQueryRequest) -> DeploymentQueryReq
         )
     for task in body.tasks:
         known_task(body.space, task.task, ["body"])
+    return body
+
+
+def checked_artifact(body: ArtifactCreate) -> ArtifactCreate:
+    """``body`` once its space is a UFO space (only they have a supernet to build from), its
+    task(s) are tasks of it and its arch(s) are subnets of it, in canonical spelling (so that
+    equal requests spelled differently are one artifact)."""
+    if not isinstance(known_space(body.space, ["body", "space"]), UFOSpace):
+        raise InvalidError(
+            f"space {body.space!r} has no supernet to build an artifact from: only UFO spaces have one",
+            ["body", "space"],
+        )
+    if body.arch is not None:
+        if body.task is not None:
+            known_task(body.space, body.task, ["body", "task"])
+        body.arch = known_arch(body.space, body.arch, ["body", "arch"])
+    if body.tasks is not None:
+        canonical = {}
+        for task, arch in body.tasks.items():
+            known_task(body.space, task, ["body", "tasks", task])
+            canonical[task] = known_arch(body.space, arch, ["body", "tasks", task])
+        body.tasks = canonical
     return body

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from ..errors import UserError
+from ._artifacts import fetch_artifact
 from ._options import (
     DEFAULT_DATABASE_URL,
     DatabaseUrlOption,
@@ -90,6 +92,9 @@ def register(app: typer.Typer) -> None:
             "separate", "--input", help="separate: an image per task; shared: one image."
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the API's JSON answer instead of a table."),
+        export: Path | None = typer.Option(
+            None, "--export", help="Also download the chosen deployment as one ONNX file to this path."
+        ),
         server: ServerOption = None,
         token: TokenOption = None,
         database_url: DatabaseUrlOption = DEFAULT_DATABASE_URL,
@@ -117,10 +122,14 @@ def register(app: typer.Typer) -> None:
             },
         )
         server, database = server_or_database(ctx, server, database_url)
-        try:
-            with api_client(server, token, database) as api:
+        with api_client(server, token, database) as api:
+            try:
                 answer = api.query_deployment(body)
-        except ApiError as error:
-            raise UserError(str(error)) from None
-        data = answer.model_dump(mode="json")
-        typer.echo(json.dumps(data, indent=2) if as_json else format_deployment(data))
+            except ApiError as error:
+                raise UserError(str(error)) from None
+            data = answer.model_dump(mode="json")
+            typer.echo(json.dumps(data, indent=2) if as_json else format_deployment(data))
+            if export is not None:
+                # The answer says how to get its file: the body of POST /v1/artifacts, as it is.
+                assert answer.artifact is not None
+                fetch_artifact(api, answer.artifact, export, err=as_json)

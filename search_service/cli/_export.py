@@ -1,4 +1,5 @@
-"""``gpnas export``: extract one subnet of a UFO supernet and write it as ONNX."""
+"""``gpnas export``: extract one subnet of a UFO supernet and write it as ONNX, or fetch the file a
+server built (``--server``)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from supernet import (
 )
 
 from ..errors import UserError
+from ._artifacts import fetch_artifact
+from ._options import ServerOption, TokenOption, api_client, validated
 from ._spaces import resolve_space, space_help
 
 VERIFY_TOLERANCE = 1e-3
@@ -57,10 +60,48 @@ def _verify(model: SubnetViT, path: Path, batch_size: int) -> float:
     return float(np.abs(onnx_out - torch_out).max())
 
 
+def _export_from_server(
+    server: str,
+    token: str | None,
+    space: str,
+    arch: str,
+    task: str | None,
+    supernet_version: int | None,
+    random_weights: bool,
+    seed: int,
+    precision: str,
+    out: Path,
+    local_only: dict[str, bool],
+) -> None:
+    """``gpnas export --server``: the server builds (or finds) the artifact; it is downloaded to
+    ``out``, sha256-verified. The weights are named: a supernet version or random weights."""
+    from search_service.schemas import ArtifactCreate
+
+    given = [name for name, used in local_only.items() if used]
+    if given:
+        raise UserError(
+            f"{', '.join(given)} apply to local exports only: the server builds with the space's own "
+            "geometry, a dynamic batch axis and a check against torch"
+        )
+    if (supernet_version is None) == (not random_weights):
+        raise UserError(
+            "with --server, name the weights: --supernet-version N or --random-weights [--seed S]"
+        )
+    weights = (
+        {"supernet_version": supernet_version} if supernet_version is not None else {"random_seed": seed}
+    )
+    body = validated(
+        ArtifactCreate,
+        {"space": space, "arch": arch, "task": task, "weights": weights, "precision": precision},
+    )
+    with api_client(server, token, None) as api:
+        fetch_artifact(api, body, out)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(
-        space: str = typer.Option(..., "--space", help="A UFO space. " + space_help()),
+        space: str = typer.Option(..., "--space", help="A UFO space. " + space_help(server=True)),
         arch: str = typer.Option(..., "--arch", help="Arch string of the subnet to extract."),
         out: Path = typer.Option(..., "--out", help="Destination .onnx file."),
         task: str | None = typer.Option(None, "--task", help="Task path and head (required for multipath)."),
@@ -78,8 +119,44 @@ def register(app: typer.Typer) -> None:
         dynamo: bool = typer.Option(
             False, "--dynamo/--torchscript", help="ONNX exporter: torch.export or TorchScript (faster)."
         ),
+        server: ServerOption = None,
+        token: TokenOption = None,
+        supernet_version: int | None = typer.Option(
+            None, "--supernet-version", min=1, help="With --server: a registered version of the supernet."
+        ),
+        random_weights: bool = typer.Option(
+            False, "--random-weights", help="Random weights from --seed, named explicitly."
+        ),
+        precision: str = typer.Option("fp32", "--precision", help="With --server: fp32 or fp16."),
     ) -> None:
-        """Extract ARCH's path from SPACE's supernet and export it to ONNX."""
+        """Extract ARCH's path from SPACE's supernet and export it to ONNX (with --server: have the
+        server build, check and store it, and download it)."""
+        if server is not None:
+            local_only = {
+                "--checkpoint": checkpoint is not None,
+                "--batch-size": batch_size != 1,
+                "--dynamo": dynamo,
+                "--no-verify": not verify,
+                "geometry overrides": any(
+                    v is not None for v in (embed_dim, patch_size, image_size, head_dim, in_chans)
+                ),
+            }
+            _export_from_server(
+                server,
+                token,
+                space,
+                arch,
+                task,
+                supernet_version,
+                random_weights,
+                seed,
+                precision,
+                out,
+                local_only,
+            )
+            return
+        if supernet_version is not None or precision != "fp32":
+            raise UserError("--supernet-version and --precision ask a server for the file: give --server URL")
         overrides = {
             name: value
             for name, value in dict(

@@ -222,6 +222,14 @@ class Settings(BaseSettings):
         description="A heavy request that has not started after this long is answered 503 (and "
         "dropped unless another caller waits for the same work).",
     )
+    max_artifact_mb: int = Field(
+        2048,
+        ge=1,
+        le=10**6,
+        description="Largest artifact POST /v1/artifacts builds, in MiB: a subnet whose weights alone "
+        "exceed it is refused before it is built, a built file over it is deleted; both a 413, and "
+        "nothing is stored. ufo-track2's largest subnet is about 350 MB in fp32.",
+    )
     front_cache_s: float = Field(
         1.0, ge=0.0, description="How long /v1/query trusts its cached 'latest front' before re-checking."
     )

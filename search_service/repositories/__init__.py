@@ -6,6 +6,7 @@ level shifts) lives in :mod:`search_service.services`."""
 
 from __future__ import annotations
 
+from ._artifacts import add_artifact, find_artifact, get_artifact, list_artifacts
 from ._devices import create_device, get_device, list_devices
 from ._fronts import StoredFronts, latest_front, latest_front_id, latest_front_key
 from ._jobs import (
@@ -50,6 +51,10 @@ from ._tokens import (
 from ._training_data import Skipped, TrainingData, training_data, training_matrix
 
 __all__ = [
+    "add_artifact",
+    "find_artifact",
+    "get_artifact",
+    "list_artifacts",
     "StoredFronts",
     "COMPARED_FIELDS",
     "BatchLevel",

@@ -37,6 +37,7 @@ from ..schemas import (
 from ..search import NoFeasibleDeploymentError, SharedLatency, TaskGoal, decode_front, solve_deployment
 from ..work import Outcome, WorkContext, items, record_failure, request_outcome
 from ..work._schedule import Runner
+from .artifacts import deployment_artifact
 
 
 def shared_latency_model(session: Session, space: UFOSpace, device: str) -> SharedLatency:
@@ -267,4 +268,7 @@ async def query_deployment(
         )
         row = await run_in_threadpool(load, answer_id)
     assert row is not None
-    return DeploymentQueryResponse.model_validate_json(row.answer)
+    answer = DeploymentQueryResponse.model_validate_json(row.answer)
+    # Made here, not stored: answers stored before artifacts existed get it too.
+    answer.artifact = deployment_artifact(answer.space, {t.task: t.arch for t in answer.tasks}, answer.input)
+    return answer

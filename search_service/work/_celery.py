@@ -36,7 +36,7 @@ from ..core import Settings
 from ..domain import Metric, Target, WorkKind
 from ..errors import UnavailableError
 from ..models import WorkItem, utcnow
-from ..schemas import CampaignCreate, DeploymentQueryRequest
+from ..schemas import ArtifactCreate, CampaignCreate, DeploymentQueryRequest
 from . import items
 from ._context import WorkContext, lock
 from ._functions import Outcome, build_front, fit_target
@@ -56,6 +56,7 @@ FIT_TASK = "gpnas.fit_target"
 FRONT_TASK = "gpnas.build_front"
 CAMPAIGN_TASK = "gpnas.plan_campaign"
 DEPLOYMENT_TASK = "gpnas.answer_deployment"
+ARTIFACT_TASK = "gpnas.build_artifact"
 
 # A task that failed for a reason outside it (the database restarting) is retried this often.
 _MAX_RETRIES = 5
@@ -228,6 +229,15 @@ def _register(app: Celery, settings: Settings, handlers: RequestHandlers) -> Non
         except Exception as error:
             retrying(task, error)
 
+    @app.task(name=ARTIFACT_TASK, bind=True)
+    def artifact(task: Task, body: dict[str, Any], key: str) -> dict[str, Any]:
+        try:
+            request = ArtifactCreate.model_validate(body)
+            with Heartbeat(context(), key):
+                return handlers.artifact(context(), request, key).to_dict()
+        except Exception as error:
+            retrying(task, error)
+
 
 class CeleryRunner(Runner):
     """Sends work to Celery workers; waits for campaigns through their work items.
@@ -270,6 +280,9 @@ class CeleryRunner(Runner):
         return self._request(
             DEPLOYMENT_TASK, WorkKind.DEPLOYMENT, body.space, body.model_dump(mode="json"), key
         )
+
+    def artifact(self, body: ArtifactCreate, key: str) -> int:
+        return self._request(ARTIFACT_TASK, WorkKind.ARTIFACT, body.space, body.model_dump(mode="json"), key)
 
     def _request(self, name: str, kind: WorkKind, space: str, body: dict[str, Any], key: str) -> int:
         """Send a request's task to a worker and wait for what it stores (or the error it records);

@@ -23,9 +23,16 @@ from sqlalchemy.orm import Session
 
 from .. import repositories as repo
 from ..domain import Metric, Target, WorkKind, WorkStatus
-from ..errors import ConflictError, InvalidError, NotFoundError, ServiceError, UnavailableError
+from ..errors import (
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    ServiceError,
+    TooLargeError,
+    UnavailableError,
+)
 from ..models import WorkItem, utcnow
-from ..schemas import CampaignCreate, DeploymentQueryRequest
+from ..schemas import ArtifactCreate, CampaignCreate, DeploymentQueryRequest
 from . import items
 from ._context import WorkContext, lock
 from ._functions import Outcome, build_front, fit_target, fitted_version
@@ -126,10 +133,15 @@ def run_order(ctx: WorkContext, order: Order) -> Outcome:
 
 
 def raise_recorded_error(error: str) -> None:
-    """Raise the :class:`ServiceError` a campaign or deployment task recorded (JSON: status,
-    message, loc)."""
+    """Raise the :class:`ServiceError` a campaign, deployment or artifact task recorded (JSON:
+    status, message, loc)."""
     recorded = json.loads(error)
-    kinds: dict[int, type[ServiceError]] = {404: NotFoundError, 409: ConflictError, 422: InvalidError}
+    kinds: dict[int, type[ServiceError]] = {
+        404: NotFoundError,
+        409: ConflictError,
+        413: TooLargeError,
+        422: InvalidError,
+    }
     raise kinds.get(recorded["status"], InvalidError)(recorded["message"], recorded["loc"])
 
 
@@ -160,6 +172,14 @@ class Runner(abc.ABC):
             ServiceError: What the search raised (nothing fits, predictors missing...).
         """
 
+    @abc.abstractmethod
+    def artifact(self, body: ArtifactCreate, key: str) -> int:
+        """Build ``body``'s artifact and store it under the work item ``key``; the artifact's id.
+
+        Raises:
+            ServiceError: Why it could not be built (too large, the check against torch failed...).
+        """
+
     @property
     @abc.abstractmethod
     def in_process(self) -> bool:
@@ -175,10 +195,12 @@ class RequestHandlers:
     Attributes:
         campaign: Plans and stores a campaign; its outcome's result is the campaign id.
         deployment: Searches and stores a deployment answer; its result is the answer id.
+        artifact: Builds and stores an artifact; its result is the artifact's id.
     """
 
     campaign: Callable[[WorkContext, CampaignCreate, str], Outcome]
     deployment: Callable[[WorkContext, DeploymentQueryRequest, str], Outcome]
+    artifact: Callable[[WorkContext, ArtifactCreate, str], Outcome]
 
 
 class InProcessRunner(Runner):
@@ -203,6 +225,9 @@ class InProcessRunner(Runner):
 
     def deployment(self, body: DeploymentQueryRequest, key: str) -> int:
         return _result_of(self.handlers.deployment(self.ctx, body, key))
+
+    def artifact(self, body: ArtifactCreate, key: str) -> int:
+        return _result_of(self.handlers.artifact(self.ctx, body, key))
 
 
 def _result_of(outcome: Outcome) -> int:

@@ -44,6 +44,11 @@ def deployment_key(digest: str) -> str:
     return f"{WorkKind.DEPLOYMENT}/{digest}"
 
 
+def artifact_key(request_key: str) -> str:
+    """The work of building the artifact of one request (``request_key`` names it)."""
+    return f"{WorkKind.ARTIFACT}/{request_key}"
+
+
 def target_lock(space: str, metric: Metric | str, target: str) -> str:
     """The lock held while a target's predictor version is stored."""
     return f"gpnas/fit/{space}/{metric}/{target}"

@@ -49,6 +49,16 @@ def test_deployment_queries(db_url: str) -> None:
         assert answer.status_code == 200, answer.text
         best = answer.json()
         assert [t["task"] for t in best["tasks"]] == list(TASKS)
+        # How to get the deployment as one file: a body ready to POST to /v1/artifacts.
+        assert best["artifact"] == {
+            "space": SPACE,
+            "arch": None,
+            "task": None,
+            "tasks": {t["task"]: t["arch"] for t in best["tasks"]},
+            "input": "separate",
+            "weights": {"supernet_version": None, "random_seed": 0},
+            "precision": "fp32",
+        }
         dep = Deployment(SPACE, tuple((t["task"], space.parse(t["arch"])) for t in best["tasks"]))
         assert best["params"] == deployment_params(space, dep)
         assert best["independent_params"] == sum(space.param_count(s) for _, s in dep)

@@ -51,6 +51,9 @@ EXPECTED = {
     ("GET", "/v1/tokens"): "list_tokens",
     ("POST", "/v1/tokens"): "create_token",
     ("DELETE", "/v1/tokens/{token_id}"): "revoke_token",
+    ("POST", "/v1/artifacts"): "create_artifact",
+    ("GET", "/v1/artifacts"): "list_artifacts",
+    ("GET", "/v1/artifacts/{digest}"): "download_artifact",
     ("POST", "/v1/supernets"): "create_supernet",
     ("GET", "/v1/supernets"): "list_supernets",
 }

@@ -106,6 +106,16 @@ def _front_query_pareto_versions(client: TestClient, db_url: str) -> None:
     answer = _query(client, budget, 0.9)
     assert answer.status_code == 200, answer.text
     chosen = answer.json()
+    # How to get the chosen subnet as a file: a body ready to POST to /v1/artifacts.
+    assert chosen["artifact"] == {
+        "space": SPACE,
+        "arch": chosen["arch"],
+        "task": "market1501",
+        "tasks": None,
+        "input": None,
+        "weights": {"supernet_version": None, "random_seed": 0},
+        "precision": "fp32",
+    }
     predicted = chosen["predicted"]
     assert predicted["latency_ms"] + z * predicted["latency_std"] <= budget + 1e-9
     assert predicted["p_feasible"] >= 0.9 - 1e-9

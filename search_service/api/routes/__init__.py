@@ -1,6 +1,7 @@
 """One router per resource, in :data:`routers` (the app includes each)."""
 
 from . import (
+    artifacts,
     campaigns,
     deployments,
     devices,
@@ -29,6 +30,7 @@ routers = [
         devices,
         campaigns,
         deployments,
+        artifacts,
         refit,
         supernets,
         tokens,

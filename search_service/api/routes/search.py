@@ -25,6 +25,7 @@ from ...schemas import (
     SpaceName,
 )
 from ...search import FrontCache, FrontPoint, LoadedFront, NothingFitsError, budget_query
+from ...services import artifacts
 from ...space_checks import checked_query, known_space, known_task
 from ..deps import FrontCacheDep, RefitterDep, SessionDep
 
@@ -118,6 +119,7 @@ async def query(body: Annotated[QueryRequest, Depends(checked_query)], request: 
             p_feasible=choice.p_feasible,
         ),
         front_version=loaded.version,
+        artifact=artifacts.subnet_artifact(body.space, point.arch, body.task),
     )
     return Response(answer.model_dump_json(), media_type="application/json")
 
