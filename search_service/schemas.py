@@ -173,6 +173,13 @@ class SpaceDetail(SpaceSummary):
     choices: dict[str, list[Any]]
 
 
+SUPERNET_VERSION_HELP = (
+    "The registered version of the space's supernet weights (GET /v1/supernets) a score was "
+    "measured with; fits and fronts of a task use one version's scores. Null: a latency, or a "
+    "score of unnamed (legacy) weights."
+)
+
+
 class SupernetPublic(BaseModel):
     """A registered supernet checkpoint: one version of a space's weights."""
 
@@ -265,6 +272,9 @@ class MeasurementCreate(BaseModel):
     flagged: bool = Field(False, description=FLAGGED_HELP)
     reference_arch: ReferenceArch | None = Field(None, description=REFERENCE_ARCH_HELP)
     reference_ms: PositiveFloat | None = Field(None, description=REFERENCE_MS_HELP)
+    supernet_version: Annotated[int, JsonNumber, Field(ge=1, le=INT32)] | None = Field(
+        None, description=SUPERNET_VERSION_HELP
+    )
     measured_at: dt.datetime | None = None
 
     @field_validator("measured_at")
@@ -292,6 +302,10 @@ class MeasurementCreate(BaseModel):
         _check_level(self.reference_arch, self.reference_ms)
         if self.reference_arch is not None and self.metric != Metric.LATENCY:
             raise ValueError("only a latency has a reference level (reference_arch, reference_ms)")
+        if self.supernet_version is not None and self.metric != Metric.SCORE:
+            raise ValueError(
+                "a latency does not depend on the weights: only a score names a supernet_version"
+            )
         return self
 
 
@@ -330,6 +344,7 @@ class MeasurementPublic(BaseModel):
     flagged: bool
     reference_arch: str | None = Field(description=REFERENCE_ARCH_HELP)
     reference_ms: float | None = Field(description=REFERENCE_MS_HELP)
+    supernet_version: int | None = Field(description=SUPERNET_VERSION_HELP)
     job_id: int | None
     measured_at: dt.datetime | None
     created_at: dt.datetime

@@ -5,21 +5,27 @@ without this server's registry included. Whether a space is registered, a task b
 an arch is one of its subnets is this server's knowledge, checked here: the ``checked_*``
 functions are the routes' body dependencies (``Annotated[QueryRequest, Depends(checked_query)]``),
 so the CLI, which calls the app in process, gets the same answers. Each failure is a 422 shaped
-like a validation error, at the field it concerns, with the registry's message.
+like a validation error, at the field it concerns, with the registry's message. Checks that
+need the database (a supernet version is registered) take the caller's session.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from supernet.spaces import SearchSpace, UFOSpace, get_space, space_with_task
 
 from .errors import InvalidError
+from .models import SupernetVersion
 from .schemas import (
     ArtifactCreate,
     CampaignCreate,
     DeploymentQueryRequest,
     MeasurementBatch,
+    MeasurementCreate,
     QueryRequest,
     RefitRequest,
 )
@@ -66,6 +72,30 @@ def checked_measurements(body: MeasurementBatch) -> MeasurementBatch:
         if item.reference_arch is not None:
             item.reference_arch = known_arch(item.space, item.reference_arch, loc)
     return body
+
+
+def known_supernet_versions(session: Session, items: Sequence[MeasurementCreate]) -> None:
+    """:class:`InvalidError` at the first item naming a ``supernet_version`` that is not
+    registered for its space (``POST /v1/supernets``); the batch is then refused whole."""
+    wanted = {(m.space, m.supernet_version) for m in items if m.supernet_version is not None}
+    if not wanted:
+        return
+    spaces = {space for space, _ in wanted}
+    registered: dict[str, list[int]] = {space: [] for space in spaces}
+    for space, version in session.execute(
+        select(SupernetVersion.space, SupernetVersion.version)
+        .where(SupernetVersion.space.in_(spaces))
+        .order_by(SupernetVersion.version)
+    ):
+        registered[space].append(version)
+    for i, m in enumerate(items):
+        if m.supernet_version is not None and m.supernet_version not in registered[m.space]:
+            known = ", ".join(map(str, registered[m.space])) or "none (POST /v1/supernets)"
+            raise InvalidError(
+                f"supernet version {m.supernet_version} of space {m.space!r} is not registered; "
+                f"its versions: {known}",
+                ["body", "measurements", i, "supernet_version"],
+            )
 
 
 def checked_query(body: QueryRequest) -> QueryRequest:

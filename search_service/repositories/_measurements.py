@@ -14,6 +14,7 @@ from ..domain import Metric
 from ..errors import ConflictError, InvalidError, NotFoundError
 from ..models import Device, Measurement, utcnow
 from ..schemas import MeasurementCreate
+from ..space_checks import known_supernet_versions
 
 #: What a re-posted measurement must repeat to be the same measurement (an id is stored once).
 COMPARED_FIELDS = (
@@ -28,6 +29,7 @@ COMPARED_FIELDS = (
     "flagged",
     "reference_arch",
     "reference_ms",
+    "supernet_version",
 )
 
 
@@ -44,7 +46,8 @@ def insert_measurements(
         ``(inserted, duplicate, ids)``: counts, and the database ids of every item of the batch.
 
     Raises:
-        InvalidError: An item names an unregistered device (nothing is written).
+        InvalidError: An item names an unregistered device or supernet version (nothing is
+            written).
         ConflictError: An id is already stored, or repeated in the batch, with different content.
     """
     devices = {m.device for m in items if m.device is not None}
@@ -56,6 +59,7 @@ def insert_measurements(
                     f"unknown device {m.device!r}; register it first with POST /v1/devices",
                     ["body", "measurements", i, "device"],
                 )
+    known_supernet_versions(session, items)
     first: dict[str, int] = {}
     rows: list[dict[str, Any]] = []
     for i, m in enumerate(items):

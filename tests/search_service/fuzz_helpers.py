@@ -424,7 +424,9 @@ def body_ops(service: Service) -> list[Op]:
     ops = []
     for template, methods in spec["paths"].items():
         for method, operation in methods.items():
-            if "requestBody" not in operation or method.upper() == "DELETE":
+            # Uploads of files (POST /v1/supernets) have no JSON body to sweep.
+            json_body = "application/json" in operation.get("requestBody", {}).get("content", {})
+            if not json_body or method.upper() == "DELETE":
                 continue
             key = (method.upper(), template)
             if key in TEMPLATES:

@@ -126,6 +126,11 @@ BODIES: list[tuple[type[BaseModel], dict[str, Any]]] = [
         },
     ),
     (
+        schemas.MeasurementCreate,
+        {"id": "m2", "space": "ufo2-multipath", "arch": ARCH, "task": "face", "metric": "score"}
+        | {"value": 0.5, "supernet_version": 1},
+    ),
+    (
         schemas.ResultRequest,
         {
             "lease_token": "t",

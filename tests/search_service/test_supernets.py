@@ -214,3 +214,51 @@ def test_the_client_streams_a_checkpoint_from_disk(weights_client: TestClient, t
         assert api.list_supernets(SPACE) == [row]
         with pytest.raises(Invalid, match="not a safetensors file"):
             api.create_supernet(SPACE, junk)
+
+
+def _score(arch: str, id_: str, version: int | None, **extra: Any) -> dict[str, Any]:
+    return (
+        {"id": id_, "space": SPACE, "arch": arch, "task": "face", "metric": "score", "value": 0.5}
+        | ({"supernet_version": version} if version is not None else {})
+        | extra
+    )
+
+
+def test_scores_name_a_registered_version_and_latencies_none(
+    weights_client: TestClient, tmp_path: Path
+) -> None:
+    assert upload(weights_client, checkpoint(tmp_path / "a.safetensors")).status_code == 201
+    space = supernet.get_space(SPACE)
+    a, b = (space.format(s) for s in space.sample(2, seed=0))
+    stored = weights_client.post(
+        "/v1/measurements", json={"measurements": [_score(a, "s1", 1), _score(b, "legacy", None)]}
+    )
+    assert stored.status_code == 200, stored.text
+    listed = weights_client.get("/v1/measurements", params={"space": SPACE}).json()["measurements"]
+    assert {m["client_id"]: m["supernet_version"] for m in listed} == {"s1": 1, "legacy": None}
+    # An unregistered version refuses the whole batch, naming the item and the versions there are.
+    unknown = weights_client.post(
+        "/v1/measurements", json={"measurements": [_score(a, "s2", 1), _score(b, "s3", 2)]}
+    )
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"][0]["loc"] == ["body", "measurements", 1, "supernet_version"]
+    assert "supernet version 2 of space 'tiny-weights' is not registered; its versions: 1" in unknown.text
+    other_space = weights_client.post(
+        "/v1/measurements",
+        json={"measurements": [_score(a, "s4", 1) | {"space": "ufo2-multipath", "arch": "x"}]},
+    )
+    assert other_space.status_code == 422
+    # Latency does not depend on the weights.
+    assert (
+        weights_client.post("/v1/devices", json={"name": "chip", "profiler": "torch-cpu"}).status_code == 201
+    )
+    latency = {"id": "l1", "space": SPACE, "arch": a, "device": "chip", "metric": "latency_ms", "value": 3.0}
+    refused = weights_client.post(
+        "/v1/measurements", json={"measurements": [latency | {"supernet_version": 1}]}
+    )
+    assert refused.status_code == 422 and "does not depend on the weights" in refused.text
+    # The version is part of a measurement's content: the same id with another one is a conflict.
+    assert upload(weights_client, checkpoint(tmp_path / "b.safetensors", seed=1)).status_code == 201
+    conflict = weights_client.post("/v1/measurements", json={"measurements": [_score(a, "s1", 2)]})
+    assert conflict.status_code == 409
+    assert len(weights_client.get("/v1/measurements", params={"space": SPACE}).json()["measurements"]) == 2
