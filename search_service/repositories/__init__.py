@@ -37,7 +37,12 @@ from ._measurements import (
 )
 from ._predictors import latest_predictor, latest_predictors
 from ._spaces import create_space_row, get_space_row, space_names, update_space_definition
-from ._supernets import add_supernet_version, find_supernet_version, list_supernet_versions
+from ._supernets import (
+    add_supernet_version,
+    find_supernet_version,
+    get_supernet_version,
+    list_supernet_versions,
+)
 from ._tokens import (
     authenticate,
     create_token,
@@ -80,6 +85,7 @@ __all__ = [
     "get_job",
     "get_measurement",
     "get_space_row",
+    "get_supernet_version",
     "get_token",
     "hash_token",
     "insert_measurements",

@@ -35,3 +35,10 @@ def list_supernet_versions(session: Session, space: str | None = None) -> list[S
     if space is not None:
         stmt = stmt.where(SupernetVersion.space == space)
     return list(session.scalars(stmt))
+
+
+def get_supernet_version(session: Session, space: str, version: int) -> SupernetVersion | None:
+    """Version ``version`` of ``space``'s registered weights, or None."""
+    return session.scalar(
+        select(SupernetVersion).where(SupernetVersion.space == space, SupernetVersion.version == version)
+    )

@@ -26,12 +26,14 @@ from typing import cast
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from supernet import (
     Deployment,
     UFOSpace,
+    UFOSupernet,
     build_supernet,
     deployment_params,
     example_input,
@@ -50,6 +52,7 @@ from ..models import ArtifactRow
 from ..schemas import ArtifactCreate, ArtifactPublic, ArtifactWeights
 from ..work import Outcome, WorkContext, items, record_failure, request_outcome
 from ..work._schedule import Runner
+from .supernets import stored_supernet, supernets_dir
 
 CHUNK_BYTES = 1 << 20
 """Bytes hashed (and streamed to a client) at a time."""
@@ -63,8 +66,8 @@ float32 outputs agree to ~1e-6 in practice, float16 ones to ~1e-3."""
 
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2}
 
-# What RANDOM_WEIGHTS answers name when no supernet version is registered: explicit in the body
-# the client posts, never a silent default.
+# The weights the artifact bodies of query answers name: explicit in the body the client posts,
+# which may name a registered supernet version instead.
 RANDOM_WEIGHTS = ArtifactWeights(random_seed=0)
 
 
@@ -146,26 +149,37 @@ def _weight_count(space: UFOSpace, body: ArtifactCreate) -> int:
     return deployment_params(space, dep)
 
 
-def check_buildable(body: ArtifactCreate, settings: Settings) -> None:
-    """Refuse, before any build, what cannot be built: weights this server does not have, a
-    missing task, a model whose weights alone exceed ``max_artifact_mb``, no data directory.
+def weights_file(session: Session, settings: Settings, body: ArtifactCreate) -> Path | None:
+    """The stored checkpoint of ``body``'s supernet version; None for random weights.
 
     Raises:
-        InvalidError: An unknown supernet version, or a subnet without the task its space needs.
+        InvalidError: The space has no such version registered (naming the versions it has).
+    """
+    version = body.weights.supernet_version
+    if version is None:
+        return None
+    row = repo.get_supernet_version(session, body.space, version)
+    if row is None:
+        known = [v.version for v in repo.list_supernet_versions(session, body.space)]
+        raise InvalidError(
+            f"unknown supernet version {version} of space {body.space!r}; its versions: "
+            + (", ".join(map(str, known)) or "none (POST /v1/supernets registers one)"),
+            ["body", "weights", "supernet_version"],
+        )
+    return stored_supernet(supernets_dir(settings.data_dir), row.sha256)
+
+
+def check_buildable(body: ArtifactCreate, settings: Settings) -> None:
+    """Refuse, before any build, what cannot be built: a missing task, a model whose weights
+    alone exceed ``max_artifact_mb``, no data directory.
+
+    Raises:
+        InvalidError: A subnet without the task its space needs.
         TooLargeError: The weights alone exceed ``max_artifact_mb``.
         ConflictError: The server has no data directory.
     """
     # The route's checks admit UFO spaces only.
     space = cast(UFOSpace, get_space(body.space))
-    version = body.weights.supernet_version
-    if version is not None:
-        # Supernet weights are registered by `POST /v1/supernets`; until this server reads them,
-        # it builds random weights only.
-        raise InvalidError(
-            f"unknown supernet version {version} of space {body.space!r}: this server builds artifacts "
-            "with random weights only (weights: {'random_seed': S})",
-            ["body", "weights", "supernet_version"],
-        )
     weight_bytes = _weight_count(space, body) * BYTES_PER_WEIGHT[body.precision]
     _check_size(weight_bytes, settings, "its weights alone would take")
     artifacts_dir(settings.data_dir)
@@ -194,10 +208,22 @@ class BuiltFile:
 Reference = Callable[[torch.Tensor], list[torch.Tensor]]
 
 
-def _export(body: ArtifactCreate, path: Path) -> Reference:
-    """Export ``body``'s model to ``path`` (fp32, dynamic batch); the torch model it must match."""
-    assert body.weights.random_seed is not None  # check_buildable admits random weights only
-    net = build_supernet(cast(UFOSpace, get_space(body.space)), seed=body.weights.random_seed)
+def _supernet(body: ArtifactCreate, weights: Path | None) -> UFOSupernet:
+    """The space's supernet with ``body``'s weights: the registered checkpoint ``weights``, or
+    random ones from its seed."""
+    space = cast(UFOSpace, get_space(body.space))
+    if weights is None:
+        return build_supernet(space, seed=body.weights.random_seed)
+    net = build_supernet(space)
+    # Registration checked every name and shape; safetensors holds tensors only (no pickle).
+    net.load_state_dict(load_file(str(weights)))
+    return net
+
+
+def _export(body: ArtifactCreate, path: Path, weights: Path | None) -> Reference:
+    """Export ``body``'s model with ``weights`` (see :func:`_supernet`) to ``path`` (fp32, dynamic
+    batch); the torch model it must match."""
+    net = _supernet(body, weights)
     if body.arch is not None:
         model = net.extract(body.arch, task=body.task).eval()
         del net  # the supernet's weights are not needed any more: free them before exporting
@@ -245,9 +271,10 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_file(body: ArtifactCreate, folder: Path, settings: Settings) -> BuiltFile:
-    """Build ``body``'s artifact into a temporary file in ``folder`` and check it; the caller
-    moves it into place (:func:`stored_artifact`) or removes it.
+def build_file(body: ArtifactCreate, weights: Path | None, folder: Path, settings: Settings) -> BuiltFile:
+    """Build ``body``'s artifact with ``weights`` (a checkpoint, or None for random ones) into a
+    temporary file in ``folder`` and check it; the caller moves it into place
+    (:func:`stored_artifact`) or removes it.
 
     Raises:
         InvalidError: The export, the conversion or the check against torch failed (naming why).
@@ -258,7 +285,7 @@ def build_file(body: ArtifactCreate, folder: Path, settings: Settings) -> BuiltF
     path = Path(name)
     try:
         try:
-            reference = _export(body, path)
+            reference = _export(body, path, weights)
             if body.precision == "fp16":
                 _to_fp16(path)
             diff, scale = _max_abs_diff(path, reference, cast(UFOSpace, get_space(body.space)))
@@ -290,8 +317,10 @@ def build_and_store_artifact(ctx: WorkContext, body: ArtifactCreate, key: str) -
         items.started(session, key, WorkKind.ARTIFACT, body.space)
         session.commit()
     try:
+        with ctx.read_sessions() as session:
+            weights = weights_file(session, ctx.settings, body)
         folder = artifacts_dir(ctx.settings.data_dir)
-        built = build_file(body, folder, ctx.settings)
+        built = build_file(body, weights, folder, ctx.settings)
     except ServiceError as error:
         outcome.error = record_failure(ctx, key, WorkKind.ARTIFACT, body.space, error)
         return outcome
@@ -326,8 +355,8 @@ async def create_artifact(
     runs work) once ``admission`` admits it. Equal requests share one build.
 
     Raises:
-        InvalidError, TooLargeError, ConflictError: See :func:`check_buildable` and
-            :func:`build_file`.
+        InvalidError, TooLargeError, ConflictError: See :func:`weights_file`,
+            :func:`check_buildable` and :func:`build_file`.
         TooManyRequestsError, UnavailableError, ClientDisconnectedError: See
             :meth:`~search_service.admission.Admission.run`.
     """
@@ -335,6 +364,7 @@ async def create_artifact(
 
     def stored() -> ArtifactRow | None:
         with read_sessions() as session:
+            weights_file(session, settings, body)  # an unknown version is a 422 before anything
             return repo.find_artifact(session, key)
 
     def load(artifact_id: int) -> ArtifactRow | None:

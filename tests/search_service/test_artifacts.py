@@ -15,10 +15,13 @@ import httpx
 import numpy as np
 import onnxruntime
 import pytest
+import torch
 from fastapi.testclient import TestClient
+from safetensors.torch import save_file
 from service_helpers import make_settings
 from sqlalchemy import func, select
 
+import supernet
 from search_service import create_app
 from search_service import repositories as repo
 from search_service.client import DigestMismatch, GpnasClient, Invalid, NotFound, Unauthorized
@@ -212,7 +215,7 @@ def test_a_failed_build_is_a_clear_422_recorded_once(
 ) -> None:
     calls: list[str] = []
 
-    def broken_export(body: ArtifactCreate, path: Path) -> Any:
+    def broken_export(body: ArtifactCreate, path: Path, weights: Path | None) -> Any:
         calls.append(body.arch or "")
         path.write_bytes(b"half a file")
         raise RuntimeError("the exporter does not support this operator")
@@ -338,6 +341,33 @@ def test_a_device_token_gets_403_from_the_client(settings_for, db_url: str, tmp_
                 "3" * 64, tmp_path / "x.onnx"
             )
     engine.dispose()
+
+
+def test_a_registered_supernet_version_is_built_with_its_weights(api: TestClient, tmp_path: Path) -> None:
+    space = supernet.get_space(SPACE)
+    trained = supernet.build_supernet(space, seed=7).eval()
+    checkpoint = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(checkpoint))
+    registered = api.post("/v1/supernets", params={"space": SPACE}, content=checkpoint.read_bytes())
+    assert registered.status_code == 201, registered.text
+    version = registered.json()["version"]
+
+    body = _body(arch=NARROW, task="face", weights={"supernet_version": version})
+    created = api.post("/v1/artifacts", json=body)
+    assert created.status_code == 200, created.text
+    artifact = created.json()
+    assert artifact["weights"] == {"supernet_version": version, "random_seed": None}
+    # The file holds the registered weights: it reproduces that supernet's subnet.
+    model = trained.extract(NARROW, task="face").eval()
+    x = supernet.example_input(model.geometry, 2, seed=9)
+    session = onnxruntime.InferenceSession(
+        api.get(artifact["url"]).content, providers=["CPUExecutionProvider"]
+    )
+    (out,) = session.run(None, {"images": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(out, model(x).numpy(), atol=1e-4)
+    unknown = api.post("/v1/artifacts", json=_body(arch=NARROW, task="face", weights={"supernet_version": 9}))
+    assert unknown.status_code == 422 and f"its versions: {version}" in unknown.text
 
 
 def test_the_artifact_bodies_of_answers_are_posted_as_they_are(api: TestClient) -> None:
