@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVarTuple
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from ..domain import Metric
 from ..errors import ConflictError, InvalidError, NotFoundError
 from ..models import Device, Measurement, utcnow
 from ..schemas import MeasurementCreate
 from ..space_checks import known_supernet_versions
+
+Columns = TypeVarTuple("Columns")
 
 #: What a re-posted measurement must repeat to be the same measurement (an id is stored once).
 COMPARED_FIELDS = (
@@ -195,9 +197,53 @@ def target_column(metric: str) -> Any:
     return Measurement.device if metric == Metric.LATENCY else Measurement.task
 
 
+def _newest_scored_version(space: str, task: str) -> Any:
+    """The newest supernet version ``task`` has live scores of (SQL NULL: only legacy scores)."""
+    return (
+        select(func.max(Measurement.supernet_version))
+        .where(Measurement.space == space, Measurement.task == task, Measurement.metric == Metric.SCORE, LIVE)
+        .scalar_subquery()
+    )
+
+
 def target_conditions(space: str, metric: str, target: str) -> tuple[Any, ...]:
-    """The conditions selecting a target's live measurements."""
-    return Measurement.space == space, Measurement.metric == metric, target_column(metric) == target, LIVE
+    """The conditions selecting the live measurements a target's fit uses: a device's latencies
+    (any weights), or a task's scores of one supernet version, the newest it has scores of, or
+    its unversioned (legacy) scores when it has none of a registered version. A task's fits and
+    fronts thus never mix weights, and a task scored only without versions fits as before."""
+    conditions = (
+        Measurement.space == space,
+        Measurement.metric == metric,
+        target_column(metric) == target,
+        LIVE,
+    )
+    if metric != Metric.SCORE:
+        return conditions
+    return (
+        *conditions,
+        Measurement.supernet_version.is_not_distinct_from(_newest_scored_version(space, target)),
+    )
+
+
+def fitted_only(stmt: Select[*Columns]) -> Select[*Columns]:
+    """``stmt`` (on measurements) restricted to the rows fits use, as :func:`target_conditions`
+    selects them, for statements over many targets: every latency, and each task's scores of its
+    newest scored supernet version (or its unversioned ones)."""
+    scores = aliased(Measurement)
+    newest = (
+        select(scores.space, scores.task, func.max(scores.supernet_version).label("version"))
+        .where(scores.metric == Metric.SCORE, scores.retracted_at.is_(None))
+        .group_by(scores.space, scores.task)
+        .subquery()
+    )
+    return stmt.outerjoin(
+        newest, and_(newest.c.space == Measurement.space, newest.c.task == Measurement.task)
+    ).where(
+        or_(
+            Measurement.metric != Metric.SCORE,
+            Measurement.supernet_version.is_not_distinct_from(newest.c.version),
+        )
+    )
 
 
 def measured_targets(session: Session, space: str | None = None) -> list[MeasuredTarget]:
@@ -215,6 +261,7 @@ def measured_targets(session: Session, space: str | None = None) -> list[Measure
         .where(LIVE)
         .group_by(Measurement.space, Measurement.metric, target)
     )
+    stmt = fitted_only(stmt)
     if space is not None:
         stmt = stmt.where(Measurement.space == space)
     return [
@@ -248,12 +295,13 @@ def measured_archs(session: Session, space: str, metric: str, target: str) -> se
 def archs_measured_on_both(
     session: Session, space: str, task: str, device: str, archs: Sequence[str]
 ) -> set[str]:
-    """Those of ``archs`` with a measured score on ``task`` and a measured latency on ``device``
-    (retracted measurements do not count)."""
+    """Those of ``archs`` with a measured score on ``task`` (of the weights its fits use, see
+    :func:`target_conditions`) and a measured latency on ``device`` (retracted measurements do
+    not count)."""
     if not archs:
         return set()
     base = select(Measurement.arch).where(Measurement.space == space, Measurement.arch.in_(archs), LIVE)
-    scored = set(session.scalars(base.where(Measurement.metric == Metric.SCORE, Measurement.task == task)))
+    scored = set(session.scalars(base.where(*target_conditions(space, Metric.SCORE, task))))
     timed = set(
         session.scalars(base.where(Measurement.metric == Metric.LATENCY, Measurement.device == device))
     )

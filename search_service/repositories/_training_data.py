@@ -14,7 +14,7 @@ from ..levels import rescale_factor
 from ..models import Measurement
 from ..outliers import impossible
 from ._levels import long_run_levels
-from ._measurements import LIVE, DataVersion, target_column, target_conditions
+from ._measurements import LIVE, DataVersion, fitted_only, target_column, target_conditions
 
 
 class Skipped(NamedTuple):
@@ -161,8 +161,9 @@ def training_matrix(
 ) -> tuple[list[str], list[str], list[list[float]]]:
     """Every target of ``metric`` in ``space`` (but ``exclude``) as one matrix, for transfer.
 
-    Like :func:`training_data`, it leaves out retracted measurements and impossible values and
-    rescales latencies to their device's long-run level.
+    Like :func:`training_data`, it leaves out retracted measurements and impossible values,
+    rescales latencies to their device's long-run level and reads each task's scores of one
+    supernet version (:func:`~._measurements.target_conditions`).
 
     Returns:
         ``(archs, targets, rows)``: the archs measured on any of the targets, the target names,
@@ -176,6 +177,7 @@ def training_matrix(
     )
     if exclude is not None:
         stmt = stmt.where(column != exclude)
+    stmt = fitted_only(stmt)
     levels = long_run_levels(session, space) if metric == Metric.LATENCY else {}
     rows = _rescaled(session.execute(stmt).all(), levels)
     by_target: dict[str, list[_FitRow]] = {}

@@ -12,7 +12,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from safetensors.torch import save_file
-from service_helpers import make_settings
+from service_helpers import RIDGE, make_settings
 from typer.testing import CliRunner
 
 import supernet
@@ -60,7 +60,9 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def weights_client(db_url: str, data_dir: Path) -> Iterator[TestClient]:
     """An app (auth off) with a data directory and the tiny space registered."""
-    with TestClient(create_app(make_settings(db_url, data_dir=data_dir, max_supernet_mb=1))) as client:
+    with TestClient(
+        create_app(make_settings(db_url, data_dir=data_dir, max_supernet_mb=1, **RIDGE))
+    ) as client:
         assert client.post("/v1/spaces", json=DEFINITION).status_code == 201
         yield client
 
@@ -262,3 +264,82 @@ def test_scores_name_a_registered_version_and_latencies_none(
     conflict = weights_client.post("/v1/measurements", json={"measurements": [_score(a, "s1", 2)]})
     assert conflict.status_code == 409
     assert len(weights_client.get("/v1/measurements", params={"space": SPACE}).json()["measurements"]) == 2
+
+
+def _scores(archs: list[str], version: int | None, value: float, task: str = "face") -> list[dict[str, Any]]:
+    return [
+        _score(arch, f"{task}-{version}-{i}", version, value=value + i, task=task)
+        for i, arch in enumerate(archs)
+    ]
+
+
+def test_a_tasks_fits_use_the_scores_of_one_version(
+    weights_client: TestClient, db_url: str, tmp_path: Path
+) -> None:
+    space = supernet.get_space(SPACE)
+    archs = [space.format(s) for s in space.sample(6, seed=1)]
+
+    def post(items: list[dict[str, Any]]) -> None:
+        response = weights_client.post("/v1/measurements", json={"measurements": items})
+        assert response.status_code == 200, response.text
+
+    def fitted() -> tuple[dict[str, float], dict[str, float]]:
+        """face's training values, and the (arch -> value) of face and person in the matrix."""
+        engine = make_engine(db_url)
+        with make_sessionmaker(engine)() as session:
+            data = repo.training_data(session, SPACE, "score", "face")
+            assert repo.data_version(session, SPACE, "score", "face") == data.version
+            # The scheduler sees the same data version, so a fit of it is not stale again.
+            (face,) = [t for t in repo.measured_targets(session, SPACE) if t.target == "face"]
+            assert face.version == data.version and face.n_subnets == len(data.archs)
+            matrix_archs, targets, rows = repo.training_matrix(session, SPACE, "score")
+        engine.dispose()
+        matrix = {
+            t: {a: r[j] for a, r in zip(matrix_archs, rows, strict=True) if r[j] == r[j]}
+            for j, t in enumerate(targets)
+        }
+        assert matrix["face"] == dict(zip(data.archs, data.values, strict=True))
+        return dict(zip(data.archs, data.values, strict=True)), matrix["person"]
+
+    # Unversioned (legacy) scores fit as they always did.
+    post(_scores(archs[:4], None, 10.0) + _scores(archs[:4], None, 50.0, task="person"))
+    legacy, person = fitted()
+    assert legacy == {a: 10.0 + i for i, a in enumerate(archs[:4])}
+    # Scores of version 1 replace them for face only; person keeps its legacy scores.
+    assert upload(weights_client, checkpoint(tmp_path / "a.safetensors")).status_code == 201
+    post(_scores(archs[2:5], 1, 20.0))
+    v1, person_now = fitted()
+    assert v1 == {a: 20.0 + i for i, a in enumerate(archs[2:5])} and person_now == person
+    # Registering version 2 changes nothing until face has a score of it; then only it counts.
+    assert upload(weights_client, checkpoint(tmp_path / "b.safetensors", seed=1)).status_code == 201
+    assert fitted()[0] == v1
+    post(_scores(archs[5:], 2, 30.0))
+    assert fitted()[0] == {archs[5]: 30.0}
+    # Retracting it brings version 1 back; latencies are shared by every version.
+    (v2_row,) = [
+        m
+        for m in weights_client.get("/v1/measurements", params={"space": SPACE}).json()["measurements"]
+        if m["supernet_version"] == 2
+    ]
+    assert weights_client.delete(f"/v1/measurements/{v2_row['id']}").status_code == 200
+    assert fitted()[0] == v1
+
+
+def test_refits_and_fronts_use_one_versions_scores(weights_client: TestClient, tmp_path: Path) -> None:
+    space = supernet.get_space(SPACE)
+    archs = [space.format(s) for s in space.sample(8, seed=2)]
+    assert (
+        weights_client.post("/v1/devices", json={"name": "chip", "profiler": "torch-cpu"}).status_code == 201
+    )
+    latencies = [
+        {"id": f"l{i}", "space": SPACE, "arch": a, "device": "chip", "metric": "latency_ms", "value": 1.0 + i}
+        for i, a in enumerate(archs)
+    ]
+    assert upload(weights_client, checkpoint(tmp_path / "a.safetensors")).status_code == 201
+    items = latencies + _scores(archs, None, 10.0) + _scores(archs[:3], 1, 20.0)
+    assert weights_client.post("/v1/measurements", json={"measurements": items}).status_code == 200
+    report = weights_client.post("/v1/refit", json={"space": SPACE, "wait": True}).json()
+    (face,) = [p for p in report["predictors"] if p["target"] == "face"]
+    assert face["n_train"] == 3, report  # version 1's three subnets, not the eight legacy ones
+    front = weights_client.get("/v1/pareto", params={"space": SPACE, "task": "face", "device": "chip"}).json()
+    assert {p["arch"] for p in front["points"] if p["measured"]} <= set(archs[:3])
