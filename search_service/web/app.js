@@ -210,6 +210,7 @@ function updateTasks(preferred) {
 
 function showChoice(arch, text, isError = false) {
   state.chosen = arch;
+  offerDownload("subnet", null);
   $("chosen-arch").textContent = arch ?? "–";
   $("chosen-predicted").textContent = text;
   $("chosen-predicted").classList.toggle("error", isError);
@@ -443,6 +444,7 @@ async function runQuery() {
     `${p.p_feasible.toFixed(3)}, at least the required ${conf}; ${formatCount(result.params)} parameters, ` +
     `${formatCount(result.macs)} MACs`);
   renderConfig(result.config);
+  offerDownload("subnet", result.artifact);
   drawPlot();
 }
 
@@ -663,6 +665,7 @@ function setDeployStatus(text, isError = false) {
 
 function clearDeployment(state, cap) {
   deploy.shown = null;
+  offerDownload("deployment", null);
   const result = $("deploy-result");
   result.dataset.state = state;
   result.dataset.cap = cap;
@@ -726,6 +729,7 @@ function showDeployment(body, answer) {
     `Objective (weighted sum of the normalised predicted scores): ${answer.objective.toFixed(3)}; ` +
     `method: ${answer.method}, ${formatInt(answer.evaluations)} deployments evaluated` +
     `${answer.input === "shared" ? "; one shared image, each task waiting for the joint forward" : ""}.`;
+  offerDownload("deployment", answer.artifact);
   setDeployStatus(`The best deployment found of ${answer.tasks.length} task${answer.tasks.length === 1 ? "" : "s"} ` +
     `on ${answer.device} at confidence ${body.confidence}` +
     `${body.max_params === undefined ? ", without a memory cap" : `, within ${formatInt(body.max_params)} parameters`}:`);
@@ -815,6 +819,55 @@ $("memory").addEventListener("input", () => {
   showCap();
   scheduleDeployment();
 });
+
+// ---- Downloads -----------------------------------------------------------------------------------
+
+/** The artifact request of the answer shown, per kind ("subnet", "deployment"): what it posts. */
+const downloads = { subnet: null, deployment: null };
+
+function offerDownload(kind, body) {
+  downloads[kind] = body || null;
+  $(`download-${kind}`).disabled = !body;
+  $(`download-${kind}-status`).textContent = "";
+  $(`download-${kind}-status`).classList.remove("error");
+}
+
+function describeWeights(weights) {
+  return weights.supernet_version !== null && weights.supernet_version !== undefined
+    ? `supernet version ${weights.supernet_version}` : `random weights (seed ${weights.random_seed})`;
+}
+
+/**
+ * Have the server build (or find) the file of the answer shown, exactly as the answer's
+ * ``artifact`` says (POST /v1/artifacts), then download it from its URL.
+ */
+async function download(kind) {
+  const body = downloads[kind];
+  if (!body) return;
+  const status = $(`download-${kind}-status`);
+  status.classList.remove("error");
+  status.textContent = "Building the file on the server…";
+  const headers = { "Content-Type": "application/json" };
+  const token = $("token").value.trim();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    const artifact = await request("/v1/artifacts", { method: "POST", headers, body: JSON.stringify(body) });
+    if (downloads[kind] !== body) return; // another answer is shown now
+    status.textContent = `${artifact.format} ${artifact.precision}, ${formatInt(artifact.size_bytes)} bytes, ` +
+      `${describeWeights(artifact.weights)}, sha256 ${artifact.digest}.`;
+    const link = document.createElement("a");
+    link.href = artifact.url;
+    link.download = `${artifact.digest}.onnx`;
+    link.click();
+  } catch (error) {
+    if (downloads[kind] !== body) return;
+    status.textContent = `The file could not be made. ${describeError(error)}`;
+    status.classList.add("error");
+  }
+}
+
+$("download-subnet").addEventListener("click", () => download("subnet"));
+$("download-deployment").addEventListener("click", () => download("deployment"));
 
 $("space").addEventListener("change", () => { updateTasks(); loadFront(); updateDeploymentTasks(); });
 $("task").addEventListener("change", loadFront);

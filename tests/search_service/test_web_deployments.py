@@ -284,3 +284,55 @@ def test_requests_do_not_pile_up_and_stale_answers_are_not_shown(page: Any, serv
     assert [json.loads(b) for b in page.evaluate("window.__shown")] == [final]
     answer = httpx.post(f"{server_url}/v1/deployments/query", json=final, timeout=30).json()
     assert shown_rows(page) == [(t["task"], t["arch"]) for t in answer["tasks"]]
+
+
+def fake_artifact(body: dict[str, Any]) -> dict[str, Any]:
+    """What POST /v1/artifacts answers for ``body`` (faked: building a ViT-Base deployment takes
+    a while, and the route has its own tests)."""
+    digest = "a" * 64
+    return {
+        **body,
+        "digest": digest,
+        "size_bytes": 1234,
+        "format": "onnx",
+        "max_abs_diff": 1e-6,
+        "url": f"/v1/artifacts/{digest}",
+        "created_at": "2026-12-08T00:00:00Z",
+    }
+
+
+def route_artifacts(page: Any) -> list[tuple[dict[str, Any], str | None]]:
+    """Answer the page's POST /v1/artifacts and its download with fakes; the bodies posted and
+    their Authorization headers, as they arrive."""
+    posted: list[tuple[dict[str, Any], str | None]] = []
+
+    def create(route: Any) -> None:
+        body = route.request.post_data_json
+        posted.append((body, route.request.headers.get("authorization")))
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(fake_artifact(body)))
+
+    page.route("**/v1/artifacts", create)
+    page.route("**/v1/artifacts/*", lambda route: route.fulfill(status=200, body=b"onnx bytes"))
+    return posted
+
+
+def test_the_download_button_posts_the_answers_artifact_as_it_is(page: Any, server_url: str) -> None:
+    open_view(page, server_url)
+    assert page.eval_on_selector("#download-deployment", "e => e.disabled")
+    budgets = {"market1501": 15.0, "veri": 16.0}
+    choose(page, budgets)
+    page.wait_for_function(READY)
+    answer = httpx.post(f"{server_url}/v1/deployments/query", json=body_of(budgets), timeout=30).json()
+    posted = route_artifacts(page)
+    page.fill("#token", "gpnas_secret")
+    with page.expect_download() as download:
+        page.click("#download-deployment")
+    assert download.value.suggested_filename == "a" * 64 + ".onnx"
+    assert posted == [(answer["artifact"], "Bearer gpnas_secret")]
+    status = page.text_content("#download-deployment-status")
+    assert "onnx fp32, 1,234 bytes, random weights (seed 0), sha256 " + "a" * 64 in status
+    # Another set of tasks: the shown answer's file is no longer offered until its answer is.
+    page.uncheck(f"{row('veri')} .deploy-check")
+    page.wait_for_function(READY)
+    assert not page.eval_on_selector("#download-deployment", "e => e.disabled")
+    assert page.text_content("#download-deployment-status") == ""

@@ -356,3 +356,27 @@ def test_query_errors_read_as_sentences(page: Any, server_url: str, front: list[
     page.select_option("#confidence", "0.9")
     page.wait_for_function(CHOSEN_READY)
     assert not page.eval_on_selector("#chosen-predicted", "e => e.classList.contains('error')")
+
+
+def test_the_download_button_posts_the_chosen_subnets_artifact(
+    page: Any, server_url: str, front: list[dict[str, Any]]
+) -> None:
+    from test_web_deployments import route_artifacts
+
+    open_front(page, server_url, front)
+    wait_for_answer_to_shown_budget(page)
+    arch = page.text_content("#chosen-arch")
+    posted = route_artifacts(page)
+    with page.expect_download():
+        page.click("#download-subnet")
+    expected = {
+        "space": SPACE,
+        "arch": arch,
+        "task": TASK,
+        "tasks": None,
+        "input": None,
+        "weights": {"supernet_version": None, "random_seed": 0},
+        "precision": "fp32",
+    }
+    assert posted == [(expected, None)]  # no token typed: none sent
+    assert "sha256 " + "a" * 64 in page.text_content("#download-subnet-status")
