@@ -55,7 +55,7 @@ from ..work._schedule import Runner
 from .supernets import stored_supernet, supernets_dir
 
 CHUNK_BYTES = 1 << 20
-"""Bytes hashed (and streamed to a client) at a time."""
+"""Bytes of a built file hashed at a time."""
 
 VERIFY_BATCH = 2
 """The batch of the check against torch: not the exported one (1), so it checks the dynamic axis."""
