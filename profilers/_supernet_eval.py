@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -33,6 +35,15 @@ class DeviceUnavailableError(ProfilerUnavailableError, UserError):
     A :class:`~profilers.ProfilerUnavailableError` (an agent hands its jobs back and stops rather
     than fail them all) and a :class:`ValueError` (a bad setting here).
     """
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 (hex) of the file ``path``, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _torch_device(value: str) -> torch.device:
@@ -112,6 +123,10 @@ class OutputCache:
         self.bytes = 0
 
 
+DEFAULT_SUPERNET = "ufo"
+"""The ``supernet`` setting's default: :func:`supernet.build_supernet`, randomly initialised."""
+
+
 class SupernetEvalProfiler(AccuracyProfiler):
     """Extracts ``sub``'s path for ``task`` from a trained supernet and scores the dense subnet
     on the task's validation data with the task's metric.
@@ -147,6 +162,8 @@ class SupernetEvalProfiler(AccuracyProfiler):
         checkpoint: File saved with ``torch.save(net.state_dict(), path)``, relative to the
             machine's data directory; loaded with ``weights_only=True``. Omit it when
             ``supernet`` already returns trained weights.
+        random_weights: Score gpnas' randomly initialised supernet. With the default ``supernet``
+            give it or ``checkpoint`` (one of them: random weights are never a silent default).
         supernet: Name of a ``callable(space)`` returning the supernet module (default ``ufo``,
             gpnas' :func:`supernet.build_supernet`, whose shapes follow ``space.geometry``).
         data: Name of the data factory above; built in: ``digits``, ``digits-ufo``.
@@ -176,7 +193,9 @@ class SupernetEvalProfiler(AccuracyProfiler):
     Recall@1, in [0, 1]), ``std`` its standard error (binomial ``sqrt(p (1 - p) / n)`` for
     top-1) and ``repeats`` the number ``n`` of units behind it (examples, valid queries, pairs);
     the environment holds the metric's name and all its values (``metric_values``), the device,
-    the batch size, whether the outputs came from the cache and the seconds the model ran.
+    the batch size, whether the outputs came from the cache and the seconds the model ran, and
+    ``weights``: the checkpoint file's sha256, ``random``, or ``supernet NAME`` for a supernet
+    callable of the machine's own.
 
     Raises (at construction):
         ValueError: A setting names nothing on this machine, ``distance`` is given for a metric
@@ -191,7 +210,10 @@ class SupernetEvalProfiler(AccuracyProfiler):
     version: ClassVar[str] = "2"
     settings_spec: ClassVar[dict[str, Setting]] = {
         "checkpoint": Setting(str, None, "state_dict file of the trained supernet", kind="file"),
-        "supernet": Setting(str, "ufo", "name of a callable(space) -> supernet", kind="supernet"),
+        "random_weights": Setting(
+            bool, False, "score the randomly initialised supernet (named explicitly: no checkpoint)"
+        ),
+        "supernet": Setting(str, DEFAULT_SUPERNET, "name of a callable(space) -> supernet", kind="supernet"),
         "data": Setting(
             str,
             required=True,
@@ -228,6 +250,14 @@ class SupernetEvalProfiler(AccuracyProfiler):
             )
         if out["amp"] and out["device"] == "cpu":
             raise ValueError(f"{_WHERE.format('amp')}: autocast needs a CUDA device; 'device' is 'cpu'")
+        # gpnas' own supernet starts from random weights: scoring those must be asked for by name.
+        if out["supernet"] == DEFAULT_SUPERNET and (out["checkpoint"] is None) == (not out["random_weights"]):
+            raise ValueError(
+                f"{_WHERE.format('checkpoint')}: name the weights to score, either 'checkpoint' (a trained "
+                "supernet's file) or 'random_weights': true (one of them; there is no default)"
+            )
+        if out["checkpoint"] is not None and out["random_weights"]:
+            raise ValueError(f"{_WHERE.format('random_weights')}: give it or 'checkpoint', not both")
         return out
 
     def __init__(self, space: SearchSpace, **settings: Any) -> None:
@@ -252,6 +282,8 @@ class SupernetEvalProfiler(AccuracyProfiler):
             self._metric(self.settings["metric"], _WHERE.format("metric"))  # fail now, not per subnet
         # What the supernet factory returns: a UFOSupernet, or a module with its interface.
         self._net: UFOSupernet | None = None
+        # What every score's environment says the weights were (set when the supernet loads).
+        self._weights: str | None = None
         self._cache = OutputCache(self.settings["cache_entries"], self.settings["cache_mb"] << 20)
 
     def _metric(self, name: str, where: str) -> TaskMetric:
@@ -290,6 +322,11 @@ class SupernetEvalProfiler(AccuracyProfiler):
                         f"no such file {self.settings['checkpoint']!r}"
                     ) from None
                 net.load_state_dict(state)
+                self._weights = _sha256(Path(self._checkpoint))
+            else:
+                self._weights = (
+                    "random" if self.settings["random_weights"] else f"supernet {self.settings['supernet']}"
+                )
             self._net = net.eval()
         return self._net
 
@@ -366,6 +403,8 @@ class SupernetEvalProfiler(AccuracyProfiler):
         environment = {
             "torch": torch.__version__,
             "checkpoint": self.settings["checkpoint"],
+            # The checkpoint file's sha256, "random", or the supernet callable that gave trained weights.
+            "weights": self._weights,
             "data": self.settings["data"],
             "examples": len(outputs),
             "task_metric": metric.name,

@@ -3,7 +3,9 @@ server built (``--server``)."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,12 +32,19 @@ VERIFY_TOLERANCE = 1e-3
 
 
 def _load_state_dict(net: UFOSupernet, checkpoint: Path) -> None:
-    """Load a supernet ``state_dict`` (plain, or under a ``"state_dict"`` key) into ``net``."""
+    """Load a supernet ``state_dict`` into ``net``: a safetensors file (what ``gpnas supernets add``
+    registers), or ``torch.save``'s (plain, or under a ``"state_dict"`` key; read with
+    ``weights_only``, which runs no code)."""
     if not checkpoint.is_file():
         raise UserError(f"checkpoint {str(checkpoint)!r} is not a file")
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for unreadable files
+        if checkpoint.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state: Any = load_file(checkpoint)
+        else:
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch and safetensors raise several types for unreadable files
         raise UserError(f"checkpoint {str(checkpoint)!r} is not a torch state_dict: {error}") from error
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
@@ -46,6 +55,15 @@ def _load_state_dict(net: UFOSupernet, checkpoint: Path) -> None:
     except RuntimeError as error:
         detail = " ".join(str(error).split())
         raise UserError(f"checkpoint does not fit the {net.space.name} supernet: {detail}") from error
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 (hex) of the file ``path``, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _verify(model: SubnetViT, path: Path, batch_size: int) -> float:
@@ -106,9 +124,12 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Destination .onnx file."),
         task: str | None = typer.Option(None, "--task", help="Task path and head (required for multipath)."),
         checkpoint: Path | None = typer.Option(
-            None, "--checkpoint", help="Supernet state_dict (torch.save); default: random init from --seed."
+            None,
+            "--checkpoint",
+            help="The supernet's weights: a .safetensors file (as `gpnas supernets add` registers) or a "
+            "torch.save state_dict. Give it or --random-weights.",
         ),
-        seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation without --checkpoint."),
+        seed: int = typer.Option(0, "--seed", help="Seed of --random-weights."),
         batch_size: int = typer.Option(1, "--batch-size", min=1, help="Batch dimension of the graph."),
         embed_dim: int | None = typer.Option(None, "--embed-dim", help="Override the token width."),
         patch_size: int | None = typer.Option(None, "--patch-size", help="Override the patch side."),
@@ -125,7 +146,10 @@ def register(app: typer.Typer) -> None:
             None, "--supernet-version", min=1, help="With --server: a registered version of the supernet."
         ),
         random_weights: bool = typer.Option(
-            False, "--random-weights", help="Random weights from --seed, named explicitly."
+            False,
+            "--random-weights",
+            help="Random weights from --seed, named explicitly (there is no default: locally, give "
+            "this or --checkpoint; with --server, this or --supernet-version).",
         ),
         precision: str = typer.Option("fp32", "--precision", help="With --server: fp32 or fp16."),
     ) -> None:
@@ -177,9 +201,17 @@ def register(app: typer.Typer) -> None:
             resolve_path(target, arch, task)
         except ValueError as error:  # a geometry override, --arch or --task the space refuses
             raise UserError(str(error)) from error
+        if (checkpoint is None) == (not random_weights):
+            raise UserError(
+                "name the weights to export: --checkpoint FILE (a trained supernet) or --random-weights "
+                "[--seed S] (one of them; there is no default)"
+            )
         net = build_supernet(target, seed=seed)
         if checkpoint is not None:
             _load_state_dict(net, checkpoint)
+            typer.echo(f"weights: checkpoint {checkpoint} sha256 {_sha256(checkpoint)}")
+        else:
+            typer.echo(f"weights: random weights (seed {seed})")
         model = net.extract(arch, task=task).eval()
         export_onnx(model, out, batch_size=batch_size, dynamo=dynamo)
         g = net.space.geometry

@@ -65,4 +65,4 @@ def test_a_missing_config_file_is_an_error(tmp_path: Path) -> None:
 def test_a_configured_import_path_that_does_not_resolve_names_the_entry(tmp_path: Path) -> None:
     local = LocalConfig(datasets={"broken": "profilers:no_such_loader"})
     with pytest.raises(ValueError, match="'broken' in the local config.*does not resolve"):
-        create_profiler("supernet-eval", digits_space(), local=local, data="broken")
+        create_profiler("supernet-eval", digits_space(), local=local, data="broken", random_weights=True)

@@ -324,9 +324,13 @@ def test_a_local_config_defines_metrics(tmp_path):
         get_metric("not-a-metric", local)
     # Settings name metrics, never code.
     with pytest.raises(ValueError, match="setting 'metric' .*import paths and file names are not accepted"):
-        create_profiler("supernet-eval", digits_space(), data="digits", metric="profilers:ReIDMetric")
+        create_profiler(
+            "supernet-eval", digits_space(), random_weights=True, data="digits", metric="profilers:ReIDMetric"
+        )
     with pytest.raises(ValueError, match="setting 'distance' .*must be one of \\['cosine', 'euclidean'\\]"):
-        create_profiler("supernet-eval", digits_space(), data="digits", distance="manhattan")
+        create_profiler(
+            "supernet-eval", digits_space(), random_weights=True, data="digits", distance="manhattan"
+        )
 
 
 def test_batches_are_eval_batches_mappings_or_pairs():
@@ -386,7 +390,7 @@ def track2_digits() -> Track2Space:
 
 
 def test_supernet_eval_scores_sop_by_recall_at_1(track2_digits):
-    profiler = create_profiler("supernet-eval", track2_digits, data="digits-ufo")
+    profiler = create_profiler("supernet-eval", track2_digits, random_weights=True, data="digits-ufo")
     sub = track2_digits.sample(1, seed=0)[0]
     result = profiler.score(sub, "sop")
     assert 0.0 <= result.value <= 1.0 and result.environment["task_metric"] == "retrieval"
@@ -405,7 +409,9 @@ def test_supernet_eval_scores_sop_by_recall_at_1(track2_digits):
 
 
 def test_supernet_eval_scores_reid_and_verification_tasks(track2_digits):
-    profiler = create_profiler("supernet-eval", track2_digits, data="digits-ufo", distance="euclidean")
+    profiler = create_profiler(
+        "supernet-eval", track2_digits, random_weights=True, data="digits-ufo", distance="euclidean"
+    )
     sub = track2_digits.sample(1, seed=1)[0]
     reid = profiler.score(sub, "market1501")
     assert reid.environment["task_metric"] == "reid" and reid.environment["distance"] == "euclidean"
@@ -419,23 +425,36 @@ def test_supernet_eval_scores_reid_and_verification_tasks(track2_digits):
 def test_the_metric_setting_overrides_the_spaces_choice(track2_digits):
     sub = track2_digits.sample(1, seed=1)[0]
     # market1501 is a re-id task, scored here by retrieval as the setting says.
-    override = create_profiler("supernet-eval", track2_digits, data="digits-ufo", metric="retrieval")
+    override = create_profiler(
+        "supernet-eval", track2_digits, random_weights=True, data="digits-ufo", metric="retrieval"
+    )
     assert override.score(sub, "market1501").environment["task_metric"] == "retrieval"
     # A task without a head cannot be scored by top-1 (its outputs are embeddings), a distance is
     # only for metrics that compare embeddings, and an unknown metric is named.
-    top1 = create_profiler("supernet-eval", track2_digits, data="digits-ufo", metric="top1")
+    top1 = create_profiler(
+        "supernet-eval", track2_digits, random_weights=True, data="digits-ufo", metric="top1"
+    )
     with pytest.raises(ValueError, match="task 'sop' .* has no classification head"):
         top1.score(sub, "sop")
     with pytest.raises(ValueError, match="metric 'top1' compares no embeddings"):
-        create_profiler("supernet-eval", track2_digits, data="digits-ufo", metric="top1", distance="cosine")
+        create_profiler(
+            "supernet-eval",
+            track2_digits,
+            random_weights=True,
+            data="digits-ufo",
+            metric="top1",
+            distance="cosine",
+        )
     with pytest.raises(ValueError, match="setting 'metric' .*no metric 'rank1'.*known: reid"):
-        create_profiler("supernet-eval", track2_digits, data="digits-ufo", metric="rank1")
+        create_profiler(
+            "supernet-eval", track2_digits, random_weights=True, data="digits-ufo", metric="rank1"
+        )
 
 
 def test_supernet_eval_keeps_top1_for_classification_tasks_and_retrieval_on_plain_digits():
     space = digits_space()
     sub = space.sample(1, seed=2)[0]
-    profiler = create_profiler("supernet-eval", space, data="digits")
+    profiler = create_profiler("supernet-eval", space, random_weights=True, data="digits")
     result = profiler.score(sub, "high")
     with torch.no_grad():
         x, y = (torch.cat(parts) for parts in zip(*digits_batches("high"), strict=True))
@@ -445,7 +464,11 @@ def test_supernet_eval_keeps_top1_for_classification_tasks_and_retrieval_on_plai
         np.sqrt(expected * (1 - expected) / len(y))
     )
     # (inputs, labels) batches also serve retrieval: the digit classes are the identities.
-    retrieval = create_profiler("supernet-eval", space, data="digits", metric="retrieval").score(sub, "high")
+    retrieval = create_profiler(
+        "supernet-eval", space, random_weights=True, data="digits", metric="retrieval"
+    ).score(sub, "high")
     assert 0.0 <= retrieval.value <= 1.0 and retrieval.repeats == len(y)
     with pytest.raises(ValueError, match=r"metric 'reid' needs the batch field\(s\) \['is_query'\]"):
-        create_profiler("supernet-eval", space, data="digits", metric="reid").score(sub, "high")
+        create_profiler("supernet-eval", space, random_weights=True, data="digits", metric="reid").score(
+            sub, "high"
+        )

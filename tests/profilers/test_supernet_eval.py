@@ -3,6 +3,8 @@ its large subnets above its smallest ones on average."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 import torch
@@ -15,6 +17,7 @@ from profilers import (
     digits_space,
     extreme_subnet,
     train_sandwich,
+    validate_settings,
 )
 from supernet import build_supernet
 
@@ -78,16 +81,34 @@ def test_score_matches_the_supernet_forward(checkpoint):
         expected = float((net(x, sub, task="high").argmax(-1) == y).float().mean())
     local = LocalConfig(data_dir=checkpoint.parent)
     profiler = create_profiler("supernet-eval", space, local=local, checkpoint=checkpoint.name, data=DATA)
-    assert profiler.score(space.format(sub), "high").value == pytest.approx(expected)
+    result = profiler.score(space.format(sub), "high")
+    assert result.value == pytest.approx(expected)
+    # Every score says which weights it was measured with: the checkpoint file's sha256.
+    assert result.environment["weights"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+
+
+def test_supernet_eval_scores_named_weights_only(tmp_path):
+    """No silent random weights: gpnas' supernet needs 'checkpoint' or 'random_weights': true,
+    checked by validate_settings (what a server runs when a device is registered)."""
+    for settings in ({"data": DATA}, {"data": DATA, "random_weights": True, "checkpoint": "w.pt"}):
+        with pytest.raises(ValueError, match="'checkpoint'.*'random_weights'"):
+            validate_settings("supernet-eval", settings)
+    space = digits_space()
+    random = create_profiler("supernet-eval", space, random_weights=True, data=DATA)
+    assert random.score(space.sample(1, seed=0)[0], "low").environment["weights"] == "random"
+    # A supernet callable of the machine's own may return trained weights: it names them.
+    local = LocalConfig(supernets={"trained": "supernet:build_supernet"})
+    named = create_profiler("supernet-eval", space, local=local, data=DATA, supernet="trained")
+    assert named.score(space.sample(1, seed=0)[0], "low").environment["weights"] == "supernet trained"
 
 
 def test_bad_supernet_eval_settings(tmp_path):
     space = digits_space()
     with pytest.raises(ValueError, match="no dataset 'no_such_loader' on this machine.*known: .*digits"):
-        create_profiler("supernet-eval", space, data="no_such_loader")
+        create_profiler("supernet-eval", space, random_weights=True, data="no_such_loader")
     # Import paths are not names: settings that a server stores cannot choose the code to run.
     with pytest.raises(ValueError, match="setting 'data' .*import paths and file names are not accepted"):
-        create_profiler("supernet-eval", space, data="profilers:digits_batches")
+        create_profiler("supernet-eval", space, random_weights=True, data="profilers:digits_batches")
     with pytest.raises(ValueError, match="setting 'supernet' .*import paths"):
         create_profiler("supernet-eval", space, data=DATA, supernet="os:system")
     with pytest.raises(ValueError, match="absolute paths are refused"):
@@ -101,4 +122,6 @@ def test_bad_supernet_eval_settings(tmp_path):
     with pytest.raises(ValueError, match="no such file"):
         profiler.score(space.sample(1, seed=0)[0], "low")
     with pytest.raises(ValueError, match="unknown task 'cats'"):
-        create_profiler("supernet-eval", space, data=DATA).score(space.sample(1, seed=0)[0], "cats")
+        create_profiler("supernet-eval", space, random_weights=True, data=DATA).score(
+            space.sample(1, seed=0)[0], "cats"
+        )

@@ -125,7 +125,10 @@ def local(tmp_path, track2) -> LocalConfig:
 
 
 def _eval(space: UFOSpace, **settings: Any) -> SupernetEvalProfiler:
-    profiler = create_profiler("supernet-eval", space, **settings)
+    # Random weights unless the test names a checkpoint.
+    profiler = create_profiler(
+        "supernet-eval", space, **({"random_weights": "checkpoint" not in settings} | settings)
+    )
     assert isinstance(profiler, SupernetEvalProfiler)
     return profiler
 
@@ -293,13 +296,21 @@ def test_cuda_without_cuda_is_a_clear_error_naming_the_device_setting(local, tra
 
 def test_device_and_amp_settings_are_checked_without_hardware():
     # What a server checks at registration: the form, not this machine's GPUs.
-    assert validate_settings("supernet-eval", {"data": "x", "device": "cuda:3", "amp": "true"})["amp"] is True
+    assert (
+        validate_settings(
+            "supernet-eval", {"data": "x", "random_weights": True, "device": "cuda:3", "amp": "true"}
+        )["amp"]
+        is True
+    )
     with pytest.raises(ValueError, match="setting 'device' .*must be 'cpu', 'cuda' or 'cuda:N', got 'tpu'"):
-        validate_settings("supernet-eval", {"data": "x", "device": "tpu"})
+        validate_settings("supernet-eval", {"data": "x", "random_weights": True, "device": "tpu"})
     with pytest.raises(ValueError, match="setting 'amp' .*autocast needs a CUDA device"):
-        validate_settings("supernet-eval", {"data": "x", "amp": True})
+        validate_settings("supernet-eval", {"data": "x", "random_weights": True, "amp": True})
     with pytest.raises(ValueError, match="setting 'amp_dtype' .*must be one of"):
-        validate_settings("supernet-eval", {"data": "x", "device": "cuda", "amp": True, "amp_dtype": "int8"})
+        validate_settings(
+            "supernet-eval",
+            {"data": "x", "random_weights": True, "device": "cuda", "amp": True, "amp_dtype": "int8"},
+        )
 
 
 @pytest.mark.gpu

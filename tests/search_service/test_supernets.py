@@ -343,3 +343,12 @@ def test_refits_and_fronts_use_one_versions_scores(weights_client: TestClient, t
     assert face["n_train"] == 3, report  # version 1's three subnets, not the eight legacy ones
     front = weights_client.get("/v1/pareto", params={"space": SPACE, "task": "face", "device": "chip"}).json()
     assert {p["arch"] for p in front["points"] if p["measured"]} <= set(archs[:3])
+
+
+def test_a_supernet_eval_device_names_its_weights_when_registered(client: TestClient) -> None:
+    device = {"name": "scorer", "profiler": "supernet-eval", "settings": {"data": "digits"}}
+    refused = client.post("/v1/devices", json=device)
+    assert refused.status_code == 422, refused.text
+    assert "'checkpoint'" in refused.text and "'random_weights': true" in refused.text
+    device["settings"] |= {"random_weights": True}
+    assert client.post("/v1/devices", json=device).status_code == 201

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 
 import numpy as np
@@ -9,6 +10,7 @@ import onnx
 import onnxruntime
 import pytest
 import torch
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from search_service.cli import app, main
@@ -91,24 +93,30 @@ def test_cli_export_is_seeded_and_verified(tiny, tmp_path) -> None:
         "--out",
         str(out),
     ]
-    result = CliRunner().invoke(app, args + tiny_args(tiny))
+    result = CliRunner().invoke(app, args + tiny_args(tiny) + ["--random-weights"])
     assert result.exit_code == 0, result.output
-    first, second = result.output.strip().splitlines()
+    weights, first, second = result.output.strip().splitlines()
+    assert weights == "weights: random weights (seed 0)"
     model = build_supernet("ufo2-multipath", seed=0, **tiny).extract(MULTIPATH_ARCH, task="face")
     params = sum(p.numel() for p in model.parameters())
     assert first.startswith(f"wrote {out}: ufo2-multipath {MULTIPATH_ARCH} task=face params={params} ")
     assert first.endswith("input [1, 3, 32, 32] -> output [1, 512]")
     assert float(second.rsplit(" ", 1)[1]) <= 1e-4
-    # The default random init is the documented seed 0: the file reproduces that model.
+    # --random-weights without --seed is seed 0: the file reproduces that model.
     x = example_input(model.geometry, 1, seed=9)
     with torch.no_grad():
         assert np.abs(run_onnx(out, x) - model(x).numpy()).max() <= 1e-4
 
 
-def test_cli_export_loads_a_checkpoint(tiny, make_supernet, tmp_path) -> None:
+@pytest.mark.parametrize("kind", ["torch.save", "safetensors"])
+def test_cli_export_loads_a_checkpoint(kind: str, tiny, make_supernet, tmp_path) -> None:
     trained = make_supernet("ufo-track2", seed=3)
-    checkpoint = tmp_path / "supernet.pt"
-    torch.save({"state_dict": trained.state_dict()}, checkpoint)
+    if kind == "safetensors":
+        checkpoint = tmp_path / "supernet.safetensors"
+        save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(checkpoint))
+    else:
+        checkpoint = tmp_path / "supernet.pt"
+        torch.save({"state_dict": trained.state_dict()}, checkpoint)
     out = tmp_path / "t.onnx"
     args = [
         "export",
@@ -123,7 +131,11 @@ def test_cli_export_loads_a_checkpoint(tiny, make_supernet, tmp_path) -> None:
     ]
     result = CliRunner().invoke(app, args + tiny_args(tiny) + ["--no-verify", "--batch-size", "3"])
     assert result.exit_code == 0, result.output
-    assert len(result.output.strip().splitlines()) == 1
+    weights, _ = result.output.strip().splitlines()
+    assert (
+        weights
+        == f"weights: checkpoint {checkpoint} sha256 {hashlib.sha256(checkpoint.read_bytes()).hexdigest()}"
+    )
     x = example_input(trained.space.geometry, 3, seed=1)
     with torch.no_grad():
         expected = trained(x, TRACK2_ARCH).numpy()
@@ -172,6 +184,22 @@ def test_cli_export_errors_are_one_line(extra, message: str, tiny, monkeypatch, 
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("weights", [[], ["--random-weights", "--checkpoint", "w.pt"]])
+def test_cli_export_names_its_weights_or_refuses(
+    weights: list[str], tiny, monkeypatch, capsys, tmp_path
+) -> None:
+    """No silent random default: neither --checkpoint nor --random-weights (or both) is an error."""
+    out = tmp_path / "m.onnx"
+    argv = ["gpnas", "export", "--space", "ufo-track2", "--arch", TRACK2_ARCH, "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv + tiny_args(tiny) + weights)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--checkpoint FILE" in line and "--random-weights" in line and "no default" in line
     assert not out.exists()
 
 
