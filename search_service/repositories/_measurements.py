@@ -197,12 +197,34 @@ def target_column(metric: str) -> Any:
     return Measurement.device if metric == Metric.LATENCY else Measurement.task
 
 
-def _newest_scored_version(space: str, task: str) -> Any:
-    """The newest supernet version ``task`` has live scores of (SQL NULL: only legacy scores)."""
-    return (
-        select(func.max(Measurement.supernet_version))
-        .where(Measurement.space == space, Measurement.task == task, Measurement.metric == Metric.SCORE, LIVE)
-        .scalar_subquery()
+def previous_scores(session: Session, space: str, task: str) -> tuple[str, tuple[Any, ...]] | None:
+    """The scores of ``task`` measured with the weights before those its fits use, for a fit of
+    the newer version to borrow from: the newest older version with live scores, else the
+    unversioned ones. None when its fits use unversioned scores or nothing older is scored.
+
+    Returns:
+        A column name for them (``<task>@v<N>`` or ``<task>@unversioned``) and the conditions
+        selecting them.
+    """
+    current = session.scalar(_newest_scored_version(space, task))
+    if current is None:
+        return None
+    scores = (Measurement.space == space, Measurement.task == task, Measurement.metric == Metric.SCORE, LIVE)
+    older = session.scalar(
+        select(func.max(Measurement.supernet_version)).where(*scores, Measurement.supernet_version < current)
+    )
+    if older is not None:
+        return f"{task}@v{older}", (*scores, Measurement.supernet_version == older)
+    unversioned = (*scores, Measurement.supernet_version.is_(None))
+    if session.scalar(select(Measurement.id).where(*unversioned).limit(1)) is None:
+        return None
+    return f"{task}@unversioned", unversioned
+
+
+def _newest_scored_version(space: str, task: str) -> Select[int | None]:
+    """The newest supernet version ``task`` has live scores of (None: only unversioned scores)."""
+    return select(func.max(Measurement.supernet_version)).where(
+        Measurement.space == space, Measurement.task == task, Measurement.metric == Metric.SCORE, LIVE
     )
 
 
@@ -221,7 +243,9 @@ def target_conditions(space: str, metric: str, target: str) -> tuple[Any, ...]:
         return conditions
     return (
         *conditions,
-        Measurement.supernet_version.is_not_distinct_from(_newest_scored_version(space, target)),
+        Measurement.supernet_version.is_not_distinct_from(
+            _newest_scored_version(space, target).scalar_subquery()
+        ),
     )
 
 

@@ -14,7 +14,7 @@ from ..levels import rescale_factor
 from ..models import Measurement
 from ..outliers import impossible
 from ._levels import long_run_levels
-from ._measurements import LIVE, DataVersion, fitted_only, target_column, target_conditions
+from ._measurements import LIVE, DataVersion, fitted_only, previous_scores, target_column, target_conditions
 
 
 class Skipped(NamedTuple):
@@ -157,13 +157,16 @@ def training_data(session: Session, space: str, metric: str, target: str) -> Tra
 
 
 def training_matrix(
-    session: Session, space: str, metric: str, exclude: str | None = None
+    session: Session, space: str, metric: str, exclude: str | None = None, borrowing: str | None = None
 ) -> tuple[list[str], list[str], list[list[float]]]:
     """Every target of ``metric`` in ``space`` (but ``exclude``) as one matrix, for transfer.
 
     Like :func:`training_data`, it leaves out retracted measurements and impossible values,
     rescales latencies to their device's long-run level and reads each task's scores of one
-    supernet version (:func:`~._measurements.target_conditions`).
+    supernet version (:func:`~._measurements.target_conditions`). With ``borrowing`` (the task
+    being fitted), that task's scores of its previous weights are one more column
+    (:func:`~._measurements.previous_scores`): a related target, so that a new version's fit
+    needs few scores of its own.
 
     Returns:
         ``(archs, targets, rows)``: the archs measured on any of the targets, the target names,
@@ -180,6 +183,13 @@ def training_matrix(
     stmt = fitted_only(stmt)
     levels = long_run_levels(session, space) if metric == Metric.LATENCY else {}
     rows = _rescaled(session.execute(stmt).all(), levels)
+    previous = previous_scores(session, space, borrowing) if borrowing and metric == Metric.SCORE else None
+    if previous is not None:
+        name, conditions = previous
+        older = session.execute(
+            select(*_FIT_COLUMNS).where(*conditions).order_by(Measurement.arch, Measurement.id)
+        )
+        rows += _rescaled(older.all(), {}, name)
     by_target: dict[str, list[_FitRow]] = {}
     for row in rows:
         by_target.setdefault(row.target, []).append(row)

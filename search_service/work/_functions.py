@@ -219,7 +219,8 @@ def fit_target(ctx: WorkContext, target: Target, key: str | None = None) -> Outc
             target,
             space,
             len(data.archs),
-            lambda: repo.training_matrix(session, target.space, target.metric),
+            # A task's scores of its previous weights are a related target of its newest ones.
+            lambda: repo.training_matrix(session, target.space, target.metric, borrowing=target.name),
         )
         # A fallback is fitted anew: the newest version may be the configured predictor's.
         updatable = isinstance(fresh, SupportsUpdate) and kind == settings.predictor_for(target.metric)

@@ -352,3 +352,30 @@ def test_a_supernet_eval_device_names_its_weights_when_registered(client: TestCl
     assert "'checkpoint'" in refused.text and "'random_weights': true" in refused.text
     device["settings"] |= {"random_weights": True}
     assert client.post("/v1/devices", json=device).status_code == 201
+
+
+def test_a_new_versions_fit_borrows_the_previous_versions_scores(
+    db_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    settings = make_settings(db_url, data_dir=data_dir)  # the default gpnas-multitask score predictor
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/spaces", json=DEFINITION).status_code == 201
+        space = supernet.get_space(SPACE)
+        archs = [space.format(s) for s in space.sample(8, seed=3)]
+        for seed in (0, 1):
+            assert upload(client, checkpoint(tmp_path / f"{seed}.safetensors", seed=seed)).status_code == 201
+        items = _scores(archs, None, 5.0) + _scores(archs, 1, 10.0) + _scores(archs[:3], 2, 20.0)
+        assert client.post("/v1/measurements", json={"measurements": items}).status_code == 200
+        engine = make_engine(db_url)
+        with make_sessionmaker(engine)() as session:
+            matrix_archs, targets, rows = repo.training_matrix(session, SPACE, "score", borrowing="face")
+            plain = repo.training_matrix(session, SPACE, "score")[1]
+        engine.dispose()
+        # Version 2's own three scores, and version 1's eight (not the unversioned ones) beside them.
+        assert targets == ["face", "face@v1"] and plain == ["face"]
+        column = {a: r[1] for a, r in zip(matrix_archs, rows, strict=True)}
+        assert column == {a: 10.0 + i for i, a in enumerate(archs)}
+        report = client.post("/v1/refit", json={"space": SPACE, "wait": True}).json()
+        assert report["errors"] == [], report
+        (face,) = [p for p in report["predictors"] if p["target"] == "face"]
+        assert (face["kind"], face["n_train"]) == ("gpnas-multitask", 3)
