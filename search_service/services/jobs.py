@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from ..domain import JobStatus, Metric
 from ..errors import ConflictError, InvalidError
 from ..models import Job, Measurement, utcnow
-from ..repositories import COMPARED_FIELDS, get_job, insert_measurements
+from ..repositories import COMPARED_FIELDS, find_supernet_version, get_job, insert_measurements
 from ..schemas import JOB_ID_PREFIX, MeasurementCreate, ResultRequest
 from ..space_checks import known_arch
 
@@ -63,6 +63,7 @@ def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
             "device": job.device if job.metric == Metric.LATENCY else None,
             "task": job.task if job.metric == Metric.SCORE else None,
             "metric": job.metric,
+            "supernet_version": _scored_version(session, job, body),
             **body.model_dump(exclude={"lease_token"}),
         },
         context={"job_result": True},
@@ -73,6 +74,16 @@ def complete_job(session: Session, job_id: int, body: ResultRequest) -> Job:
     job.updated_at = utcnow()
     session.flush()
     return job
+
+
+def _scored_version(session: Session, job: Job, body: ResultRequest) -> int | None:
+    """The registered supernet version a score job's result was measured with: the one whose file
+    has the sha256 the profiler recorded as its ``weights`` (supernet-eval does), else None."""
+    weights = (body.environment or {}).get("weights")
+    if job.metric != Metric.SCORE or not isinstance(weights, str):
+        return None
+    version = find_supernet_version(session, job.space, weights)
+    return None if version is None else version.version
 
 
 def heartbeat(session: Session, job_id: int, token: str, lease_seconds: int) -> Job:

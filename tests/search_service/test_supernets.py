@@ -379,3 +379,25 @@ def test_a_new_versions_fit_borrows_the_previous_versions_scores(
         assert report["errors"] == [], report
         (face,) = [p for p in report["predictors"] if p["target"] == "face"]
         assert (face["kind"], face["n_train"]) == ("gpnas-multitask", 3)
+
+
+def test_a_score_jobs_result_names_the_version_of_the_weights_it_recorded(
+    weights_client: TestClient, tmp_path: Path
+) -> None:
+    path = checkpoint(tmp_path / "a.safetensors")
+    assert upload(weights_client, path).status_code == 201
+    device = {
+        "name": "scorer",
+        "profiler": "supernet-eval",
+        "settings": {"data": "digits", "checkpoint": "w"},
+    }
+    assert weights_client.post("/v1/devices", json=device).status_code == 201
+    campaign = {"space": SPACE, "device": "scorer", "task": "face", "n": 2}
+    assert weights_client.post("/v1/campaigns", json=campaign).status_code == 201
+    jobs = weights_client.post("/v1/jobs/lease", json={"device": "scorer", "count": 2}).json()["jobs"]
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    for job, weights in zip(jobs, [sha, "random"], strict=True):
+        result = {"lease_token": job["lease_token"], "value": 0.5, "environment": {"weights": weights}}
+        assert weights_client.post(f"/v1/jobs/{job['id']}/result", json=result).status_code == 200
+    listed = weights_client.get("/v1/measurements", params={"space": SPACE}).json()["measurements"]
+    assert sorted(m["supernet_version"] or 0 for m in listed) == [0, 1]
