@@ -10,8 +10,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import UserError
-from ._admin import admin_client
-from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption, ServerOption, TokenOption, server_or_database
+from ._options import (
+    DEFAULT_DATABASE_URL,
+    DatabaseUrlOption,
+    ServerOption,
+    TokenOption,
+    api_client,
+    server_or_database,
+)
 from ._profile import parse_settings
 
 if TYPE_CHECKING:
@@ -172,7 +178,7 @@ def register(app: typer.Typer) -> None:
             raise _refused(error) from None
         chosen_space = space or default_space(profiler, settings)
         where = server or database
-        with admin_client(server, token, database) as api:
+        with api_client(server, token, database, as_admin=True) as api:
             try:
                 onboarded = onboard_device(api, body, chosen_space, campaign_size)
             except ValidationError as error:

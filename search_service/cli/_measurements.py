@@ -21,8 +21,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from ..errors import UserError
-from ._admin import admin_client
-from ._options import DEFAULT_DATABASE_URL, DatabaseUrlOption, ServerOption, TokenOption, server_or_database
+from ._options import (
+    DEFAULT_DATABASE_URL,
+    DatabaseUrlOption,
+    ServerOption,
+    TokenOption,
+    api_client,
+    server_or_database,
+)
 
 if TYPE_CHECKING:
     from search_service.client import GpnasClient, Invalid
@@ -304,7 +310,7 @@ def register(app: typer.Typer) -> None:
 
         server, database = server_or_database(ctx, server, database_url)
         where = server or database
-        with admin_client(server, token, database) as api:
+        with api_client(server, token, database, as_admin=True) as api:
             try:
                 try:
                     api.get_device(device)

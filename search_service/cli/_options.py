@@ -144,10 +144,17 @@ def database_session(database_url: str, write: bool = False) -> Iterator[Session
 
 
 @contextmanager
-def api_client(server: str | None, token: str | None, database: str | None) -> Iterator[GpnasClient]:
+def api_client(
+    server: str | None, token: str | None, database: str | None, *, as_admin: bool = False
+) -> Iterator[GpnasClient]:
     """The typed client of a running server (``server``), or of the app built in-process on
     ``database`` (no server needed; the CLI's start stays fast), so a command prints exactly what
     the API answers either way.
+
+    ``as_admin``: in process, the app runs with authentication off, for the admin commands that
+    write through the routes (``gpnas device add``, ``gpnas measurements upload``): whoever opens
+    the database holds every right already (as with ``gpnas token create``), and every other rule
+    of the routes still applies. Against a server, ``token`` says who the caller is.
 
     Raises:
         UserError: The database does not exist or is not migrated.
@@ -165,7 +172,8 @@ def api_client(server: str | None, token: str | None, database: str | None) -> I
 
     assert database is not None
     try:
-        app = create_app(Settings(database_url=database, refit_worker=False))
+        settings = Settings(database_url=database, refit_worker=False)
+        app = create_app(settings.model_copy(update={"auth": False}) if as_admin else settings)
     except SchemaOutdatedError as error:
         raise UserError(str(error)) from None
     try:
