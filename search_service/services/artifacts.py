@@ -47,15 +47,13 @@ from .. import repositories as repo
 from ..admission import Admission, Connection
 from ..core.config import Settings
 from ..domain import WorkKind, WorkStatus
-from ..errors import ConflictError, InvalidError, NotFoundError, ServiceError, TooLargeError
+from ..errors import InvalidError, NotFoundError, ServiceError, TooLargeError
 from ..models import ArtifactRow
 from ..schemas import ArtifactCreate, ArtifactPublic, ArtifactWeights
 from ..work import Outcome, WorkContext, items, record_failure, request_outcome
 from ..work._schedule import Runner
+from ._files import file_sha256, store_folder
 from .supernets import stored_supernet, supernets_dir
-
-CHUNK_BYTES = 1 << 20
-"""Bytes of a built file hashed at a time."""
 
 VERIFY_BATCH = 2
 """The batch of the check against torch: not the exported one (1), so it checks the dynamic axis."""
@@ -77,13 +75,7 @@ def artifacts_dir(data_dir: Path | None) -> Path:
     Raises:
         ConflictError: The server has no data directory, so it cannot store artifacts.
     """
-    if data_dir is None:
-        raise ConflictError(
-            "this server has no data directory (GPNAS_DATA_DIR), so it cannot store artifacts"
-        )
-    folder = data_dir / "artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return store_folder(data_dir, "artifacts", "artifacts")
 
 
 def stored_artifact(folder: Path, digest: str) -> Path:
@@ -263,14 +255,6 @@ def _max_abs_diff(path: Path, reference: Reference, space: UFOSpace) -> tuple[fl
     return diff, scale
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        while chunk := file.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_file(body: ArtifactCreate, weights: Path | None, folder: Path, settings: Settings) -> BuiltFile:
     """Build ``body``'s artifact with ``weights`` (a checkpoint, or None for random ones) into a
     temporary file in ``folder`` and check it; the caller moves it into place
@@ -300,7 +284,7 @@ def build_file(body: ArtifactCreate, weights: Path | None, folder: Path, setting
             )
         size = path.stat().st_size
         _check_size(size, settings, "the built file takes")
-        return BuiltFile(path, _file_digest(path), size, diff)
+        return BuiltFile(path, file_sha256(path), size, diff)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -29,11 +29,11 @@ from sqlalchemy.orm import Session
 from supernet import SearchSpace, UFOSpace, UFOSupernet
 
 from .. import repositories as repo
-from ..errors import ConflictError, InvalidError
+from ..errors import InvalidError
 from ..models import SupernetVersion
+from ._files import CHUNK_BYTES, store_folder
 
 __all__ = [
-    "CHUNK_BYTES",
     "Received",
     "UploadFile",
     "expected_shapes",
@@ -43,9 +43,6 @@ __all__ = [
     "supernets_dir",
 ]
 
-CHUNK_BYTES = 1 << 20
-"""Bytes read and written at a time when a file is copied into the store."""
-
 
 def supernets_dir(data_dir: Path | None) -> Path:
     """Where registered checkpoints are stored: ``<data_dir>/supernets`` (created if missing).
@@ -53,13 +50,7 @@ def supernets_dir(data_dir: Path | None) -> Path:
     Raises:
         ConflictError: The server has no data directory, so it cannot store weights.
     """
-    if data_dir is None:
-        raise ConflictError(
-            "this server has no data directory (GPNAS_DATA_DIR), so it cannot store supernet weights"
-        )
-    folder = data_dir / "supernets"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return store_folder(data_dir, "supernets", "supernet weights")
 
 
 def stored_supernet(folder: Path, sha256: str) -> Path:
