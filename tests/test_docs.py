@@ -23,10 +23,8 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -36,6 +34,7 @@ import httpx
 import pytest
 
 from benchmarks import tables  # the package, or benchmarks/ on sys.path as the root's folder
+from search_service.testing import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -170,25 +169,6 @@ def _demo_data(client: Any) -> None:
     assert refit.status_code == 200 and refit.json()["fronts"], refit.text
 
 
-@contextmanager
-def _serve(app: Any) -> Iterator[str]:
-    """``app`` on a real uvicorn server on a free local port, in a thread (as test_web_page)."""
-    import uvicorn
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
-        assert thread.is_alive(), "uvicorn stopped during start-up"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     from fastapi.testclient import TestClient
@@ -211,7 +191,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     app = create_app(settings)
     with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
         _demo_data(client)
-    with _serve(app) as url:
+    with serving(app) as url:
         front = httpx.get(
             f"{url}/v1/pareto", params={"space": SPACE, "task": TASK, "device": DEVICE, "limit": 1000}
         ).json()

@@ -15,9 +15,10 @@ import test_web_page as web
 from fastapi.testclient import TestClient
 from scipy.stats import norm
 from service_helpers import make_settings, post_scored_tasks, register
-from test_web_page import assert_sentences, serve
+from test_web_page import assert_sentences
 
 from search_service import create_app
+from search_service.testing import serving
 
 SPACE = "ufo-track2"
 DEVICE = "cpu-a"
@@ -48,7 +49,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) 
         post_scored_tasks(client, TASKS, device=DEVICE)
         report = client.post("/v1/refit", json={"space": SPACE}).json()
         assert report["errors"] == [] and len(report["fronts"]) == len(TASKS), report
-    with serve(app) as url:
+    with serving(app) as url:
         yield url
 
 

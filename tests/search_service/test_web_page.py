@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from scipy.stats import norm
 from service_helpers import make_settings, measurements
 
 from search_service import create_app
+from search_service.testing import serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
@@ -54,26 +52,8 @@ def server_url(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) 
         assert client.post("/v1/measurements", json={"measurements": batch}).status_code == 200
         report = client.post("/v1/refit", json={"space": SPACE})
         assert report.status_code == 200 and report.json()["fronts"], report.text
-    with serve(app) as url:
+    with serving(app) as url:
         yield url
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """``app`` on a real uvicorn server on a free local port, in a thread; its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        thread.join(0.05)
-        assert thread.is_alive(), "uvicorn stopped during start-up"
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture(scope="module")
